@@ -1,0 +1,63 @@
+"""The content-addressed cache under the user's cache directory.
+
+Entries are keyed by the sha256 of their inputs and published atomically: a writer
+fills a temporary sibling and renames it into place, so a reader never sees half an
+entry and two concurrent builders simply race to an identical result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$VMBUILD_CACHE_DIR``, else ``$XDG_CACHE_HOME/vmbuild``, else ``~/.cache/vmbuild``."""
+    explicit = os.environ.get("VMBUILD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "vmbuild"
+
+
+def key(parts: Iterable[bytes | str]) -> str:
+    """A stable hex key over ``parts`` (each length-prefixed, so boundaries matter)."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def entry(kind: str, digest: str) -> Path:
+    """Where the entry ``digest`` of ``kind`` lives (it may not exist yet)."""
+    return cache_dir() / kind / digest
+
+
+@contextlib.contextmanager
+def publish(kind: str, digest: str) -> Iterator[Path]:
+    """Yield a fresh temporary directory; on success rename it to ``entry(kind, digest)``.
+
+    On an exception the temporary directory is removed and nothing is published.
+    """
+    final = entry(kind, digest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,58 @@
+"""The errors vmbuild raises on purpose.
+
+Every error a user can cause or fix is a :class:`VmbuildError`: it carries a one-line
+message (what is wrong) and a hint (how to fix it). The CLI's error boundary in
+``__main__`` prints exactly those and exits with ``exit_code``; nothing else is shown
+unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+
+class VmbuildError(Exception):
+    """A failure the user can act on: ``message`` says what, ``hint`` says how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class SpecError(VmbuildError):
+    """The spec (TOML or API arguments) is malformed or inconsistent."""
+
+    exit_code = 2
+
+
+class ImageError(VmbuildError):
+    """An input image archive or layer is missing, corrupt or unsafe."""
+
+
+class ToolMissing(VmbuildError):
+    """A host program vmbuild needs is not installed."""
+
+    exit_code = 3
+
+
+class VmError(VmbuildError):
+    """The build VM failed: boot, timeout, out of memory, disk full, panic."""
+
+
+class StepFailed(VmbuildError):
+    """A user command (extraCommands, runAsRoot, a `vm run` command) exited non-zero."""
+
+    def __init__(self, message: str, status: int, hint: str | None = None, output_tail: str = ""):
+        super().__init__(message, hint, exit_code=status if 0 < status < 256 else 1)
+        self.status = status
+        self.output_tail = output_tail
+
+
+class RegistryError(VmbuildError):
+    """A registry refused a request or sent something that does not verify."""
