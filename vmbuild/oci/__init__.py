@@ -1,0 +1,1 @@
+"""Image model, deterministic layer tars, compression and archive formats."""

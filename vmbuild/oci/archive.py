@@ -1,0 +1,138 @@
+"""Image writers: docker-archive (what `docker save` writes), OCI layout, OCI archive.
+
+- docker-archive: one tar holding each layer as ``<diff_id hex>/layer.tar`` (stored as
+  given: base layers byte for byte), the config as ``<config sha256>.json``,
+  ``manifest.json`` (Config, RepoTags, Layers) and the legacy ``repositories`` file.
+  Members come layers first, metadata last, so the archive can be streamed.
+- OCI layout: ``oci-layout``, ``index.json`` and ``blobs/sha256/*``; the index names the
+  manifest with ``org.opencontainers.image.ref.name`` = tag (what ``skopeo copy
+  oci:DIR:TAG`` looks up) and ``io.containerd.image.name`` = name:tag.
+- OCI archive: the same layout as one tar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from vmbuild.oci.digest import hex_of, of_bytes
+from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
+from vmbuild.oci.tarstream import TarStreamWriter
+
+
+def _unique_layers(image: Image) -> list[tuple[str, Any]]:
+    seen: dict[str, Any] = {}
+    for layer in image.layers:
+        seen.setdefault(hex_of(layer.diff_id), layer)
+    return list(seen.items())
+
+
+def docker_manifest(image: Image) -> bytes:
+    config_hex = hex_of(of_bytes(image.config_bytes()))
+    manifest = [
+        {
+            "Config": f"{config_hex}.json",
+            "RepoTags": [image.ref],
+            "Layers": [f"{hex_of(layer.diff_id)}/layer.tar" for layer in image.layers],
+        }
+    ]
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def write_docker_archive(image: Image, sink: BinaryIO, mtime: int) -> None:
+    """Write ``image`` as a docker-archive (uncompressed tar) to ``sink``."""
+    tar = TarStreamWriter(sink, mtime)
+    for hexid, layer in _unique_layers(image):
+        tar.add_stream(f"{hexid}/layer.tar", layer.blob.size, layer.blob.copy_to)
+    config = image.config_bytes()
+    tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
+    tar.add_bytes("manifest.json", docker_manifest(image))
+    top = hex_of(image.layers[-1].diff_id) if image.layers else ""
+    repositories = {image.name: {image.tag: top}}
+    tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+    tar.close()
+
+
+def oci_manifest(image: Image) -> tuple[bytes, bytes]:
+    """(config bytes, manifest bytes) for an OCI image manifest."""
+    config = image.config_bytes()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": {"mediaType": MT_OCI_CONFIG, "digest": of_bytes(config), "size": len(config)},
+        "layers": [
+            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.blob.size}
+            for layer in image.layers
+        ],
+    }
+    return config, canonical_json(manifest)
+
+
+def oci_index(image: Image, manifest: bytes) -> bytes:
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": MT_OCI_MANIFEST,
+                "digest": of_bytes(manifest),
+                "size": len(manifest),
+                "annotations": {
+                    "io.containerd.image.name": image.ref,
+                    "org.opencontainers.image.ref.name": image.tag,
+                },
+            }
+        ],
+    }
+    return canonical_json(index)
+
+
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def write_oci_archive(image: Image, sink: BinaryIO, mtime: int) -> None:
+    config, manifest = oci_manifest(image)
+    tar = TarStreamWriter(sink, mtime)
+    tar.add_bytes("oci-layout", OCI_LAYOUT)
+    written: set[str] = set()
+    for layer in image.layers:
+        if layer.digest in written:
+            continue
+        written.add(layer.digest)
+        tar.add_stream(f"blobs/sha256/{hex_of(layer.digest)}", layer.blob.size, layer.blob.copy_to)
+    for blob in (config, manifest):
+        tar.add_bytes(f"blobs/sha256/{hex_of(of_bytes(blob))}", blob)
+    tar.add_bytes("index.json", oci_index(image, manifest))
+    tar.close()
+
+
+def write_oci_layout(image: Image, directory: Path) -> None:
+    """Write an OCI image layout into ``directory`` (which must not exist yet)."""
+    config, manifest = oci_manifest(image)
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (directory / "oci-layout").write_bytes(OCI_LAYOUT)
+    for layer in image.layers:
+        target = blobs / hex_of(layer.digest)
+        if not target.exists():
+            with open(target, "wb") as f:
+                layer.blob.copy_to(f)
+    for blob in (config, manifest):
+        (blobs / hex_of(of_bytes(blob))).write_bytes(blob)
+    (directory / "index.json").write_bytes(oci_index(image, manifest))
+    for path in sorted(directory.rglob("*")):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished layout directory into place, replacing an older one."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, final)

@@ -1,0 +1,120 @@
+"""Layer and archive compression: gzip (ISA-L, threaded), zstd, or none.
+
+The compressed bytes never depend on the number of threads or cores: ISA-L's threaded
+gzip compresses fixed-size blocks independently (each primed with the previous 32 KiB),
+and zstd's multi-threaded mode is deterministic for any worker count >= 1. The gzip
+header carries no file name and mtime 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import BinaryIO, Literal, cast
+
+import zstandard
+from isal import igzip_threaded
+
+from vmbuild.errors import SpecError
+
+Compression = Literal["gzip", "zstd", "none"]
+COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "none")
+
+# ISA-L levels are 0..3. Level 1 is the default: about 10x faster than pigz -6 on
+# 2 cores for about +10% size. Level 3 comes within a few percent of pigz -6.
+GZIP_DEFAULT_LEVEL = 1
+GZIP_LEVELS = range(0, 4)
+ZSTD_DEFAULT_LEVEL = 3
+ZSTD_LEVELS = range(1, 20)
+BLOCK_SIZE = 1 << 20
+
+
+def threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_level(kind: Compression) -> int:
+    return {"gzip": GZIP_DEFAULT_LEVEL, "zstd": ZSTD_DEFAULT_LEVEL, "none": 0}[kind]
+
+
+def check_level(kind: Compression, level: int | None) -> int:
+    if level is None:
+        return default_level(kind)
+    allowed = {"gzip": GZIP_LEVELS, "zstd": ZSTD_LEVELS, "none": range(0, 1)}[kind]
+    if level not in allowed:
+        raise SpecError(
+            f"compression level {level} is out of range for {kind}",
+            f"use {allowed.start}..{allowed.stop - 1}",
+        )
+    return level
+
+
+def suffix(kind: Compression) -> str:
+    return {"gzip": "+gzip", "zstd": "+zstd", "none": ""}[kind]
+
+
+class _NoClose:
+    """Passes writes through to ``sink`` but does not close it."""
+
+    def __init__(self, sink: BinaryIO):
+        self._sink = sink
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return self._sink.write(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._sink.flush()
+
+
+@contextlib.contextmanager
+def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> Iterator[BinaryIO]:
+    """A writable stream that compresses into ``sink``; ``sink`` stays open afterwards."""
+    lvl = check_level(kind, level)
+    if kind == "none":
+        yield cast(BinaryIO, _NoClose(sink))
+    elif kind == "gzip":
+        stream = igzip_threaded.open(  # type: ignore[no-untyped-call]
+            cast(BinaryIO, _NoClose(sink)),
+            "wb",
+            compresslevel=lvl,
+            threads=threads(),
+            block_size=BLOCK_SIZE,
+        )
+        try:
+            yield cast(BinaryIO, stream)
+        finally:
+            stream.close()
+    else:
+        cctx = zstandard.ZstdCompressor(level=lvl, threads=threads(), write_checksum=True)
+        with cctx.stream_writer(sink, closefd=False) as zw:
+            yield cast(BinaryIO, zw)
+
+
+def sniff(head: bytes) -> Compression:
+    """Which compression a blob uses, from its first bytes."""
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return "none"
+
+
+def decompressor(source: BinaryIO, kind: Compression) -> BinaryIO:
+    """A readable stream of the decompressed bytes of ``source``."""
+    if kind == "gzip":
+        from isal import igzip
+
+        return cast(BinaryIO, igzip.GzipFile(fileobj=source, mode="rb"))  # type: ignore[no-untyped-call]
+    if kind == "zstd":
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(source, closefd=False))
+    return source

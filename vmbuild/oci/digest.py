@@ -1,0 +1,69 @@
+"""sha256 digests, and writers that hash (and count) what passes through them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+CHUNK = 1 << 20
+
+
+def of_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def of_file(path: Path, offset: int = 0, size: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = size
+        while left is None or left > 0:
+            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def hex_of(digest: str) -> str:
+    """The hex part of ``sha256:<hex>``."""
+    return digest.split(":", 1)[1]
+
+
+class HashingWriter:
+    """A write-only file object that hashes and counts bytes, then passes them on.
+
+    ``sink`` may be None to only hash (e.g. to get a diff_id without storing the tar).
+    """
+
+    def __init__(self, sink: BinaryIO | None):
+        self._sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        n = len(data)
+        self.size += n
+        if self._sink is not None:
+            self._sink.write(data)
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        if self._sink is not None:
+            self._sink.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
