@@ -45,7 +45,9 @@ class Packed:
 
 
 def open_tar(sink: BinaryIO) -> tarfile.TarFile:
-    return tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE)
+    return tarfile.TarFile(
+        fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE
+    )
 
 
 def read_xattrs(path: str) -> dict[str, str]:
