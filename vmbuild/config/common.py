@@ -1,0 +1,235 @@
+"""Validation shared by every function's spec: typed field access, paths, dates, config.
+
+A :class:`Fields` wraps one spec table. Each ``get_*`` removes a key and checks its
+type; :meth:`Fields.finish` then rejects whatever is left, naming the unknown key.
+Errors are :class:`SpecError` with the key's name, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vmbuild.errors import SpecError
+from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level
+
+T = TypeVar("T")
+
+EPOCH_DEFAULT = "1970-01-01T00:00:01Z"
+FORMATS = ("docker-archive", "oci-archive", "oci")
+
+# Keys of the image config's "config" object (Docker image spec v1.3 / OCI config).
+CONFIG_KEYS = frozenset(
+    {
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "ArgsEscaped",
+        "Memory",
+        "MemorySwap",
+        "CpuShares",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    }
+)
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How an image is written: format, and compression (of layers, or of a docker-archive)."""
+
+    format: str = "docker-archive"
+    compression: Compression = "gzip"
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise SpecError(f"unknown format {self.format!r}", f"use one of {', '.join(FORMATS)}")
+        if self.compression not in COMPRESSIONS:
+            raise SpecError(
+                f"unknown compression {self.compression!r}", f"use one of {', '.join(COMPRESSIONS)}"
+            )
+        check_level(self.compression, self.level)
+
+
+class Fields:
+    """One spec table being validated; ``where`` names it in messages (e.g. the file)."""
+
+    def __init__(self, table: dict[str, Any], where: str, base_dir: Path):
+        self._table = dict(table)
+        self.where = where
+        self.base_dir = base_dir
+        self.given: dict[str, Any] = dict(table)
+
+    def has(self, key: str) -> bool:
+        return key in self._table
+
+    def _take(self, key: str, kind: type[T], default: T | None) -> T | None:
+        if key not in self._table:
+            return default
+        value = self._table.pop(key)
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise SpecError(
+                f"{self.where}: {key} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
+                f"got {type(value).__name__} {value!r}",
+                f"fix {key} in the spec",
+            )
+        return value
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        return self._take(key, str, default)
+
+    def required_str(self, key: str) -> str:
+        value = self.get_str(key)
+        if not value:
+            raise SpecError(f"{self.where}: {key} is required", f'add {key} = "..." to the spec')
+        return value
+
+    def int(
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        value = self._take(key, int, default)
+        if value is not None and (
+            (minimum is not None and value < minimum) or (maximum is not None and value > maximum)
+        ):
+            bounds = f"{minimum if minimum is not None else '-inf'}..{maximum or 'inf'}"
+            raise SpecError(f"{self.where}: {key} = {value} is out of range", f"use {bounds}")
+        return value
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        value = self._take(key, bool, default)
+        assert value is not None
+        return value
+
+    def get_table(self, key: str) -> dict[str, Any] | None:
+        return self._take(key, dict, None)
+
+    def get_list(self, key: str, item: Callable[[Any, str], T]) -> list[T]:
+        """A list (or a single value, as the manual allows) with each item checked."""
+        if key not in self._table:
+            return []
+        value = self._table.pop(key)
+        items = value if isinstance(value, list) else [value]
+        return [item(v, f"{key}[{i}]") for i, v in enumerate(items)]
+
+    def get_path(self, key: str) -> Path | None:
+        value = self.get_str(key)
+        return self.resolve(value) if value is not None else None
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def pop_raw(self, key: str) -> Any:
+        return self._table.pop(key, None)
+
+    def finish(self) -> None:
+        if self._table:
+            key = sorted(self._table)[0]
+            raise SpecError(
+                f"{self.where}: unknown argument {key!r}",
+                "check the spelling against the manual's argument names",
+            )
+
+
+def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None = None) -> str:
+    """ISO-8601 or "now" -> RFC 3339 UTC (``YYYY-MM-DDTHH:MM:SSZ``, fractions kept)."""
+    if value == "now":
+        moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise SpecError(
+                f"{where}: created = {value!r} is not an ISO-8601 date",
+                'use e.g. "2024-05-01T12:00:00Z" or "now"',
+            ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def created_epoch(created: str) -> int:
+    """Whole seconds since the epoch of an RFC 3339 string made by :func:`parse_created`."""
+    return int(dt.datetime.fromisoformat(created).timestamp())
+
+
+def check_image_config(config: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """Validate the ``config`` table against the image spec's keys and value types."""
+    if config is None:
+        return {}
+    for key, value in config.items():
+        if key not in CONFIG_KEYS:
+            raise SpecError(
+                f"{where}: unknown config key {key!r}",
+                f"use keys of the Docker image spec: {', '.join(sorted(CONFIG_KEYS))}",
+            )
+        if key in ("Env", "Entrypoint", "Cmd", "Shell", "OnBuild") and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise SpecError(f"{where}: config.{key} must be a list of strings", "fix the spec")
+        if key == "Env":
+            for v in value:
+                if "=" not in v:
+                    raise SpecError(f"{where}: config.Env item {v!r} lacks '='", 'use "NAME=value"')
+        if key in ("ExposedPorts", "Volumes", "Labels", "Healthcheck") and not isinstance(
+            value, dict
+        ):
+            raise SpecError(f"{where}: config.{key} must be a table", "fix the spec")
+        if key in ("User", "WorkingDir", "StopSignal") and not isinstance(value, str):
+            raise SpecError(f"{where}: config.{key} must be a string", "fix the spec")
+    return dict(config)
+
+
+NAME_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_name(name: str, where: str) -> str:
+    host, _, rest = name.partition("/")
+    path = rest if rest and ("." in host or ":" in host or host == "localhost") else name
+    if not NAME_RE.match(path):
+        raise SpecError(
+            f"{where}: name {name!r} is not a valid image name",
+            "use lowercase letters, digits and . _ - separators, / between path parts",
+        )
+    return name
+
+
+def check_tag(tag: str, where: str) -> str:
+    if not TAG_RE.match(tag):
+        raise SpecError(
+            f"{where}: tag {tag!r} is not a valid tag",
+            "use up to 128 letters, digits, _ . -, not starting with . or -",
+        )
+    return tag
