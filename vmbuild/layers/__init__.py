@@ -1,0 +1,1 @@
+"""Content units, closures, layering and the environment helpers."""
