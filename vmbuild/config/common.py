@@ -104,7 +104,7 @@ class Fields:
             raise SpecError(f"{self.where}: {key} is required", f'add {key} = "..." to the spec')
         return value
 
-    def int(
+    def get_int(
         self,
         key: str,
         default: int | None = None,

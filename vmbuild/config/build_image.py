@@ -1,0 +1,112 @@
+"""buildImage's spec: the manual's arguments, their defaults, and their validation."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.common import (
+    EPOCH_DEFAULT,
+    Fields,
+    check_image_config,
+    check_name,
+    check_tag,
+    parse_created,
+)
+from vmbuild.errors import SpecError
+from vmbuild.layers.helpers import Helper, parse_helper
+from vmbuild.oci.image import host_goarch
+
+DISK_SIZE_DEFAULT = 1024
+MEMORY_DEFAULT = 512
+
+CopyItem = Path | Helper
+
+
+@dataclass(frozen=True)
+class BuildImageSpec:
+    name: str
+    tag: str | None = None
+    from_image: Path | None = None
+    from_image_name: str | None = None
+    from_image_tag: str | None = None
+    copy_to_root: tuple[CopyItem, ...] = ()
+    keep_contents_dirlinks: bool = False
+    run_as_root: str | None = None
+    extra_commands: str = ""
+    config: dict[str, Any] | None = None
+    architecture: str = ""
+    created: str = EPOCH_DEFAULT
+    uid: int = 0
+    gid: int = 0
+    disk_size: int = DISK_SIZE_DEFAULT
+    build_vm_memory_size: int = MEMORY_DEFAULT
+    build_args: dict[str, Any] | None = None
+
+
+def copy_item(fields: Fields) -> Any:
+    def item(value: Any, where: str) -> CopyItem:
+        helper = parse_helper(value, f"{fields.where}: {where}")
+        if helper is not None:
+            return helper
+        if not isinstance(value, str) or not value:
+            raise SpecError(
+                f"{fields.where}: {where} must be a path or a helper name, got {value!r}",
+                'write a path string, or e.g. "fakeNss"',
+            )
+        path = fields.resolve(value)
+        if not path.exists() and not path.is_symlink():
+            raise SpecError(
+                f"{fields.where}: {where}: {value} does not exist",
+                "fix the path (relative paths resolve against the spec file's directory)",
+            )
+        return path
+
+    return item
+
+
+def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
+    where = fields.where
+    name = check_name(fields.required_str("name"), where)
+    tag = fields.get_str("tag")
+    if tag is not None:
+        check_tag(tag, where)
+    from_image = fields.get_path("fromImage")
+    if from_image is not None and not from_image.exists():
+        raise SpecError(f"{where}: fromImage {from_image} does not exist", "fix the path")
+    items = fields.get_list("copyToRoot", copy_item(fields))
+    if fields.has("contents"):
+        warnings.warn(
+            "buildImage: 'contents' is deprecated, use 'copyToRoot'", DeprecationWarning, 2
+        )
+        if items:
+            raise SpecError(f"{where}: give copyToRoot or contents, not both", "use copyToRoot")
+        items = fields.get_list("contents", copy_item(fields))
+    created = parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where)
+    spec = BuildImageSpec(
+        name=name,
+        tag=tag,
+        from_image=from_image,
+        from_image_name=fields.get_str("fromImageName"),
+        from_image_tag=fields.get_str("fromImageTag"),
+        copy_to_root=tuple(items),
+        keep_contents_dirlinks=fields.get_bool("keepContentsDirlinks"),
+        run_as_root=fields.get_str("runAsRoot"),
+        extra_commands=fields.get_str("extraCommands", "") or "",
+        config=check_image_config(fields.get_table("config"), where),
+        architecture=fields.get_str("architecture") or host_goarch(),
+        created=created,
+        uid=fields.get_int("uid", 0, minimum=0, maximum=2**32 - 2) or 0,
+        gid=fields.get_int("gid", 0, minimum=0, maximum=2**32 - 2) or 0,
+        disk_size=fields.get_int("diskSize", DISK_SIZE_DEFAULT, minimum=64, maximum=2**22)
+        or DISK_SIZE_DEFAULT,
+        build_vm_memory_size=fields.get_int(
+            "buildVMMemorySize", MEMORY_DEFAULT, minimum=128, maximum=2**20
+        )
+        or MEMORY_DEFAULT,
+        build_args=dict(fields.given),
+    )
+    fields.finish()
+    return spec
