@@ -1,0 +1,62 @@
+"""`vmbuild build SPEC --out PATH` and `vmbuild stream SPEC`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+from vmbuild.build import build, stream
+from vmbuild.config import load_spec
+from vmbuild.config.common import FORMATS, OutputOptions
+from vmbuild.oci.compress import COMPRESSIONS, Compression
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("build", help="build the image a spec describes")
+    p.add_argument("spec", type=Path, help="the spec file (TOML)")
+    p.add_argument("--out", "-o", type=Path, required=True, help="where to write the image")
+    p.add_argument("--format", choices=FORMATS, default="docker-archive")
+    p.add_argument(
+        "--compress",
+        choices=COMPRESSIONS,
+        default=None,
+        help="gzip (default; none for pullImage), zstd or none",
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="compression level: gzip 0-3 (default 1; 3 is about pigz -6's size), zstd 1-19",
+    )
+    p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
+    s.add_argument("spec", type=Path)
+    s.set_defaults(func=cmd_stream)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    loaded = load_spec(args.spec)
+    compression = args.compress or ("none" if loaded.function == "pullImage" else "gzip")
+    opts = OutputOptions(args.format, cast(Compression, compression), args.level)
+    result = build(loaded, args.out, opts)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print(result.out)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    loaded = load_spec(args.spec)
+    if sys.stdout.isatty():
+        from vmbuild.errors import VmbuildError
+
+        raise VmbuildError("refusing to write an image to a terminal", "pipe it: | docker load")
+    stream(loaded, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0

@@ -1,0 +1,59 @@
+"""Spec loading: TOML -> one frozen dataclass per dockerTools function.
+
+A spec file is one table of the manual's arguments; ``function`` picks the function
+(default ``buildImage``). Each function's arguments are validated by its own module here,
+so every check on user input lives in this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.common import Fields
+from vmbuild.errors import SpecError
+
+# function -> module with parse(fields, function)
+PARSERS = {
+    "buildImage": "vmbuild.config.build_image",
+    "buildLayeredImage": "vmbuild.config.layered",
+    "streamLayeredImage": "vmbuild.config.layered",
+    "pullImage": "vmbuild.config.pull",
+    "exportImage": "vmbuild.config.export",
+}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    function: str
+    spec: Any
+
+
+def parse_table(table: dict[str, Any], where: str, base_dir: Path) -> Loaded:
+    table = dict(table)
+    function = table.pop("function", "buildImage")
+    if function not in PARSERS:
+        raise SpecError(
+            f"{where}: unknown function {function!r}",
+            f"use one of {', '.join(PARSERS)}",
+        )
+    module = importlib.import_module(PARSERS[function])
+    fields = Fields(table, where, base_dir)
+    spec = module.parse(fields) if function == "pullImage" else module.parse(fields, function)
+    return Loaded(function, spec)
+
+
+def load_spec(path: Path) -> Loaded:
+    """Read and validate the spec file at ``path``."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc.strerror}", "check the path") from exc
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: TOML syntax error: {exc}", "fix the spec file") from exc
+    return parse_table(table, str(path), path.resolve().parent)

@@ -1,0 +1,121 @@
+"""buildImage: one new layer on top of an optional base image.
+
+copyToRoot (paths and helpers) is gathered into a tree; extraCommands, if any, runs in a
+copy of it on the host; runAsRoot, if any, runs in the build VM; the result is packed by
+the deterministic layer writer and written with the base's layers kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.build_image import BuildImageSpec
+from vmbuild.config.common import OutputOptions, created_epoch
+from vmbuild.layers.helpers import Helper, add_helper
+from vmbuild.oci import layer as layer_writer
+from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import BlobRef, Image, Layer, canonical_json
+from vmbuild.oci.reader import BaseImage, read_image
+from vmbuild.oci.tree import Tree, from_roots
+from vmbuild.output import BuildResult, result_for, write_image
+from vmbuild.stage import materialize, run_script
+
+log = logging.getLogger("vmbuild")
+
+
+def layer_compression(opts: OutputOptions) -> Compression:
+    """New layers are plain inside a docker-archive (the archive is compressed whole)."""
+    return "none" if opts.format == "docker-archive" else opts.compression
+
+
+def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
+    tree = Tree()
+    for item in spec.copy_to_root:
+        if isinstance(item, Helper):
+            add_helper(tree, item, workdir)
+        else:
+            tree.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
+    return tree
+
+
+def merge_env(base: list[str], own: list[str]) -> list[str]:
+    """The base image's Env then the spec's, a later NAME replacing an earlier one."""
+    merged: dict[str, str] = {}
+    for item in [*base, *own]:
+        merged.pop(item.split("=", 1)[0], None)
+        merged[item.split("=", 1)[0]] = item
+    return list(merged.values())
+
+
+def image_config(
+    spec: BuildImageSpec, base: BaseImage | None, layers: list[Layer], created_by: str
+) -> dict[str, Any]:
+    config = dict(spec.config or {})
+    base_env = list((base.config.get("config") or {}).get("Env") or []) if base else []
+    if base_env or "Env" in config:
+        config["Env"] = merge_env(base_env, list(config.get("Env", [])))
+    history = list(base.config.get("history") or []) if base else []
+    if base and sum(1 for h in history if not h.get("empty_layer")) != len(base.layers):
+        history = [{"created": spec.created, "created_by": "base layer"} for _ in base.layers]
+    new = len(layers) - (len(base.layers) if base else 0)
+    history += [{"created": spec.created, "created_by": created_by} for _ in range(new)]
+    return {
+        "architecture": spec.architecture,
+        "os": "linux",
+        "created": spec.created,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": history,
+    }
+
+
+def default_tag(name: str, config: dict[str, Any]) -> str:
+    """A tag from the build's content: the same inputs give the same tag anywhere."""
+    return hashlib.sha256(canonical_json({"name": name, "config": config})).hexdigest()[:32]
+
+
+def pack_tree(
+    tree: Tree, workdir: Path, compression: Compression, mtime: int, owner: layer_writer.Owner
+) -> Layer:
+    path = workdir / f"layer-{len(list(workdir.glob('layer-*')))}"
+    with open(path, "wb") as f:
+        packed = layer_writer.pack(tree, f, compression=compression, mtime=mtime, owner=owner)
+    return Layer(packed.diff_id, BlobRef.whole(path), compression, packed.digest)
+
+
+def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
+    base = (
+        read_image(spec.from_image, workdir, spec.from_image_name, spec.from_image_tag)
+        if spec.from_image
+        else None
+    )
+    tree = gather(spec, workdir)
+    mtime = created_epoch(spec.created)
+    owner = layer_writer.Owner(spec.uid, spec.gid)
+    if spec.run_as_root is not None:
+        from vmbuild.vm.steps import run_as_root
+
+        new_layer = run_as_root(spec, base, tree, workdir, layer_compression(opts), mtime)
+    else:
+        if spec.extra_commands:
+            root = workdir / "root"
+            materialize(tree, root)
+            run_script(spec.extra_commands, root, "extraCommands")
+            tree = from_roots([root], keep_dirlinks=True)
+        new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
+    layers = [*(base.layers if base else []), new_layer]
+    config = image_config(spec, base, layers, "vmbuild buildImage")
+    tag = spec.tag or default_tag(spec.name, config)
+    return Image(spec.name, tag, config, layers)
+
+
+def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
+    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+        image = assemble(spec, Path(wd), opts)
+        write_image(image, out, opts, created_epoch(spec.created))
+        log.info("built %s (%d layers)", image.ref, len(image.layers))
+        return result_for(image, out, opts, spec.build_args or {})

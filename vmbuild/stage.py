@@ -1,0 +1,77 @@
+"""A layer's root as a real directory, for scripts that work on it (extraCommands).
+
+:func:`materialize` copies a :class:`Tree` into a fresh directory (files copied, never
+linked to their sources, so a script cannot change the inputs; hard links within the
+tree kept). :func:`run_script` runs a user script there with bash, as the invoking
+user, failing the build with the script's status and last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from vmbuild.errors import SpecError, StepFailed
+from vmbuild.oci.tree import Tree
+from vmbuild.run import run, which
+
+
+def materialize(tree: Tree, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    links: dict[tuple[int, int], Path] = {}
+    dirs: list[tuple[Path, int]] = []
+    for name in tree.sorted_names():
+        src = tree.entries[name]
+        st = src.stat()
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            target.mkdir(exist_ok=True)
+            dirs.append((target, stat.S_IMODE(mode)))
+            os.chmod(target, 0o700 | stat.S_IMODE(mode))
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(src.host), target)
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                os.link(links[key], target)
+                continue
+            shutil.copyfile(src.host, target, follow_symlinks=True)
+            os.chmod(target, stat.S_IMODE(mode))
+            if st.st_nlink > 1:
+                links[key] = target
+        else:
+            raise SpecError(
+                f"{src.host} is a device, fifo or socket; it cannot be staged for extraCommands "
+                "without root",
+                "create it in runAsRoot instead",
+            )
+    for path, mode in reversed(dirs):
+        os.chmod(path, mode)
+
+
+def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
+    """Run ``script`` with ``bash -e`` in ``cwd``; StepFailed names ``what`` on failure."""
+    bash = which("bash", "bash")
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    full_env.update({k: v for k, v in os.environ.items() if k in ("LANG", "TMPDIR", "USER")})
+    full_env.update(env or {})
+    proc = run(
+        [bash, "-e", "-c", script],
+        cwd=cwd,
+        env=full_env,
+        capture=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-5:]
+        raise StepFailed(
+            f"{what} failed with status {proc.returncode}"
+            + (": " + " / ".join(tail) if tail else ""),
+            proc.returncode,
+            "fix the script; it runs with bash -e in the new layer's root",
+            output_tail="\n".join(tail),
+        )
