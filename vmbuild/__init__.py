@@ -124,7 +124,7 @@ def export_image(
 ) -> BuildResult:
     """dockerTools.exportImage: the merged filesystem as one uncompressed tar."""
     return _run(
-        "exportImage", out, "docker-archive", cast(Compression, "none"), None, base_dir, kwargs
+        "exportImage", out, "docker-archive", "none", None, base_dir, kwargs
     )
 
 
