@@ -52,6 +52,7 @@ def run(
     check: bool = True,
     timeout: float | None = None,
     what: str | None = None,
+    umask: int = -1,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion.
 
@@ -71,6 +72,7 @@ def run(
             stderr=subprocess.PIPE if capture else stderr,
             timeout=timeout,
             check=False,
+            umask=umask,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc

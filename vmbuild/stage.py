@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from vmbuild.errors import SpecError, StepFailed
+from vmbuild.oci.layer import with_parents
 from vmbuild.oci.tree import Tree
 from vmbuild.run import run, which
 
@@ -22,11 +23,15 @@ def materialize(tree: Tree, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     links: dict[tuple[int, int], Path] = {}
     dirs: list[tuple[Path, int]] = []
-    for name in tree.sorted_names():
+    for name, synthetic in with_parents(tree.sorted_names()):
+        target = dest / name
+        if synthetic:
+            if name not in tree.entries:
+                target.mkdir()
+                dirs.append((target, 0o755))
+            continue
         src = tree.entries[name]
         st = src.stat()
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             target.mkdir(exist_ok=True)
@@ -54,7 +59,7 @@ def materialize(tree: Tree, dest: Path) -> None:
 
 
 def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
-    """Run ``script`` with ``bash -e`` in ``cwd``; StepFailed names ``what`` on failure."""
+    """Run ``script`` with ``bash -e`` and umask 022 in ``cwd``; StepFailed names ``what``."""
     bash = which("bash", "bash")
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
     full_env.update({k: v for k, v in os.environ.items() if k in ("LANG", "TMPDIR", "USER")})
@@ -65,6 +70,7 @@ def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = N
         env=full_env,
         capture=True,
         check=False,
+        umask=0o022,  # as in a Nix build: the caller's umask must not change the layer
     )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-5:]

@@ -89,7 +89,7 @@ def _dir_info(name: str, mtime: int, owner: Owner) -> tarfile.TarInfo:
     return ti
 
 
-def _with_parents(names: Iterable[str]) -> Iterator[tuple[str, bool]]:
+def with_parents(names: Iterable[str]) -> Iterator[tuple[str, bool]]:
     """Yield (name, synthetic) in order, inserting parents no entry provides."""
     seen: set[str] = set()
     for name in names:
@@ -108,7 +108,7 @@ def write_tree(tree: Tree, tar: tarfile.TarFile, *, mtime: int, owner: Owner = O
     links: dict[tuple[int, int], str] = {}
     names = tree.sorted_names()
     provided = set(names)
-    for name, synthetic in _with_parents(names):
+    for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
                 tar.addfile(_dir_info(name, mtime, owner))
