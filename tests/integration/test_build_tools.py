@@ -141,7 +141,7 @@ def test_from_oci_archive_and_multi_image_selection(tmp_path: Path) -> None:
         tmp_path / "multi.tar", [(tmp_path / "a.tar", "imga:t"), (tmp_path / "b.tar", "imgb:t")]
     )
     (tmp_path / "c").mkdir()
-    pick = build(
+    build(
         tmp_path,
         'name = "c"\ntag = "t"\nfromImage = "multi.tar"\nfromImageName = '
         '"imgb"\nfromImageTag = "t"\ncopyToRoot = "c"\n',
@@ -149,7 +149,7 @@ def test_from_oci_archive_and_multi_image_selection(tmp_path: Path) -> None:
         "none",
         out_name="pick.tar",
     )
-    first = build(
+    build(
         tmp_path,
         'name = "c"\ntag = "t"\nfromImage = "multi.tar"\nfromImageName = '
         '"imgb"\ncopyToRoot = "c"\n',
