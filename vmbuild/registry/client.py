@@ -1,0 +1,281 @@
+"""HTTP to one registry: connections, scheme, authentication, redirects, retries, errors.
+
+Each thread keeps its own keep-alive connection per origin. HTTPS is used unless the
+registry is on this machine (localhost, 127.0.0.1, ::1) or ``tls_verify`` is off; then
+HTTPS is tried first (without certificate checks) and plain HTTP is used if the server
+does not speak TLS. A 401 answers with a challenge; the client meets it (basic or a
+bearer token for the scopes asked) once and repeats the request. Connection failures,
+429 and 5xx answers are retried with backoff when the request can be repeated.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import BinaryIO
+
+from vmbuild.errors import RegistryError
+from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, scopes
+from vmbuild.registry.auth import token_from_response as _token
+from vmbuild.registry.reference import LOCAL_HOSTS
+
+log = logging.getLogger("vmbuild")
+
+Body = bytes | Callable[[], BinaryIO] | None
+RETRIES = 4
+BACKOFF = 0.5
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "vmbuild/0.1"
+
+
+def registry_message(body: bytes) -> str:
+    """The registry's error text (``errors[].message`` and code), one line."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        parts = []
+        for e in errors:
+            msg, code = str(e.get("message") or "").strip(), str(e.get("code") or "")
+            parts.append(f"{msg} ({code})" if msg and code else msg or code)
+        text = "; ".join(p for p in parts if p)
+    except (ValueError, AttributeError):
+        text = body[:200].decode(errors="replace").strip()
+    return " ".join(text.split())
+
+
+class Client:
+    """Requests to the registry at ``host`` (``host[:port]``) on behalf of one user."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        credentials: Credentials | None = None,
+        tls_verify: bool = True,
+        timeout: float = 60.0,
+    ):
+        self.host = host
+        self.credentials = credentials
+        self.tls_verify = tls_verify
+        self.timeout = timeout
+        hostname = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        self.local = hostname in LOCAL_HOSTS
+        self._scheme: str | None = None if (self.local or not tls_verify) else "https"
+        self._lock = threading.Lock()
+        self._basic = False
+        self._bearer: Challenge | None = None
+        self._tokens: dict[str, str] = {}
+        self._tls = threading.local()
+
+    # -- connections -------------------------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        if self.tls_verify:
+            return ssl.create_default_context()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        pool: dict[str, http.client.HTTPConnection] = self._tls.__dict__.setdefault("pool", {})
+        key = f"{scheme}://{netloc}"
+        conn = pool.get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    netloc, timeout=self.timeout, context=self._context(), blocksize=1 << 20
+                )
+            else:
+                conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
+            pool[key] = conn
+        return conn
+
+    def reset(self) -> None:
+        """Close this thread's connections (after a response was abandoned half read)."""
+        pool: dict[str, http.client.HTTPConnection] = self._tls.__dict__.get("pool", {})
+        for conn in pool.values():
+            conn.close()
+        pool.clear()
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: Body
+    ) -> http.client.HTTPResponse:
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn = self._conn(parts.scheme, parts.netloc)
+        data = body() if callable(body) else body
+        try:
+            conn.request(method, target, body=data, headers=headers)
+            return conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            if data is not None and not isinstance(data, bytes):
+                data.close()
+
+    def base(self) -> str:
+        """``scheme://host`` of the registry, deciding the scheme on first use."""
+        if self._scheme is None:
+            try:
+                resp = self._send("GET", f"https://{self.host}/v2/", self._headers(), None)
+                resp.read()
+                self._scheme = "https"
+            except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
+                log.debug("%s: no TLS (%s); using plain HTTP", self.host, exc)
+                self.reset()
+                self._scheme = "http"
+            except OSError as exc:
+                raise RegistryError(f"cannot reach registry {self.host}: {exc}", _NET) from exc
+        return f"{self._scheme}://{self.host}"
+
+    # -- authentication ----------------------------------------------------------------
+
+    def _headers(self, scope: str = "") -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT}
+        with self._lock:
+            token = self._tokens.get(scope) if self._bearer else None
+            basic = self._basic
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif basic and self.credentials:
+            headers["Authorization"] = self.credentials.basic_header()
+        return headers
+
+    def _authenticate(self, header: str | None, scope: str, what: str) -> None:
+        challenge = parse_challenge(header or "")
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
+            raise RegistryError(f"{what}: {self.host} wants authentication ({header})", _LOGIN)
+        if challenge.scheme == "basic":
+            if not self.credentials:
+                raise RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
+            with self._lock:
+                self._basic = True
+            return
+        token = self._fetch_token(challenge, scope, what)
+        with self._lock:
+            self._bearer = challenge
+            self._tokens[scope] = token
+
+    def _refused(self, what: str) -> RegistryError:
+        if self.credentials:
+            return RegistryError(
+                f"{what}: {self.host} refused the credentials of {self.credentials.username!r}",
+                "wrong user or password: fix ~/.docker/config.json or $REGISTRY_AUTH_FILE",
+            )
+        return RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
+
+    def _fetch_token(self, challenge: Challenge, scope: str, what: str) -> str:
+        realm = challenge.params.get("realm", "")
+        parts = urllib.parse.urlsplit(realm)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise RegistryError(f"{what}: {self.host} names a bad token realm {realm!r}", _NET)
+        if parts.scheme == "http" and self.tls_verify and parts.hostname not in LOCAL_HOSTS:
+            raise RegistryError(
+                f"{what}: token realm {realm} is not HTTPS", "set tlsVerify = false to allow it"
+            )
+        query = [("service", challenge.params["service"])] if "service" in challenge.params else []
+        query += [("scope", s) for s in scopes(challenge.params.get("scope", ""), scope)]
+        url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode(query)
+        headers = {"User-Agent": USER_AGENT}
+        if self.credentials:
+            headers["Authorization"] = self.credentials.basic_header()
+        try:
+            resp = self._send("GET", url, headers, None)
+            body = resp.read()
+        except OSError as exc:
+            raise RegistryError(f"{what}: cannot reach token server {realm}: {exc}", _NET) from exc
+        if resp.status in (401, 403):
+            raise self._refused(what)
+        if resp.status != 200:
+            msg = registry_message(body)
+            raise RegistryError(f"{what}: token server {realm} said {resp.status} {msg}", _NET)
+        return _token(body, realm)
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        what: str,
+        expect: tuple[int, ...] = (200,),
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+    ) -> http.client.HTTPResponse:
+        """Send a request (``path`` under the registry, or an absolute URL) and return the
+        response, whose status is in ``expect``; its body is for the caller to read."""
+        url = path if "://" in path else self.base() + path
+        origin = self.base()
+        authed = False
+        attempt = redirects = 0
+        while True:
+            hdrs = self._headers(scope) if url.startswith(origin) else {"User-Agent": USER_AGENT}
+            hdrs.update(headers or {})
+            try:
+                resp = self._send(method, url, hdrs, body)
+            except (OSError, http.client.HTTPException) as exc:
+                attempt += 1
+                if attempt >= RETRIES:
+                    raise RegistryError(f"{what}: cannot reach {self.host}: {exc}", _NET) from exc
+                log.debug("%s: %s; retrying", what, exc)
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+                continue
+            status = resp.status
+            if status == 401 and url.startswith(origin):
+                header = resp.getheader("WWW-Authenticate")
+                resp.read()
+                if authed or hdrs.get("Authorization", "").startswith("Basic"):
+                    raise self._refused(what)
+                self._authenticate(header, scope, what)
+                authed = True
+                continue
+            if status in REDIRECTS and "Location" in resp.headers and redirects < 5:
+                resp.read()
+                url = urllib.parse.urljoin(url, resp.headers["Location"])
+                redirects += 1
+                continue
+            if status in RETRY_STATUS and attempt + 1 < RETRIES:
+                resp.read()
+                attempt += 1
+                delay = _retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
+                log.debug("%s: HTTP %d; retrying in %.1f s", what, status, delay)
+                time.sleep(delay)
+                continue
+            if status not in expect:
+                raise self.error(resp, what)
+            return resp
+
+    def error(self, resp: http.client.HTTPResponse, what: str) -> RegistryError:
+        body = resp.read(65536)
+        msg = registry_message(body) or resp.reason
+        if resp.status == 401:
+            return self._refused(what)
+        if resp.status == 403:
+            return RegistryError(f"{what}: {self.host} denied access: {msg}", _LOGIN)
+        if resp.status == 404:
+            return RegistryError(
+                f"{what}: {msg or 'not found'}", "check the image name, tag and digest"
+            )
+        return RegistryError(f"{what}: {self.host} answered {resp.status} {msg}", _NET)
+
+
+def _retry_after(resp: http.client.HTTPResponse) -> float | None:
+    value = resp.getheader("Retry-After")
+    try:
+        return min(float(value), 30.0) if value else None
+    except ValueError:
+        return None
+
+
+_NET = "check the registry address, the network and tlsVerify"
+_LOGIN = "add credentials for the registry to ~/.docker/config.json or $REGISTRY_AUTH_FILE"

@@ -1,0 +1,221 @@
+"""pullImage: fetch an image by digest and write it as the manual's archive, hash-checked.
+
+The docker-archive holds the registry's config byte for byte (so the image ID is the
+config digest, as after ``docker pull``) and the layers uncompressed, each checked
+against its diff_id, like ``skopeo copy docker://… docker-archive:…`` (what nixpkgs'
+pullImage runs). Its tar metadata is fixed, so the same digest and final name/tag give
+the same bytes anywhere. ``--format oci-archive`` keeps the registry's manifest, its
+digest and the compressed blobs as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from vmbuild.config.common import OutputOptions
+from vmbuild.config.pull import PullImageSpec
+from vmbuild.errors import RegistryError, SpecError
+from vmbuild.oci import archive
+from vmbuild.oci.compress import compressor
+from vmbuild.oci.digest import HashingWriter, hex_of
+from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.tarstream import TarStreamWriter
+from vmbuild.output import BuildResult, atomic_file, result_for
+from vmbuild.registry import blobs
+from vmbuild.registry.auth import load_credentials
+from vmbuild.registry.client import Client
+from vmbuild.registry.manifest import Manifest, Platform, resolve
+from vmbuild.registry.nixhash import to_sri
+from vmbuild.registry.progress import Progress
+from vmbuild.registry.reference import Repository
+
+MTIME = 1  # what Nix gives every store file; fixed, so the archive is reproducible
+
+
+class PulledImage(Image):
+    """An image whose config is kept as the registry's bytes."""
+
+    raw_config: bytes = b""
+
+    def config_bytes(self) -> bytes:
+        return self.raw_config
+
+
+@dataclass(frozen=True)
+class Pulled:
+    image: PulledImage
+    manifest: Manifest
+    sha256: bytes  # of the written --out file
+
+    @property
+    def sri(self) -> str:
+        return to_sri(self.sha256)
+
+
+def client_for(repo: Repository, tls_verify: bool) -> Client:
+    creds = load_credentials(repo.host, repo.path)
+    return Client(repo.api_host, credentials=creds, tls_verify=tls_verify)
+
+
+def pull(
+    repo: Repository,
+    reference: str,
+    platform: Platform,
+    name: str,
+    tag: str,
+    out: Path,
+    opts: OutputOptions,
+    *,
+    tls_verify: bool = True,
+    expected: bytes | None = None,
+    progress: Progress | None = None,
+) -> Pulled:
+    """Fetch ``repo@reference`` and write it to ``out``; with ``expected``, the file must
+    hash to it or nothing is kept."""
+    if opts.format == "oci":
+        raise SpecError(
+            "pullImage writes a single file: docker-archive or oci-archive",
+            "use --format docker-archive (the default) or oci-archive",
+        )
+    what = f"{repo}@{reference}"
+    client = client_for(repo, tls_verify)
+    manifest, _ = resolve(client, repo, reference, platform, what)
+    progress = progress or Progress("fetched")
+    downloader = blobs.Downloader(client, repo, progress, what)
+    directory = out.parent if str(out.parent) else Path(".")
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=directory) as work:
+            plain = Path(work) if opts.format == "docker-archive" else None
+            config = downloader.get(manifest.config, None)
+            raw_config = config.path.read_bytes()
+            diff_ids = _diff_ids(raw_config, manifest, what)
+            fetched = blobs.get_many(downloader, list(manifest.layers), plain)
+            image = _image(name, tag, raw_config, diff_ids, manifest, fetched, plain, what)
+            digest = _write(image, manifest, out, opts, expected)
+    finally:
+        progress.close()
+        client.reset()
+    return Pulled(image, manifest, digest)
+
+
+def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
+    try:
+        config = json.loads(raw_config)
+        diff_ids = config["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(f"{what}: the image config lacks rootfs.diff_ids", "corrupt") from exc
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
+        raise RegistryError(
+            f"{what}: the config lists {len(diff_ids)} diff_ids for {len(manifest.layers)} layers",
+            "the image is malformed",
+        )
+    return [str(d) for d in diff_ids]
+
+
+def _image(
+    name: str,
+    tag: str,
+    raw_config: bytes,
+    diff_ids: list[str],
+    manifest: Manifest,
+    fetched: dict[str, blobs.Fetched],
+    plain: Path | None,
+    what: str,
+) -> PulledImage:
+    config: dict[str, Any] = json.loads(raw_config)
+    layers = []
+    for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+        got = fetched[desc.digest]
+        if plain is None:
+            ref = BlobRef(got.path, 0, got.size)
+            layers.append(Layer(diff_id, ref, got.compression, known_digest=desc.digest))
+            continue
+        if got.diff_id != diff_id:
+            raise RegistryError(
+                f"{what}: layer {desc.digest} unpacks to {got.diff_id}, "
+                f"but the config says {diff_id}",
+                "the image is corrupt",
+            )
+        assert got.plain is not None
+        layers.append(Layer(diff_id, BlobRef(got.plain, 0, got.plain_size), "none", diff_id))
+    image = PulledImage(name, tag, config, layers)
+    image.raw_config = raw_config
+    return image
+
+
+def _write(
+    image: PulledImage,
+    manifest: Manifest,
+    out: Path,
+    opts: OutputOptions,
+    expected: bytes | None,
+) -> bytes:
+    with atomic_file(out) as f:
+        hw = HashingWriter(f)
+        sink = cast(BinaryIO, hw)
+        if opts.format == "oci-archive":
+            write_oci_archive(image, manifest, sink)
+        else:
+            with compressor(sink, opts.compression, opts.level) as z:
+                archive.write_docker_archive(image, z, MTIME)
+        hw.flush()
+        got = bytes.fromhex(hex_of(hw.digest))
+        if expected is not None and got != expected:
+            raise RegistryError(
+                f"hash mismatch for {image.ref}: got {to_sri(got)}, expected {to_sri(expected)}",
+                "if the new image is what you want, put the got hash in the spec",
+            )
+    return got
+
+
+def write_oci_archive(image: PulledImage, manifest: Manifest, sink: BinaryIO) -> None:
+    """An OCI archive of the registry's own manifest, config and blobs."""
+    tar = TarStreamWriter(sink, MTIME)
+    tar.add_bytes("oci-layout", archive.OCI_LAYOUT)
+    written: set[str] = set()
+    for layer in image.layers:
+        if layer.digest not in written:
+            written.add(layer.digest)
+            path = f"blobs/sha256/{hex_of(layer.digest)}"
+            tar.add_stream(path, layer.blob.size, layer.blob.copy_to)
+    tar.add_bytes(f"blobs/sha256/{hex_of(manifest.config.digest)}", image.raw_config)
+    tar.add_bytes(f"blobs/sha256/{hex_of(manifest.digest)}", manifest.raw)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": manifest.media_type,
+                "digest": manifest.digest,
+                "size": len(manifest.raw),
+                "annotations": {
+                    "io.containerd.image.name": image.ref,
+                    "org.opencontainers.image.ref.name": image.tag,
+                },
+            }
+        ],
+    }
+    tar.add_bytes("index.json", json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
+    tar.close()
+
+
+def build(spec: PullImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
+    """The ``function = "pullImage"`` build step."""
+    pulled = pull(
+        spec.repo,
+        spec.image_digest,
+        spec.platform,
+        spec.final_image_name,
+        spec.final_image_tag,
+        out,
+        opts,
+        tls_verify=spec.tls_verify,
+        expected=spec.sha256,
+    )
+    return result_for(pulled.image, out, opts, spec.build_args())
+
+
+__all__ = ["Pulled", "PulledImage", "build", "pull"]
