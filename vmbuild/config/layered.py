@@ -1,0 +1,158 @@
+"""buildLayeredImage / streamLayeredImage specs: the manual's arguments and their checks.
+
+``contents`` items are host paths (a tree copied to ``/``, no references), environment
+helpers (``"binSh"``, ``{ helper = "fakeNss", ... }``) or ``{ path = "/usr/bin/bash",
+closure = true }``: the file plus the shared libraries it needs, each a content unit.
+
+Beyond the manual, ``minLayerSize`` (bytes, default 64 KiB): a content unit smaller than
+this never gets a layer of its own; it shares the layer of unpopular units instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.common import (
+    EPOCH_DEFAULT,
+    Fields,
+    check_image_config,
+    check_name,
+    check_tag,
+    parse_created,
+)
+from vmbuild.errors import SpecError
+from vmbuild.layers.helpers import Helper, parse_helper
+from vmbuild.oci.image import host_goarch
+
+MAX_LAYERS_DEFAULT = 100
+MAX_LAYERS_LIMIT = 125
+MIN_LAYER_SIZE_DEFAULT = 64 * 1024
+ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A host file that brings the shared libraries it needs (each its own unit)."""
+
+    path: Path
+
+
+ContentItem = Path | Helper | Closure
+
+
+@dataclass(frozen=True)
+class LayeredSpec:
+    function: str
+    name: str
+    tag: str | None = None
+    from_image: Path | None = None
+    contents: tuple[ContentItem, ...] = ()
+    config: dict[str, Any] | None = None
+    architecture: str = ""
+    created: str = EPOCH_DEFAULT
+    max_layers: int = MAX_LAYERS_DEFAULT
+    min_layer_size: int = MIN_LAYER_SIZE_DEFAULT
+    extra_commands: str = ""
+    fake_root_commands: str = ""
+    enable_fakechroot: bool = False
+    build_args: dict[str, Any] | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.function == "streamLayeredImage"
+
+
+def _readable(path: Path, where: str) -> None:
+    if not path.exists():
+        raise SpecError(
+            f"{where}: {path} does not exist",
+            "fix the path (relative paths resolve against the spec file's directory)",
+        )
+    if not os.access(path, os.R_OK):
+        raise SpecError(f"{where}: {path} is not readable", "make it readable by this user")
+
+
+def check_elf(path: Path, where: str) -> None:
+    """``path`` must be a readable regular ELF file (after following symlinks)."""
+    _readable(path, where)
+    if not path.is_file():
+        raise SpecError(f"{where}: {path} is not a file", "closure = true takes an ELF file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != ELF_MAGIC:
+        raise SpecError(
+            f"{where}: {path} is not an ELF file",
+            "closure = true takes a program or library; give other files as a plain path",
+        )
+
+
+def content_item(fields: Fields) -> Any:
+    def item(value: Any, where: str) -> ContentItem:
+        place = f"{fields.where}: {where}"
+        helper = parse_helper(value, place)
+        if helper is not None:
+            return helper
+        if isinstance(value, dict):
+            extra = set(value) - {"path", "closure"}
+            if extra:
+                raise SpecError(
+                    f"{place}: unknown key {sorted(extra)[0]!r}",
+                    'write { path = "/usr/bin/bash", closure = true }',
+                )
+            raw, closure = value.get("path"), value.get("closure", False)
+            if not isinstance(raw, str) or not raw or not isinstance(closure, bool):
+                raise SpecError(
+                    f"{place}: path must be a string and closure true or false",
+                    'write { path = "/usr/bin/bash", closure = true }',
+                )
+            path = fields.resolve(raw)
+            if closure:
+                check_elf(path, place)
+                return Closure(path)
+            value = raw
+        if not isinstance(value, str) or not value:
+            raise SpecError(
+                f"{place} must be a path, a helper name or a table, got {value!r}",
+                'write a path string, "binSh", or { path = "/usr/bin/bash", closure = true }',
+            )
+        path = fields.resolve(value)
+        _readable(path, place)
+        return path
+
+    return item
+
+
+def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
+    where = fields.where
+    name = check_name(fields.required_str("name"), where)
+    tag = fields.get_str("tag")
+    if tag is not None:
+        check_tag(tag, where)
+    from_image = fields.get_path("fromImage")
+    if from_image is not None:
+        _readable(from_image, f"{where}: fromImage")
+    max_layers = fields.get_int(
+        "maxLayers", MAX_LAYERS_DEFAULT, minimum=2, maximum=MAX_LAYERS_LIMIT
+    )
+    min_size = fields.get_int("minLayerSize", MIN_LAYER_SIZE_DEFAULT, minimum=0)
+    spec = LayeredSpec(
+        function=function,
+        name=name,
+        tag=tag,
+        from_image=from_image,
+        contents=tuple(fields.get_list("contents", content_item(fields))),
+        config=check_image_config(fields.get_table("config"), where),
+        architecture=fields.get_str("architecture") or host_goarch(),
+        created=parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where),
+        max_layers=MAX_LAYERS_DEFAULT if max_layers is None else max_layers,
+        min_layer_size=MIN_LAYER_SIZE_DEFAULT if min_size is None else min_size,
+        extra_commands=fields.get_str("extraCommands", "") or "",
+        fake_root_commands=fields.get_str("fakeRootCommands", "") or "",
+        enable_fakechroot=fields.get_bool("enableFakechroot"),
+        build_args=dict(fields.given),
+    )
+    fields.finish()
+    return spec

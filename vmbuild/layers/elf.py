@@ -1,0 +1,196 @@
+"""What the dynamic loader needs to run an ELF file, read from its headers.
+
+:func:`read_elf` gives a file's class, machine, interpreter (``PT_INTERP``), needed
+sonames (``DT_NEEDED``) and search paths (``DT_RPATH``, ``DT_RUNPATH``, with ``$ORIGIN``,
+``$LIB`` and ``$PLATFORM`` expanded). :class:`LibrarySearch` finds a soname the way
+glibc's loader does: a name with a slash as is, then ``DT_RPATH`` (when there is no
+``DT_RUNPATH``), ``DT_RUNPATH``, the host's ld.so cache (``/etc/ld.so.cache``), and the
+default directories, skipping candidates of another class or machine. ``LD_LIBRARY_PATH``
+is ignored: it belongs to the host's shell, not to the image.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
+from vmbuild.errors import SpecError
+
+LD_SO_CACHE = Path("/etc/ld.so.cache")
+CACHE_MAGIC = b"glibc-ld.so.cache1.1"
+TRIPLETS = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu", "i686": "i386-linux-gnu"}
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    elfclass: int  # 1: 32-bit, 2: 64-bit (e_ident[EI_CLASS])
+    machine: int  # e_machine
+    interp: str | None = None
+    needed: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+
+
+def elf_kind(path: str) -> tuple[int, int] | None:
+    """``(class, machine)`` from the ELF header, or None if ``path`` is not ELF."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
+        return None
+    order = "<" if head[5] == 1 else ">"
+    return head[4], int(struct.unpack(order + "H", head[18:20])[0])
+
+
+def _expand(entry: str, origin: str) -> str:
+    triplet = TRIPLETS.get(platform.machine(), "")
+    for token, value in (
+        ("ORIGIN", origin),
+        ("LIB", f"lib/{triplet}" if triplet else "lib"),
+        ("PLATFORM", platform.machine()),
+    ):
+        entry = entry.replace("${" + token + "}", value).replace("$" + token, value)
+    return entry
+
+
+def read_elf(path: str) -> ElfInfo | None:
+    """The loader-relevant headers of ``path``; None if it is not an ELF file."""
+    kind = elf_kind(path)
+    if kind is None:
+        return None
+    origin = os.path.dirname(path)
+    interp: str | None = None
+    needed: list[str] = []
+    rpath: list[str] = []
+    runpath: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            segments: list[Any] = list(elf.iter_segments())
+            for seg in segments:
+                if seg["p_type"] == "PT_INTERP":
+                    interp = seg.get_interp_name()
+            for section in elf.iter_sections():
+                if not isinstance(section, DynamicSection):
+                    continue
+                tags: list[Any] = list(section.iter_tags())
+                for tag in tags:
+                    kind_name = tag.entry.d_tag
+                    if kind_name == "DT_NEEDED":
+                        needed.append(tag.needed)
+                    elif kind_name == "DT_RPATH":
+                        rpath += [_expand(p, origin) for p in tag.rpath.split(":") if p]
+                    elif kind_name == "DT_RUNPATH":
+                        runpath += [_expand(p, origin) for p in tag.runpath.split(":") if p]
+    except (ELFError, OSError, ValueError) as exc:
+        raise SpecError(f"{path}: cannot read its ELF headers ({exc})", "is it truncated?") from exc
+    return ElfInfo(kind[0], kind[1], interp, tuple(needed), tuple(rpath), tuple(runpath))
+
+
+def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, list[str]]:
+    """soname -> paths, in the cache's order, from glibc's ld.so.cache (new format)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    start = data.find(CACHE_MAGIC)
+    if start < 0 or len(data) < start + 48:
+        return {}
+    nlibs, _strings = struct.unpack_from("<II", data, start + 20)
+    out: dict[str, list[str]] = {}
+
+    def string(offset: int) -> str:
+        end = data.find(b"\0", start + offset)
+        return data[start + offset : end].decode("utf-8", "surrogateescape")
+
+    for i in range(nlibs):
+        at = start + 48 + 24 * i
+        if at + 24 > len(data):
+            break
+        _flags, key, value = struct.unpack_from("<iII", data, at)
+        out.setdefault(string(key), []).append(string(value))
+    return out
+
+
+def default_dirs(elfclass: int) -> tuple[str, ...]:
+    """The loader's built-in directories (Debian multiarch first, then lib64, then lib)."""
+    triplet = TRIPLETS.get(platform.machine())
+    dirs: list[str] = []
+    if triplet and elfclass == (2 if platform.architecture()[0] == "64bit" else 1):
+        dirs += [f"/lib/{triplet}", f"/usr/lib/{triplet}"]
+    if elfclass == 2:
+        dirs += ["/lib64", "/usr/lib64"]
+    return (*dirs, "/lib", "/usr/lib")
+
+
+@dataclass
+class Found:
+    """Where a soname was found, and whether the image's loader needs ld.so.cache for it."""
+
+    path: str
+    needs_cache: bool
+
+
+@dataclass
+class LibrarySearch:
+    cache: dict[str, list[str]] = field(default_factory=dict)
+    defaults: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def host(cls) -> LibrarySearch:
+        return cls(read_ld_so_cache())
+
+    def _dirs(self, elfclass: int) -> tuple[str, ...]:
+        if elfclass not in self.defaults:
+            self.defaults[elfclass] = default_dirs(elfclass)
+        return self.defaults[elfclass]
+
+    def find(self, soname: str, needer: str, info: ElfInfo) -> Found:
+        """Locate ``soname`` for ``needer`` (whose headers are ``info``) or fail clearly."""
+        want = (info.elfclass, info.machine)
+        if "/" in soname:
+            if elf_kind(soname) == want:
+                return Found(soname, False)
+            raise SpecError(
+                f"{needer} needs {soname}, which is missing or not a matching library",
+                "install the package that provides it",
+            )
+        searched: list[str] = []
+
+        def first(dirs: Iterable[str]) -> str | None:
+            for d in dirs:
+                searched.append(d)
+                candidate = os.path.join(d, soname)
+                if elf_kind(candidate) == want:
+                    return candidate
+            return None
+
+        explicit = (() if info.runpath else info.rpath) + info.runpath
+        hit = first(explicit)
+        if hit:
+            return Found(hit, False)
+        for candidate in self.cache.get(soname, []):
+            if elf_kind(candidate) == want:
+                in_default = os.path.dirname(candidate) in self._dirs(info.elfclass)
+                return Found(candidate, not in_default)
+        searched.append(str(LD_SO_CACHE))
+        hit = first(self._dirs(info.elfclass))
+        if hit:
+            return Found(hit, False)
+        raise SpecError(
+            f"{needer} needs the library {soname}, which is not found "
+            f"(searched {', '.join(dict.fromkeys(searched))})",
+            "install the package that provides it, or add its directory to ld.so.conf "
+            "and run ldconfig",
+        )

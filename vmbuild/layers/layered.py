@@ -1,0 +1,199 @@
+"""buildLayeredImage and streamLayeredImage.
+
+The contents' closures, helpers and the programs the config names become a graph of
+content units (:mod:`vmbuild.layers.units`); the most popular units get a layer each,
+the rest share one (:mod:`vmbuild.layers.popularity`); the customisation layer (the
+contents' trees, extraCommands, fakeRootCommands) comes last. Unit layers are packed
+with mtime 1 and owner 0:0 whatever the spec's ``created``, so images built on one host
+from the same libraries share those layers. ``stream`` writes the uncompressed
+docker-archive; ``build`` writes the same bytes through the compressor (or an OCI
+layout/archive with compressed layers).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from vmbuild.config.common import OutputOptions, created_epoch
+from vmbuild.config.layered import Closure, LayeredSpec
+from vmbuild.errors import SpecError
+from vmbuild.image_build import default_tag, merge_env
+from vmbuild.layers.custom import customisation
+from vmbuild.layers.helpers import Helper, add_helper
+from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
+from vmbuild.layers.popularity import Plan, plan_layers
+from vmbuild.layers.stream import write_streaming
+from vmbuild.layers.units import Graph, config_programs, tree_of
+from vmbuild.oci import layer as layer_writer
+from vmbuild.oci.compress import compressor
+from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.reader import BaseImage, read_image
+from vmbuild.oci.tree import Tree
+from vmbuild.output import BuildResult, atomic_file, result_for, write_image
+
+log = logging.getLogger("vmbuild")
+
+UNIT_MTIME = 1  # like the Nix store: unit layers do not depend on `created`
+ROOT = layer_writer.Owner(0, 0)
+
+
+@dataclass
+class Assembled:
+    base: BaseImage | None
+    layers: list[LazyLayer]
+    comments: list[str]
+
+
+def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
+    """The unit graph, and the tree of the contents' plain paths (customisation layer)."""
+    graph = Graph()
+    tree = Tree()
+    helpers: list[str] = []
+    for i, item in enumerate(spec.contents):
+        if isinstance(item, Closure):
+            graph.path(str(item.path), f"contents[{i}]")
+        elif isinstance(item, Helper):
+            helper_tree = Tree()
+            add_helper(helper_tree, item, workdir / f"helper-{i}")
+            helpers.append(graph.tree(f"helper:{item.name}:{i}", helper_tree))
+        else:
+            tree.add_root(item)
+    for program in config_programs(spec.config or {}):
+        graph.path(program, "config")
+    graph.prune_shared(helpers)
+    return graph, tree
+
+
+def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
+    """Layers left for content units; fails if maxLayers cannot hold the image."""
+    slots = spec.max_layers - base_layers - 1
+    if slots < (1 if has_units else 0):
+        need = base_layers + 1 + (1 if has_units else 0)
+        raise SpecError(
+            f"maxLayers = {spec.max_layers} is too small: the base image has {base_layers} "
+            f"layers, plus {'one for the content units and ' if has_units else ''}"
+            "one for the customisation layer",
+            f"set maxLayers to at least {need} (at most 125)",
+        )
+    return slots
+
+
+def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
+    base = read_image(spec.from_image, workdir) if spec.from_image else None
+    graph, tree = unit_graph(spec, workdir)
+    slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
+    sizes = {name: unit.size for name, unit in graph.units.items()}
+    plan: Plan = plan_layers(graph.refs(), sizes, slots, spec.min_layer_size)
+    layers: list[LazyLayer] = []
+    comments: list[str] = []
+    for name in plan.own:
+        layers.append(TreeLayer(tree_of([graph.units[name]]), UNIT_MTIME, ROOT))
+        comments.append(f"vmbuild: {name}")
+    if plan.shared:
+        shared = tree_of(graph.units[n] for n in plan.shared)
+        layers.append(TreeLayer(shared, UNIT_MTIME, ROOT))
+        comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
+    mtime = created_epoch(spec.created)
+    custom = customisation(
+        tree,
+        spec.extra_commands,
+        spec.fake_root_commands,
+        spec.enable_fakechroot,
+        workdir,
+        mtime,
+    )
+    if custom.tar is not None:
+        layers.append(FileLayer(custom.tar))
+    else:
+        assert custom.tree is not None
+        layers.append(TreeLayer(custom.tree, mtime, custom.owner, use_cache=False))
+    comments.append("vmbuild: customisation layer")
+    log.debug(
+        "layers: %d base, %d units, customisation",
+        len(base.layers) if base else 0,
+        plan.layer_count,
+    )
+    return Assembled(base, layers, comments)
+
+
+def image_config(spec: LayeredSpec, asm: Assembled, layers: list[Layer]) -> dict[str, Any]:
+    config = dict(spec.config or {})
+    base = asm.base
+    base_env = list((base.config.get("config") or {}).get("Env") or []) if base else []
+    if base_env or "Env" in config:
+        config["Env"] = merge_env(base_env, list(config.get("Env", [])))
+    history = list(base.config.get("history") or []) if base else []
+    if base and sum(1 for h in history if not h.get("empty_layer")) != len(base.layers):
+        history = [{"created": spec.created, "created_by": "base layer"} for _ in base.layers]
+    history += [{"created": spec.created, "created_by": c} for c in asm.comments]
+    return {
+        "architecture": spec.architecture,
+        "os": "linux",
+        "created": spec.created,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": history,
+    }
+
+
+def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
+    def finish(layers: list[Layer]) -> Image:
+        config = image_config(spec, asm, layers)
+        return Image(spec.name, spec.tag or default_tag(spec.name, config), config, layers)
+
+    return finish
+
+
+def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
+    """Write the image as an uncompressed docker-archive to ``sink`` (e.g. stdout)."""
+    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+        asm = assemble(spec, Path(wd))
+        base = asm.base.layers if asm.base else []
+        write_streaming(base, asm.layers, _finisher(spec, asm), sink, created_epoch(spec.created))
+
+
+def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> list[Layer]:
+    """Every layer compressed to a file (for OCI outputs, which name blobs by digest)."""
+    layers = list(asm.base.layers) if asm.base else []
+    for i, lazy in enumerate(asm.layers):
+        path = workdir / f"layer-{i}"
+        if isinstance(lazy, TreeLayer):
+            with open(path, "wb") as f:
+                packed = layer_writer.pack(
+                    lazy.tree,
+                    f,
+                    compression=opts.compression,
+                    level=opts.level,
+                    mtime=lazy.mtime,
+                    owner=lazy.owner,
+                )
+            layers.append(
+                Layer(packed.diff_id, BlobRef.whole(path), opts.compression, packed.digest)
+            )
+        else:
+            diff_id, _ = lazy.measure()
+            with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
+                lazy.copy_to(z)
+            layers.append(Layer(diff_id, BlobRef.whole(path), opts.compression))
+    return layers
+
+
+def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
+    """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
+    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+        workdir = Path(wd)
+        asm = assemble(spec, workdir)
+        mtime = created_epoch(spec.created)
+        if opts.format == "docker-archive":
+            base = asm.base.layers if asm.base else []
+            with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
+                image = write_streaming(base, asm.layers, _finisher(spec, asm), z, mtime)
+        else:
+            image = _finisher(spec, asm)(_spooled(asm, workdir, opts))
+            write_image(image, out, opts, mtime)
+        log.info("built %s (%d layers)", image.ref, len(image.layers))
+        return result_for(image, out, opts, spec.build_args or {})

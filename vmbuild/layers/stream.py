@@ -1,0 +1,68 @@
+"""A docker-archive written while its layers are being packed.
+
+Members come in the order ``vmbuild.oci.archive.write_docker_archive`` uses (each
+distinct layer as ``<diff_id hex>/layer.tar``, then the config, ``manifest.json`` and
+``repositories``), so the bytes are the same; the difference is that a layer's diff_id
+is found just before the layer is written, by a helper thread that measures the layers
+ahead of the writer. The first bytes go out after the first layer is measured, and
+memory stays bounded whatever the image's size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+from vmbuild.layers.lazy import LazyLayer
+from vmbuild.oci.archive import docker_manifest
+from vmbuild.oci.digest import hex_of, of_bytes
+from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.tarstream import TarStreamWriter
+
+Finish = Callable[[list[Layer]], Image]
+
+
+def write_streaming(
+    base: Sequence[Layer],
+    new: Sequence[LazyLayer],
+    finish: Finish,
+    sink: BinaryIO,
+    mtime: int,
+) -> Image:
+    """Write base layers, then ``new`` ones as they are measured, then the metadata.
+
+    ``finish`` gets every layer (diff_ids known) and returns the image to describe.
+    """
+    tar = TarStreamWriter(sink, mtime)
+    written: set[str] = set()
+    layers: list[Layer] = []
+
+    def add(diff_id: str, size: int, produce: Callable[[BinaryIO], object]) -> None:
+        hexid = hex_of(diff_id)
+        if hexid not in written:
+            written.add(hexid)
+            tar.add_stream(f"{hexid}/layer.tar", size, produce)
+
+    for layer in base:
+        add(layer.diff_id, layer.blob.size, layer.blob.copy_to)
+        layers.append(layer)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmbuild-measure")
+    try:
+        futures: list[Future[tuple[str, int]]] = [pool.submit(lz.measure) for lz in new]
+        for lazy, future in zip(new, futures, strict=True):
+            diff_id, size = future.result()
+            add(diff_id, size, lazy.copy_to)
+            layers.append(Layer(diff_id, lazy, "none", diff_id))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    image = finish(layers)
+    config = image.config_bytes()
+    tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
+    tar.add_bytes("manifest.json", docker_manifest(image))
+    top = hex_of(image.layers[-1].diff_id) if image.layers else ""
+    repositories = {image.name: {image.tag: top}}
+    tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+    tar.close()
+    return image

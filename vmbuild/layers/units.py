@@ -1,0 +1,149 @@
+"""Content units: named host-file trees that reference each other (Nix's store paths).
+
+- A file unit is one host file at its canonical path, named by that path. An ELF file
+  references the units of its interpreter and of each library it needs; a script
+  references its ``#!`` interpreter.
+- A link unit is one symlink met while resolving a path the way the kernel does
+  (``/lib64``, ``/usr/lib64/ld-linux-x86-64.so.2``, ``/lib``), so every entry of every
+  unit sits under a real directory and layers never disagree about what a path is.
+- A helper unit holds what an environment helper adds beyond the file units it
+  references (``/bin/sh`` for binSh, ``/etc/passwd`` for fakeNss).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmbuild.errors import SpecError
+from vmbuild.layers.elf import LD_SO_CACHE, LibrarySearch, read_elf
+from vmbuild.layers.helpers import link_chain
+from vmbuild.oci.tree import Source, Tree
+
+
+@dataclass
+class Unit:
+    name: str
+    entries: dict[str, Source] = field(default_factory=dict)
+    refs: set[str] = field(default_factory=set)
+
+    @property
+    def size(self) -> int:
+        total = 0
+        for src in self.entries.values():
+            st = src.stat()
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total
+
+
+def tree_of(units: Iterable[Unit]) -> Tree:
+    """One layer's tree: the entries of ``units`` merged."""
+    tree = Tree()
+    for unit in units:
+        tree.entries.update(unit.entries)
+    return tree
+
+
+@dataclass
+class Graph:
+    """The unit graph of one image, grown by :meth:`path`, :meth:`closure`, :meth:`tree`."""
+
+    search: LibrarySearch = field(default_factory=LibrarySearch.host)
+    units: dict[str, Unit] = field(default_factory=dict)
+
+    def path(self, path: str, why: str) -> list[str]:
+        """The units needed to open ``path`` in the image: each link met, then the file."""
+        path = os.path.abspath(path)
+        names = [self._link(str(link)) for link in link_chain(Path(path))]
+        real = os.path.realpath(path)
+        if not os.path.lexists(real):
+            raise SpecError(f"{why}: {path} does not exist on this host", "install it")
+        return [*names, self._file(real, why)]
+
+    def _link(self, link: str) -> str:
+        if link not in self.units:
+            self.units[link] = Unit(link, {link.lstrip("/"): Source(Path(link))})
+        return link
+
+    def _file(self, real: str, why: str) -> str:
+        if real in self.units:
+            return real
+        unit = Unit(real, {real.lstrip("/"): Source(Path(real))})
+        self.units[real] = unit
+        if not os.path.isfile(real):
+            return real
+        if not os.access(real, os.R_OK):
+            raise SpecError(f"{why}: {real} is not readable", "make it readable by this user")
+        info = read_elf(real)
+        if info is not None:
+            if info.interp:
+                unit.refs.update(self.path(info.interp, f"{real} (its interpreter)"))
+            for soname in info.needed:
+                found = self.search.find(soname, real, info)
+                unit.refs.update(self.path(found.path, real))
+                if found.needs_cache:
+                    unit.refs.update(self.path(str(LD_SO_CACHE), real))
+        else:
+            interp = shebang(real)
+            if interp and os.path.isabs(interp) and os.path.exists(interp):
+                unit.refs.update(self.path(interp, f"{real} (its #! interpreter)"))
+        unit.refs.discard(real)
+        return real
+
+    def tree(self, name: str, tree: Tree) -> str:
+        """Add a unit holding ``tree``; its ELF files bring their closures as references."""
+        unit = Unit(name, dict(tree.entries))
+        self.units[name] = unit
+        for _rel, src in sorted(tree.entries.items()):
+            st = src.stat()
+            if stat.S_ISREG(st.st_mode) and read_elf(str(src.host)) is not None:
+                unit.refs.update(self.path(str(src.host), name))
+        return name
+
+    def prune_shared(self, names: Iterable[str]) -> None:
+        """Drop from tree units ``names`` the entries some other unit already holds."""
+        keep = set(names)
+        owned = {rel for u in self.units.values() if u.name not in keep for rel in u.entries}
+        for name in keep:
+            unit = self.units[name]
+            unit.entries = {k: v for k, v in unit.entries.items() if k not in owned}
+            unit.refs.discard(name)
+
+    def refs(self) -> dict[str, set[str]]:
+        return {name: set(u.refs) for name, u in self.units.items()}
+
+
+def shebang(path: str) -> str | None:
+    """The interpreter a ``#!`` script names, or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return words[0].decode("utf-8", "surrogateescape") if words else None
+
+
+def config_programs(config: dict[str, object]) -> list[str]:
+    """Host executables an image config's Entrypoint or Cmd names (absolute paths)."""
+    found: list[str] = []
+    for key in ("Entrypoint", "Cmd"):
+        value = config.get(key)
+        if not isinstance(value, list):
+            continue
+        for arg in value:
+            if (
+                isinstance(arg, str)
+                and arg.startswith("/")
+                and os.path.isfile(arg)
+                and os.access(arg, os.X_OK)
+                and arg not in found
+            ):
+                found.append(arg)
+    return found
