@@ -62,9 +62,12 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
             helpers.append(graph.tree(f"helper:{item.name}:{i}", helper_tree))
         else:
             tree.add_root(item)
+    graph.settle_trees(helpers)
     for program in config_programs(spec.config or {}):
-        graph.path(program, "config")
-    graph.prune_shared(helpers)
+        # A path the contents provide (binSh's /bin/sh) is not taken from the host.
+        if program.lstrip("/") not in tree.entries and not graph.provides(program):
+            graph.path(program, "config")
+    graph.settle_trees(helpers)
     return graph, tree
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,14 +104,41 @@ class Graph:
                 unit.refs.update(self.path(str(src.host), name))
         return name
 
-    def prune_shared(self, names: Iterable[str]) -> None:
-        """Drop from tree units ``names`` the entries some other unit already holds."""
+    def _through_links(self, rel: str) -> str:
+        """``rel`` with leading directories that are link units replaced by their targets."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/" + "/".join(parts[:i])
+            unit = self.units.get(prefix)
+            if unit is not None and os.path.islink(prefix) and os.path.isdir(prefix):
+                real = os.path.realpath(prefix).lstrip("/")
+                return self._through_links("/".join([real, *parts[i:]]))
+        return rel
+
+    def settle_trees(self, names: Iterable[str]) -> None:
+        """Make tree units ``names`` agree with the file and link units.
+
+        An entry under a directory that a link unit makes a symlink (a helper's ``bin/sh``
+        when ``/bin`` -> ``usr/bin`` is in the image) moves to where the link points, and
+        entries another unit already holds are dropped, so no path is in two layers.
+        """
         keep = set(names)
         owned = {rel for u in self.units.values() if u.name not in keep for rel in u.entries}
-        for name in keep:
+        for name in sorted(keep):
             unit = self.units[name]
-            unit.entries = {k: v for k, v in unit.entries.items() if k not in owned}
+            moved: dict[str, Source] = {}
+            for rel, src in unit.entries.items():
+                rel = self._through_links(rel)
+                if rel not in owned:
+                    moved.setdefault(rel, src)
+            unit.entries = moved
             unit.refs.discard(name)
+            owned.update(moved)
+
+    def provides(self, path: str) -> bool:
+        """Whether some unit already holds ``path`` (an absolute image path)."""
+        rel = self._through_links(path.lstrip("/"))
+        return any(rel in u.entries for u in self.units.values())
 
     def refs(self) -> dict[str, set[str]]:
         return {name: set(u.refs) for name, u in self.units.items()}
@@ -130,7 +157,7 @@ def shebang(path: str) -> str | None:
     return words[0].decode("utf-8", "surrogateescape") if words else None
 
 
-def config_programs(config: dict[str, object]) -> list[str]:
+def config_programs(config: Mapping[str, object]) -> list[str]:
     """Host executables an image config's Entrypoint or Cmd names (absolute paths)."""
     found: list[str] = []
     for key in ("Entrypoint", "Cmd"):

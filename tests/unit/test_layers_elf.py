@@ -1,0 +1,101 @@
+"""ELF closures as content units, on this host's own programs and libraries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vmbuild.errors import SpecError
+from vmbuild.layers.elf import LibrarySearch, _expand, read_elf, read_ld_so_cache
+from vmbuild.layers.units import Graph, config_programs, shebang, tree_of
+from vmbuild.oci.tree import Source, Tree
+
+BASH = "/usr/bin/bash"
+pytestmark = pytest.mark.skipif(not os.path.exists(BASH), reason="needs /usr/bin/bash")
+
+
+def test_read_elf_of_bash() -> None:
+    info = read_elf(BASH)
+    assert info is not None
+    assert info.interp and "ld-linux" in info.interp
+    assert "libc.so.6" in info.needed
+
+
+def test_read_elf_of_a_text_file(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("hello")
+    assert read_elf(str(tmp_path / "t")) is None
+
+
+def test_ld_so_cache_lists_libc() -> None:
+    cache = read_ld_so_cache()
+    if not cache:
+        pytest.skip("no ld.so.cache on this host")
+    assert any(p.endswith("/libc.so.6") for p in cache["libc.so.6"])
+
+
+def test_origin_expansion() -> None:
+    assert _expand("$ORIGIN/../lib", "/opt/app/bin") == "/opt/app/bin/../lib"
+    assert _expand("${ORIGIN}/x", "/o") == "/o/x"
+
+
+def test_bash_closure_units() -> None:
+    graph = Graph()
+    names = graph.path(BASH, "test")
+    real_bash = os.path.realpath(BASH)
+    assert names[-1] == real_bash
+    closure = {n for n in graph.units}
+    libc = [n for n in closure if n.endswith("/libc.so.6") and not os.path.islink(n)]
+    assert libc and libc[0] in graph.units[real_bash].refs
+    # every entry sits under real directories: parents never go through a symlink
+    for unit in graph.units.values():
+        for rel in unit.entries:
+            parent = "/" + os.path.dirname(rel)
+            assert os.path.realpath(parent) == os.path.normpath(parent), rel
+    # the interpreter's path works in the image: its links are units too
+    info = read_elf(real_bash)
+    assert info is not None and info.interp
+    for hop in Path(info.interp).parents:
+        if hop.is_symlink():
+            assert str(hop) in graph.units
+
+
+def test_missing_library_names_it_and_the_paths_searched() -> None:
+    graph = Graph(LibrarySearch(cache={}, defaults={2: ("/nonexistent/lib",)}))
+    with pytest.raises(SpecError) as err:
+        graph.path(BASH, "contents[0]")
+    message = err.value.message
+    assert "libc.so.6" in message or "libtinfo.so.6" in message
+    assert "/nonexistent/lib" in message and "ld.so.cache" in message
+    assert "\n" not in message
+
+
+def test_script_references_its_interpreter(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!{BASH} -e\necho hi\n")
+    script.chmod(0o755)
+    assert shebang(str(script)) == BASH
+    graph = Graph()
+    graph.path(str(script), "config")
+    assert os.path.realpath(BASH) in graph.units[str(script)].refs
+
+
+def test_config_programs(tmp_path: Path) -> None:
+    config = {"Entrypoint": [BASH, "-c"], "Cmd": ["echo ok", "/nonexistent", BASH, "rel/x"]}
+    assert config_programs(config) == [BASH]
+
+
+@pytest.mark.skipif(not os.path.islink("/bin"), reason="needs a merged-/usr host")
+def test_tree_units_move_under_link_targets(tmp_path: Path) -> None:
+    sh = tmp_path / "sh"
+    sh.symlink_to(BASH)
+    graph = Graph()
+    graph.path("/bin/bash", "test")  # brings the /bin -> usr/bin link unit
+    tree = Tree({"bin": Source(tmp_path), "bin/sh": Source(sh)})
+    name = graph.tree("helper:binSh", tree)
+    graph.settle_trees([name])
+    assert set(graph.units[name].entries) == {"usr/bin/sh"}
+    assert graph.provides("/bin/sh")
+    merged = tree_of(graph.units.values())
+    assert "bin" in merged.entries and "usr/bin/sh" in merged.entries
