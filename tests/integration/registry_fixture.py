@@ -101,7 +101,11 @@ def registry(
         config["auth"] = auth
     (tmp / "config.yml").write_text(_yaml(config) + "\n")
     log = open(tmp / "registry.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([REGISTRY, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
+    # The registry reads REGISTRY_* variables as config overrides: keep ours out.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    proc = subprocess.Popen(
+        [REGISTRY, "serve", str(tmp / "config.yml")], stdout=log, stderr=log, env=env
+    )
     reg = Registry(root, port, proc, *(htpasswd or (None, None)))
     try:
         deadline = time.monotonic() + 15
@@ -109,7 +113,8 @@ def registry(
             try:
                 urllib.request.urlopen(f"http://{reg.host}/v2/", timeout=1).close()
                 break
-            except urllib.error.HTTPError:
+            except urllib.error.HTTPError as exc:
+                exc.close()
                 break  # 401: up, and wants a login
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -37,6 +37,11 @@ log = logging.getLogger("vmbuild")
 CHUNK = 1 << 20
 OUT_CHUNK = 8 << 20
 RETRIES = 5
+# isal's stub types ``error`` as an instance; it is the exception class IsalError.
+INFLATE_ERRORS: tuple[type[Exception], ...] = (
+    cast(type[Exception], isal_zlib.error),
+    zstandard.ZstdError,
+)
 BACKOFF = 0.5
 
 
@@ -137,6 +142,7 @@ class Pipe:
         self._inflate: _Inflater | None = None
         self.diff_hash = hashlib.sha256()
         self.plain_size = 0
+        self.inflate_error: str | None = None
 
     def _write_plain(self, data: bytes) -> None:
         if data:
@@ -157,11 +163,17 @@ class Pipe:
         if self._store is not None:
             self._store.write(data)
         if self._inflate is not None:
-            self._inflate.feed(data)
+            try:
+                self._inflate.feed(data)
+            except INFLATE_ERRORS as exc:
+                self._inflate, self.inflate_error = None, str(exc)
 
     def finish(self) -> None:
         if self._inflate is not None:
-            self._inflate.finish()
+            try:
+                self._inflate.finish()
+            except INFLATE_ERRORS as exc:
+                self._inflate, self.inflate_error = None, str(exc)
 
     @property
     def digest(self) -> str:
@@ -204,6 +216,11 @@ class Downloader:
 
     def _result(self, desc: Descriptor, path: Path, pipe: Pipe, plain: Path | None) -> Fetched:
         kind = pipe.compression or "none"
+        if pipe.inflate_error is not None:
+            raise RegistryError(
+                f"{self.what}: layer {desc.digest} does not decompress ({pipe.inflate_error})",
+                "the image is corrupt",
+            )
         if plain is None:
             return Fetched(path, desc.digest, desc.size, kind)
         if kind == "none":

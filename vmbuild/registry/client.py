@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -71,7 +72,7 @@ class Client:
         self._basic = False
         self._bearer: Challenge | None = None
         self._tokens: dict[str, str] = {}
-        self._tls = threading.local()
+        self._pool: dict[tuple[int, str], http.client.HTTPConnection] = {}
 
     # -- connections -------------------------------------------------------------------
 
@@ -84,9 +85,9 @@ class Client:
         return ctx
 
     def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        pool: dict[str, http.client.HTTPConnection] = self._tls.__dict__.setdefault("pool", {})
-        key = f"{scheme}://{netloc}"
-        conn = pool.get(key)
+        key = (threading.get_ident(), f"{scheme}://{netloc}")
+        with self._lock:
+            conn = self._pool.get(key)
         if conn is None:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(
@@ -94,15 +95,26 @@ class Client:
                 )
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
-            pool[key] = conn
+            with self._lock:
+                self._pool[key] = conn
         return conn
 
     def reset(self) -> None:
         """Close this thread's connections (after a response was abandoned half read)."""
-        pool: dict[str, http.client.HTTPConnection] = self._tls.__dict__.get("pool", {})
-        for conn in pool.values():
+        me = threading.get_ident()
+        with self._lock:
+            mine = [k for k in self._pool if k[0] == me]
+            conns = [self._pool.pop(k) for k in mine]
+        for conn in conns:
             conn.close()
-        pool.clear()
+
+    def close(self) -> None:
+        """Close every connection of every thread (the client can still be used)."""
+        with self._lock:
+            conns = list(self._pool.values())
+            self._pool.clear()
+        for conn in conns:
+            conn.close()
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: Body
@@ -225,7 +237,7 @@ class Client:
                 resp = self._send(method, url, hdrs, body)
             except (OSError, http.client.HTTPException) as exc:
                 attempt += 1
-                if attempt >= RETRIES:
+                if attempt >= RETRIES or isinstance(exc, ConnectionRefusedError | socket.gaierror):
                     raise RegistryError(f"{what}: cannot reach {self.host}: {exc}", _NET) from exc
                 log.debug("%s: %s; retrying", what, exc)
                 time.sleep(BACKOFF * 2 ** (attempt - 1))

@@ -18,14 +18,14 @@ from typing import Any, BinaryIO, cast
 
 from vmbuild.config.common import OutputOptions
 from vmbuild.config.pull import PullImageSpec
-from vmbuild.errors import RegistryError, SpecError
+from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import compressor
 from vmbuild.oci.digest import HashingWriter, hex_of
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.output import BuildResult, atomic_file, result_for
-from vmbuild.registry import blobs
+from vmbuild.registry import blobs, known
 from vmbuild.registry.auth import load_credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.manifest import Manifest, Platform, resolve
@@ -82,12 +82,14 @@ def pull(
             "use --format docker-archive (the default) or oci-archive",
         )
     what = f"{repo}@{reference}"
+    directory = out.parent if str(out.parent) else Path(".")
+    if not directory.is_dir():
+        raise VmbuildError(f"output directory {directory} does not exist", "create it first")
     client = client_for(repo, tls_verify)
-    manifest, _ = resolve(client, repo, reference, platform, what)
     progress = progress or Progress("fetched")
     downloader = blobs.Downloader(client, repo, progress, what)
-    directory = out.parent if str(out.parent) else Path(".")
     try:
+        manifest, _ = resolve(client, repo, reference, platform, what)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=directory) as work:
             plain = Path(work) if opts.format == "docker-archive" else None
             config = downloader.get(manifest.config, None)
@@ -96,9 +98,11 @@ def pull(
             fetched = blobs.get_many(downloader, list(manifest.layers), plain)
             image = _image(name, tag, raw_config, diff_ids, manifest, fetched, plain, what)
             digest = _write(image, manifest, out, opts, expected)
+        seen = [manifest.config.digest, *(d.digest for d in manifest.layers)]
+        known.remember_seen(client.host, repo.path, seen)
     finally:
         progress.close()
-        client.reset()
+        client.close()
     return Pulled(image, manifest, digest)
 
 
@@ -141,6 +145,8 @@ def _image(
                 "the image is corrupt",
             )
         assert got.plain is not None
+        if got.compression != "none":
+            known.remember_compressed(diff_id, got.compression, desc.digest, desc.size)
         layers.append(Layer(diff_id, BlobRef(got.plain, 0, got.plain_size), "none", diff_id))
     image = PulledImage(name, tag, config, layers)
     image.raw_config = raw_config

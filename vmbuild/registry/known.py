@@ -1,0 +1,75 @@
+"""What earlier pulls and pushes learnt, kept in the cache so later ones can skip work.
+
+- ``layer-blobs``: for a diff_id and a compression, a blob (digest, size) that
+  decompresses to it, so an unchanged layer is not compressed again before a push.
+- ``registry-seen``: per registry host, a repository known to hold each blob, so a
+  push to another repository there can mount the blob instead of uploading it.
+
+Entries are small JSON files replaced atomically; losing one only costs time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from vmbuild.cache import cache_dir, key
+
+_lock = threading.Lock()
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, data: Any) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+
+def _layer_path(diff_id: str, compression: str) -> Path:
+    return cache_dir() / "layer-blobs" / key([diff_id, compression])
+
+
+def compressed_blob(diff_id: str, compression: str) -> tuple[str, int] | None:
+    data = _read(_layer_path(diff_id, compression))
+    if isinstance(data, dict) and isinstance(data.get("digest"), str):
+        size = data.get("size")
+        if isinstance(size, int):
+            return data["digest"], size
+    return None
+
+
+def remember_compressed(diff_id: str, compression: str, digest: str, size: int) -> None:
+    _write(_layer_path(diff_id, compression), {"digest": digest, "size": size})
+
+
+def _seen_path(host: str) -> Path:
+    return cache_dir() / "registry-seen" / key([host])
+
+
+def seen_in(host: str, digest: str) -> str | None:
+    data = _read(_seen_path(host))
+    repo = data.get(digest) if isinstance(data, dict) else None
+    return repo if isinstance(repo, str) else None
+
+
+def remember_seen(host: str, repo: str, digests: list[str]) -> None:
+    with _lock:
+        path = _seen_path(host)
+        data = _read(path)
+        data = data if isinstance(data, dict) else {}
+        data.update(dict.fromkeys(digests, repo))
+        _write(path, data)

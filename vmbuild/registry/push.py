@@ -1,0 +1,272 @@
+"""Push an image archive to a registry: only the blobs it lacks, then the manifest.
+
+For each blob: HEAD (present: done); else, when another repository on the same registry
+is known to hold it, a cross-repository mount; else a monolithic upload (POST, then PUT
+with the digest). Uncompressed layers are compressed once (gzip by default, like
+``skopeo copy``); the compressed form is kept in the blob cache and remembered by
+diff_id, so pushing an unchanged image again costs only HEAD requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from vmbuild.errors import ImageError, RegistryError
+from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.digest import HashingWriter, of_bytes
+from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
+from vmbuild.oci.image import layer_media_type as _media_type
+from vmbuild.oci.reader import read_image
+from vmbuild.registry import blobs, known
+from vmbuild.registry.client import Client
+from vmbuild.registry.progress import Progress
+from vmbuild.registry.pull import client_for
+from vmbuild.registry.reference import Reference
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A blob to push: ``size`` bytes at ``offset`` in ``path`` (or ``data``)."""
+
+    digest: str
+    size: int
+    media_type: str
+    path: Path | None = None
+    offset: int = 0
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: str  # of the manifest
+    uploaded: int  # blobs sent
+    mounted: int
+    present: int
+
+
+class _Reader:
+    """A read-only view of a file range that reports progress (an upload body)."""
+
+    def __init__(self, blob: Blob, progress: Progress, name: str):
+        assert blob.path is not None
+        self._f = open(blob.path, "rb")  # noqa: SIM115 - closed by http.client via close()
+        self._f.seek(blob.offset)
+        self._left = blob.size
+        self._progress = progress
+        self._name = name
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        self._progress.update(self._name, len(data))
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class Pusher:
+    def __init__(self, client: Client, dest: Reference, progress: Progress):
+        self.client = client
+        self.dest = dest
+        self.repo = dest.repo.path
+        self.progress = progress
+        self.what = f"push to {dest}"
+        self.counts = {"uploaded": 0, "mounted": 0, "present": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+
+    def has(self, digest: str) -> bool:
+        resp = self.client.request(
+            "HEAD",
+            f"/v2/{self.repo}/blobs/{digest}",
+            scope=f"repository:{self.repo}:pull,push",
+            what=f"{self.what}: blob {digest}",
+            expect=(200, 404),
+        )
+        resp.read()
+        return resp.status == 200
+
+    def ensure(self, blob: Blob) -> None:
+        if self.has(blob.digest):
+            self._count("present")
+            return
+        source = known.seen_in(self.client.host, blob.digest)
+        query = {}
+        scope = f"repository:{self.repo}:pull,push"
+        if source and source != self.repo:
+            query = {"mount": blob.digest, "from": source}
+            scope += f" repository:{source}:pull"
+        path = f"/v2/{self.repo}/blobs/uploads/"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        resp = self.client.request(
+            "POST", path, scope=scope, what=f"{self.what}: blob {blob.digest}", expect=(201, 202)
+        )
+        resp.read()
+        if resp.status == 201:
+            self._count("mounted")
+            return
+        self._upload(blob, resp.getheader("Location") or "")
+        self._count("uploaded")
+
+    def _upload(self, blob: Blob, location: str) -> None:
+        what = f"{self.what}: blob {blob.digest}"
+        if not location:
+            raise RegistryError(f"{what}: the registry gave no upload location", "odd registry")
+        url = urllib.parse.urljoin(self.client.base() + "/", location)
+        url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": blob.digest})
+        name = blob.digest[7:19]
+        self.progress.start(name, blob.size)
+
+        def body() -> BinaryIO:
+            self.progress.rewind(name, 0)
+            if blob.data is not None:
+                import io
+
+                return io.BytesIO(blob.data)
+            return cast(BinaryIO, _Reader(blob, self.progress, name))
+
+        try:
+            resp = self.client.request(
+                "PUT",
+                url,
+                scope=f"repository:{self.repo}:pull,push",
+                what=what,
+                expect=(201,),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(blob.size),
+                },
+                body=body,
+            )
+            resp.read()
+        except BaseException:
+            self.progress.drop(name)
+            raise
+        self.progress.done(name)
+
+    def put_manifest(self, manifest: bytes) -> str:
+        resp = self.client.request(
+            "PUT",
+            f"/v2/{self.repo}/manifests/{self.dest.reference}",
+            scope=f"repository:{self.repo}:pull,push",
+            what=f"{self.what}: manifest",
+            expect=(200, 201),
+            headers={"Content-Type": MT_OCI_MANIFEST},
+            body=manifest,
+        )
+        resp.read()
+        return of_bytes(manifest)
+
+
+def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
+    """The compressed form of an uncompressed layer, from the cache or made now."""
+    found = known.compressed_blob(layer.diff_id, kind)
+    if found and blobs.cached(*found):
+        return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
+    store = blobs.store_dir()
+    store.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            hw = HashingWriter(cast(BinaryIO, f))
+            plain = hashlib.sha256()
+            with compressor(cast(BinaryIO, hw), kind, level) as z:
+                _copy_hashing(layer, z, plain)
+        if "sha256:" + plain.hexdigest() != layer.diff_id:
+            raise ImageError(
+                f"layer {layer.diff_id} of the image has different contents",
+                "the archive is corrupt",
+            )
+        os.replace(tmp, blobs.store_path(hw.digest))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    known.remember_compressed(layer.diff_id, kind, hw.digest, hw.size)
+    return Blob(hw.digest, hw.size, _media_type(kind), blobs.store_path(hw.digest))
+
+
+def _copy_hashing(layer: Layer, sink: BinaryIO, h: hashlib._Hash) -> None:
+    class _Tee:
+        def write(self, data: bytes) -> int:
+            h.update(data)
+            return sink.write(data)
+
+    layer.blob.copy_to(cast(BinaryIO, _Tee()))
+
+
+def _layer_blob(layer: Layer, kind: Compression, level: int | None) -> Blob:
+    ref = layer.blob
+    path = getattr(ref, "path", None)
+    if layer.compression != "none" or kind == "none":
+        if not isinstance(path, Path):
+            raise ImageError("a layer of the image is not in a file", "write the image first")
+        return Blob(layer.digest, ref.size, layer.media_type, path, getattr(ref, "offset", 0))
+    return _compress(layer, kind, level)
+
+
+def push(
+    image: Path,
+    dest: Reference,
+    *,
+    tls_verify: bool = True,
+    compression: Compression = "gzip",
+    level: int | None = None,
+    jobs: int = 4,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Push the image archive or layout at ``image`` to ``dest``."""
+    progress = progress or Progress("pushed")
+    client = client_for(dest.repo, tls_verify)
+    pusher = Pusher(client, dest, progress)
+    with tempfile.TemporaryDirectory(prefix="vmbuild-push-") as work:
+        base = read_image(image, Path(work))
+        config = canonical_json(base.config)
+        config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            layer_blobs = list(
+                pool.map(lambda la: _layer_blob(la, compression, level), base.layers)
+            )
+            unique = list({b.digest: b for b in [config_blob, *layer_blobs]}.values())
+            try:
+                list(pool.map(pusher.ensure, unique))
+            finally:
+                progress.close()
+                client.close()
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": {
+                "mediaType": MT_OCI_CONFIG,
+                "digest": config_blob.digest,
+                "size": config_blob.size,
+            },
+            "layers": [
+                {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in layer_blobs
+            ],
+        }
+    )
+    try:
+        digest = pusher.put_manifest(manifest)
+    finally:
+        client.close()
+    known.remember_seen(client.host, dest.repo.path, [b.digest for b in unique])
+    return PushResult(digest, **pusher.counts)
