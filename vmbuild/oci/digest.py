@@ -67,3 +67,37 @@ class HashingWriter:
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+class Coalescer:
+    """Gathers small writes into blocks of about ``size`` bytes before passing them on."""
+
+    def __init__(self, sink: BinaryIO, size: int = 1 << 20):
+        self._sink = sink
+        self._buf = bytearray()
+        self._size = size
+        self._pos = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        self._pos += n
+        if not self._buf and n >= self._size:
+            self._sink.write(data)
+            return n
+        self._buf += data
+        if len(self._buf) >= self._size:
+            self._sink.write(bytes(self._buf))
+            self._buf.clear()
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        if self._buf:
+            self._sink.write(bytes(self._buf))
+            self._buf.clear()
+        self._sink.flush()
+
+    def writable(self) -> bool:
+        return True

@@ -19,7 +19,8 @@ from typing import BinaryIO, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import HashingWriter
+from vmbuild.oci.digest import Coalescer, HashingWriter
+from vmbuild.oci.fasttar import add
 from vmbuild.oci.tree import Source, Tree
 
 COPY_BUFSIZE = 1 << 20
@@ -111,7 +112,7 @@ def write_tree(tree: Tree, tar: tarfile.TarFile, *, mtime: int, owner: Owner = O
     for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
-                tar.addfile(_dir_info(name, mtime, owner))
+                add(tar, _dir_info(name, mtime, owner))
             continue
         _add_entry(tar, name, tree.entries[name], mtime, owner, links)
 
@@ -137,33 +138,33 @@ def _add_entry(
         if st.st_nlink > 1 and key in links:
             ti.type = tarfile.LNKTYPE
             ti.linkname = links[key]
-            tar.addfile(ti)
+            add(tar, ti)
             return
         if st.st_nlink > 1:
             links[key] = name
         ti.size = st.st_size
         try:
             with open(host, "rb") as f:
-                tar.addfile(ti, f)
+                add(tar, ti, f)
         except OSError as exc:
             raise ImageError(f"cannot read {host}: {exc.strerror}", "check the input") from exc
     elif stat.S_ISDIR(mode):
         ti.name = name + "/"
         ti.type = tarfile.DIRTYPE
-        tar.addfile(ti)
+        add(tar, ti)
     elif stat.S_ISLNK(mode):
         ti.type = tarfile.SYMTYPE
         ti.linkname = os.readlink(host)
         ti.mode = 0o777
-        tar.addfile(ti)
+        add(tar, ti)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
         ti.devmajor = os.major(st.st_rdev)
         ti.devminor = os.minor(st.st_rdev)
-        tar.addfile(ti)
+        add(tar, ti)
     elif stat.S_ISFIFO(mode):
         ti.type = tarfile.FIFOTYPE
-        tar.addfile(ti)
+        add(tar, ti)
     # sockets and doors cannot live in a tar: skipped, as GNU tar does
 
 
@@ -180,6 +181,8 @@ def pack(
     blob = HashingWriter(sink)
     with compressor(cast(BinaryIO, blob), compression, level) as zsink:
         tar_hash = HashingWriter(zsink)
-        with open_tar(cast(BinaryIO, tar_hash)) as tar:
+        batched = Coalescer(cast(BinaryIO, tar_hash))
+        with open_tar(cast(BinaryIO, batched)) as tar:
             write_tree(tree, tar, mtime=mtime, owner=owner)
+        batched.flush()
     return Packed(tar_hash.digest, tar_hash.size, blob.digest, blob.size)

@@ -1,0 +1,130 @@
+"""Deterministic re-packing of tar members (a layer from the build VM, a merged export).
+
+Members are written ordered by name component, with one mtime and no user/group names;
+numeric owners, modes, link targets, device numbers and ``SCHILY.xattr.*`` records are
+kept. Hard links are re-pointed so that in the new order the first name of each group
+carries the data and the others link to it.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from vmbuild.errors import ImageError
+from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.digest import HashingWriter
+from vmbuild.oci.layer import Packed, open_tar
+from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+
+KEPT_PAX = "SCHILY.xattr."
+
+
+@dataclass
+class Entry:
+    """A member to write: its metadata, and where its data (if any) is read from."""
+
+    info: tarfile.TarInfo
+    tar: tarfile.TarFile
+    data: tarfile.TarInfo | None = None  # the member holding the bytes (regular files)
+
+
+def index(tar: tarfile.TarFile, where: str) -> dict[str, tarfile.TarInfo]:
+    """Members by clean name; unsafe names, escaping symlinks, dangling hard links fail."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for m in tar:
+        name = clean_name(m.name, where)
+        if not name:
+            continue
+        if m.issym():
+            check_symlink(name, m.linkname, where)
+        if m.islnk():
+            m.linkname = check_hardlink(name, m.linkname, where)
+        members[name] = m
+    for name, m in members.items():
+        if m.islnk() and link_root(members, name) is None:
+            raise ImageError(
+                f"{where}: hard link {name} -> {m.linkname} has no target", "the layer is malformed"
+            )
+    return members
+
+
+def link_root(members: dict[str, tarfile.TarInfo], name: str) -> str | None:
+    """The regular file a hard link (chain) ends at, or None."""
+    seen = set()
+    while name in members and members[name].islnk():
+        if name in seen:
+            return None
+        seen.add(name)
+        name = members[name].linkname
+    return name if name in members and members[name].isreg() else None
+
+
+def entries_of(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> dict[str, Entry]:
+    out = {}
+    for name, m in members.items():
+        root = link_root(members, name) if m.islnk() else None
+        if m.islnk() and root is not None:
+            info = m
+            info.linkname = root or ""
+            out[name] = Entry(info, tar, members[root])
+        else:
+            out[name] = Entry(m, tar, m if m.isreg() else None)
+    return out
+
+
+def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int) -> None:
+    """Write ``entries`` sorted; each hard-link group's first name carries the data."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for name, e in entries.items():
+        if e.info.islnk() or (e.info.isreg() and e.data is not None):
+            key = (id(e.tar), e.info.linkname if e.info.islnk() else name)
+            groups.setdefault(key, []).append(name)
+    carrier = {}
+    for names in groups.values():
+        first = min(names, key=lambda n: n.split("/"))
+        for n in names:
+            carrier[n] = first
+    for name in sorted(entries, key=lambda n: n.split("/")):
+        e = entries[name]
+        m = e.info
+        ti = tarfile.TarInfo(name + ("/" if m.isdir() else ""))
+        ti.mode, ti.uid, ti.gid, ti.mtime = m.mode, m.uid, m.gid, mtime
+        ti.uname = ti.gname = ""
+        ti.type, ti.linkname = m.type, m.linkname
+        ti.devmajor, ti.devminor = m.devmajor, m.devminor
+        ti.pax_headers = {k: v for k, v in sorted(m.pax_headers.items()) if k.startswith(KEPT_PAX)}
+        first = carrier.get(name)
+        if first is not None and first != name:
+            ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, first, 0
+            out.addfile(ti)
+        elif e.data is not None:
+            ti.type, ti.linkname, ti.size = tarfile.REGTYPE, "", e.data.size
+            out.addfile(ti, e.tar.extractfile(e.data))
+        else:
+            out.addfile(ti)
+
+
+def retar(
+    src: Path,
+    sink: BinaryIO,
+    *,
+    compression: Compression,
+    mtime: int,
+    level: int | None = None,
+    where: str = "layer",
+) -> Packed:
+    """Normalise the tar at ``src`` into ``sink`` (compressed as asked)."""
+    blob = HashingWriter(sink)
+    try:
+        with tarfile.open(src, "r:") as tar:
+            entries = entries_of(tar, index(tar, where))
+            with compressor(cast(BinaryIO, blob), compression, level) as z:
+                plain = HashingWriter(z)
+                with open_tar(cast(BinaryIO, plain)) as out:
+                    write_entries(entries, out, mtime)
+    except tarfile.TarError as exc:
+        raise ImageError(f"{where}: not a readable tar ({exc})", "the layer is malformed") from exc
+    return Packed(plain.digest, plain.size, blob.digest, blob.size)
