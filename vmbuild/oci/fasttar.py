@@ -69,7 +69,7 @@ def add(tar: tarfile.TarFile, ti: tarfile.TarInfo, data: BinaryIO | None = None)
     buf = header(ti)
     if buf is None:
         tar.addfile(ti, data)
-        tar.members.clear()
+        tar.members.clear()  # type: ignore[attr-defined]
         return
     sink = tar.fileobj
     assert sink is not None

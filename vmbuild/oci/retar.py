@@ -96,9 +96,9 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int) -
         ti.type, ti.linkname = m.type, m.linkname
         ti.devmajor, ti.devminor = m.devmajor, m.devminor
         ti.pax_headers = {k: v for k, v in sorted(m.pax_headers.items()) if k.startswith(KEPT_PAX)}
-        first = carrier.get(name)
-        if first is not None and first != name:
-            ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, first, 0
+        holder = carrier.get(name)
+        if holder is not None and holder != name:
+            ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, holder, 0
             out.addfile(ti)
         elif e.data is not None:
             ti.type, ti.linkname, ti.size = tarfile.REGTYPE, "", e.data.size
