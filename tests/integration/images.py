@@ -50,3 +50,50 @@ def multi_image_archive(path: Path, images: list[tuple[Path, str]]) -> None:
         info = tarfile.TarInfo("manifest.json")
         info.size = len(data)
         out.addfile(info, io.BytesIO(data))
+
+
+def layer_tar(path: Path, members: list[tuple[str, str, bytes | str]]) -> Path:
+    """A layer tar from (name, kind, payload): kind f=file (bytes), d=dir, l=symlink (target),
+    h=hard link (target), o=opaque marker, w=whiteout of payload name."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, payload in members:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = 1
+            if kind == "f":
+                data = payload if isinstance(payload, bytes) else payload.encode()
+                ti.size = len(data)
+                ti.mode = 0o644
+                tar.addfile(ti, io.BytesIO(data))
+                continue
+            if kind == "d":
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "l":
+                ti.type, ti.linkname = tarfile.SYMTYPE, str(payload)
+            elif kind == "h":
+                ti.type, ti.linkname = tarfile.LNKTYPE, str(payload)
+            elif kind == "o":
+                ti.name = name + "/.wh..wh..opq"
+            elif kind == "w":
+                ti.name = name
+            tar.addfile(ti)
+    return path
+
+
+def image_from_layers(out: Path, layer_paths: list[Path], name: str = "layers:1") -> Path:
+    """A docker-archive holding ``layer_paths`` as its layers (bottom first)."""
+    from vmbuild.oci.archive import write_docker_archive
+    from vmbuild.oci.digest import of_file
+    from vmbuild.oci.image import BlobRef, Image, Layer
+
+    layers = [Layer(of_file(p), BlobRef.whole(p), "none") for p in layer_paths]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "1970-01-01T00:00:01Z",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+    }
+    repo, tag = name.split(":")
+    with open(out, "wb") as f:
+        write_docker_archive(Image(repo, tag, config, layers), f, 1)
+    return out

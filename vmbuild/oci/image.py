@@ -7,9 +7,11 @@ compressed or not; the media type records which.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -51,6 +53,21 @@ def layer_media_type(compression: Compression) -> str:
     return MT_OCI_LAYER + suffix(compression)
 
 
+class _Bounded:
+    def __init__(self, f: BinaryIO, size: int):
+        self._f = f
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._f.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class BlobRef:
     """``size`` bytes at ``offset`` in ``path``."""
@@ -67,6 +84,12 @@ class BlobRef:
     def read(self) -> bytes:
         with self.open() as f:
             return f.read(self.size)
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[BinaryIO]:
+        """A readable stream of exactly these bytes (it ends where the blob ends)."""
+        with self.open() as f:
+            yield cast(BinaryIO, _Bounded(f, self.size))
 
     def copy_to(self, sink: BinaryIO) -> None:
         with self.open() as f:

@@ -1,0 +1,52 @@
+"""exportImage's spec: fromImage (required), fromImageName/Tag, name, diskSize.
+
+``mergeInVM`` (beyond the manual, default false) flattens the layers inside the build
+VM, as nixpkgs does; by default they are merged as tar streams on the host, which needs
+no root and no VM and gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.build_image import DISK_SIZE_DEFAULT, MEMORY_DEFAULT
+from vmbuild.config.common import Fields
+from vmbuild.errors import SpecError
+
+
+@dataclass(frozen=True)
+class ExportImageSpec:
+    from_image: Path
+    from_image_name: str | None = None
+    from_image_tag: str | None = None
+    name: str | None = None
+    disk_size: int = DISK_SIZE_DEFAULT
+    build_vm_memory_size: int = MEMORY_DEFAULT
+    merge_in_vm: bool = False
+    build_args: dict[str, Any] | None = None
+
+
+def parse(fields: Fields, function: str = "exportImage") -> ExportImageSpec:
+    from_image = fields.get_path("fromImage")
+    if from_image is None:
+        raise SpecError(f"{fields.where}: fromImage is required", 'add fromImage = "base.tar"')
+    if not from_image.exists():
+        raise SpecError(f"{fields.where}: fromImage {from_image} does not exist", "fix the path")
+    spec = ExportImageSpec(
+        from_image=from_image,
+        from_image_name=fields.get_str("fromImageName"),
+        from_image_tag=fields.get_str("fromImageTag"),
+        name=fields.get_str("name"),
+        disk_size=fields.get_int("diskSize", DISK_SIZE_DEFAULT, minimum=64, maximum=2**22)
+        or DISK_SIZE_DEFAULT,
+        build_vm_memory_size=fields.get_int(
+            "buildVMMemorySize", MEMORY_DEFAULT, minimum=128, maximum=2**20
+        )
+        or MEMORY_DEFAULT,
+        merge_in_vm=fields.get_bool("mergeInVM"),
+        build_args=dict(fields.given),
+    )
+    fields.finish()
+    return spec
