@@ -2,8 +2,10 @@
 
 One pair per user, made on first use and kept in the cache (never in ``~/.ssh``):
 the guest's host key in dropbear's format (made with ``dropbearkey``) with its public
-half, and the controller's client key (ECDSA P-256, made with paramiko). Both halves
-of both pairs go into the initramfs; the controller checks the guest's key on connect.
+half, and the controller's client key. Both are Ed25519: dropbear's own Ed25519 code is
+fast even under emulation, where its ECDSA (libtommath) costs a noticeable fraction of
+a second. The guest gets its host key and our public key in the initramfs; the
+controller checks the guest's key on connect.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from vmbuild import cache
 from vmbuild.run import run, which
 
 KIND = "ssh-keys"
-VERSION = "v1"
+VERSION = "v2"
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Keys:
     host_key: bytes  # dropbear format private host key (goes into the guest)
     host_pub: str  # "ssh-ed25519 AAAA..." of the guest's host key
     client_key: paramiko.PKey  # the controller's private key
-    client_pub: str  # "ecdsa-sha2-nistp256 AAAA..." for the guest's authorized_keys
+    client_pub: str  # "ssh-ed25519 AAAA..." for the guest's authorized_keys
 
     def matches_host(self, key: paramiko.PKey) -> bool:
         """Whether ``key`` (as the guest presented it) is our guest's host key."""
@@ -42,12 +46,13 @@ def _make(into: Path) -> None:
     out = run([dropbearkey, "-y", "-f", host], capture=True, what="dropbearkey").stdout
     pub = next(line for line in out.decode().splitlines() if line.startswith("ssh-"))
     (into / "host_key.pub").write_text(" ".join(pub.split()[:2]) + "\n")
-    client = paramiko.ECDSAKey.generate(bits=256)
-    buf = io.StringIO()
-    client.write_private_key(buf)
+    private = ed25519.Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
     fd = os.open(into / "client_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(buf.getvalue())
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    client = paramiko.Ed25519Key.from_private_key(io.StringIO(pem.decode()))
     (into / "client_key.pub").write_text(f"{client.get_name()} {client.get_base64()}\n")
 
 
@@ -58,7 +63,7 @@ def load() -> Keys:
         with cache.publish(KIND, VERSION) as tmp:
             os.chmod(tmp, 0o700)
             _make(tmp)
-    client = paramiko.ECDSAKey.from_private_key_file(str(where / "client_key"))
+    client = paramiko.Ed25519Key.from_private_key_file(str(where / "client_key"))
     return Keys(
         host_key=(where / "host_key").read_bytes(),
         host_pub=(where / "host_key.pub").read_text().strip(),

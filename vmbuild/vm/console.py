@@ -1,0 +1,98 @@
+"""The guest's serial console, read on a thread from a socketpair that QEMU inherits.
+
+Keeps the last lines for error reports, notes when the guest's init says it started
+and when it is ready, and recognises a kernel panic or an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+
+log = logging.getLogger("vmbuild")
+
+INIT_MARK = b"vmbuild-guest-init"
+READY_MARK = b"vmbuild-guest-ready"
+FAILED_MARK = b"vmbuild-guest-failed:"
+KEEP = 256 * 1024
+PANIC = re.compile(rb"Kernel panic - not syncing:[^\r\n]*")
+OOM = re.compile(rb"Out of memory: Killed process \d+ \([^)]*\)|invoked oom-killer")
+
+
+class Console:
+    """Collects one guest's console output; ``sock`` is our end of the socketpair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+        self.closed = threading.Event()
+        self.init_at: float | None = None
+        self.ready_at: float | None = None
+        self.failure: str | None = None
+        self._thread = threading.Thread(target=self._pump, name="vmbuild-console", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        pending = b""
+        try:
+            while True:
+                try:
+                    data = self._sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                with self._lock:
+                    self._buf += data
+                    if len(self._buf) > KEEP:
+                        del self._buf[: len(self._buf) - KEEP]
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._line(line.rstrip(b"\r"))
+        finally:
+            self.closed.set()
+            self.ready.set()  # wake any waiter; it checks why
+
+    def _line(self, line: bytes) -> None:
+        log.debug("guest: %s", line.decode(errors="replace"))
+        if line.startswith(INIT_MARK) and self.init_at is None:
+            self.init_at = time.monotonic()
+        elif line.startswith(READY_MARK):
+            self.ready_at = time.monotonic()
+            self.ready.set()
+        elif line.startswith(FAILED_MARK):
+            self.failure = line[len(FAILED_MARK) :].decode(errors="replace").strip()
+            self.ready.set()
+
+    def text(self) -> bytes:
+        with self._lock:
+            return bytes(self._buf)
+
+    def tail(self, n: int = 12) -> list[str]:
+        """The last ``n`` non-empty lines, without our own markers."""
+        lines = [ln.decode(errors="replace").rstrip("\r") for ln in self.text().split(b"\n")]
+        lines = [ln for ln in lines if ln.strip() and not ln.startswith("vmbuild-guest-")]
+        return lines[-n:]
+
+    def panic(self) -> str | None:
+        """The kernel's panic line, if it panicked."""
+        found = PANIC.findall(self.text())
+        return found[-1].decode(errors="replace").strip() if found else None
+
+    def oom(self) -> str | None:
+        found = OOM.findall(self.text())
+        return found[-1].decode(errors="replace") if found else None
+
+    def close(self, wait: float = 1.0) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(wait)
+        self._sock.close()

@@ -1,0 +1,362 @@
+"""A throwaway build VM: boot on enter, run commands as root, always tear down on exit.
+
+Usage::
+
+    with Machine(memory_mib=512, disk_size_mib=1024, disks=[Disk(tar, readonly=True)]) as vm:
+        status = vm.run(["tar", "-xf", "/dev/vdb", "-C", "/scratch"])
+
+The scratch disk is a sparse ext4 image of ``disk_size_mib`` MiB made on the host
+(``/dev/vda``, mounted at ``/scratch``); the extra disks follow as ``/dev/vdb``, ...
+Whatever happens (an error, a timeout, Ctrl-C), ``__exit__`` leaves no QEMU process,
+socket or temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO
+
+from vmbuild.errors import VmbuildError, VmError
+from vmbuild.run import run, spawn, terminate, which
+from vmbuild.vm import accel as accel_mod
+from vmbuild.vm import faults, initramfs, keys, kernel
+from vmbuild.vm.channel import Channel
+from vmbuild.vm.console import Console
+from vmbuild.vm.qemu import Disk, VmSpec, argv
+from vmbuild.vm.qmp import Monitor
+
+__all__ = ["Disk", "Machine"]
+
+log = logging.getLogger("vmbuild")
+
+BOOT_TIMEOUT = 60.0
+TMP_PREFIX = "vmbuild-vm-"
+EXEC = "exec /usr/bin/vmbuild-exec "
+
+
+def make_scratch(path: Path, size_mib: int) -> None:
+    """A sparse ``size_mib`` MiB file holding an empty ext4 owned by root (no root needed)."""
+    mkfs = which("mkfs.ext4", "e2fsprogs")
+    with path.open("wb") as f:
+        f.truncate(size_mib * 1024 * 1024)
+    run(
+        [
+            mkfs,
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-O",
+            "^has_journal",
+            "-L",
+            "scratch",
+            "-E",
+            "root_owner=0:0,lazy_itable_init=1",
+            path,
+        ],
+        capture=True,
+        what="mkfs.ext4",
+    )
+
+
+class Machine:
+    """A booted guest (see the module docstring). Not thread-safe; one command at a time."""
+
+    def __init__(
+        self,
+        *,
+        memory_mib: int = 512,
+        disk_size_mib: int = 1024,
+        disks: Sequence[Disk] = (),
+        accel: str = "auto",
+        kernel: Path | None = None,
+        timeout: float | None = None,
+        cpus: int | None = None,
+    ) -> None:
+        if memory_mib < 64:
+            raise VmbuildError(f"--memory {memory_mib} MiB is too small", "give at least 64")
+        if disk_size_mib < 8:
+            raise VmbuildError(f"--disk-size {disk_size_mib} MiB is too small", "give at least 8")
+        for d in disks:
+            if not d.path.is_file():
+                raise VmbuildError(f"disk {d.path} does not exist", "give an existing file")
+        self.memory_mib = memory_mib
+        self.disk_size_mib = disk_size_mib
+        self.disks = tuple(disks)
+        self.accel_requested = accel
+        self.kernel_path = kernel
+        self.timeout = timeout
+        self.cpus = cpus or min(2, os.cpu_count() or 1)
+        self.timings: dict[str, float] = {}
+        self.accel: accel_mod.Accel | None = None
+        self._stack = contextlib.ExitStack()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._console: Console | None = None
+        self._monitor: Monitor | None = None
+        self._channel: Channel | None = None
+        self._deadline: float | None = None
+        self._tmp: Path | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def __enter__(self) -> Machine:
+        try:
+            self._boot()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._teardown()
+
+    def _boot(self) -> None:
+        t0 = time.monotonic()
+        if self.timeout is not None:
+            self._deadline = t0 + self.timeout
+        qemu = which("qemu-system-x86_64", "qemu-system-x86")
+        kern = kernel.resolve(self.kernel_path)
+        ssh_keys = keys.load()
+        initrd = initramfs.ensure(ssh_keys).path
+        if kern.initrd_extra is not None:
+            initrd = kern.initrd_extra
+        self.accel = accel_mod.choose(self.accel_requested, qemu, kern.path)
+        self._tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        scratch = self._tmp / "scratch.img"
+        make_scratch(scratch, self.disk_size_mib)
+        t1 = time.monotonic()
+        self.timings["prepare"] = t1 - t0
+
+        qmp_ours, qmp_theirs = socket.socketpair()
+        con_ours, con_theirs = socket.socketpair()
+        self._stack.callback(qmp_ours.close)
+        self._console = Console(con_ours)
+        spec = VmSpec(
+            kernel=kern.path,
+            initrd=initrd,
+            memory_mib=self.memory_mib,
+            accel=self.accel.name,
+            qmp_fd=qmp_theirs.fileno(),
+            console_fd=con_theirs.fileno(),
+            scratch=scratch,
+            disks=self.disks,
+            cpus=self.cpus,
+            machine=kern.machine,
+        )
+        log_file: IO[Any] = self._stack.enter_context((self._tmp / "qemu.log").open("wb"))
+        try:
+            self._proc = self._stack.enter_context(
+                spawn(
+                    argv(qemu, spec),
+                    stdout=log_file,
+                    stderr=log_file,
+                    pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
+                    start_new_session=True,
+                )
+            )
+        finally:
+            qmp_theirs.close()
+            con_theirs.close()
+        self._monitor = Monitor(qmp_ours, alive=self._alive)
+        self._monitor.connect(timeout=self._left(10.0))
+        t2 = time.monotonic()
+        self.timings["qemu_start"] = t2 - t1
+        self._wait_ready(min(BOOT_TIMEOUT, self._left(BOOT_TIMEOUT)))
+        t3 = self._console.init_at or time.monotonic()
+        self.timings["kernel_boot"] = t3 - t2
+        port = self._monitor.ssh_port()
+        self._channel = Channel(port, ssh_keys, timeout=self._left(20.0))
+        self.timings["guest_ready"] = time.monotonic() - t3
+
+    def _wait_ready(self, budget: float) -> None:
+        assert self._console is not None
+        end = time.monotonic() + budget
+        while not self._console.ready.wait(0.05):
+            if not self._alive():
+                self._raise_dead("while booting")
+            if time.monotonic() > end:
+                self._raise_timeout("the guest did not boot", budget)
+        if self._console.failure:
+            raise VmError(f"the guest failed to start: {self._console.failure}", self._tail_hint())
+        if not self._alive() or self._console.ready_at is None:
+            self._raise_dead("while booting")
+
+    def _teardown(self) -> None:
+        t0 = time.monotonic()
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                self._channel.close()
+            self._channel = None
+        if self._monitor is not None:
+            if self._alive():
+                self._monitor.quit()
+            self._monitor.close()
+            self._monitor = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(2.0)
+            terminate(self._proc, grace=1.0)
+        try:
+            self._stack.close()
+        finally:
+            if self._console is not None:
+                self._console.close()
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
+            self.timings["teardown"] = time.monotonic() - t0
+
+    # --- commands --------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdout: BinaryIO | None = None,
+        stderr: BinaryIO | None = None,
+        stdin_data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run ``argv`` as root in the guest (in /scratch, guest tools on PATH).
+
+        Streams its stdout and stderr to ``stdout``/``stderr`` (default: this process's)
+        and returns its exit status. Raises VmError when the guest ran out of memory,
+        the scratch disk filled up, the kernel panicked, or the timeout (this call's or
+        the machine's) expired; the VM is then stopped.
+        """
+        if self._channel is None:
+            raise VmError("the VM is not running", "use Machine as a context manager")
+        if not argv:
+            raise VmbuildError("no command given", "say what to run after --")
+        t0 = time.monotonic()
+        deadline = self._deadline
+        if timeout is not None:
+            deadline = min(deadline or float("inf"), t0 + timeout)
+        errtail = bytearray()
+
+        def keep(data: bytes) -> None:
+            errtail.extend(data)
+            del errtail[:-4096]
+
+        status = self._channel.execute(
+            EXEC + shlex.join(argv),
+            stdout=stdout if stdout is not None else sys.stdout.buffer,
+            stderr=stderr if stderr is not None else sys.stderr.buffer,
+            stdin_data=stdin_data,
+            deadline=deadline,
+            alive=self._alive,
+            on_stderr=keep,
+        )
+        self.timings["command"] = time.monotonic() - t0
+        if status is None:
+            self._lost(deadline, t0)
+        assert status is not None
+        if status != 0:
+            self._check_faults(bytes(errtail))
+        return status
+
+    def put_file(self, data: bytes, guest_path: str, mode: int = 0o755) -> None:
+        """Write a small file (a script) into the guest over SSH; bulk data uses disks."""
+        if self._channel is None:
+            raise VmError("the VM is not running", "use Machine as a context manager")
+        q = shlex.quote(guest_path)
+        status = self._channel.execute(
+            f"cat > {q} && chmod {mode:o} {q}",
+            stdout=None,
+            stderr=None,
+            stdin_data=data,
+            deadline=self._deadline or time.monotonic() + 60,
+            alive=self._alive,
+        )
+        if status != 0:
+            raise VmError(f"could not write {guest_path} in the guest", self._tail_hint())
+
+    # --- faults ----------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _left(self, cap: float) -> float:
+        if self._deadline is None:
+            return cap
+        return max(0.1, min(cap, self._deadline - time.monotonic()))
+
+    def _tail_hint(self) -> str:
+        tail = self._console.tail(8) if self._console else []
+        return "guest console, last lines: " + (" | ".join(tail) if tail else "(none)")
+
+    def _lost(self, deadline: float | None, started: float) -> None:
+        if not self._alive():
+            self._raise_dead("while running the command")
+        if deadline is not None and time.monotonic() >= deadline:
+            self._raise_timeout("the command did not finish", time.monotonic() - started)
+        oom = self._console.oom() if self._console else None
+        if oom:
+            self._raise_oom(oom)
+        raise VmError("the connection to the guest was lost", self._tail_hint())
+
+    def _raise_dead(self, when: str) -> None:
+        assert self._proc is not None and self._console is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(1.0)
+        self._console.closed.wait(1.0)
+        panic = self._console.panic()
+        if panic:
+            raise VmError(f"the guest kernel panicked {when}: {panic}", self._tail_hint())
+        qlog = self._qemu_log()
+        raise VmError(
+            f"QEMU exited {when} (status {self._proc.returncode}){qlog}", self._tail_hint()
+        )
+
+    def _qemu_log(self) -> str:
+        path = self._tmp / "qemu.log" if self._tmp else None
+        if path is None or not path.exists():
+            return ""
+        lines = path.read_text(errors="replace").strip().splitlines()
+        return ": " + re.sub(r"\s+", " ", lines[-1]) if lines else ""
+
+    def _raise_timeout(self, what: str, seconds: float) -> None:
+        hint = "give it more time with --timeout; " + self._tail_hint()
+        self._kill()
+        raise VmError(f"{what} within {seconds:.0f} s; the VM was stopped", hint)
+
+    def _raise_oom(self, detail: str) -> None:
+        self._kill()
+        raise VmError(
+            f"the guest ran out of memory ({self.memory_mib} MiB): {detail}",
+            "give the VM more memory: --memory MiB (buildVMMemorySize)",
+        )
+
+    def _check_faults(self, errtail: bytes) -> None:
+        assert self._channel is not None
+        status, note = self._channel.capture(
+            "cat /run/vmbuild/fault", deadline=time.monotonic() + 10, alive=self._alive
+        )
+        found = faults.parse(note if status == 0 else b"", errtail)
+        if found.oom:
+            self._raise_oom(found.oom)
+        if found.disk_full:
+            self._kill()
+            raise VmError(
+                f"the scratch disk is full ({self.disk_size_mib} MiB)",
+                "give the VM a bigger scratch disk: --disk-size MiB (diskSize)",
+            )
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            terminate(self._proc, grace=0.5)

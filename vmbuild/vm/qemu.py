@@ -1,0 +1,150 @@
+"""The QEMU command line for a build VM (pure: no processes, no files).
+
+The default machine is ``microvm``: no PCI, no ACPI, no option ROMs, a qboot firmware
+that jumps straight into the kernel, devices on virtio-mmio (QEMU appends their
+``virtio_mmio.device=`` entries to the kernel command line). ``pc`` with virtio-pci is
+there for kernels without virtio-mmio (Debian's cloud kernel). Every disk is virtio-blk:
+the scratch disk first (``/dev/vda``), then the extra disks in order (``/dev/vdb``, ...).
+The guest's SSH port is forwarded to an ephemeral port on 127.0.0.1, QMP and the serial
+console run over file descriptors QEMU inherits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KERNEL_ARGS = (
+    "console=ttyS0",
+    "quiet",
+    "panic=-1",  # reboot at once on panic; with -no-reboot that ends QEMU
+    "reboot=t",
+    "tsc=reliable",
+    "random.trust_cpu=on",
+    "8250.nr_uarts=1",
+    "rdinit=/init",
+)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """An extra disk for the guest; attached in order as /dev/vdb, /dev/vdc, ...
+
+    ``readonly`` disks are read-only to the guest (QEMU opens them read-only too).
+    """
+
+    path: Path
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """Everything the command line depends on."""
+
+    kernel: Path
+    initrd: Path
+    memory_mib: int
+    accel: str  # "kvm" or "tcg"
+    qmp_fd: int
+    console_fd: int
+    scratch: Path | None = None
+    disks: Sequence[Disk] = ()
+    cpus: int = 2
+    machine: str = "microvm"
+    extra_args: Sequence[str] = field(default_factory=tuple)
+    ssh: bool = True
+
+
+def opt(value: str | os.PathLike[str]) -> str:
+    """Quote a value for a QEMU ``key=value,...`` option (a comma is doubled)."""
+    return os.fspath(value).replace(",", ",,")
+
+
+def _machine(spec: VmSpec) -> list[str]:
+    # rtc=on: without a CMOS clock the kernel waits a full second for one at boot.
+    if spec.machine == "microvm":
+        return ["-M", "microvm,x-option-roms=off,rtc=on,acpi=off,isa-serial=on"]
+    return ["-M", "pc"]
+
+
+def _cpu(spec: VmSpec) -> list[str]:
+    if spec.accel == "kvm":
+        # -cpu host aborts on paravirtual KVM hosts; QEMU's default model is safe.
+        return ["-accel", "kvm"]
+    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+def _blk(spec: VmSpec) -> str:
+    return "virtio-blk-device" if spec.machine == "microvm" else "virtio-blk-pci"
+
+
+def _drives(spec: VmSpec) -> list[str]:
+    args: list[str] = []
+    drives: list[tuple[Path, bool]] = []
+    if spec.scratch is not None:
+        drives.append((spec.scratch, False))
+    drives += [(d.path, d.readonly) for d in spec.disks]
+    for i, (path, readonly) in enumerate(drives):
+        ro = ",read-only=on" if readonly else ""
+        args += [
+            "-blockdev",
+            f"driver=file,node-name=f{i},filename={opt(path)},cache.direct=off,"
+            f"cache.no-flush=on{ro}",
+            "-blockdev",
+            f"driver=raw,node-name=d{i},file=f{i}{ro}",
+            "-device",
+            f"{_blk(spec)},drive=d{i},serial=vmbuild{i}",
+        ]
+    return args
+
+
+def _net(spec: VmSpec) -> list[str]:
+    if not spec.ssh:
+        return []
+    nic = "virtio-net-device" if spec.machine == "microvm" else "virtio-net-pci"
+    return [
+        "-netdev",
+        "user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:0-:22",
+        "-device",
+        f"{nic},netdev=n0",
+    ]
+
+
+def argv(qemu: str, spec: VmSpec) -> list[str]:
+    """The full QEMU argv for ``spec``."""
+    rng = "virtio-rng-device" if spec.machine == "microvm" else "virtio-rng-pci"
+    append = " ".join((*KERNEL_ARGS, *spec.extra_args))
+    return [
+        qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        *_machine(spec),
+        *_cpu(spec),
+        "-smp",
+        str(spec.cpus),
+        "-m",
+        f"{spec.memory_mib}M",
+        "-kernel",
+        os.fspath(spec.kernel),
+        "-initrd",
+        os.fspath(spec.initrd),
+        "-append",
+        append,
+        "-chardev",
+        f"socket,id=con,fd={spec.console_fd}",
+        "-serial",
+        "chardev:con",
+        "-chardev",
+        f"socket,id=qmp,fd={spec.qmp_fd}",
+        "-mon",
+        "chardev=qmp,mode=control",
+        *_drives(spec),
+        *_net(spec),
+        "-device",
+        rng,
+    ]
