@@ -85,13 +85,30 @@ def test_first_bytes_before_the_last_layer_is_read(tmp_path: Path) -> None:
     assert len(image.layers) == 2
 
 
-def test_measure_is_cached_and_a_change_is_caught(tmp_path: Path) -> None:
+def test_measure_is_cached_and_a_change_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lazy, "RACY_NS", 0)  # files made by the test count as settled
     layer = tree_layer(tmp_path / "a", {"f": "one"})
     measured = layer.measure()
-    key = lazy.fingerprint(layer.tree, 1, Owner(0, 0))
-    assert lazy._load(key) == measured
+    key, racy = lazy.fingerprint(layer.tree, 1, Owner(0, 0))
+    assert not racy and lazy._load(key) == measured
     again = TreeLayer(from_roots([tmp_path / "a"]), 1, Owner(0, 0))
     assert again.measure() == measured
     (tmp_path / "a" / "f").write_text("two")  # same size, new content
     with pytest.raises(ImageError, match="changed while"):
         again.copy_to(io.BytesIO())
+    assert lazy._load(key) is None
+
+
+def test_racy_trees_are_not_cached_and_are_hashed_again(tmp_path: Path) -> None:
+    layer = tree_layer(tmp_path / "a", {"f": "one"})
+    measured = layer.measure()
+    key, racy = lazy.fingerprint(layer.tree, 1, Owner(0, 0))
+    assert racy and lazy._load(key) is None
+    out = io.BytesIO()
+    layer.copy_to(out)
+    assert len(out.getvalue()) == measured[1]
+    (tmp_path / "a" / "f").write_text("two")
+    with pytest.raises(ImageError, match="changed while"):
+        layer.copy_to(io.BytesIO())

@@ -24,7 +24,7 @@ from vmbuild.errors import SpecError
 from vmbuild.image_build import default_tag, merge_env
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.helpers import Helper, add_helper
-from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
+from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer, steady_malloc
 from vmbuild.layers.popularity import Plan, plan_layers
 from vmbuild.layers.stream import write_streaming
 from vmbuild.layers.units import Graph, config_programs, tree_of
@@ -153,6 +153,7 @@ def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
 
 def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
     """Write the image as an uncompressed docker-archive to ``sink`` (e.g. stdout)."""
+    steady_malloc()
     with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
         asm = assemble(spec, Path(wd))
         base = asm.base.layers if asm.base else []
@@ -187,6 +188,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> list[Layer]:
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
+    steady_malloc()
     with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
         workdir = Path(wd)
         asm = assemble(spec, workdir)
