@@ -34,9 +34,14 @@ def _ancestors(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _open_layer(
+def open_plain(
     layer: Layer, n: int, workdir: Path, stack: contextlib.ExitStack[bool | None]
-) -> tarfile.TarFile:
+) -> BinaryIO:
+    """A seekable stream positioned at the start of the layer's plain tar.
+
+    A plain layer inside an uncompressed archive is read in place; anything else is
+    spooled (and decompressed) into ``workdir`` first.
+    """
     blob = layer.blob
     if not isinstance(blob, BlobRef):
         spooled = workdir / f"merge-blob-{n}"
@@ -51,7 +56,7 @@ def _open_layer(
         with blob.reader() as raw, open(plain, "wb") as dest:
             shutil.copyfileobj(decompressor(raw, layer.compression), dest, 1 << 20)
         f = stack.enter_context(plain.open("rb"))
-    return stack.enter_context(tarfile.open(fileobj=f, mode="r:"))
+    return f
 
 
 def merged_entries(tars: Sequence[tarfile.TarFile]) -> dict[str, Entry]:
@@ -89,7 +94,12 @@ def flatten(layers: Sequence[Layer], sink: BinaryIO, workdir: Path, mtime: int) 
     """Write the merged filesystem of ``layers`` (bottom first) as one plain tar."""
     with contextlib.ExitStack() as stack:
         try:
-            tars = [_open_layer(layer, n, workdir, stack) for n, layer in enumerate(layers)]
+            tars = [
+                stack.enter_context(
+                    tarfile.open(fileobj=open_plain(layer, n, workdir, stack), mode="r:")
+                )
+                for n, layer in enumerate(layers)
+            ]
             entries = merged_entries(tars)
             hashed = HashingWriter(sink)
             batched = Coalescer(cast(BinaryIO, hashed))

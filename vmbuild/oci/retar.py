@@ -75,8 +75,11 @@ def entries_of(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> dic
     return out
 
 
-def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int) -> None:
-    """Write ``entries`` sorted; each hard-link group's first name carries the data."""
+def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int | None) -> None:
+    """Write ``entries`` sorted; each hard-link group's first name carries the data.
+
+    Every mtime becomes ``mtime``, or stays as it was when that is None.
+    """
     groups: dict[tuple[int, str], list[str]] = {}
     for name, e in entries.items():
         if e.info.islnk() or (e.info.isreg() and e.data is not None):
@@ -91,7 +94,8 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int) -
         e = entries[name]
         m = e.info
         ti = tarfile.TarInfo(name + ("/" if m.isdir() else ""))
-        ti.mode, ti.uid, ti.gid, ti.mtime = m.mode, m.uid, m.gid, mtime
+        ti.mode, ti.uid, ti.gid = m.mode, m.uid, m.gid
+        ti.mtime = int(m.mtime) if mtime is None else mtime
         ti.uname = ti.gname = ""
         ti.type, ti.linkname = m.type, m.linkname
         ti.devmajor, ti.devminor = m.devmajor, m.devminor

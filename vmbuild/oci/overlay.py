@@ -1,0 +1,131 @@
+"""Whiteouts between the image format and overlayfs, rewritten as tar streams.
+
+Image layers mark deletions with ``.wh.NAME`` files and replaced directories with a
+``.wh..wh..opq`` member. overlayfs marks them with a 0:0 character device named NAME
+and a ``trusted.overlay.opaque=y`` xattr on the directory. :func:`to_overlay` turns a
+base layer into the overlay form (the guest unpacks it as an overlay lower with GNU tar);
+:func:`from_overlay` turns the guest's upper directory, packed by GNU tar, back into a
+layer. Neither unpacks anything on the host; both check every name (see ``safety``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from vmbuild.errors import ImageError
+from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.digest import Coalescer, HashingWriter
+from vmbuild.oci.layer import Packed, open_tar
+from vmbuild.oci.retar import Entry, entries_of, index, write_entries
+
+WH = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"
+OVERLAY_XATTRS = "SCHILY.xattr.trusted.overlay."
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+    return ti
+
+
+def _whiteout_device(name: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.mode, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 0, 0, 0
+    return ti
+
+
+def overlay_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
+    entries = entries_of(tar, index(tar, where))
+    out: dict[str, Entry] = {}
+    opaque: list[str] = []
+    for name, e in entries.items():
+        parent, base = posixpath.split(name)
+        if base == OPAQUE:
+            opaque.append(parent)
+        elif base.startswith(WH):
+            target = posixpath.join(parent, base[len(WH) :])
+            out[target] = Entry(_whiteout_device(target), tar)
+        elif name not in out:
+            out[name] = e
+    for d in opaque:
+        if d not in out or not out[d].info.isdir():
+            out[d] = Entry(_dir_info(d), tar)
+        out[d].info.pax_headers = {**out[d].info.pax_headers, OPAQUE_XATTR: "y"}
+    return out
+
+
+def layer_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
+    entries = entries_of(tar, index(tar, where))
+    out: dict[str, Entry] = {}
+    for name, e in entries.items():
+        info = e.info
+        if info.ischr() and info.devmajor == 0 and info.devminor == 0:
+            parent, base = posixpath.split(name)
+            wh = posixpath.join(parent, WH + base)
+            ti = tarfile.TarInfo(wh)
+            ti.mode = 0o644
+            out[wh] = Entry(ti, tar)
+            continue
+        headers = info.pax_headers
+        if headers.get(OPAQUE_XATTR) == "y" and info.isdir():
+            marker = posixpath.join(name, OPAQUE)
+            ti = tarfile.TarInfo(marker)
+            ti.mode = 0o644
+            out[marker] = Entry(ti, tar)
+        info.pax_headers = {k: v for k, v in headers.items() if not k.startswith(OVERLAY_XATTRS)}
+        out[name] = e
+    return out
+
+
+def _convert(
+    src: BinaryIO,
+    sink: BinaryIO,
+    pick: str,
+    *,
+    compression: Compression,
+    mtime: int | None,
+    level: int | None,
+    where: str,
+) -> Packed:
+    blob = HashingWriter(sink)
+    try:
+        with tarfile.open(fileobj=src, mode="r:") as tar:
+            entries = (
+                overlay_entries(tar, where) if pick == "overlay" else layer_entries(tar, where)
+            )
+            with compressor(cast(BinaryIO, blob), compression, level) as z:
+                plain = HashingWriter(z)
+                batched = Coalescer(cast(BinaryIO, plain))
+                with open_tar(cast(BinaryIO, batched)) as out:
+                    write_entries(entries, out, mtime)
+                batched.flush()
+    except (tarfile.TarError, EOFError) as exc:
+        raise ImageError(f"{where}: not a readable tar ({exc})", "the layer is malformed") from exc
+    return Packed(plain.digest, plain.size, blob.digest, blob.size)
+
+
+def to_overlay(src: BinaryIO, dest: Path, where: str) -> None:
+    """Rewrite the plain layer tar read from ``src`` into overlay form at ``dest``."""
+    with open(dest, "wb") as f:
+        _convert(src, f, "overlay", compression="none", mtime=None, level=None, where=where)
+
+
+def from_overlay(
+    src: Path, sink: BinaryIO, *, compression: Compression, mtime: int, level: int | None = None
+) -> Packed:
+    """The layer (deterministic, compressed as asked) of an upper dir packed by GNU tar."""
+    with open(src, "rb") as f:
+        return _convert(
+            f,
+            sink,
+            "layer",
+            compression=compression,
+            mtime=mtime,
+            level=level,
+            where="the new layer",
+        )
