@@ -2,6 +2,7 @@
 
 - ``layer-blobs``: for a diff_id and a compression, a blob (digest, size) that
   decompresses to it, so an unchanged layer is not compressed again before a push.
+- ``blobs/unpacked``: for a verified layer blob, its compression, diff_id and tar size.
 - ``registry-seen``: per registry host, a repository known to hold each blob, so a
   push to another repository there can mount the blob instead of uploading it.
 
@@ -16,9 +17,10 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vmbuild.cache import cache_dir, key
+from vmbuild.oci.compress import COMPRESSIONS, Compression
 
 _lock = threading.Lock()
 
@@ -73,3 +75,23 @@ def remember_seen(host: str, repo: str, digests: list[str]) -> None:
         data = data if isinstance(data, dict) else {}
         data.update(dict.fromkeys(digests, repo))
         _write(path, data)
+
+
+def _unpacked_path(digest: str) -> Path:
+    return cache_dir() / "blobs" / "unpacked" / key([digest])
+
+
+def unpacked(digest: str) -> tuple[Compression, str, int] | None:
+    """(compression, diff_id, tar size) of a verified layer blob, if known."""
+    data = _read(_unpacked_path(digest))
+    if not isinstance(data, dict):
+        return None
+    kind, diff_id, size = data.get("compression"), data.get("diffId"), data.get("size")
+    if kind in COMPRESSIONS and isinstance(diff_id, str) and isinstance(size, int):
+        return cast(Compression, kind), diff_id, size
+    return None
+
+
+def remember_unpacked(digest: str, compression: str, diff_id: str, size: int) -> None:
+    data = {"compression": compression, "diffId": diff_id, "size": size}
+    _write(_unpacked_path(digest), data)

@@ -11,7 +11,6 @@ digest and the compressed blobs as they are.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -21,13 +20,14 @@ from vmbuild.config.pull import PullImageSpec
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import compressor
-from vmbuild.oci.digest import HashingWriter, hex_of
-from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
+from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.output import BuildResult, atomic_file, result_for
 from vmbuild.registry import blobs, known
 from vmbuild.registry.auth import load_credentials
 from vmbuild.registry.client import Client
+from vmbuild.registry.inflate import CachedBlob
 from vmbuild.registry.manifest import Manifest, Platform, resolve
 from vmbuild.registry.nixhash import to_sri
 from vmbuild.registry.progress import Progress
@@ -90,20 +90,29 @@ def pull(
     downloader = blobs.Downloader(client, repo, progress, what)
     try:
         manifest, _ = resolve(client, repo, reference, platform, what)
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=directory) as work:
-            plain = Path(work) if opts.format == "docker-archive" else None
-            config = downloader.get(manifest.config, None)
-            raw_config = config.path.read_bytes()
-            diff_ids = _diff_ids(raw_config, manifest, what)
-            fetched = blobs.get_many(downloader, list(manifest.layers), plain)
-            image = _image(name, tag, raw_config, diff_ids, manifest, fetched, plain, what)
-            digest = _write(image, manifest, out, opts, expected)
+        unpack = opts.format == "docker-archive"
+        raw_config = _config(downloader, manifest)
+        diff_ids = _diff_ids(raw_config, manifest, what)
+        fetched = blobs.get_many(downloader, list(manifest.layers), unpack)
+        image = _image(name, tag, raw_config, diff_ids, manifest, fetched, unpack, what)
+        digest = _write(image, manifest, out, opts, expected)
         seen = [manifest.config.digest, *(d.digest for d in manifest.layers)]
         known.remember_seen(client.host, repo.path, seen)
     finally:
         progress.close()
         client.close()
     return Pulled(image, manifest, digest)
+
+
+def _config(downloader: blobs.Downloader, manifest: Manifest) -> bytes:
+    """The config's bytes, checked against the manifest (a cached copy too)."""
+    for _ in range(2):
+        blob = downloader.get(manifest.config, False)
+        raw = blob.path.read_bytes()
+        if of_bytes(raw) == manifest.config.digest:
+            return raw
+        blob.path.unlink(missing_ok=True)
+    raise RegistryError(f"{downloader.what}: the config does not match its digest", "corrupt")
 
 
 def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
@@ -126,17 +135,16 @@ def _image(
     raw_config: bytes,
     diff_ids: list[str],
     manifest: Manifest,
-    fetched: dict[str, blobs.Fetched],
-    plain: Path | None,
+    fetched: dict[str, CachedBlob],
+    unpack: bool,
     what: str,
 ) -> PulledImage:
     config: dict[str, Any] = json.loads(raw_config)
     layers = []
     for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
         got = fetched[desc.digest]
-        if plain is None:
-            ref = BlobRef(got.path, 0, got.size)
-            layers.append(Layer(diff_id, ref, got.compression, known_digest=desc.digest))
+        if not unpack:
+            layers.append(Layer(diff_id, got, got.compression, known_digest=desc.digest))
             continue
         if got.diff_id != diff_id:
             raise RegistryError(
@@ -144,10 +152,7 @@ def _image(
                 f"but the config says {diff_id}",
                 "the image is corrupt",
             )
-        assert got.plain is not None
-        if got.compression != "none":
-            known.remember_compressed(diff_id, got.compression, desc.digest, desc.size)
-        layers.append(Layer(diff_id, BlobRef(got.plain, 0, got.plain_size), "none", diff_id))
+        layers.append(Layer(diff_id, got, "none", diff_id))
     image = PulledImage(name, tag, config, layers)
     image.raw_config = raw_config
     return image
