@@ -1,0 +1,223 @@
+"""runAsRoot and exportImage in the build VM: the host's side.
+
+The base image's layers (each distinct layer once, at its topmost position) are rewritten
+into overlayfs form on the host as tar streams and laid end to end on one read-only
+disk; copyToRoot goes in as a second tar disk; a sparse output disk of diskSize MiB
+receives the result. The guest script ``vmbuild/guest/root-step`` unpacks the lowers,
+stacks them under an overlay whose upper dir is the new layer, runs the script chrooted
+in the merged tree, and packs the upper dir (or, for exportImage, the merged tree). Back
+on the host the result is rewritten into image form deterministically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import logging
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from vmbuild.config.build_image import BuildImageSpec
+from vmbuild.config.export import ExportImageSpec
+from vmbuild.errors import StepFailed, VmError
+from vmbuild.oci import layer as layer_writer
+from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import BlobRef, Layer
+from vmbuild.oci.layer import Packed
+from vmbuild.oci.merge import open_plain
+from vmbuild.oci.overlay import from_overlay, to_overlay
+from vmbuild.oci.reader import BaseImage
+from vmbuild.oci.retar import retar
+from vmbuild.oci.tree import Tree
+from vmbuild.vm.machine import Disk, Machine
+
+log = logging.getLogger("vmbuild")
+MIB = 1024 * 1024
+# ext4 metadata, the overlay's work dir and copy-ups: room on top of the unpacked lowers
+DISK_OVERHEAD = 1.25
+DISK_MARGIN_MIB = 64
+
+
+class _Tail:
+    """Passes output through to ``sink`` and keeps its last lines for error messages."""
+
+    def __init__(self, sink: BinaryIO):
+        self._sink = sink
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        self._sink.flush()
+        self.data.extend(data)
+        del self.data[:-8192]
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def lines(self, n: int = 5) -> list[str]:
+        text = self.data.decode(errors="replace")
+        return [ln for ln in text.splitlines() if ln.strip() and "vmbuild-step" not in ln][-n:]
+
+
+def unique_topmost(layers: list[Layer]) -> list[Layer]:
+    """Each distinct layer once, where it last appears (an identical lower copy is moot)."""
+    seen: set[str] = set()
+    kept: list[Layer] = []
+    for layer in reversed(layers):
+        if layer.diff_id not in seen:
+            seen.add(layer.diff_id)
+            kept.append(layer)
+    return kept[::-1]
+
+
+def lowers_disk(base: BaseImage | None, workdir: Path) -> tuple[Path, list[str]]:
+    """One disk with every lower in overlay form, and their ``offset:length`` ranges."""
+    path = workdir / "lowers.img"
+    ranges: list[str] = []
+    layers = unique_topmost(base.layers) if base else []
+    with open(path, "wb") as disk:
+        for n, layer in enumerate(layers):
+            start = disk.tell()
+            part = workdir / "lower.tar"
+            with contextlib.ExitStack() as stack:
+                to_overlay(open_plain(layer, n, workdir, stack), part, f"base layer {n + 1}")
+            with open(part, "rb") as src:
+                while chunk := src.read(MIB):
+                    disk.write(chunk)
+            part.unlink()
+            ranges.append(f"{start}:{disk.tell() - start}")
+        disk.write(b"\0" * 1024)  # never an empty disk
+    return path, ranges
+
+
+def check_disk(needed_bytes: int, disk_size: int) -> int:
+    needed = int(needed_bytes * DISK_OVERHEAD / MIB) + DISK_MARGIN_MIB
+    if needed > disk_size:
+        raise VmError(
+            f"the base image and copyToRoot need about {needed} MiB on the build VM's disk, "
+            f"but diskSize is {disk_size} MiB",
+            f"set diskSize = {(needed + 255) // 256 * 256} in the spec",
+        )
+    return needed
+
+
+def _sparse(path: Path, size_mib: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size_mib * MIB)
+    return path
+
+
+def _guest_script() -> bytes:
+    return importlib.resources.files("vmbuild.guest").joinpath("root-step").read_bytes()
+
+
+def _run_step(
+    vm: Machine,
+    mode: str,
+    ranges: list[str],
+    disk_size: int,
+    memory: int,
+    needed: int,
+    files: dict[str, bytes] | None = None,
+) -> None:
+    vm.run(["mkdir", "-p", "/step"], stdout=sys.stderr.buffer)
+    vm.put_file(_guest_script(), "/step/root-step")
+    for name, data in (files or {}).items():
+        vm.put_file(data, f"/step/{name}", 0o644)
+    tail = _Tail(sys.stderr.buffer)
+    content = "/dev/vdc" if mode == "build" else "-"
+    lowers = "/dev/vdd" if mode == "build" else "/dev/vdc"
+    try:
+        status = vm.run(
+            ["sh", "/step/root-step", mode, "/dev/vdb", content, lowers, *ranges],
+            stdout=tail,  # type: ignore[arg-type]
+            stderr=tail,  # type: ignore[arg-type]
+        )
+    except VmError as exc:
+        if "out of memory" in exc.message:
+            raise VmError(
+                f"the build VM ran out of memory (buildVMMemorySize = {memory} MiB)",
+                "raise buildVMMemorySize in the spec",
+            ) from exc
+        if "disk is full" in exc.message:
+            raise _disk_full(disk_size, needed) from exc
+        raise
+    if status == 0:
+        return
+    text = tail.data.decode(errors="replace")
+    last = " / ".join(tail.lines())
+    if "No space left on device" in text:
+        raise _disk_full(disk_size, needed)
+    if "vmbuild-step-script-failed" in text:
+        raise StepFailed(
+            f"runAsRoot failed with status {status}: {last}",
+            status,
+            "fix the script; it runs as root in the image with sh -e",
+        )
+    if "vmbuild-step-extra-failed" in text:
+        raise StepFailed(
+            f"extraCommands failed with status {status}: {last}",
+            status,
+            "fix the script; it runs with sh -e in the new layer's root",
+        )
+    raise VmError(
+        f"the build step in the VM failed (status {status}): {last}",
+        "the base image may be malformed; rerun with --debug",
+    )
+
+
+def _disk_full(disk_size: int, needed: int) -> VmError:
+    return VmError(
+        f"the build VM's disk is full (diskSize = {disk_size} MiB; the base image and "
+        f"copyToRoot alone needed about {needed} MiB)",
+        "raise diskSize in the spec",
+    )
+
+
+def run_as_root(
+    spec: BuildImageSpec,
+    base: BaseImage | None,
+    tree: Tree,
+    workdir: Path,
+    compression: Compression,
+    mtime: int,
+) -> Layer:
+    """The new layer: copyToRoot, then runAsRoot (as root, in the VM), then extraCommands."""
+    lowers, ranges = lowers_disk(base, workdir)
+    content = workdir / "content.tar"
+    with open(content, "wb") as f:
+        layer_writer.pack(
+            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(spec.uid, spec.gid)
+        )
+    needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, spec.disk_size)
+    out = _sparse(workdir / "out.img", spec.disk_size)
+    with Machine(
+        memory_mib=spec.build_vm_memory_size,
+        disk_size_mib=spec.disk_size,
+        disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
+    ) as vm:
+        files = {"script": (spec.run_as_root or "").encode(), "extra": spec.extra_commands.encode()}
+        _run_step(vm, "build", ranges, spec.disk_size, spec.build_vm_memory_size, needed, files)
+    blob = workdir / "layer-vm"
+    with open(blob, "wb") as f:
+        packed = from_overlay(out, f, compression=compression, mtime=mtime)
+    out.unlink()
+    return Layer(packed.diff_id, BlobRef.whole(blob), compression, packed.digest)
+
+
+def export_in_vm(
+    spec: ExportImageSpec, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
+) -> Packed:
+    """The merged filesystem of ``base``, flattened by the VM's overlay, into ``sink``."""
+    lowers, ranges = lowers_disk(base, workdir)
+    needed = check_disk(lowers.stat().st_size, spec.disk_size)
+    out = _sparse(workdir / "out.img", spec.disk_size)
+    with Machine(
+        memory_mib=spec.build_vm_memory_size,
+        disk_size_mib=spec.disk_size,
+        disks=[Disk(out), Disk(lowers, readonly=True)],
+    ) as vm:
+        _run_step(vm, "export", ranges, spec.disk_size, spec.build_vm_memory_size, needed)
+    return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")
