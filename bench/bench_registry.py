@@ -96,6 +96,7 @@ def make_image(work: Path, small: bool) -> Path:
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    os.sync()  # the previous run's writes must not slow this one down
     start = time.perf_counter()
     proc = subprocess.run(
         argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
