@@ -30,6 +30,7 @@ from vmbuild.oci.overlay import from_overlay, to_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
+from vmbuild.shadow import SHADOW_SETUP
 from vmbuild.vm.machine import Disk, Machine
 
 log = logging.getLogger("vmbuild")
@@ -198,7 +199,11 @@ def run_as_root(
         disk_size_mib=spec.disk_size,
         disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
     ) as vm:
-        files = {"script": (spec.run_as_root or "").encode(), "extra": spec.extra_commands.encode()}
+        files = {
+            "script": (spec.run_as_root or "").encode(),
+            "extra": spec.extra_commands.encode(),
+            "shadowSetup": SHADOW_SETUP.encode(),
+        }
         _run_step(vm, "build", ranges, spec.disk_size, spec.build_vm_memory_size, needed, files)
     blob = workdir / "layer-vm"
     with open(blob, "wb") as f:
