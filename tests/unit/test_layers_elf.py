@@ -99,3 +99,66 @@ def test_tree_units_move_under_link_targets(tmp_path: Path) -> None:
     assert graph.provides("/bin/sh")
     merged = tree_of(graph.units.values())
     assert "bin" in merged.entries and "usr/bin/sh" in merged.entries
+
+
+def _pyelftools_view(path: str) -> tuple[str | None, list[str], list[str], list[str]]:
+    from typing import Any
+
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    interp, needed, rpath, runpath = None, [], [], []
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        segments: list[Any] = list(elf.iter_segments())
+        for seg in segments:
+            if seg["p_type"] == "PT_INTERP":
+                interp = seg.get_interp_name()
+        for section in elf.iter_sections():
+            if isinstance(section, DynamicSection):
+                tags: list[Any] = list(section.iter_tags())
+                for tag in tags:
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        needed.append(tag.needed)
+                    elif tag.entry.d_tag == "DT_RPATH":
+                        rpath.append(tag.rpath)
+                    elif tag.entry.d_tag == "DT_RUNPATH":
+                        runpath.append(tag.runpath)
+    return interp, needed, rpath, runpath
+
+
+def _host_elves(limit: int) -> list[str]:
+    found: list[str] = []
+    for d in ("/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/libexec"):
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as f:
+                    if f.read(4) == b"\x7fELF":
+                        found.append(path)
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def test_header_reader_agrees_with_pyelftools() -> None:
+    from vmbuild.layers.elfheaders import read_headers
+
+    paths = _host_elves(150)
+    assert paths
+    for path in paths:
+        with open(path, "rb") as f:
+            ours = read_headers(f)
+        assert ours is not None, path
+        interp, needed, rpath, runpath = _pyelftools_view(path)
+        assert (ours.interp, list(ours.needed)) == (interp, needed), path
+        assert (list(ours.rpath), list(ours.runpath)) == (rpath, runpath), path
+
+
+def test_truncated_elf_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_bytes(Path(BASH).read_bytes()[:2000])
+    with pytest.raises(SpecError, match="cannot read its ELF headers"):
+        read_elf(str(broken))

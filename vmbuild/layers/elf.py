@@ -1,12 +1,13 @@
-"""What the dynamic loader needs to run an ELF file, read from its headers.
+"""What the dynamic loader needs to run an ELF file, and where it finds libraries.
 
 :func:`read_elf` gives a file's class, machine, interpreter (``PT_INTERP``), needed
 sonames (``DT_NEEDED``) and search paths (``DT_RPATH``, ``DT_RUNPATH``, with ``$ORIGIN``,
-``$LIB`` and ``$PLATFORM`` expanded). :class:`LibrarySearch` finds a soname the way
-glibc's loader does: a name with a slash as is, then ``DT_RPATH`` (when there is no
-``DT_RUNPATH``), ``DT_RUNPATH``, the host's ld.so cache (``/etc/ld.so.cache``), and the
-default directories, skipping candidates of another class or machine. ``LD_LIBRARY_PATH``
-is ignored: it belongs to the host's shell, not to the image.
+``$LIB`` and ``$PLATFORM`` expanded), as :mod:`vmbuild.layers.elfheaders` reads them.
+:class:`LibrarySearch` finds a soname the way glibc's loader does: a name with a slash
+as is, then ``DT_RPATH`` (when there is no ``DT_RUNPATH``), ``DT_RUNPATH``, the host's
+ld.so cache (``/etc/ld.so.cache``), and the default directories, skipping candidates of
+another class or machine. ``LD_LIBRARY_PATH`` is ignored: it belongs to the host's
+shell, not to the image.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
 
 from vmbuild.errors import SpecError
+from vmbuild.layers.elfheaders import BadElf, read_headers
 
 LD_SO_CACHE = Path("/etc/ld.so.cache")
 CACHE_MAGIC = b"glibc-ld.so.cache1.1"
@@ -66,36 +63,26 @@ def _expand(entry: str, origin: str) -> str:
 
 def read_elf(path: str) -> ElfInfo | None:
     """The loader-relevant headers of ``path``; None if it is not an ELF file."""
-    kind = elf_kind(path)
-    if kind is None:
-        return None
-    origin = os.path.dirname(path)
-    interp: str | None = None
-    needed: list[str] = []
-    rpath: list[str] = []
-    runpath: list[str] = []
     try:
         with open(path, "rb") as f:
-            elf = ELFFile(f)
-            segments: list[Any] = list(elf.iter_segments())
-            for seg in segments:
-                if seg["p_type"] == "PT_INTERP":
-                    interp = seg.get_interp_name()
-            for section in elf.iter_sections():
-                if not isinstance(section, DynamicSection):
-                    continue
-                tags: list[Any] = list(section.iter_tags())
-                for tag in tags:
-                    kind_name = tag.entry.d_tag
-                    if kind_name == "DT_NEEDED":
-                        needed.append(tag.needed)
-                    elif kind_name == "DT_RPATH":
-                        rpath += [_expand(p, origin) for p in tag.rpath.split(":") if p]
-                    elif kind_name == "DT_RUNPATH":
-                        runpath += [_expand(p, origin) for p in tag.runpath.split(":") if p]
-    except (ELFError, OSError, ValueError) as exc:
+            headers = read_headers(f)
+    except (BadElf, OSError, struct.error) as exc:
         raise SpecError(f"{path}: cannot read its ELF headers ({exc})", "is it truncated?") from exc
-    return ElfInfo(kind[0], kind[1], interp, tuple(needed), tuple(rpath), tuple(runpath))
+    if headers is None:
+        return None
+    origin = os.path.dirname(path)
+
+    def expand(entries: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_expand(p, origin) for e in entries for p in e.split(":") if p)
+
+    return ElfInfo(
+        headers.elfclass,
+        headers.machine,
+        headers.interp,
+        headers.needed,
+        expand(headers.rpath),
+        expand(headers.runpath),
+    )
 
 
 def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, list[str]]:

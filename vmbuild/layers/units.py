@@ -54,15 +54,21 @@ class Graph:
 
     search: LibrarySearch = field(default_factory=LibrarySearch.host)
     units: dict[str, Unit] = field(default_factory=dict)
+    resolved: dict[str, list[str]] = field(default_factory=dict)
 
     def path(self, path: str, why: str) -> list[str]:
         """The units needed to open ``path`` in the image: each link met, then the file."""
         path = os.path.abspath(path)
+        known = self.resolved.get(path)
+        if known is not None:
+            return known
         names = [self._link(str(link)) for link in link_chain(Path(path))]
         real = os.path.realpath(path)
         if not os.path.lexists(real):
             raise SpecError(f"{why}: {path} does not exist on this host", "install it")
-        return [*names, self._file(real, why)]
+        names.append(self._file(real, why))
+        self.resolved[path] = names
+        return names
 
     def _link(self, link: str) -> str:
         if link not in self.units:

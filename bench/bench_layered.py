@@ -1,0 +1,171 @@
+"""streamLayeredImage throughput and time to first byte, against tar on the same files.
+
+Picks host ELF programs and libraries until their closures hold about 1 GB (``--small``:
+about 100 MB), writes a streamLayeredImage spec with one ``{ path, closure = true }``
+item for each, and measures in the same run, with the files in the page cache:
+
+- anchor: ``tar -cf - FILES | cat > /dev/null`` over exactly the files the image holds;
+- ``vmbuild stream SPEC`` read to the end through a pipe, with an empty layer cache
+  (cold: every layer measured, then written) and with the cache filled (warm);
+- time to first byte of the stream, and the stream's peak RSS.
+
+Prints the throughput ratios (anchor time / stream time; target >= 0.8). Run by hand:
+``.venv/bin/python bench/bench_layered.py [--small]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vmbuild.errors import VmbuildError
+from vmbuild.layers.units import Graph
+
+ROOTS = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/libexec")
+
+
+def candidates() -> list[str]:
+    out: list[str] = []
+    for root in ROOTS:
+        for dirpath, _dirs, files in os.walk(root):
+            for name in sorted(files):
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        if f.read(4) == b"\x7fELF":
+                            out.append(path)
+                except OSError:
+                    continue
+    return sorted(out)
+
+
+def pick(target: int) -> tuple[list[str], list[str], int]:
+    """(closure items, every host path in the image, bytes of regular files)."""
+    graph = Graph()
+    items: list[str] = []
+    inodes: dict[tuple[int, int], int] = {}
+    for path in candidates():
+        trial = Graph(graph.search, dict(graph.units))
+        try:
+            trial.path(path, "bench")
+        except (VmbuildError, OSError):
+            continue
+        for name in trial.units.keys() - graph.units.keys():
+            for src in trial.units[name].entries.values():
+                st = src.stat()
+                if stat.S_ISREG(st.st_mode):
+                    inodes[(st.st_dev, st.st_ino)] = st.st_size
+        graph = trial
+        items.append(path)
+        if sum(inodes.values()) >= target:
+            break
+    files = sorted("/" + rel for u in graph.units.values() for rel in u.entries)
+    return items, files, unique_bytes(files)
+
+
+def unique_bytes(files: list[str]) -> int:
+    """Bytes of the regular files, each inode once (hard links are stored once)."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in files:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
+
+
+def toml_spec(items: list[str]) -> str:
+    lines = ['function = "streamLayeredImage"', 'name = "bench-layered"', "contents = ["]
+    lines += [f'  {{ path = "{p}", closure = true }},' for p in items]
+    return "\n".join([*lines, "]", ""])
+
+
+def warm(files: list[str]) -> None:
+    for path in files:
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def time_tar(listing: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        ["bash", "-c", f"tar --no-recursion -cf - -T {listing} 2>/dev/null | cat > /dev/null"],
+        check=True,
+    )
+    return time.perf_counter() - start
+
+
+def time_stream(spec: Path, cache: Path) -> tuple[float, float, int, int]:
+    """(seconds to first byte, seconds in all, bytes, peak RSS in KiB) of one stream."""
+    env = dict(os.environ, VMBUILD_CACHE_DIR=str(cache))
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmbuild", "stream", str(spec)], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    first = os.read(fd, 1 << 16)
+    ttfb = time.perf_counter() - start
+    total = len(first)
+    while chunk := os.read(fd, 1 << 20):
+        total += len(chunk)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"vmbuild stream failed with status {status}")
+    return ttfb, elapsed, total, usage.ru_maxrss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="about 100 MB instead of 1 GB")
+    parser.add_argument("--runs", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    target = (100 if args.small else 1000) * 1000 * 1000
+    items, files, size = pick(target)
+    print(f"image: {len(items)} closure items, {len(files)} paths, {size / 1e6:.0f} MB of files")
+    with tempfile.TemporaryDirectory(prefix="bench-layered-") as wd:
+        work = Path(wd)
+        spec = work / "spec.toml"
+        spec.write_text(toml_spec(items))
+        listing = work / "files.txt"
+        listing.write_text("\n".join(p.lstrip("/") for p in files) + "\n")
+        os.chdir("/")
+        warm(files)
+        tar = min(time_tar(listing) for _ in range(args.runs))
+        cold = []
+        for i in range(args.runs):
+            cold.append(time_stream(spec, work / f"cache-cold-{i}"))
+        warm_cache = work / "cache-warm"
+        time_stream(spec, warm_cache)
+        hot = [time_stream(spec, warm_cache) for _ in range(args.runs)]
+    best_cold = min(cold, key=lambda r: r[1])
+    best_hot = min(hot, key=lambda r: r[1])
+    print(f"tar -cf - FILES | cat > /dev/null: {tar:.2f} s ({size / tar / 1e6:.0f} MB/s)")
+    for label, (ttfb, elapsed, nbytes, rss) in (("cold", best_cold), ("warm", best_hot)):
+        print(
+            f"vmbuild stream ({label} layer cache): {elapsed:.2f} s, {nbytes / 1e6:.0f} MB out, "
+            f"first byte after {ttfb:.2f} s, peak RSS {rss / 1024:.0f} MiB"
+        )
+    print(f"ratio cold: {tar / best_cold[1]:.2f}  (target >= 0.8)")
+    print(f"ratio warm: {tar / best_hot[1]:.2f}  (target >= 0.8)")
+    print(f"time to first byte / total (warm): {best_hot[0] / best_hot[1]:.2f}")
+    # Most of the time to first byte is interpreter start and imports, which a larger
+    # image amortises; this is the ratio of the bytes' own pace.
+    after = best_hot[1] - best_hot[0]
+    print(f"ratio warm, after the first byte: {tar / after:.2f}")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
