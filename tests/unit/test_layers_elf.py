@@ -162,3 +162,18 @@ def test_truncated_elf_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_bytes(Path(BASH).read_bytes()[:2000])
     with pytest.raises(SpecError, match="cannot read its ELF headers"):
         read_elf(str(broken))
+
+
+@pytest.mark.skipif(not os.path.islink("/lib"), reason="needs a merged-/usr host")
+def test_customisation_tree_does_not_hide_link_units(tmp_path: Path) -> None:
+    (tmp_path / "lib" / "extra").mkdir(parents=True)
+    (tmp_path / "lib" / "extra" / "f").write_text("x")
+    (tmp_path / "etc").mkdir()
+    graph = Graph()
+    graph.path(BASH, "test")
+    assert "/lib" in graph.units  # the interpreter is reached through /lib
+    tree = Tree()
+    tree.add_root(tmp_path)
+    moved = graph.relocate(tree)
+    assert "lib" not in moved.entries
+    assert {"etc", "usr/lib/extra", "usr/lib/extra/f"} <= set(moved.entries)

@@ -68,7 +68,7 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
         if program.lstrip("/") not in tree.entries and not graph.provides(program):
             graph.path(program, "config")
     graph.settle_trees(helpers)
-    return graph, tree
+    return graph, graph.relocate(tree)
 
 
 def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
@@ -113,7 +113,7 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
         layers.append(FileLayer(custom.tar))
     else:
         assert custom.tree is not None
-        layers.append(TreeLayer(custom.tree, mtime, custom.owner, use_cache=False))
+        layers.append(TreeLayer(custom.tree, mtime, custom.owner))
     comments.append("vmbuild: customisation layer")
     log.debug(
         "layers: %d base, %d units, customisation",
@@ -123,7 +123,9 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     return Assembled(base, layers, comments)
 
 
-def image_config(spec: LayeredSpec, asm: Assembled, layers: list[Layer]) -> dict[str, Any]:
+def image_config(
+    spec: LayeredSpec, asm: Assembled, layers: list[Layer], kept: list[int]
+) -> dict[str, Any]:
     config = dict(spec.config or {})
     base = asm.base
     base_env = list((base.config.get("config") or {}).get("Env") or []) if base else []
@@ -132,7 +134,7 @@ def image_config(spec: LayeredSpec, asm: Assembled, layers: list[Layer]) -> dict
     history = list(base.config.get("history") or []) if base else []
     if base and sum(1 for h in history if not h.get("empty_layer")) != len(base.layers):
         history = [{"created": spec.created, "created_by": "base layer"} for _ in base.layers]
-    history += [{"created": spec.created, "created_by": c} for c in asm.comments]
+    history += [{"created": spec.created, "created_by": asm.comments[i]} for i in kept]
     return {
         "architecture": spec.architecture,
         "os": "linux",
@@ -144,8 +146,8 @@ def image_config(spec: LayeredSpec, asm: Assembled, layers: list[Layer]) -> dict
 
 
 def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
-    def finish(layers: list[Layer]) -> Image:
-        config = image_config(spec, asm, layers)
+    def finish(layers: list[Layer], kept: list[int]) -> Image:
+        config = image_config(spec, asm, layers, kept)
         return Image(spec.name, spec.tag or default_tag(spec.name, config), config, layers)
 
     return finish
@@ -160,30 +162,23 @@ def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
         write_streaming(base, asm.layers, _finisher(spec, asm), sink, created_epoch(spec.created))
 
 
-def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> list[Layer]:
-    """Every layer compressed to a file (for OCI outputs, which name blobs by digest)."""
+def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[Layer], list[int]]:
+    """Every layer compressed to a file (for OCI outputs, which name blobs by digest),
+    leaving out new layers identical to earlier ones as :func:`write_streaming` does."""
     layers = list(asm.base.layers) if asm.base else []
+    seen = {layer.diff_id for layer in layers}
+    kept: list[int] = []
     for i, lazy in enumerate(asm.layers):
+        diff_id, _ = lazy.measure()
+        if diff_id in seen:
+            continue
+        seen.add(diff_id)
         path = workdir / f"layer-{i}"
-        if isinstance(lazy, TreeLayer):
-            with open(path, "wb") as f:
-                packed = layer_writer.pack(
-                    lazy.tree,
-                    f,
-                    compression=opts.compression,
-                    level=opts.level,
-                    mtime=lazy.mtime,
-                    owner=lazy.owner,
-                )
-            layers.append(
-                Layer(packed.diff_id, BlobRef.whole(path), opts.compression, packed.digest)
-            )
-        else:
-            diff_id, _ = lazy.measure()
-            with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
-                lazy.copy_to(z)
-            layers.append(Layer(diff_id, BlobRef.whole(path), opts.compression))
-    return layers
+        with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
+            lazy.copy_to(z)
+        layers.append(Layer(diff_id, BlobRef.whole(path), opts.compression))
+        kept.append(i)
+    return layers, kept
 
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
@@ -198,7 +193,7 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
                 image = write_streaming(base, asm.layers, _finisher(spec, asm), z, mtime)
         else:
-            image = _finisher(spec, asm)(_spooled(asm, workdir, opts))
+            image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
             write_image(image, out, opts, mtime)
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

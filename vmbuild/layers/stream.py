@@ -21,7 +21,8 @@ from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.tarstream import TarStreamWriter
 
-Finish = Callable[[list[Layer]], Image]
+# (every layer of the image, indices of the new layers kept) -> the image
+Finish = Callable[[list[Layer], list[int]], Image]
 
 
 def write_streaming(
@@ -33,17 +34,21 @@ def write_streaming(
 ) -> Image:
     """Write base layers, then ``new`` ones as they are measured, then the metadata.
 
-    ``finish`` gets every layer (diff_ids known) and returns the image to describe.
+    A new layer identical to one already in the image (a library the base image has
+    from the same host) is left out. ``finish`` gets the image's layers (diff_ids
+    known) and which of ``new`` were kept, and returns the image to describe.
     """
     tar = TarStreamWriter(sink, mtime)
     written: set[str] = set()
     layers: list[Layer] = []
 
-    def add(diff_id: str, size: int, produce: Callable[[BinaryIO], object]) -> None:
+    def add(diff_id: str, size: int, produce: Callable[[BinaryIO], object]) -> bool:
         hexid = hex_of(diff_id)
-        if hexid not in written:
-            written.add(hexid)
-            tar.add_stream(f"{hexid}/layer.tar", size, produce)
+        if hexid in written:
+            return False
+        written.add(hexid)
+        tar.add_stream(f"{hexid}/layer.tar", size, produce)
+        return True
 
     for layer in base:
         add(layer.diff_id, layer.blob.size, layer.blob.copy_to)
@@ -51,13 +56,15 @@ def write_streaming(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmbuild-measure")
     try:
         futures: list[Future[tuple[str, int]]] = [pool.submit(lz.measure) for lz in new]
-        for lazy, future in zip(new, futures, strict=True):
+        kept: list[int] = []
+        for i, (lazy, future) in enumerate(zip(new, futures, strict=True)):
             diff_id, size = future.result()
-            add(diff_id, size, lazy.copy_to)
-            layers.append(Layer(diff_id, lazy, "none", diff_id))
+            if add(diff_id, size, lazy.copy_to):
+                layers.append(Layer(diff_id, lazy, "none", diff_id))
+                kept.append(i)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    image = finish(layers)
+    image = finish(layers, kept)
     config = image.config_bytes()
     tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
     tar.add_bytes("manifest.json", docker_manifest(image))

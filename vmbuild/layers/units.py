@@ -141,6 +141,19 @@ class Graph:
             unit.refs.discard(name)
             owned.update(moved)
 
+    def relocate(self, tree: Tree) -> Tree:
+        """``tree`` (the customisation layer) with entries under link units moved to the
+        links' targets, and directories where a link unit puts a symlink dropped: a
+        directory in a later layer would hide the link (``/lib``) the loader goes through.
+        """
+        out = Tree()
+        for rel, src in tree.entries.items():
+            link = "/" + rel
+            if link in self.units and os.path.islink(link) and stat.S_ISDIR(src.stat().st_mode):
+                continue
+            out.entries.setdefault(self._through_links(rel), src)
+        return out
+
     def provides(self, path: str) -> bool:
         """Whether some unit already holds ``path`` (an absolute image path)."""
         rel = self._through_links(path.lstrip("/"))
