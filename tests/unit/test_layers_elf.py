@@ -177,3 +177,22 @@ def test_customisation_tree_does_not_hide_link_units(tmp_path: Path) -> None:
     moved = graph.relocate(tree)
     assert "lib" not in moved.entries
     assert {"etc", "usr/lib/extra", "usr/lib/extra/f"} <= set(moved.entries)
+
+
+def test_links_met_follows_relative_absolute_and_dotdot(tmp_path: Path) -> None:
+    from vmbuild.layers.units import links_met
+
+    real = tmp_path / "real"
+    (real / "lib").mkdir(parents=True)
+    (real / "lib" / "libx.so.1.2").write_text("x")
+    (tmp_path / "lib").symlink_to("real/lib")
+    (real / "lib" / "libx.so.1").symlink_to("libx.so.1.2")
+    (tmp_path / "abs").symlink_to(str(real / "lib" / "libx.so.1"))
+    (tmp_path / "up").symlink_to("real/lib/../lib/libx.so.1")
+    root = os.path.realpath(tmp_path)
+    assert links_met(f"{root}/lib/libx.so.1") == [f"{root}/lib", f"{root}/real/lib/libx.so.1"]
+    assert links_met(f"{root}/abs") == [f"{root}/abs", f"{root}/real/lib/libx.so.1"]
+    assert links_met(f"{root}/up") == [f"{root}/up", f"{root}/real/lib/libx.so.1"]
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(SpecError, match="too many symlinks"):
+        links_met(f"{root}/loop")

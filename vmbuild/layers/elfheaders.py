@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import BinaryIO
 
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
@@ -65,10 +66,8 @@ def read_headers(f: BinaryIO) -> Headers | None:
     if phentsize < struct.calcsize(ph_fmt) and phnum:
         raise BadElf("program header entries too small")
     table = _read(f, phoff, phentsize * phnum)
-    segments = []
-    for i in range(phnum):
-        raw = struct.unpack_from(ph_fmt, table, i * phentsize)
-        segments.append(tuple(raw[j] for j in ph_fields))
+    pick = itemgetter(*ph_fields)
+    segments = [pick(struct.unpack_from(ph_fmt, table, i * phentsize)) for i in range(phnum)]
     interp: str | None = None
     dynamic: bytes | None = None
     for p_type, offset, _vaddr, filesz in segments:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from vmbuild.errors import SpecError
 from vmbuild.layers.elf import LD_SO_CACHE, LibrarySearch, read_elf
-from vmbuild.layers.helpers import link_chain
 from vmbuild.oci.tree import Source, Tree
 
 
@@ -62,7 +61,7 @@ class Graph:
         known = self.resolved.get(path)
         if known is not None:
             return known
-        names = [self._link(str(link)) for link in link_chain(Path(path))]
+        names = [self._link(link) for link in links_met(path)]
         real = os.path.realpath(path)
         if not os.path.lexists(real):
             raise SpecError(f"{why}: {path} does not exist on this host", "install it")
@@ -161,6 +160,35 @@ class Graph:
 
     def refs(self) -> dict[str, set[str]]:
         return {name: set(u.refs) for name, u in self.units.items()}
+
+
+def links_met(path: str) -> list[str]:
+    """Every symlink the kernel meets resolving the absolute ``path``, in order.
+
+    Each is named at its real location: ``/lib64/ld-linux-x86-64.so.2`` on a merged-/usr
+    host meets ``/lib64``, ``/usr/lib64/ld-linux-x86-64.so.2`` and ``/lib``.
+    """
+    met: list[str] = []
+    pending = [p for p in path.split("/") if p and p != "."]
+    pending.reverse()
+    current = ""
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            current = current.rsplit("/", 1)[0]
+            continue
+        nxt = f"{current}/{part}"
+        if os.path.islink(nxt):
+            if len(met) >= 40:
+                raise SpecError(f"too many symlinks resolving {path}", "fix the link loop")
+            met.append(nxt)
+            target = os.readlink(nxt)
+            if target.startswith("/"):
+                current = ""
+            pending.extend(reversed([p for p in target.split("/") if p and p != "."]))
+            continue
+        current = nxt
+    return met
 
 
 def shebang(path: str) -> str | None:
