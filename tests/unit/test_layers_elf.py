@@ -196,3 +196,22 @@ def test_links_met_follows_relative_absolute_and_dotdot(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to("loop")
     with pytest.raises(SpecError, match="too many symlinks"):
         links_met(f"{root}/loop")
+
+
+def test_library_only_the_cache_knows_brings_the_cache(tmp_path: Path) -> None:
+    from vmbuild.layers.elf import LD_SO_CACHE, default_dirs
+
+    info = read_elf(os.path.realpath(BASH))
+    assert info is not None
+    soname = next(n for n in info.needed if n != "libc.so.6")  # libtinfo.so.6 on Debian
+    moved = tmp_path / soname
+    found = LibrarySearch.host().find(soname, BASH, info)
+    moved.write_bytes(Path(found.path).read_bytes())
+    search = LibrarySearch(cache={soname: [str(moved)]}, defaults={2: default_dirs(2)})
+    hit = search.find(soname, BASH, info)
+    assert hit.path == str(moved) and hit.needs_cache
+    if not LD_SO_CACHE.exists():
+        pytest.skip("no ld.so.cache on this host")
+    graph = Graph(search)
+    graph.path(BASH, "test")
+    assert str(LD_SO_CACHE) in graph.units[os.path.realpath(BASH)].refs
