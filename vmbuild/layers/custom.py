@@ -58,7 +58,7 @@ def _fake_root(script: str, root: Path, state: Path, chroot: bool) -> None:
     argv: list[str] = [fakeroot, "-s", str(state), "--"]
     env = _env(root)
     if chroot:
-        argv += [which("fakechroot", "fakechroot"), "chroot", str(root)]
+        argv += [which("fakechroot", "fakechroot"), which("chroot", "coreutils"), str(root)]
         env["FAKECHROOT_EXCLUDE_PATH"] = ":".join(FAKECHROOT_EXCLUDE)
         env["HOME"] = "/"
     argv += [bash, "-e", "-c", script]

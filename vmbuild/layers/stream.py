@@ -3,7 +3,7 @@
 Members come in the order ``vmbuild.oci.archive.write_docker_archive`` uses (each
 distinct layer as ``<diff_id hex>/layer.tar``, then the config, ``manifest.json`` and
 ``repositories``), so the bytes are the same; the difference is that a layer's diff_id
-is found just before the layer is written, by a helper thread that measures the layers
+is found just before the layer is written, by helper threads that measure the layers
 ahead of the writer. The first bytes go out after the first layer is measured, and
 memory stays bounded whatever the image's size.
 """
@@ -53,7 +53,8 @@ def write_streaming(
     for layer in base:
         add(layer.diff_id, layer.blob.size, layer.blob.copy_to)
         layers.append(layer)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmbuild-measure")
+    # Two measurers: hashing (which drops the GIL) is the slower half of a cold stream.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vmbuild-measure")
     try:
         futures: list[Future[tuple[str, int]]] = [pool.submit(lz.measure) for lz in new]
         kept: list[int] = []
