@@ -365,3 +365,47 @@ def test_basic_auth(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
         assert tomllib.loads(res.stdout)["imageDigest"] == digest
         res = vmbuild("push", str(arc), f"docker://{reg.host}/b/other:2", env=env)
         assert res.returncode == 0, res.stderr
+
+
+def test_multi_member_gzip_layer(tmp_path: Path, world: World) -> None:
+    """A layer gzipped in several members: its trailer lies about the tar's size."""
+    import gzip
+
+    from tests.integration.registry_fixture import layer_tar
+    from vmbuild.oci.archive import write_oci_layout
+    from vmbuild.oci.image import BlobRef, Image, Layer
+
+    tar = layer_tar({"a": os.urandom(70_000), "b": b"b" * 90_000})
+    gz = tmp_path / "layer.gz"
+    gz.write_bytes(gzip.compress(tar[:50_000], mtime=0) + gzip.compress(tar[50_000:], mtime=0))
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+    layout = tmp_path / "layout"
+    write_oci_layout(
+        Image("mm/img", "1", config, [Layer(diff_id, BlobRef.whole(gz), "gzip")]), layout
+    )
+    dest = f"{world.reg.host}/mm/img"
+    res = vmbuild("push", str(layout), f"docker://{dest}:1")
+    assert res.returncode == 0, res.stderr
+    digest = manifest_of(world.reg, "mm/img", "1")[0]
+    fields = {"imageName": dest, "imageDigest": digest, "hash": "sha256-" + "A" * 43 + "="}
+    out = tmp_path / "out.tar"
+    with pytest.raises(RegistryError, match="hash mismatch"):
+        pull_mod.build(
+            parse(Fields(fields, "spec", tmp_path)), out, OutputOptions("docker-archive", "none")
+        )
+    theirs = tmp_path / "skopeo.tar"
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{dest}@{digest}",
+        f"docker-archive:{theirs}:{dest}:latest",
+    )
+    fields["hash"] = "sha256-" + "A" * 43 + "="
+    ours = pull_to(tmp_path, world, imageName=dest, imageDigest=digest)
+    assert image_contents(ours) == image_contents(theirs)
+    assert image_contents(ours)[1] == [tar]

@@ -4,6 +4,7 @@ credentials, the bearer-token flow, plain HTTP fallback, resuming a dropped down
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -20,6 +21,7 @@ from vmbuild.errors import RegistryError
 from vmbuild.registry.auth import Credentials, load_credentials, parse_challenge
 from vmbuild.registry.blobs import Downloader, get_many, store_path
 from vmbuild.registry.client import Client
+from vmbuild.registry.inflate import SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Descriptor
 from vmbuild.registry.progress import Silent
 from vmbuild.registry.reference import Repository
@@ -104,11 +106,19 @@ def test_resume_after_drop_and_cache(server: str, tmp_path: Path) -> None:
     down = Downloader(client, Repository(server, "x/y"), Silent(), "t")
     desc = Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", DIGEST, len(BLOB))
     try:
-        got = down.get(desc, True)
-        assert got.diff_id == DIFF_ID and got.compression == "gzip"
-        assert got.size == len(PLAIN)
+        guessed = down.get(desc, True)
+        assert guessed.diff_id == "" and guessed.compression == "gzip"  # checked when written
+        # Two gzip members: the trailer tells the size of the last one only.
+        assert guessed.size == len(PLAIN) - 1_000_000 and not guessed.size_exact
+        with pytest.raises(SizeGuessWrong):
+            guessed.copy_to(io.BytesIO())
+        assert count_plain(guessed.path, "gzip") == len(PLAIN)
+        got = dataclasses.replace(guessed, plain_size=len(PLAIN), size_exact=True)
+        wrong = dataclasses.replace(got, diff_id="sha256:" + "0" * 64, check_diff=True)
+        with pytest.raises(RegistryError, match="unpacks to " + DIFF_ID):
+            wrong.copy_to(io.BytesIO())
         sink = io.BytesIO()
-        got.copy_to(sink)
+        dataclasses.replace(got, diff_id=DIFF_ID, check_diff=True).copy_to(sink)
         assert sink.getvalue() == PLAIN
         assert store_path(DIGEST).read_bytes() == BLOB
         ranges = [r for p, r, _ in Fake.requests if "blobs" in p]

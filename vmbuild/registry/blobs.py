@@ -1,9 +1,9 @@
 """Blob downloads: verified while they stream, resumed or retried, cached by digest.
 
 Every byte passes through a :class:`~vmbuild.registry.inflate.Pipe`: it is hashed (the
-blob digest) and written to the cache under a temporary name; a layer is also inflated
-on the way to learn its diff_id and tar size (the tar itself is not written: the
-archive writer inflates the cached blob again, straight into the output). A blob is
+blob digest) and written to the cache under a temporary name. A layer is inflated only
+once, by the archive writer, straight from the cache into the output; its tar size
+comes from the blob's own claim (gzip's trailer) and is checked then, with its diff_id. A blob is
 published into the cache (``cache_dir()/blobs/sha256/<hex>``) only once its digest
 matched; what its layer unpacks to is remembered beside it, so a cache hit costs no
 read until the archive is written (where the digest is checked once more).
@@ -25,7 +25,14 @@ from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
 from vmbuild.registry import known
 from vmbuild.registry.client import Client
-from vmbuild.registry.inflate import CHUNK, CachedBlob, Pipe, sniff_file
+from vmbuild.registry.inflate import (
+    CHUNK,
+    CachedBlob,
+    Pipe,
+    count_plain,
+    guess_plain_size,
+    sniff_file,
+)
 from vmbuild.registry.manifest import Descriptor
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.reference import Repository
@@ -67,7 +74,7 @@ class Downloader:
 
     def get(self, desc: Descriptor, unpack: bool) -> CachedBlob:
         """The blob ``desc`` in the cache (fetched if need be); with ``unpack``, a view of
-        its layer tar, whose diff_id is ``known.unpacked(digest)``."""
+        its layer tar (``diff_id`` is "" while not yet checked)."""
         path = cached(desc.digest, desc.size)
         if path is not None:
             info = known.unpacked(desc.digest)
@@ -84,33 +91,34 @@ class Downloader:
         return self._download(desc, unpack)
 
     def _verify_cached(self, desc: Descriptor, path: Path, unpack: bool) -> CachedBlob:
-        pipe = Pipe(None, unpack)
+        pipe = Pipe(None)
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         with open(path, "rb") as src:
             while n := src.readinto(buf):
                 self._check_cancel()
                 pipe.feed(view[:n])
-        pipe.finish()
         if pipe.digest != desc.digest:
             raise _Mismatch()
         return self._result(desc, path, pipe, unpack)
 
     def _result(self, desc: Descriptor, path: Path, pipe: Pipe, unpack: bool) -> CachedBlob:
         kind: Compression = pipe.compression or "none"
-        if pipe.inflate_error is not None:
-            raise RegistryError(
-                f"{self.what}: layer {desc.digest} does not decompress ({pipe.inflate_error})",
-                "the image is corrupt",
-            )
-        plain_size = pipe.plain_size if kind != "none" else desc.size
-        if unpack:
-            known.remember_unpacked(desc.digest, kind, pipe.diff_id, plain_size)
-            if kind != "none":
-                known.remember_compressed(pipe.diff_id, kind, desc.digest, desc.size)
         if not unpack:
-            return CachedBlob(path, desc.digest, kind, desc.size, 0, False)
-        return CachedBlob(path, desc.digest, kind, desc.size, plain_size, True, pipe.diff_id)
+            return CachedBlob(path, desc.digest, kind, desc.size, 0, False, verified=True)
+        if kind == "none":
+            known.remember_unpacked(desc.digest, kind, desc.digest, desc.size)
+            return CachedBlob(
+                path, desc.digest, kind, desc.size, desc.size, True, desc.digest, True
+            )
+        # The tar's size from the blob's own claim; the writer checks it (and the
+        # diff_id) as it inflates the blob into the archive.
+        guess = guess_plain_size(path, kind)
+        exact = guess is None
+        size = count_plain(path, kind) if guess is None else guess
+        return CachedBlob(
+            path, desc.digest, kind, desc.size, size, True, "", verified=True, size_exact=exact
+        )
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -124,16 +132,15 @@ class Downloader:
         self.progress.start(name, desc.size)
         try:
             with open(tmp, "wb") as store:
-                pipe = Pipe(store, unpack)
+                pipe = Pipe(store)
                 self._stream(desc, pipe, name)
-                pipe.finish()
             if pipe.digest != desc.digest:
                 raise RegistryError(
                     f"{self.what}: blob {desc.digest} arrived with digest {pipe.digest}",
                     "the registry's copy is corrupt or was replaced; nothing was kept",
                 )
-            result = self._result(desc, final, pipe, unpack)
             os.replace(tmp, final)
+            result = self._result(desc, final, pipe, unpack)
         except BaseException:
             tmp.unlink(missing_ok=True)
             self.progress.drop(name)
@@ -214,28 +221,51 @@ class _Mismatch(Exception):
     pass
 
 
+class Fetching:
+    """Blobs downloading in parallel; :meth:`get` waits for one. The first failure
+    stops the other transfers, and every later :meth:`get` raises that failure."""
+
+    def __init__(self, downloader: Downloader, descs: list[Descriptor], unpack: bool, jobs: int):
+        self.downloader = downloader
+        self.error: BaseException | None = None
+        self.exact_sizes: dict[str, int] = {}  # layer tar sizes found by inflating
+        unique = list({d.digest: d for d in descs}.values())
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique) or 1)))
+        self.futures: dict[str, Future[CachedBlob]] = {}
+        for d in unique:
+            fut = self._pool.submit(downloader.get, d, unpack)
+            fut.add_done_callback(self._failed)
+            self.futures[d.digest] = fut
+
+    def _failed(self, fut: Future[CachedBlob]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None and not isinstance(exc, Cancelled) and self.error is None:
+            self.error = exc
+            self.downloader.cancel.set()
+
+    def get(self, digest: str) -> CachedBlob:
+        try:
+            return self.futures[digest].result()
+        except Cancelled:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+    def close(self) -> None:
+        self.downloader.cancel.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.downloader.cancel.clear()
+
+
 def get_many(
     downloader: Downloader, descs: list[Descriptor], unpack: bool, jobs: int = 4
 ) -> dict[str, CachedBlob]:
-    """Fetch distinct blobs in parallel; the first failure (or Ctrl-C) stops the others."""
-    unique = list({d.digest: d for d in descs}.values())
-    result: dict[str, CachedBlob] = {}
-    if not unique:
-        return result
-    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique))))
-    futures: dict[Future[CachedBlob], Descriptor] = {}
+    """Fetch distinct blobs in parallel and wait for all of them."""
+    fetching = Fetching(downloader, descs, unpack, jobs)
     try:
-        for d in unique:
-            futures[pool.submit(downloader.get, d, unpack)] = d
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for fut in done:
-            exc = fut.exception()
-            if exc is not None:
-                raise exc
-        for fut, d in futures.items():
-            result[d.digest] = fut.result()
-        return result
+        wait(fetching.futures.values(), return_when=FIRST_EXCEPTION)
+        if fetching.error is not None:
+            raise fetching.error
+        return {digest: fetching.get(digest) for digest in fetching.futures}
     finally:
-        downloader.cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        downloader.cancel.clear()
+        fetching.close()

@@ -3,7 +3,10 @@ view that inflates a layer into an archive while checking the blob's digest agai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from isal import isal_zlib
 
 from vmbuild.errors import RegistryError
 from vmbuild.oci.compress import Compression, sniff
+from vmbuild.registry import known
 
 CHUNK = 1 << 20
 OUT_CHUNK = 8 << 20
@@ -82,69 +86,90 @@ def inflater(kind: Compression, write: Callable[[bytes], object]) -> Inflater | 
     return None
 
 
+class SizeGuessWrong(Exception):
+    """A layer tar's size guessed from its blob's trailer or header was wrong."""
+
+    def __init__(self, blob: CachedBlob):
+        super().__init__(blob.digest)
+        self.blob = blob
+
+
+def guess_plain_size(path: Path, kind: Compression) -> int | None:
+    """The layer tar's size as the blob claims it, without inflating: gzip's ISIZE
+    trailer (right for a single member under 4 GiB), zstd's frame content size."""
+    size = path.stat().st_size
+    if kind == "none":
+        return size
+    with open(path, "rb") as f:
+        if kind == "gzip":
+            if size < 18:
+                return None
+            f.seek(size - 4)
+            return int.from_bytes(f.read(4), "little")
+        head = f.read(18)
+    try:
+        claimed = zstandard.frame_content_size(head)
+    except zstandard.ZstdError:
+        return None
+    return claimed if claimed >= 0 else None
+
+
+def count_plain(path: Path, kind: Compression) -> int:
+    """The layer tar's exact size, by inflating the blob."""
+    total = 0
+
+    def count(data: bytes) -> None:
+        nonlocal total
+        total += len(data)
+
+    unpack = inflater(kind, count)
+    if unpack is None:
+        return path.stat().st_size
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            unpack.feed(chunk)
+    unpack.finish()
+    return total
+
+
 def sniff_file(path: Path) -> Compression:
     with open(path, "rb") as f:
         return sniff(f.read(4))
 
 
 class Pipe:
-    """Hashes a blob's bytes, passes them to ``store``, and with ``unpack`` inflates them
-    to hash and count the layer tar (its diff_id and size); the tar is not kept."""
+    """Hashes a blob's bytes and passes them on to ``store``."""
 
-    def __init__(self, store: BinaryIO | None, unpack: bool):
+    def __init__(self, store: BinaryIO | None):
         self._store = store
-        self._unpack = unpack
         self.hash = hashlib.sha256()
         self.size = 0
         self.compression: Compression | None = None
-        self._inflate: Inflater | None = None
-        self.diff_hash = hashlib.sha256()
-        self.plain_size = 0
-        self.inflate_error: str | None = None
-
-    def _plain(self, data: bytes) -> None:
-        if data:
-            self.diff_hash.update(data)
-            self.plain_size += len(data)
 
     def feed(self, data: memoryview) -> None:
         if self.compression is None:
             self.compression = sniff(bytes(data[:4]))
-            if self._unpack:
-                self._inflate = inflater(self.compression, self._plain)
         self.hash.update(data)
         self.size += len(data)
         if self._store is not None:
             self._store.write(data)
-        if self._inflate is not None:
-            try:
-                self._inflate.feed(data)
-            except INFLATE_ERRORS as exc:
-                self._inflate, self.inflate_error = None, str(exc)
-
-    def finish(self) -> None:
-        if self._inflate is not None:
-            try:
-                self._inflate.finish()
-            except INFLATE_ERRORS as exc:
-                self._inflate, self.inflate_error = None, str(exc)
 
     @property
     def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
 
-    @property
-    def diff_id(self) -> str:
-        if self.compression == "none":
-            return self.digest
-        return "sha256:" + self.diff_hash.hexdigest()
+
+_DONE = object()
 
 
 @dataclass(frozen=True)
 class CachedBlob:
     """A blob in the cache, copied out as stored or (``unpack``) as its layer tar.
 
-    Either way its bytes are hashed again on the way and must still match ``digest``.
+    Unless it was ``verified`` by this process, its bytes are hashed again on the way
+    and must still match ``digest``. With ``check_diff``, the tar must hash to
+    ``diff_id`` (which is then remembered). Reading, inflating and that hashing run in a
+    helper thread, so they overlap with what the sink does (hash and write the archive).
     """
 
     path: Path
@@ -153,41 +178,101 @@ class CachedBlob:
     stored_size: int
     plain_size: int
     unpack: bool
-    diff_id: str = ""
+    diff_id: str = ""  # "" until known
+    verified: bool = False
+    check_diff: bool = False
+    size_exact: bool = True  # else plain_size is a guess, checked while writing
 
     @property
     def size(self) -> int:
         return self.plain_size if self.unpack else self.stored_size
 
-    def copy_to(self, sink: BinaryIO) -> None:
-        h = hashlib.sha256()
-        written = 0
+    def _produce(self, put: Callable[[object], None]) -> None:
+        h = None if self.verified else hashlib.sha256()
+        plain = hashlib.sha256() if self.check_diff else None
+        if plain is not None:
+            emit = put
 
-        def write(data: bytes | memoryview) -> None:
-            nonlocal written
-            written += len(data)
-            if written > self.size:
-                raise self._changed()
-            sink.write(data)
+            def put(data: object) -> None:
+                plain.update(cast(bytes, data))
+                emit(data)
 
-        unpack = inflater(self.compression, write) if self.unpack else None
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        try:
-            with open(self.path, "rb") as f:
-                while n := f.readinto(buf):
-                    chunk = view[:n]
+        unpack = inflater(self.compression, put) if self.unpack else None
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                if h is not None:
                     h.update(chunk)
-                    if unpack is None:
-                        write(chunk)
-                    else:
-                        unpack.feed(chunk)
-                if unpack is not None:
-                    unpack.finish()
-        except INFLATE_ERRORS as exc:
-            raise self._changed() from exc
-        if written != self.size or "sha256:" + h.hexdigest() != self.digest:
+                if unpack is None:
+                    put(chunk)
+                else:
+                    unpack.feed(chunk)
+            if unpack is not None:
+                unpack.finish()
+        if h is not None and "sha256:" + h.hexdigest() != self.digest:
             raise self._changed()
+        if plain is not None:
+            got = "sha256:" + plain.hexdigest()
+            if got != self.diff_id:
+                raise RegistryError(
+                    f"layer {self.digest} unpacks to {got}, but the config says {self.diff_id}",
+                    "the image is corrupt",
+                )
+            known.remember_unpacked(self.digest, self.compression, got, self.plain_size)
+            if self.compression != "none":
+                known.remember_compressed(got, self.compression, self.digest, self.stored_size)
+
+    def copy_to(self, sink: BinaryIO) -> None:
+        q: queue.Queue[object] = queue.Queue(maxsize=4)
+        stop = threading.Event()
+
+        def put(item: object) -> None:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            raise _Stopped()
+
+        def run() -> None:
+            try:
+                self._produce(put)
+                put(_DONE)
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the consumer
+                with contextlib.suppress(_Stopped):
+                    put(exc)
+
+        worker = threading.Thread(target=run, name="inflate", daemon=True)
+        worker.start()
+        written = 0
+        try:
+            while (item := q.get()) is not _DONE:
+                if isinstance(item, INFLATE_ERRORS) and not self.verified:
+                    raise self._changed() from item  # most likely, not a bad image
+                if isinstance(item, INFLATE_ERRORS):
+                    self.path.unlink(missing_ok=True)
+                    raise RegistryError(
+                        f"layer {self.digest} does not decompress ({item})",
+                        "the image is corrupt (its cached copy was removed)",
+                    ) from item
+                if isinstance(item, BaseException):
+                    raise item
+                data = cast(bytes, item)
+                written += len(data)
+                if written > self.size:
+                    raise self._wrong_size()
+                if data:
+                    sink.write(data)
+        finally:
+            stop.set()
+            worker.join()
+        if written != self.size:
+            raise self._wrong_size()
+
+    def _wrong_size(self) -> Exception:
+        return SizeGuessWrong(self) if not self.size_exact else self._changed()
 
     def _changed(self) -> RegistryError:
         self.path.unlink(missing_ok=True)
@@ -195,3 +280,7 @@ class CachedBlob:
             f"the cached blob {self.digest} changed on disk; it was removed",
             "run the command again to fetch it anew",
         )
+
+
+class _Stopped(Exception):
+    """The consumer went away."""

@@ -10,6 +10,7 @@ digest and the compressed blobs as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from vmbuild.config.common import OutputOptions
 from vmbuild.config.pull import PullImageSpec
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive
-from vmbuild.oci.compress import compressor
+from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.tarstream import TarStreamWriter
@@ -27,7 +28,7 @@ from vmbuild.output import BuildResult, atomic_file, result_for
 from vmbuild.registry import blobs, known
 from vmbuild.registry.auth import load_credentials
 from vmbuild.registry.client import Client
-from vmbuild.registry.inflate import CachedBlob
+from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
 from vmbuild.registry.nixhash import to_sri
 from vmbuild.registry.progress import Progress
@@ -93,9 +94,14 @@ def pull(
         unpack = opts.format == "docker-archive"
         raw_config = _config(downloader, manifest)
         diff_ids = _diff_ids(raw_config, manifest, what)
-        fetched = blobs.get_many(downloader, list(manifest.layers), unpack)
-        image = _image(name, tag, raw_config, diff_ids, manifest, fetched, unpack, what)
-        digest = _write(image, manifest, out, opts, expected)
+        fetching = blobs.Fetching(downloader, list(manifest.layers), unpack, jobs=4)
+        try:
+            # The archive writer takes each layer when it gets to it, so writing the
+            # first layers overlaps with downloading the others.
+            image = _image(name, tag, raw_config, diff_ids, manifest, fetching, unpack, what)
+            digest = _write_checked(image, manifest, out, opts, expected, fetching)
+        finally:
+            fetching.close()
         seen = [manifest.config.digest, *(d.digest for d in manifest.layers)]
         known.remember_seen(client.host, repo.path, seen)
     finally:
@@ -129,33 +135,88 @@ def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
     return [str(d) for d in diff_ids]
 
 
+class _Pending:
+    """A layer blob that may still be downloading (the Blob protocol, waiting)."""
+
+    def __init__(self, fetching: blobs.Fetching, digest: str, diff_id: str | None, what: str):
+        self._fetching = fetching
+        self._digest = digest
+        self._diff_id = diff_id
+        self._what = what
+
+    def _blob(self) -> CachedBlob:
+        blob = self._fetching.get(self._digest)
+        exact = self._fetching.exact_sizes.get(self._digest)
+        if exact is not None:
+            blob = dataclasses.replace(blob, plain_size=exact, size_exact=True)
+        if self._diff_id is None:
+            return blob
+        if not blob.diff_id:  # not checked yet: check it while writing it out
+            return dataclasses.replace(blob, diff_id=self._diff_id, check_diff=True)
+        if blob.diff_id != self._diff_id:
+            raise RegistryError(
+                f"{self._what}: layer {self._digest} unpacks to {blob.diff_id}, "
+                f"but the config says {self._diff_id}",
+                "the image is corrupt",
+            )
+        return blob
+
+    @property
+    def size(self) -> int:
+        return self._blob().size
+
+    def copy_to(self, sink: BinaryIO) -> None:
+        self._blob().copy_to(sink)
+
+
+def _compression_of(media_type: str) -> Compression:
+    if "zstd" in media_type:
+        return "zstd"
+    return "gzip" if "gzip" in media_type else "none"
+
+
 def _image(
     name: str,
     tag: str,
     raw_config: bytes,
     diff_ids: list[str],
     manifest: Manifest,
-    fetched: dict[str, CachedBlob],
+    fetching: blobs.Fetching,
     unpack: bool,
     what: str,
 ) -> PulledImage:
     config: dict[str, Any] = json.loads(raw_config)
     layers = []
     for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-        got = fetched[desc.digest]
-        if not unpack:
-            layers.append(Layer(diff_id, got, got.compression, known_digest=desc.digest))
-            continue
-        if got.diff_id != diff_id:
-            raise RegistryError(
-                f"{what}: layer {desc.digest} unpacks to {got.diff_id}, "
-                f"but the config says {diff_id}",
-                "the image is corrupt",
-            )
-        layers.append(Layer(diff_id, got, "none", diff_id))
+        if unpack:
+            blob = _Pending(fetching, desc.digest, diff_id, what)
+            layers.append(Layer(diff_id, blob, "none", diff_id))
+        else:
+            blob = _Pending(fetching, desc.digest, None, what)
+            kind = _compression_of(desc.media_type)
+            layers.append(Layer(diff_id, blob, kind, known_digest=desc.digest))
     image = PulledImage(name, tag, config, layers)
     image.raw_config = raw_config
     return image
+
+
+def _write_checked(
+    image: PulledImage,
+    manifest: Manifest,
+    out: Path,
+    opts: OutputOptions,
+    expected: bytes | None,
+    fetching: blobs.Fetching,
+) -> bytes:
+    """Write the archive; when a layer's claimed size was wrong (a gzip of several
+    members), count that layer's real size and write the archive again."""
+    for _ in range(len(image.layers) + 1):
+        try:
+            return _write(image, manifest, out, opts, expected)
+        except SizeGuessWrong as wrong:
+            blob = wrong.blob
+            fetching.exact_sizes[blob.digest] = count_plain(blob.path, blob.compression)
+    raise AssertionError("unreachable: every layer size is exact by now")
 
 
 def _write(
