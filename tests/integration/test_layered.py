@@ -190,6 +190,11 @@ def test_base_layers_count_toward_max_layers(bash_image: Path, tmp_path: Path) -
         ({"maxLayers": 1}, "maxLayers"),
         ({"contents": [{"path": "/etc/hostname", "closure": True}]}, "not an ELF file"),
         ({"contents": ["/nonexistent/tree"]}, "does not exist"),
+        (
+            {"fakeRootCommands": "echo oops >&2; exit 3"},
+            "fakeRootCommands failed with status 3: oops",
+        ),
+        ({"extraCommands": "false"}, "extraCommands failed"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

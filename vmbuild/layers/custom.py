@@ -2,15 +2,17 @@
 
 With no commands the contents' trees are packed straight from the host (owner 0:0).
 With commands, the trees are copied into a scratch root where extraCommands runs as
-the invoking user. fakeRootCommands then runs under ``fakeroot -s STATE`` (with
-enableFakechroot, also under ``fakechroot chroot ROOT``: ``/`` is the scratch root,
-while the host's program directories stay visible so the commands can run host tools),
-and the layer is packed by a child Python under ``fakeroot -i STATE``, whose ``lstat``
-sees the owners, modes and device nodes the commands set.
+the invoking user. fakeRootCommands then runs under ``fakeroot`` (every file owned by
+root to begin with, as the manual says) and, with enableFakechroot, under
+``fakechroot chroot ROOT`` too: ``/`` is the scratch root, while the host's program
+directories stay visible so the commands can run host tools. The layer is then packed
+in the same fakeroot session (:mod:`vmbuild.layers.fakepack`), so ``lstat`` sees the
+owners, modes and device nodes the commands set.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -52,46 +54,70 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
-def _fake_root(script: str, root: Path, state: Path, chroot: bool) -> None:
-    fakeroot = which("fakeroot", "fakeroot")
+def _script_argv(script: str, root: Path, chroot: bool) -> tuple[list[str], dict[str, str]]:
     bash = which("bash", "bash")
-    argv: list[str] = [fakeroot, "-s", str(state), "--"]
     env = _env(root)
+    argv: list[str] = []
     if chroot:
         argv += [which("fakechroot", "fakechroot"), which("chroot", "coreutils"), str(root)]
         env["FAKECHROOT_EXCLUDE_PATH"] = ":".join(FAKECHROOT_EXCLUDE)
         env["HOME"] = "/"
-    argv += [bash, "-e", "-c", script]
-    proc = run(argv, cwd=root, env=env, capture=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-5:]
-        raise StepFailed(
-            f"fakeRootCommands failed with status {proc.returncode}"
-            + (": " + " / ".join(tail) if tail else ""),
-            proc.returncode,
-            "fix the script; it runs with bash -e under fakeroot in the new layer's root",
-            output_tail="\n".join(tail),
+    return [*argv, bash, "-e", "-c", script], env
+
+
+def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) -> Path:
+    """Run ``script`` under one fakeroot session over ``root`` and pack the result.
+
+    The session's program is :mod:`vmbuild.layers.fakepack`, which chowns the tree to
+    root, runs the script and packs the tree, all seeing the same fake ownership; one
+    session, because saving and loading fakeroot's state costs about two seconds.
+    """
+    argv, env = _script_argv(script, root, chroot)
+    job = workdir / "fakeroot-job.json"
+    out = workdir / "custom.tar"
+    log = workdir / "fakeroot.log"
+    status = workdir / "fakeroot.status"
+    job.write_text(
+        json.dumps(
+            {
+                "root": str(root),
+                "out": str(out),
+                "mtime": mtime,
+                "argv": argv,
+                "env": env,
+                "log": str(log),
+                "status": str(status),
+            }
         )
-
-
-def pack_under_fakeroot(root: Path, state: Path, out: Path, mtime: int) -> None:
-    """Pack ``root`` to the plain tar ``out`` as fakeroot's ``state`` describes it."""
+    )
     fakeroot = which("fakeroot", "fakeroot")
-    argv = [
-        fakeroot,
-        "-i",
-        str(state),
-        "--",
-        sys.executable,
-        "-m",
-        "vmbuild.layers.fakepack",
-        str(root),
-        str(out),
-        str(mtime),
-    ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    run(argv, env=env, capture=True, what="packing the customisation layer under fakeroot")
+    py_env = dict(os.environ)
+    py_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = run(
+        [fakeroot, "--", sys.executable, "-m", "vmbuild.layers.fakepack", str(job)],
+        env=py_env,
+        capture=True,
+        check=False,
+    )
+    code = int(status.read_text()) if status.exists() else None
+    if code:
+        lines = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise StepFailed(
+            f"fakeRootCommands failed with status {code}"
+            + (": " + " / ".join(lines) if lines else ""),
+            code,
+            "fix the script; it runs with bash -e under fakeroot in the new layer's root",
+            output_tail="\n".join(lines),
+        )
+    if proc.returncode != 0 or not out.exists():
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise StepFailed(
+            "packing the customisation layer under fakeroot failed"
+            + (": " + " / ".join(tail) if tail else ""),
+            proc.returncode or 1,
+            "run with --debug for details",
+        )
+    return out
 
 
 def customisation(
@@ -111,8 +137,5 @@ def customisation(
         run_script(extra_commands, root, "extraCommands")
     if not fake_root_commands:
         return Custom(from_roots([root], keep_dirlinks=True), Owner(0, 0))
-    state = workdir / "fakeroot.state"
-    _fake_root(fake_root_commands, root, state, enable_fakechroot)
-    out = workdir / "custom.tar"
-    pack_under_fakeroot(root, state, out, mtime)
+    out = fake_root(fake_root_commands, root, workdir, mtime, enable_fakechroot)
     return Custom(None, Owner(None, None), out)
