@@ -49,7 +49,7 @@ def tree_of(units: Iterable[Unit]) -> Tree:
 
 @dataclass
 class Graph:
-    """The unit graph of one image, grown by :meth:`path`, :meth:`closure`, :meth:`tree`."""
+    """The unit graph of one image, grown by :meth:`path` and :meth:`tree`."""
 
     search: LibrarySearch = field(default_factory=LibrarySearch.host)
     units: dict[str, Unit] = field(default_factory=dict)
