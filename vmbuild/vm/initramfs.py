@@ -30,6 +30,7 @@ KIND = "initramfs"
 # (host path, Debian package that provides it)
 TOOLS = (
     ("/usr/bin/busybox", "busybox-static"),
+    ("/usr/bin/dash", "dash"),
     ("/usr/sbin/dropbear", "dropbear-bin"),
     ("/usr/bin/tar", "tar"),
     ("/usr/sbin/useradd", "passwd"),
@@ -45,6 +46,11 @@ TOOLS = (
     ("/usr/lib/x86_64-linux-gnu/security/pam_unix.so", "libpam-modules"),
     ("/usr/lib/x86_64-linux-gnu/security/pam_permit.so", "libpam-modules"),
     ("/usr/lib/x86_64-linux-gnu/security/pam_deny.so", "libpam-modules"),
+)
+# Shipped when the host has them.
+OPTIONAL_TOOLS = (
+    ("/usr/sbin/setcap", "libcap2-bin"),
+    ("/usr/sbin/getcap", "libcap2-bin"),
 )
 HOST_DATA = (("/etc/login.defs", "login"),)
 MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
@@ -99,7 +105,9 @@ def _host_entries() -> Iterator[cpio.Entry]:
             raise ToolMissing(
                 f"{path} is not installed (a guest tool)", f"install it: apt-get install {package}"
             )
-    for host in sorted(closure(Path(p) for p, _ in TOOLS)):
+    tools = [Path(p) for p, _ in TOOLS]
+    tools += [Path(p) for p, _ in OPTIONAL_TOOLS if Path(p).exists()]
+    for host in sorted(closure(tools)):
         rel = _usr(str(host))
         st = host.lstat()
         if stat.S_ISLNK(st.st_mode):
@@ -136,6 +144,9 @@ def entries(keys: Keys) -> list[cpio.Entry]:
     found["dev/null"] = cpio.Entry.chardev("dev/null", 1, 3, 0o666)
     for entry in _host_entries():
         found[entry.path] = entry
+    # /bin/sh is dash, not busybox: busybox's shell runs its own applets (its tar, its
+    # passwd) in preference to the real tools on PATH.
+    found["usr/bin/sh"] = cpio.Entry.symlink("usr/bin/sh", "dash")
     taken = {p.rsplit("/", 1)[-1] for p, e in found.items() if p.startswith("usr/")}
     for entry in _busybox_links(taken):
         found.setdefault(entry.path, entry)

@@ -25,6 +25,7 @@ KERNEL_ARGS = (
     "random.trust_cpu=on",
     "8250.nr_uarts=1",
     "rdinit=/init",
+    "ip=10.0.2.15::10.0.2.2:255.255.255.0:vmbuild:eth0:off",  # QEMU's user-mode network
 )
 
 
