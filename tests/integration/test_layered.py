@@ -207,6 +207,24 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert list(tmp_path.iterdir()) == [spec]
 
 
+def test_missing_library_is_named_with_the_paths_searched(tmp_path: Path) -> None:
+    data = Path(BASH).read_bytes()
+    needed = b"libtinfo.so.6\0"
+    if needed not in data:
+        pytest.skip("this host's bash does not need libtinfo.so.6")
+    prog = tmp_path / "prog"
+    prog.write_bytes(data.replace(needed, b"libnothere.so\0", 1))
+    prog.chmod(0o755)
+    spec = write_spec(
+        tmp_path / "bad.toml", name="bad", contents=[{"path": str(prog), "closure": True}]
+    )
+    proc = vmbuild("build", spec, "--out", tmp_path / "bad.tar.gz", check=False)
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "libnothere.so" in err and "/etc/ld.so.cache" in err and "/usr/lib" in err
+    assert not list(tmp_path.glob("*bad.tar.gz*"))
+
+
 def test_images_from_the_same_libraries_share_layers(bash_image: Path, tmp_path: Path) -> None:
     other = build(
         tmp_path,
