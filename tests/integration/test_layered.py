@@ -116,6 +116,48 @@ def test_bash_closure_runs_under_buildah(buildah_container: str) -> None:
     assert proc.stdout.strip() == "ok", proc.stderr
 
 
+def test_config_references_are_included(tmp_path: Path) -> None:
+    archive = build(tmp_path, "byconfig", config={"Entrypoint": [BASH], "Cmd": ["-c", "echo ok"]})
+    names = {m.name for layer in layer_members(archive) for m in layer}
+    assert BASH.lstrip("/") in names
+    assert any(n.endswith("/libc.so.6") for n in names)
+
+
+@pytest.mark.tools
+def test_helpers_run_under_buildah(tmp_path: Path) -> None:
+    archive = build(
+        tmp_path,
+        "helpers",
+        contents=["binSh", "fakeNss", "usrBinEnv"],
+        config={"Cmd": ["/bin/sh", "-c", "echo ok"]},
+    )
+    proc = subprocess.run(
+        ["buildah", "from", f"docker-archive:{archive}"], capture_output=True, text=True, check=True
+    )
+    container = proc.stdout.strip().splitlines()[-1]
+    try:
+        run = subprocess.run(
+            [
+                "buildah",
+                "run",
+                "--isolation",
+                "chroot",
+                container,
+                "--",
+                "/usr/bin/env",
+                "/bin/sh",
+                "-c",
+                'read -r l < /etc/passwd; echo "$l"; echo ok',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+    assert run.stdout.split() == ["root:x:0:0:root", "user:/var/empty:/bin/sh", "ok"], run.stderr
+
+
 def test_stream_equals_build(bash_image: Path, tmp_path: Path) -> None:
     spec = write_spec(
         tmp_path / "s.toml", function="streamLayeredImage", name="layered-bash", **BASH_IMAGE
