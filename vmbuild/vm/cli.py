@@ -129,4 +129,4 @@ def _print_timings(timings: dict[str, float]) -> None:
 def doctor_handler(args: argparse.Namespace) -> int:
     from vmbuild.vm.doctor import report
 
-    return report(reprobe=args.reprobe)
+    return report(reprobe=bool(args.reprobe))

@@ -37,12 +37,12 @@ def elf_deps(path: Path) -> tuple[str | None, list[str]]:
             needed: list[str] = []
             for seg in elf.iter_segments():
                 if seg["p_type"] == "PT_INTERP":
-                    interp = seg.get_interp_name()
+                    interp = str(seg.get_interp_name())  # type: ignore[attr-defined]
             for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
-                    needed += [
-                        t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"
-                    ]
+                    for tag in section.iter_tags():
+                        if tag.entry.d_tag == "DT_NEEDED":
+                            needed.append(str(tag.needed))  # type: ignore[attr-defined]
             return interp, needed
     except ELFError:
         return None, []

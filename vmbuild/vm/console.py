@@ -6,6 +6,7 @@ and when it is ready, and recognises a kernel panic or an out-of-memory kill.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -19,6 +20,8 @@ READY_MARK = b"vmbuild-guest-ready"
 FAILED_MARK = b"vmbuild-guest-failed:"
 KEEP = 256 * 1024
 PANIC = re.compile(rb"Kernel panic - not syncing:[^\r\n]*")
+# Our markers, the address-only lines of a kernel stack trace, microvm's lack of PCI.
+NOISE = re.compile(r"vmbuild-guest-|\s*\? 0x|\s*</?TASK>|PCI: Fatal: No config space")
 OOM = re.compile(rb"Out of memory: Killed process \d+ \([^)]*\)|invoked oom-killer")
 
 
@@ -77,7 +80,7 @@ class Console:
     def tail(self, n: int = 12) -> list[str]:
         """The last ``n`` non-empty lines, without our own markers."""
         lines = [ln.decode(errors="replace").rstrip("\r") for ln in self.text().split(b"\n")]
-        lines = [ln for ln in lines if ln.strip() and not ln.startswith("vmbuild-guest-")]
+        lines = [ln for ln in lines if ln.strip() and not NOISE.match(ln)]
         return lines[-n:]
 
     def panic(self) -> str | None:
@@ -90,9 +93,7 @@ class Console:
         return found[-1].decode(errors="replace") if found else None
 
     def close(self, wait: float = 1.0) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._thread.join(wait)
         self._sock.close()

@@ -32,7 +32,7 @@ def parse(note: bytes, stderr_tail: bytes = b"") -> Faults:
     except ValueError:
         kills = 0
     if kills > 0:
-        victim = fields.get("oom_victim") or "a process"
+        victim = fields.get("oom_victim", "").removeprefix("Killed ").strip() or "a process"
         oom = f"the kernel's OOM killer stopped {victim}"
     disk_full = False
     scratch = fields.get("scratch", "").split()

@@ -197,4 +197,3 @@ def resolve(user_kernel: Path | None = None, *, allow_build: bool = True) -> Ker
     from vmbuild.vm import cloudkernel
 
     return cloudkernel.ensure()
-

@@ -47,8 +47,11 @@ def _make(into: Path) -> None:
     pub = next(line for line in out.decode().splitlines() if line.startswith("ssh-"))
     (into / "host_key.pub").write_text(" ".join(pub.split()[:2]) + "\n")
     private = ed25519.Ed25519PrivateKey.generate()
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
     fd = os.open(into / "client_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)

@@ -32,7 +32,7 @@ from typing import IO, Any, BinaryIO
 from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import run, spawn, terminate, which
 from vmbuild.vm import accel as accel_mod
-from vmbuild.vm import faults, initramfs, keys, kernel
+from vmbuild.vm import faults, initramfs, kernel, keys
 from vmbuild.vm.channel import Channel
 from vmbuild.vm.console import Console
 from vmbuild.vm.qemu import Disk, VmSpec, argv
@@ -176,21 +176,22 @@ class Machine:
         self._monitor.connect(timeout=self._left(10.0))
         t2 = time.monotonic()
         self.timings["qemu_start"] = t2 - t1
-        self._wait_ready(min(BOOT_TIMEOUT, self._left(BOOT_TIMEOUT)))
+        limit = self.timeout if self.timeout and self.timeout < BOOT_TIMEOUT else BOOT_TIMEOUT
+        self._wait_ready(self._left(BOOT_TIMEOUT), limit)
         t3 = self._console.init_at or time.monotonic()
         self.timings["kernel_boot"] = t3 - t2
         port = self._monitor.ssh_port()
         self._channel = Channel(port, ssh_keys, timeout=self._left(20.0))
         self.timings["guest_ready"] = time.monotonic() - t3
 
-    def _wait_ready(self, budget: float) -> None:
+    def _wait_ready(self, budget: float, limit: float) -> None:
         assert self._console is not None
         end = time.monotonic() + budget
         while not self._console.ready.wait(0.05):
             if not self._alive():
                 self._raise_dead("while booting")
             if time.monotonic() > end:
-                self._raise_timeout("the guest did not boot", budget)
+                self._raise_timeout("the guest did not boot", limit)
         if self._console.failure:
             raise VmError(f"the guest failed to start: {self._console.failure}", self._tail_hint())
         if not self._alive() or self._console.ready_at is None:
@@ -244,9 +245,9 @@ class Machine:
         if not argv:
             raise VmbuildError("no command given", "say what to run after --")
         t0 = time.monotonic()
-        deadline = self._deadline
-        if timeout is not None:
-            deadline = min(deadline or float("inf"), t0 + timeout)
+        deadline, limit = self._deadline, self.timeout
+        if timeout is not None and (deadline is None or t0 + timeout < deadline):
+            deadline, limit = t0 + timeout, timeout
         errtail = bytearray()
 
         def keep(data: bytes) -> None:
@@ -264,7 +265,7 @@ class Machine:
         )
         self.timings["command"] = time.monotonic() - t0
         if status is None:
-            self._lost(deadline, t0)
+            self._lost(deadline, limit)
         assert status is not None
         if status != 0:
             self._check_faults(bytes(errtail))
@@ -300,11 +301,17 @@ class Machine:
         tail = self._console.tail(8) if self._console else []
         return "guest console, last lines: " + (" | ".join(tail) if tail else "(none)")
 
-    def _lost(self, deadline: float | None, started: float) -> None:
-        if not self._alive():
-            self._raise_dead("while running the command")
+    def _lost(self, deadline: float | None, limit: float | None) -> None:
         if deadline is not None and time.monotonic() >= deadline:
-            self._raise_timeout("the command did not finish", time.monotonic() - started)
+            self._raise_timeout("the command did not finish", limit or 0.0)
+        # A panicking guest reboots at once (panic=-1), which ends QEMU (-no-reboot).
+        assert self._console is not None
+        end = time.monotonic() + 3.0
+        while self._alive() and not self._console.panic() and time.monotonic() < end:
+            time.sleep(0.05)
+        if not self._alive() or self._console.panic():
+            self._kill()
+            self._raise_dead("while running the command")
         oom = self._console.oom() if self._console else None
         if oom:
             self._raise_oom(oom)
@@ -333,7 +340,7 @@ class Machine:
     def _raise_timeout(self, what: str, seconds: float) -> None:
         hint = "give it more time with --timeout; " + self._tail_hint()
         self._kill()
-        raise VmError(f"{what} within {seconds:.0f} s; the VM was stopped", hint)
+        raise VmError(f"{what} within the {seconds:g} s timeout; the VM was stopped", hint)
 
     def _raise_oom(self, detail: str) -> None:
         self._kill()

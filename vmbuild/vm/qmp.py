@@ -32,7 +32,7 @@ class Monitor:
         loop = qmp._aloop  # the shim's own event loop
         try:
             loop.run_until_complete(asyncio.wait_for(qmp._qmp.connect(self._sock), timeout))
-        except (asyncio.TimeoutError, OSError, Exception) as exc:
+        except Exception as exc:  # a timeout, EOF, or a protocol error
             why = "QEMU exited" if not self._alive() else f"no QMP greeting within {timeout:.0f} s"
             raise VmError(f"QEMU did not start: {why}", "see --debug for its command line") from exc
         qmp.settimeout(5.0)
