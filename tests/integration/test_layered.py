@@ -103,6 +103,7 @@ def buildah_container(bash_image: Path) -> Iterator[str]:
         yield container
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
+        subprocess.run(["buildah", "rmi", manifest(bash_image)["RepoTags"][0]], capture_output=True)
 
 
 @pytest.mark.tools
@@ -155,6 +156,7 @@ def test_helpers_run_under_buildah(tmp_path: Path) -> None:
         )
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
+        subprocess.run(["buildah", "rmi", manifest(archive)["RepoTags"][0]], capture_output=True)
     assert run.stdout.split() == ["root:x:0:0:root", "user:/var/empty:/bin/sh", "ok"], run.stderr
 
 
