@@ -35,6 +35,23 @@ def test_ld_so_cache_lists_libc() -> None:
     assert any(p.endswith("/libc.so.6") for p in cache["libc.so.6"])
 
 
+def test_ld_so_cache_agrees_with_ldconfig() -> None:
+    import shutil
+    import subprocess
+
+    ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/usr/sbin:/sbin")
+    if not ldconfig or not read_ld_so_cache():
+        pytest.skip("no ldconfig or no cache")
+    listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=True).stdout
+    theirs = {
+        (line.split(" (")[0].strip(), line.rsplit("=> ", 1)[1].strip())
+        for line in listing.splitlines()[1:]
+        if "=> " in line and "hwcap" not in line
+    }
+    ours = {(name, path) for name, paths in read_ld_so_cache().items() for path in paths}
+    assert ours == theirs
+
+
 def test_origin_expansion() -> None:
     assert _expand("$ORIGIN/../lib", "/opt/app/bin") == "/opt/app/bin/../lib"
     assert _expand("${ORIGIN}/x", "/o") == "/o/x"

@@ -86,7 +86,10 @@ def read_elf(path: str) -> ElfInfo | None:
 
 
 def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, list[str]]:
-    """soname -> paths, in the cache's order, from glibc's ld.so.cache (new format)."""
+    """soname -> paths, in the cache's order, from glibc's ld.so.cache (new format).
+
+    Entries for CPU-specific variants (``glibc-hwcaps`` subdirectories) are skipped.
+    """
     try:
         data = path.read_bytes()
     except OSError:
@@ -105,7 +108,9 @@ def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, list[str]]:
         at = start + 48 + 24 * i
         if at + 24 > len(data):
             break
-        _flags, key, value = struct.unpack_from("<iII", data, at)
+        _flags, key, value, _os, hwcap = struct.unpack_from("<iIIIQ", data, at)
+        if hwcap:  # a glibc-hwcaps variant: an image run on an older CPU could not use it
+            continue
         out.setdefault(string(key), []).append(string(value))
     return out
 
