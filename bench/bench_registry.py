@@ -7,28 +7,30 @@ registry with skopeo, then times, in the same run:
 - pull: ``vmbuild prefetch --out`` (tag -> digest, docker-archive with uncompressed
   layers, hashed) against ``skopeo copy docker://… docker-archive:…``; cold cache.
 - push: ``vmbuild push`` of that archive against ``skopeo copy docker-archive:… docker://…``,
-  each to a fresh registry; then the same push again (nothing changed: HEADs only).
+  each to a fresh registry with empty caches; then the same push again (nothing
+  changed: HEADs only).
 
-Prints times and ratios (skopeo time / vmbuild time: > 1 means vmbuild is faster).
+Each is run ``--runs`` times, alternating, and the best time of each kept (the machine
+may be busy with other work). Prints times and ratios (skopeo's time / vmbuild's:
+above 1 means vmbuild is faster).
 Run by hand: ``.venv/bin/python bench/bench_registry.py [--small]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.registry_fixture import Registry, registry  # noqa: E402
+from tests.integration.registry_fixture import registry  # noqa: E402
 from vmbuild.oci.archive import write_docker_archive  # noqa: E402
 from vmbuild.oci.digest import of_file  # noqa: E402
 from vmbuild.oci.image import BlobRef, Image, Layer  # noqa: E402
@@ -95,7 +97,8 @@ def make_image(work: Path, small: bool) -> Path:
     return out
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def timed(argv: list[str], env: dict[str, str] | None = None, drop: Path | None = None) -> float:
+    """Wall time of one run; ``drop`` (its output) is removed afterwards."""
     os.sync()  # the previous run's writes must not slow this one down
     start = time.perf_counter()
     proc = subprocess.run(
@@ -104,6 +107,8 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {proc.stderr}")
+    if drop is not None:
+        drop.unlink()
     return took
 
 
@@ -111,22 +116,54 @@ def vmbuild(*args: str) -> list[str]:
     return [sys.executable, "-m", "vmbuild", *args]
 
 
-@contextlib.contextmanager
-def fresh_registry(work: Path, name: str) -> Iterator[Registry]:
-    with registry(work / name) as reg:
-        yield reg
-
-
-def line(what: str, ours: float, theirs: float, target: str = "") -> None:
+def line(what: str, ours: float, theirs: float | None, target: str = "") -> None:
+    if theirs is None:
+        print(f"{what:<30} vmbuild {ours:6.2f} s {target}")
+        return
     ratio = theirs / ours if ours else float("inf")
-    print(
-        f"{what:<34} vmbuild {ours:7.2f} s   skopeo {theirs:7.2f} s   ratio {ratio:5.2f}x {target}"
-    )
+    print(f"{what:<30} vmbuild {ours:6.2f} s  skopeo {theirs:6.2f} s  ratio {ratio:5.2f}x {target}")
+
+
+def bench_pull(work: Path, ref: str, runs: int, sk_env: dict[str, str]) -> Path:
+    out = work / "pulled.tar"
+    skopeo_pull = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}:1"]
+    ours, theirs = [], []
+    for i in range(runs):  # alternate, keep the best of each: the machine may be busy
+        theirs.append(timed([*skopeo_pull, f"docker-archive:{out}:{ref}:1"], sk_env, out))
+        cold = {"VMBUILD_CACHE_DIR": str(work / f"cache-pull-{i}")}
+        prefetch = ["prefetch", "--image-name", ref, "--image-tag", "1", "--out", str(out), "-q"]
+        ours.append(timed(vmbuild(*prefetch), cold, out if i + 1 < runs else None))
+    line("pull, cold cache", min(ours), min(theirs), "(target >= 2x)")
+    warm = work / "warm.tar"
+    prefetch[prefetch.index(str(out))] = str(warm)
+    line("pull, warm blob cache", timed(vmbuild(*prefetch), cold, warm), None)
+    return out
+
+
+def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> None:
+    ours, theirs, again_ours, again_theirs = [], [], [], []
+    for i in range(runs):
+        with registry(work / f"reg-sk-{i}") as reg_sk, registry(work / f"reg-us-{i}") as reg_us:
+            sk = ["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{image}"]
+            sk.append(f"docker://{reg_sk.host}/bench/img:1")
+            us = vmbuild("push", "-q", str(image), f"docker://{reg_us.host}/bench/img:1")
+            cache = {"VMBUILD_CACHE_DIR": str(work / f"cache-push-{i}")}
+            home = work / f"skopeo-home-{i}"  # a fresh blob-info cache
+            home.mkdir()
+            theirs.append(timed(sk, {**sk_env, "HOME": str(home)}))
+            ours.append(timed(us, cache))
+            again_theirs.append(timed(sk, {**sk_env, "HOME": str(home)}))
+            again_ours.append(timed(us, cache))
+    line("push, fresh repository", min(ours), min(theirs))
+    best = min(again_ours)
+    verdict = "(target < 0.5 s)" if best < 0.5 else "(target < 0.5 s: MISSED)"
+    line("push again, nothing changed", best, min(again_theirs), verdict)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a ~30 MB image: a quick smoke run")
+    ap.add_argument("--runs", type=int, default=2, help="runs of each, best kept (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
@@ -138,92 +175,19 @@ def main() -> int:
         source = make_image(work, args.small)
         size = source.stat().st_size
         print(f"image: {size / 1e6:.0f} MB uncompressed, made in {time.perf_counter() - t:.1f} s")
-        with fresh_registry(work, "reg-src") as src:
+        with registry(work / "reg-src") as src:
             ref = f"{src.host}/bench/img"
-            t = timed(
-                [
-                    "skopeo",
-                    "copy",
-                    "--dest-tls-verify=false",
-                    f"docker-archive:{source}",
-                    f"docker://{ref}:1",
-                ],
-                sk_env,
-            )
+            push = ["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{source}"]
+            t = timed([*push, f"docker://{ref}:1"], sk_env)
             blobs = src.root / "docker/registry/v2/blobs"
             stored = sum(p.stat().st_size for p in blobs.rglob("data"))
             print(f"setup: skopeo pushed it ({stored / 1e6:.0f} MB gzip) in {t:.1f} s")
-
-            ours_tar, theirs_tar = work / "ours.tar", work / "theirs.tar"
-            cold = {"VMBUILD_CACHE_DIR": str(work / "cache-pull")}
-            t_sk = timed(
-                [
-                    "skopeo",
-                    "copy",
-                    "--src-tls-verify=false",
-                    f"docker://{ref}:1",
-                    f"docker-archive:{theirs_tar}:{ref}:1",
-                ],
-                sk_env,
-            )
-            t_us = timed(
-                vmbuild(
-                    "prefetch",
-                    "--image-name",
-                    ref,
-                    "--image-tag",
-                    "1",
-                    "--out",
-                    str(ours_tar),
-                    "-q",
-                ),
-                cold,
-            )
-            line("pull (cold cache)", t_us, t_sk, "(target >= 2x)")
-            theirs_tar.unlink()
-            t_warm = timed(
-                vmbuild(
-                    "prefetch",
-                    "--image-name",
-                    ref,
-                    "--image-tag",
-                    "1",
-                    "--out",
-                    str(work / "warm.tar"),
-                    "-q",
-                ),
-                cold,
-            )
-            (work / "warm.tar").unlink()
-            print(f"{'pull (warm blob cache)':<34} vmbuild {t_warm:7.2f} s")
-
-        with fresh_registry(work, "reg-sk") as reg_sk, fresh_registry(work, "reg-us") as reg_us:
-            push_cache = {"VMBUILD_CACHE_DIR": str(work / "cache-push")}
-            sk_push = [
-                "skopeo",
-                "copy",
-                "--dest-tls-verify=false",
-                f"docker-archive:{ours_tar}",
-                f"docker://{reg_sk.host}/bench/img:1",
-            ]
-            us_push = vmbuild("push", "-q", str(ours_tar), f"docker://{reg_us.host}/bench/img:1")
-            t_sk = timed(sk_push, sk_env)
-            t_us = timed(us_push, push_cache)
-            line("push (fresh repository)", t_us, t_sk)
-            t_sk = timed(sk_push, sk_env)
-            t_us = timed(us_push, push_cache)
-            line(
-                "push again (nothing changed)",
-                t_us,
-                t_sk,
-                "(target < 0.5 s)" if t_us < 0.5 else "(target < 0.5 s: MISSED)",
-            )
+            pulled = bench_pull(work, ref, max(1, args.runs), sk_env)
+        bench_push(work, pulled, max(1, args.runs), sk_env)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -126,7 +126,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     key, cert = make_cert(tmp)
     TokenServer.key = key
     srv = ThreadingHTTPServer(("127.0.0.1", 0), TokenServer)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     auth = {
         "token": {
@@ -198,4 +198,3 @@ def manifest_of_token(reg: Registry, repo: str, tag: str) -> str:
         f"docker://{reg.host}/{repo}:{tag}",
     ).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-

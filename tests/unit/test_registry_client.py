@@ -94,7 +94,7 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     Fake.drop_first = True
     Fake.bearer = False
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()

@@ -20,6 +20,7 @@ from vmbuild.oci.compress import Compression, sniff
 from vmbuild.registry import known
 
 CHUNK = 1 << 20
+IN_SLICE = 64 << 10
 OUT_CHUNK = 256 << 10  # small enough to stay in the CPU cache from inflate to write
 # isal's stub types ``error`` as an instance; it is the exception class IsalError.
 INFLATE_ERRORS: tuple[type[Exception], ...] = (
@@ -41,6 +42,13 @@ class Gunzip:
         self._d = isal_zlib.decompressobj(31)
 
     def feed(self, data: memoryview | bytes) -> None:
+        # Small input slices keep ``unconsumed_tail`` (a copy) small when a slice
+        # inflates to more than OUT_CHUNK (runs of zeros inflate ~1000-fold).
+        view = memoryview(data)
+        for start in range(0, len(view), IN_SLICE):
+            self._feed(view[start : start + IN_SLICE])
+
+    def _feed(self, data: memoryview | bytes) -> None:
         while data:
             self._write(self._d.decompress(data, OUT_CHUNK))
             data = self._d.unconsumed_tail

@@ -23,6 +23,7 @@ from vmbuild.cache import cache_dir, key
 from vmbuild.oci.compress import COMPRESSIONS, Compression
 
 _lock = threading.Lock()
+SEEN_MAX = 20000  # blobs remembered per registry; the oldest half goes beyond that
 
 
 def _read(path: Path) -> Any:
@@ -73,7 +74,11 @@ def remember_seen(host: str, repo: str, digests: list[str]) -> None:
         path = _seen_path(host)
         data = _read(path)
         data = data if isinstance(data, dict) else {}
-        data.update(dict.fromkeys(digests, repo))
+        for digest in digests:  # most recent last
+            data.pop(digest, None)
+            data[digest] = repo
+        if len(data) > SEEN_MAX:
+            data = dict(list(data.items())[-SEEN_MAX // 2 :])
         _write(path, data)
 
 

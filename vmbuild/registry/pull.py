@@ -20,7 +20,7 @@ from vmbuild.config.common import OutputOptions
 from vmbuild.config.pull import PullImageSpec
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive
-from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.compress import Compression, compressor, threads
 from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.tarstream import TarStreamWriter
@@ -94,7 +94,11 @@ def pull(
         unpack = opts.format == "docker-archive"
         raw_config = _config(downloader, manifest)
         diff_ids = _diff_ids(raw_config, manifest, what)
-        fetching = blobs.Fetching(downloader, list(manifest.layers), unpack, jobs=4)
+        # Remote registries: several streams hide latency. One on this machine: the
+        # CPUs are the limit, and fewer streams get the first layer (the writer's
+        # next input) sooner.
+        jobs = max(2, min(4, threads())) if client.local else 4
+        fetching = blobs.Fetching(downloader, list(manifest.layers), unpack, jobs=jobs)
         try:
             # The archive writer takes each layer when it gets to it, so writing the
             # first layers overlaps with downloading the others.
