@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.tools  # every test here runs the real CLI and host tools
+
 BASH = "/usr/bin/bash"
 MANY_LIBS = next(
     (p for p in ("/usr/bin/curl", "/usr/bin/ssh", "/usr/bin/gdb") if os.path.exists(p)), BASH
@@ -106,7 +108,6 @@ def buildah_container(bash_image: Path) -> Iterator[str]:
         subprocess.run(["buildah", "rmi", manifest(bash_image)["RepoTags"][0]], capture_output=True)
 
 
-@pytest.mark.tools
 def test_bash_closure_runs_under_buildah(buildah_container: str) -> None:
     proc = subprocess.run(
         ["buildah", "run", "--isolation", "chroot", buildah_container, "--", BASH, "-c", "echo ok"],
@@ -124,7 +125,6 @@ def test_config_references_are_included(tmp_path: Path) -> None:
     assert any(n.endswith("/libc.so.6") for n in names)
 
 
-@pytest.mark.tools
 def test_helpers_run_under_buildah(tmp_path: Path) -> None:
     archive = build(
         tmp_path,
@@ -168,7 +168,6 @@ def test_stream_equals_build(bash_image: Path, tmp_path: Path) -> None:
     assert streamed == bash_image.read_bytes()
 
 
-@pytest.mark.tools
 def test_skopeo_umoci_and_podman_accept_the_image(bash_image: Path, tmp_path: Path) -> None:
     info = json.loads(
         subprocess.run(
@@ -279,7 +278,6 @@ def test_images_from_the_same_libraries_share_layers(bash_image: Path, tmp_path:
     assert set(manifest(bash_image)["Layers"][:2]) & set(manifest(other)["Layers"])
 
 
-@pytest.mark.tools
 def test_fake_root_commands_land_in_the_archive(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
