@@ -1,7 +1,9 @@
 """QMP to a QEMU child over an inherited socketpair (no socket path to race on).
 
-A thin layer over ``qemu.qmp``'s synchronous client: connect with a deadline that
-gives up as soon as QEMU dies, find the forwarded SSH port, and ask QEMU to quit.
+A small synchronous layer over ``qemu.qmp``'s asyncio client, on an event loop of its
+own that is closed with the monitor (nothing global, no sockets left behind): connect
+with a deadline (the greeting is QEMU's "ready"), find the forwarded SSH port, quit and
+wait for QEMU's SHUTDOWN event.
 """
 
 from __future__ import annotations
@@ -10,35 +12,40 @@ import asyncio
 import contextlib
 import re
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp import EventListener, QMPClient
 
 from vmbuild.errors import VmError
 
+T = TypeVar("T")
 _PORT = re.compile(r"TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+22\b")
 
 
 class Monitor:
+    """QMP on ``sock`` (our end of the pair); ``alive`` says whether QEMU still runs."""
+
     def __init__(self, sock: socket.socket, alive: Callable[[], bool]) -> None:
         self._sock = sock
         self._alive = alive
-        self._qmp: Any = None
+        self._loop = asyncio.new_event_loop()
+        self._client: Any = QMPClient("vmbuild")
+
+    def _run(self, aw: Awaitable[T], timeout: float) -> T:
+        return self._loop.run_until_complete(asyncio.wait_for(aw, timeout))
 
     def connect(self, timeout: float) -> None:
-        qmp = QEMUMonitorProtocol(self._sock)
-        self._qmp = qmp
-        loop = qmp._aloop  # the shim's own event loop
         try:
-            loop.run_until_complete(asyncio.wait_for(qmp._qmp.connect(self._sock), timeout))
+            self._run(self._client.connect(self._sock), timeout)
         except Exception as exc:  # a timeout, EOF, or a protocol error
-            why = "QEMU exited" if not self._alive() else f"no QMP greeting within {timeout:.0f} s"
+            why = "QEMU exited" if not self._alive() else f"no QMP greeting within {timeout:g} s"
             raise VmError(f"QEMU did not start: {why}", "see --debug for its command line") from exc
-        qmp.settimeout(5.0)
 
-    def hmp(self, command: str) -> str:
-        out = self._qmp.cmd("human-monitor-command", **{"command-line": command})
+    def hmp(self, command: str, timeout: float = 5.0) -> str:
+        out = self._run(
+            self._client.execute("human-monitor-command", {"command-line": command}), timeout
+        )
         return str(out)
 
     def ssh_port(self) -> int:
@@ -51,17 +58,23 @@ class Monitor:
             )
         return int(found.group(1))
 
-    def quit(self) -> None:
-        """Ask QEMU to quit; errors are ignored (the caller kills QEMU if it lingers)."""
-        if self._qmp is None:
-            return
-        with contextlib.suppress(Exception):
-            self._qmp.settimeout(1.0)
-            self._qmp.cmd("quit")
+    def quit(self, timeout: float = 1.0) -> bool:
+        """Ask QEMU to quit and wait for its SHUTDOWN event; False if that did not happen."""
+
+        async def quit_and_wait() -> None:
+            listener = EventListener(("SHUTDOWN",))
+            with self._client.listen(listener):
+                await self._client.execute("quit")
+                await listener.get()
+
+        try:
+            self._run(quit_and_wait(), timeout)
+            return True
+        except Exception:  # already gone, or hung: the caller kills it
+            return False
 
     def close(self) -> None:
-        if self._qmp is not None:
-            with contextlib.suppress(Exception):
-                self._qmp.close()
-            self._qmp = None
+        with contextlib.suppress(Exception):
+            self._run(self._client.disconnect(), 2.0)
+        self._loop.close()
         self._sock.close()
