@@ -240,16 +240,36 @@ def push(
         base = read_image(image, Path(work))
         config = canonical_json(base.config)
         config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            layer_blobs = list(
-                pool.map(lambda la: _layer_blob(la, compression, level), base.layers)
-            )
-            unique = list({b.digest: b for b in [config_blob, *layer_blobs]}.values())
-            try:
-                list(pool.map(pusher.ensure, unique))
-            finally:
-                progress.close()
-                client.close()
+        started: set[str] = set()
+        lock = threading.Lock()
+
+        def send(blob: Blob) -> Blob:
+            with lock:
+                first = blob.digest not in started
+                started.add(blob.digest)
+            if first:
+                pusher.ensure(blob)
+            return blob
+
+        def layer_task(layer: Layer) -> Blob:
+            # Each layer is sent as soon as it is compressed: uploads overlap compression.
+            return send(_layer_blob(layer, compression, level))
+
+        try:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                sent = [pool.submit(send, config_blob)]
+                sent += [pool.submit(layer_task, layer) for layer in base.layers]
+                try:
+                    blobs_sent = [f.result() for f in sent]
+                except BaseException:
+                    for f in sent:
+                        f.cancel()
+                    raise
+        finally:
+            progress.close()
+            client.close()
+    layer_blobs = blobs_sent[1:]
+    unique = list({b.digest: b for b in blobs_sent}.values())
     manifest = canonical_json(
         {
             "schemaVersion": 2,
