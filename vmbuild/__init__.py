@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from vmbuild.build import build, stream
-from vmbuild.config import parse_table
-from vmbuild.config.common import OutputOptions
 from vmbuild.errors import VmbuildError
-from vmbuild.oci.compress import Compression
-from vmbuild.output import BuildResult
+
+if TYPE_CHECKING:  # the API imports its machinery on first use: `vmbuild --help` stays fast
+    from vmbuild.oci.compress import Compression
+    from vmbuild.output import BuildResult
 
 __all__ = [
     "SHADOW_SETUP",
@@ -69,6 +68,10 @@ def _run(
     base_dir: str | Path | None,
     kwargs: dict[str, Any],
 ) -> BuildResult:
+    from vmbuild.build import build
+    from vmbuild.config import parse_table
+    from vmbuild.config.common import OutputOptions
+
     loaded = parse_table(_table(function, kwargs), function, Path(base_dir or ".").resolve())
     default: Compression = "none" if function == "pullImage" else "gzip"
     return build(loaded, Path(out), OutputOptions(format, compress or default, level))
@@ -104,6 +107,9 @@ def stream_layered_image(
     *, sink: BinaryIO, base_dir: str | Path | None = None, **kwargs: Any
 ) -> None:
     """dockerTools.streamLayeredImage: the uncompressed docker-archive, written to ``sink``."""
+    from vmbuild.build import stream
+    from vmbuild.config import parse_table
+
     table = _table("streamLayeredImage", kwargs)
     stream(parse_table(table, "streamLayeredImage", Path(base_dir or ".").resolve()), sink)
 
@@ -123,12 +129,14 @@ def export_image(
     *, out: str | Path, base_dir: str | Path | None = None, **kwargs: Any
 ) -> BuildResult:
     """dockerTools.exportImage: the merged filesystem as one uncompressed tar."""
-    return _run(
-        "exportImage", out, "docker-archive", "none", None, base_dir, kwargs
-    )
+    return _run("exportImage", out, "docker-archive", "none", None, base_dir, kwargs)
 
 
 def __getattr__(name: str) -> Any:
+    if name == "BuildResult":
+        from vmbuild.output import BuildResult
+
+        return BuildResult
     if name == "SHADOW_SETUP":
         from vmbuild.shadow import SHADOW_SETUP
 
