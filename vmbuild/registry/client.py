@@ -182,7 +182,9 @@ class Client:
                 f"{what}: {self.host} refused the credentials of {self.credentials.username!r}",
                 "wrong user or password: fix ~/.docker/config.json or $REGISTRY_AUTH_FILE",
             )
-        return RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
+        return RegistryError(
+            f"{what}: {self.host} requires a login (or the repository does not exist)", _LOGIN
+        )
 
     def _fetch_token(self, challenge: Challenge, scope: str, what: str) -> str:
         realm = challenge.params.get("realm", "")
