@@ -37,6 +37,7 @@ class Fake(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests: ClassVar[list[tuple[str, str, str]]] = []
     drop_first = True
+    drop_always = False
     bearer = False
 
     def log_message(self, *args: Any) -> None:
@@ -68,12 +69,12 @@ class Fake(BaseHTTPRequestHandler):
             return self._send(200, b"{}")
         if self.path == f"/v2/x/y/blobs/{DIGEST}":
             rng = self.headers.get("Range")
-            if rng:
+            if rng and not type(self).drop_always:
                 start = int(rng.split("=")[1].rstrip("-"))
                 part = BLOB[start:]
                 return self._send(206, part, {"Content-Range": f"bytes {start}-{len(BLOB) - 1}"})
             if type(self).drop_first:
-                type(self).drop_first = False
+                type(self).drop_first = type(self).drop_always
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(BLOB)))
                 self.end_headers()
@@ -92,6 +93,7 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     monkeypatch.setattr("vmbuild.registry.blobs.BACKOFF", 0.01)
     Fake.requests = []
     Fake.drop_first = True
+    Fake.drop_always = False
     Fake.bearer = False
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
@@ -211,3 +213,16 @@ def test_credentials_file(tmp_path: Path) -> None:
     assert load_credentials("ghcr.io", "a/b", tmp_path / "missing.json") is None
     with pytest.raises(RegistryError, match="not base64"):
         load_credentials("broken.example", "a", f)
+
+
+def test_connection_keeps_dropping(server: str) -> None:
+    Fake.drop_always = True
+    client = Client(server)
+    down = Downloader(client, Repository(server, "x/y"), Silent(), "pull x")
+    desc = Descriptor("", DIGEST, len(BLOB))
+    try:
+        with pytest.raises(RegistryError, match=r"blob sha256:\w+ failed 6 times"):
+            down.get(desc, True)
+    finally:
+        client.close()
+    assert list(store_path(DIGEST).parent.iterdir()) == []  # no partial blob kept

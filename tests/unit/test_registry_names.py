@@ -184,3 +184,40 @@ def test_pull_spec_defaults(tmp_path: Path) -> None:
 def test_pull_spec_errors(tmp_path: Path, table: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse(_spec(tmp_path, **table))
+
+
+def test_progress_lines_and_bars() -> None:
+    import io
+
+    from vmbuild.registry.progress import Progress, human
+
+    plain = io.StringIO()
+    p = Progress("fetched", plain, live=False)
+    p.start("abc", 2_000_000)
+    p.update("abc", 2_000_000)
+    p.done("abc")
+    assert plain.getvalue().startswith("fetched abc 2.0 MB in ")
+    live = io.StringIO()
+    q = Progress("pushed", live, live=True)
+    q.start("a", 100)
+    q.start("b", 100)
+    q.update("a", 50)
+    q.done("a")
+    q.close()
+    out = live.getvalue()
+    assert "a [" in out and "b [" in out and "pushed a 100 B" in out and "\x1b[" in out
+    assert human(999) == "999 B" and human(1500) == "1.5 KB" and human(2.5e9) == "2.5 GB"
+
+
+def test_cli_tls_option() -> None:
+    import argparse
+
+    from vmbuild.registry.cli import _bool, _tls_option
+
+    p = argparse.ArgumentParser()
+    _tls_option(p)
+    assert p.parse_args([]).tls_verify is True
+    assert p.parse_args(["--tls-verify=false"]).tls_verify is False
+    assert p.parse_args(["--tls-verify"]).tls_verify is True
+    with pytest.raises(argparse.ArgumentTypeError):
+        _bool("maybe")
