@@ -46,9 +46,19 @@ class Helper:
 
 
 def default_closure(programs: Iterable[Path]) -> Iterable[Path]:
-    from vmbuild.vm.closure import closure
+    """Every host path needed to run ``programs``: each symlink the loader meets, each file
+    (the programs, their interpreter, their libraries), transitively."""
+    from vmbuild.layers.units import Graph
 
-    return closure(programs)
+    graph = Graph()
+    todo = [name for p in programs for name in graph.path(str(p), str(p))]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.units[name].refs)
+    return [Path(name) for name in seen]
 
 
 def _host_file(path: Path, what: str) -> Path:
@@ -57,40 +67,8 @@ def _host_file(path: Path, what: str) -> Path:
     return path
 
 
-def link_chain(path: Path) -> list[Path]:
-    """Every symlink met while resolving ``path`` component by component (itself too).
-
-    On a merged-/usr host, ``/lib64/ld-linux-x86-64.so.2`` goes through ``/lib64`` and,
-    via an absolute link, ``/lib``: an image needs those links to find the same files.
-    """
-    met: list[Path] = []
-    pending = list(path.parts[1:])
-    current = Path("/")
-    hops = 0
-    while pending:
-        nxt = current / pending.pop(0)
-        if nxt.is_symlink() and hops < 40:
-            hops += 1
-            met.append(nxt)
-            target = Path(os.readlink(nxt))
-            base = Path("/") if target.is_absolute() else current
-            pending = [*target.parts[1 if target.is_absolute() else 0 :], *pending]
-            current = base
-            continue
-        current = nxt if nxt.name != ".." else current.parent
-    return met
-
-
 def _add_program(tree: Tree, program: Path, closure: Closure) -> None:
-    from vmbuild.vm.closure import elf_deps
-
-    needed: set[Path] = set()
-    interp = elf_deps(program)[0]
-    roots = [_host_file(program, program.name), *([Path(interp)] if interp else [])]
-    for host in [*closure(roots[:1]), *roots[1:]]:
-        needed.add(Path(os.path.realpath(host)))
-        needed.update(link_chain(host))
-    for host in sorted(needed):
+    for host in sorted(closure([_host_file(program, program.name)])):
         tree.add_file(str(host).lstrip("/"), host)
 
 
