@@ -30,6 +30,8 @@ class Prefetched:
     platform: Platform
     os_given: bool
     arch_given: bool
+    format: str = "docker-archive"
+    path: Path | None = None
 
     def toml(self) -> str:
         lines = [
@@ -43,6 +45,10 @@ class Prefetched:
             lines.append(f'os = "{self.platform.os}"')
         if self.arch_given:
             lines.append(f'arch = "{str(self.platform).split("/", 1)[1]}"')
+        if self.format != "docker-archive":
+            lines.insert(
+                0, f"# the hash is of the {self.format} (build with --format {self.format})"
+            )
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:
@@ -52,7 +58,8 @@ class Prefetched:
             f"-> FinalImageName: {self.final_image_name}\n"
             f"-> FinalImageTag: {self.final_image_tag}\n"
             f"-> Platform: {self.platform}\n"
-            f"-> ImageHash: {self.hash}\n"
+            + (f"-> ImagePath: {self.path}\n" if self.path else "")
+            + f"-> ImageHash: {self.hash}\n"
         )
 
 
@@ -102,6 +109,8 @@ def prefetch(
         platform,
         os_given,
         arch_given,
+        opts.format,
+        keep,
     )
 
 
