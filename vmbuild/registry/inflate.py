@@ -15,7 +15,7 @@ from typing import BinaryIO, Protocol, cast
 import zstandard
 from isal import isal_zlib
 
-from vmbuild.errors import RegistryError
+from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, sniff
 from vmbuild.registry import known
 
@@ -160,7 +160,13 @@ class Pipe:
         self.hash.update(data)
         self.size += len(data)
         if self._store is not None:
-            self._store.write(data)
+            try:
+                self._store.write(data)
+            except OSError as exc:  # not the network's fault: do not retry
+                raise VmbuildError(
+                    f"cannot write to the blob cache: {exc}",
+                    "free some space or set VMBUILD_CACHE_DIR to another place",
+                ) from exc
 
     @property
     def digest(self) -> str:

@@ -233,12 +233,17 @@ def _write(
     with atomic_file(out) as f:
         hw = HashingWriter(f)
         sink = cast(BinaryIO, hw)
-        if opts.format == "oci-archive":
-            write_oci_archive(image, manifest, sink)
-        else:
-            with compressor(sink, opts.compression, opts.level) as z:
-                archive.write_docker_archive(image, z, MTIME)
-        hw.flush()
+        try:
+            if opts.format == "oci-archive":
+                write_oci_archive(image, manifest, sink)
+            else:
+                with compressor(sink, opts.compression, opts.level) as z:
+                    archive.write_docker_archive(image, z, MTIME)
+            hw.flush()
+        except OSError as exc:  # local I/O: disk full, permissions, a vanished file
+            raise VmbuildError(
+                f"writing {out} failed: {exc}", "check free space and permissions"
+            ) from exc
         got = bytes.fromhex(hex_of(hw.digest))
         if expected is not None and got != expected:
             raise RegistryError(
