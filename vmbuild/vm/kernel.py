@@ -5,7 +5,8 @@ The preferred kernel is built once from Debian's ``linux-source-6.1`` tarball:
 cached under the hash of the recipe, the fragment and the tarball's identity, so a new
 fragment or a new linux-source package gives a new build. Without the source or a
 compiler, Debian's cloud kernel (``linux-image-cloud-amd64``) is the fallback
-(:mod:`vmbuild.vm.cloudkernel`). ``--kernel PATH`` always wins.
+(:mod:`vmbuild.vm.cloudkernel`; VMBUILD_GUEST_KERNEL=cloud forces it). ``--kernel PATH``
+always wins.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Kernel:
 
     path: Path  # a PVH-capable vmlinux, or a bzImage
     origin: str  # "user", "built" or "cloud"
-    initrd_extra: Path | None = None  # modules for the cloud kernel (a cpio to append)
+    modules: Path | None = None  # a cpio of modules to append to the initramfs (cloud)
     machine: str = "microvm"  # "microvm" (virtio-mmio) or "pc" (virtio-pci)
 
 
@@ -189,6 +190,10 @@ def resolve(user_kernel: Path | None = None, *, allow_build: bool = True) -> Ker
                 "give --kernel the path of a bzImage or vmlinuz",
             )
         return Kernel(user_kernel, "user")
+    if os.environ.get("VMBUILD_GUEST_KERNEL") == "cloud":
+        from vmbuild.vm import cloudkernel
+
+        return cloudkernel.ensure()
     built = cached_build()
     if built:
         return Kernel(built, "built")

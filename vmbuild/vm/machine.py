@@ -133,8 +133,10 @@ class Machine:
         kern = kernel.resolve(self.kernel_path)
         ssh_keys = keys.load()
         initrd = initramfs.ensure(ssh_keys).path
-        if kern.initrd_extra is not None:
-            initrd = kern.initrd_extra
+        if kern.modules is not None:
+            from vmbuild.vm.cloudkernel import with_modules
+
+            initrd = with_modules(initrd, kern.modules)
         self.accel = accel_mod.choose(self.accel_requested, qemu, kern.path)
         self._tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         scratch = self._tmp / "scratch.img"

@@ -1,0 +1,95 @@
+"""Benchmark: `vmbuild vm run -- true` against libguestfs' appliance, in the same run.
+
+    .venv/bin/python bench/bench_vm.py [--runs N] [--accel tcg|auto]
+
+The anchor is `guestfish -a /dev/null run` forced to TCG
+(LIBGUESTFS_BACKEND_SETTINGS=force_tcg): boot a minimal appliance and stop it, the same
+job as ours. vmbuild's wall time is split into CLI start (Python and imports), prepare
+(cache lookups, the scratch disk), QEMU start (to the QMP greeting), kernel boot (to
+the guest's init), guest ready (init, dropbear, SSH login), the command, and teardown.
+Prints medians and the ratio; the target is libguestfs / vmbuild >= 6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("prepare", "qemu_start", "kernel_boot", "guest_ready", "command", "teardown")
+TARGET = 6.0
+
+
+def vmbuild_once(accel: str) -> dict[str, float]:
+    argv = [sys.executable, "-m", "vmbuild", "vm", "run", "--timings", "--accel", accel]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*argv, "--", "true"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench_vm: vmbuild vm run failed ({proc.returncode}): {proc.stderr.strip()}")
+    found = dict(re.findall(r"(\w+)=([\d.]+)s", proc.stderr))
+    split = {k: float(found.get(k, 0.0)) for k in PHASES}
+    split["cli_start"] = max(0.0, wall - sum(split.values()))
+    split["wall"] = wall
+    return split
+
+
+def guestfish_once() -> float:
+    env = dict(os.environ, LIBGUESTFS_BACKEND_SETTINGS="force_tcg", LIBGUESTFS_BACKEND="direct")
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["guestfish", "-a", "/dev/null", "run"], env=env, capture_output=True, check=False
+    )
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench_vm: guestfish failed: {proc.stderr.decode(errors='replace').strip()}")
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="vmbuild's VM against libguestfs, under TCG")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
+    parser.add_argument("--accel", default="tcg", help="vmbuild's accelerator (default tcg)")
+    args = parser.parse_args()
+
+    print(f"bench_vm: warming up (kernel, initramfs and probe caches), {args.runs} runs each")
+    vmbuild_once(args.accel)
+    runs = [vmbuild_once(args.accel) for _ in range(args.runs)]
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    order = ("cli_start", *PHASES)
+    print(f"vmbuild vm run -- true (median of {args.runs}), seconds:")
+    for k in order:
+        print(f"  {k:<12} {med[k]:6.3f}")
+    walls = ", ".join(f"{r['wall']:.2f}" for r in runs)
+    print(f"  {'wall':<12} {med['wall']:6.3f}   (runs: {walls})")
+
+    if not shutil.which("guestfish"):
+        print(
+            "bench_vm: guestfish is not installed, so there is no anchor to compare with"
+            " -- install it: apt-get install libguestfs-tools",
+            file=sys.stderr,
+        )
+        return 2
+    guestfish_once()  # builds or refreshes the supermin appliance
+    fish = [guestfish_once() for _ in range(args.runs)]
+    fish_med = statistics.median(fish)
+    print(f"guestfish -a /dev/null run, TCG (median of {args.runs}): {fish_med:.3f} s")
+    print(f"  (runs: {', '.join(f'{t:.2f}' for t in fish)})")
+    ratio = fish_med / med["wall"]
+    boot = med["wall"] - med["command"]
+    print(f"ratio libguestfs / vmbuild (wall):            {ratio:5.2f}x  (target >= {TARGET:g}x)")
+    print(f"ratio libguestfs / vmbuild (without command): {fish_med / boot:5.2f}x")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
