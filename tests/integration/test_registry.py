@@ -402,3 +402,18 @@ def test_multi_member_gzip_layer(tmp_path: Path, world: World) -> None:
     ours = pull_to(tmp_path, world, imageName=dest, imageDigest=digest)
     assert image_contents(ours) == image_contents(theirs)
     assert image_contents(ours)[1] == [tar]
+
+
+def test_unwritable_cache_is_one_line(tmp_path: Path, world: World) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    table = {
+        "imageName": f"{world.reg.host}/test/img",
+        "imageDigest": world.digest,
+        "hash": "sha256-" + "A" * 43 + "=",
+    }
+    out = tmp_path / "x.tar"
+    env = {"VMBUILD_CACHE_DIR": str(blocker / "cache")}
+    res = vmbuild("build", str(spec_file(tmp_path, **table)), "--out", str(out), env=env)
+    assert res.returncode != 0 and not out.exists()
+    one_error(res.stderr, "cannot create the blob cache")

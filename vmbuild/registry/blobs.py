@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from vmbuild.cache import cache_dir
-from vmbuild.errors import RegistryError
+from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
 from vmbuild.registry import known
@@ -44,6 +44,19 @@ BACKOFF = 0.5
 
 def store_dir() -> Path:
     return cache_dir() / "blobs" / "sha256"
+
+
+def ensure_store() -> Path:
+    """The blob store directory, created if need be."""
+    path = store_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VmbuildError(
+            f"cannot create the blob cache {path}: {exc}",
+            "set VMBUILD_CACHE_DIR to a writable directory",
+        ) from exc
+    return path
 
 
 def store_path(digest: str) -> Path:
@@ -126,7 +139,7 @@ class Downloader:
 
     def _download(self, desc: Descriptor, unpack: bool) -> CachedBlob:
         final = store_path(desc.digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        ensure_store()
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
         name = desc.digest[7:19]
         self.progress.start(name, desc.size)
@@ -141,9 +154,14 @@ class Downloader:
                 )
             os.replace(tmp, final)
             result = self._result(desc, final, pipe, unpack)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
             self.progress.drop(name)
+            if isinstance(exc, OSError):  # network errors were handled in _stream
+                raise VmbuildError(
+                    f"cannot write to the blob cache: {exc}",
+                    "free some space or set VMBUILD_CACHE_DIR to another place",
+                ) from exc
             raise
         self.progress.done(name)
         return result

@@ -180,8 +180,7 @@ def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
     found = known.compressed_blob(layer.diff_id, kind)
     if found and blobs.cached(*found):
         return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
-    store = blobs.store_dir()
-    store.mkdir(parents=True, exist_ok=True)
+    store = blobs.ensure_store()
     fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
     try:
         with os.fdopen(fd, "wb") as f:
