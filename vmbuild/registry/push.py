@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from vmbuild.errors import ImageError, RegistryError
+from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import HashingWriter, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
@@ -33,6 +33,7 @@ from vmbuild.registry.pull import client_for
 from vmbuild.registry.reference import Reference
 
 CHUNK = 1 << 20
+_SPACE = "check free space, or set VMBUILD_CACHE_DIR to another place"
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,10 @@ def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
     if found and blobs.cached(*found):
         return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
     store = blobs.ensure_store()
-    fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
+    except OSError as exc:
+        raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             hw = HashingWriter(cast(BinaryIO, f))
@@ -194,9 +198,11 @@ def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
                 "the archive is corrupt",
             )
         os.replace(tmp, blobs.store_path(hw.digest))
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise VmbuildError(f"compressing layer {layer.diff_id} failed: {exc}", _SPACE) from exc
         raise
     known.remember_compressed(layer.diff_id, kind, hw.digest, hw.size)
     return Blob(hw.digest, hw.size, _media_type(kind), blobs.store_path(hw.digest))
