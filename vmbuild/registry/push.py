@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -32,7 +33,6 @@ from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
 from vmbuild.registry.reference import Reference
 
-CHUNK = 1 << 20
 _SPACE = "check free space, or set VMBUILD_CACHE_DIR to another place"
 
 
@@ -138,8 +138,6 @@ class Pusher:
         def body() -> BinaryIO:
             self.progress.rewind(name, 0)
             if blob.data is not None:
-                import io
-
                 return io.BytesIO(blob.data)
             return cast(BinaryIO, _Reader(blob, self.progress, name))
 
