@@ -26,11 +26,31 @@ from vmbuild.vm.kernel import Kernel, missing_build_tools
 
 META = "linux-image-cloud-amd64"
 KIND = "cloud-kernel"
+APT_CACHE = Path("/var/lib/apt/lists")  # changes with every apt-get update
 WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "overlay", "virtio_rng", "virtio_console")
 
 
 def _package() -> tuple[str, str]:
-    """The versioned kernel package the metapackage points at, and its version."""
+    """The versioned kernel package the metapackage points at, and its version.
+
+    Asking apt costs about a second, so the answer is remembered until apt's package
+    cache changes (an ``apt-get update``).
+    """
+    try:
+        st = APT_CACHE.stat()
+        memo = cache.entry(KIND, "resolved-" + cache.key([str(st.st_size), str(st.st_mtime_ns)]))
+    except OSError:
+        return _ask_apt()
+    if (memo / "package").exists():
+        name, version = (memo / "package").read_text().split()
+        return name, version
+    name, version = _ask_apt()
+    with cache.publish(KIND, memo.name) as tmp:
+        (tmp / "package").write_text(f"{name} {version}\n")
+    return name, version
+
+
+def _ask_apt() -> tuple[str, str]:
     apt_cache = which("apt-cache", "apt")
     out = run([apt_cache, "depends", META], capture=True, check=False).stdout.decode()
     names = [
