@@ -163,7 +163,7 @@ def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> No
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a ~30 MB image: a quick smoke run")
-    ap.add_argument("--runs", type=int, default=2, help="runs of each, best kept (default 2)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each, best kept (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
