@@ -2,9 +2,12 @@
 
 Each command lives in its own module that exposes ``register(subparsers)``; the
 subparser it adds sets ``func`` to a callable taking the parsed arguments and returning
-an exit status. Errors a user can act on (:class:`VmbuildError`) become one line on
-stderr with a hint and the error's exit code; anything else is a bug and shows its
-traceback. ``--debug`` shows tracebacks and every subprocess command.
+an exit status. :data:`COMMANDS` says which module owns which command, so a command
+imports only its own module (``vmbuild stream`` starts without paramiko or QEMU's
+libraries); ``--help``, no command or an unknown one import them all. Errors a user
+can act on (:class:`VmbuildError`) become one line on stderr with a hint and the
+error's exit code; anything else is a bug and shows its traceback. ``--debug`` shows
+tracebacks and every subprocess command.
 """
 
 from __future__ import annotations
@@ -17,22 +20,34 @@ from collections.abc import Sequence
 
 from vmbuild.errors import VmbuildError
 
-# Modules that each add one or more subcommands (see module docstring).
-COMMAND_MODULES = (
-    "vmbuild.cli_build",
-    "vmbuild.vm.cli",
-    "vmbuild.registry.cli",
-)
+# Command -> the module that registers it (see module docstring).
+COMMANDS = {
+    "build": "vmbuild.cli_build",
+    "stream": "vmbuild.cli_build",
+    "vm": "vmbuild.vm.cli",
+    "doctor": "vmbuild.vm.cli",
+    "prefetch": "vmbuild.registry.cli",
+    "push": "vmbuild.registry.cli",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, if it comes before any option but ``--debug``."""
+    for arg in argv:
+        if arg != "--debug":
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmbuild",
         description="Build reproducible Docker/OCI images without a daemon and without root.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and commands run")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -44,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(argv)
+    parser = build_parser((COMMANDS[command],) if command else COMMAND_MODULES)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
