@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import time
@@ -66,6 +67,13 @@ class Registry:
         return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
+def _insecure() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def _yaml(obj: Any, indent: int = 0) -> str:
     """Enough YAML for the registry's config (JSON is YAML, but keep it readable)."""
     lines = []
@@ -80,7 +88,11 @@ def _yaml(obj: Any, indent: int = 0) -> str:
 
 @contextlib.contextmanager
 def registry(
-    tmp: Path, *, htpasswd: tuple[str, str] | None = None, auth: dict[str, Any] | None = None
+    tmp: Path,
+    *,
+    htpasswd: tuple[str, str] | None = None,
+    auth: dict[str, Any] | None = None,
+    http_extra: dict[str, Any] | None = None,
 ) -> Iterator[Registry]:
     """Run docker-registry on a free port with storage in ``tmp``; stop it afterwards."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -90,7 +102,7 @@ def registry(
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "test-secret"},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "test-secret", **(http_extra or {})},
     }
     if htpasswd:
         user, password = htpasswd
@@ -111,7 +123,10 @@ def registry(
         deadline = time.monotonic() + 15
         while True:
             try:
-                urllib.request.urlopen(f"http://{reg.host}/v2/", timeout=1).close()
+                scheme = "https" if http_extra and "tls" in http_extra else "http"
+                urllib.request.urlopen(
+                    f"{scheme}://{reg.host}/v2/", timeout=1, context=_insecure()
+                ).close()
                 break
             except urllib.error.HTTPError as exc:
                 exc.close()

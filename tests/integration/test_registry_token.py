@@ -1,5 +1,6 @@
 """The bearer-token flow against a real registry: docker-registry with ``auth: token``
-trusting a certificate made here, and a small token server (ES256 JWTs) in the test."""
+trusting a certificate made here, and a small token server (ES256 JWTs) in the test;
+and a registry on this machine that speaks TLS."""
 
 from __future__ import annotations
 
@@ -198,3 +199,29 @@ def manifest_of_token(reg: Registry, repo: str, tag: str) -> str:
         f"docker://{reg.host}/{repo}:{tag}",
     ).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def test_local_tls_registry(tmp_path: Path) -> None:
+    """A registry on this machine speaking TLS with a self-signed certificate: used over
+    HTTPS without certificate checks, as docker does for localhost."""
+    key, cert = make_cert(tmp_path)
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    tls = {"tls": {"certificate": str(cert), "key": str(key_pem)}}
+    with registry(tmp_path / "reg", http_extra=tls) as reg:
+        arc = make_archive(tmp_path / "a.tar", [{"f": b"tls" * 100}])
+        skopeo(
+            "copy", "--dest-tls-verify=false", f"docker-archive:{arc}", f"docker://{reg.host}/t/i:1"
+        )
+        env = {"VMBUILD_CACHE_DIR": str(tmp_path / "cache")}
+        res = vmbuild(
+            "--debug", "prefetch", "--image-name", f"{reg.host}/t/i", "--image-tag", "1", env=env
+        )
+        assert res.returncode == 0, res.stderr
+        assert "using plain HTTP" not in res.stderr

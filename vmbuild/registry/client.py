@@ -76,8 +76,10 @@ class Client:
 
     # -- connections -------------------------------------------------------------------
 
-    def _context(self) -> ssl.SSLContext:
-        if self.tls_verify:
+    def _context(self, netloc: str) -> ssl.SSLContext:
+        # Like docker, a server on this machine is trusted without certificate checks.
+        local = urllib.parse.urlsplit(f"//{netloc}").hostname in LOCAL_HOSTS
+        if self.tls_verify and not local:
             return ssl.create_default_context()
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -91,7 +93,7 @@ class Client:
         if conn is None:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(
-                    netloc, timeout=self.timeout, context=self._context(), blocksize=1 << 20
+                    netloc, timeout=self.timeout, context=self._context(netloc), blocksize=1 << 20
                 )
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
