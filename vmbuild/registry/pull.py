@@ -131,9 +131,10 @@ def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
         diff_ids = config["rootfs"]["diff_ids"]
     except (ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"{what}: the image config lacks rootfs.diff_ids", "corrupt") from exc
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
+    count = len(diff_ids) if isinstance(diff_ids, list) else 0
+    if not isinstance(diff_ids, list) or count != len(manifest.layers):
         raise RegistryError(
-            f"{what}: the config lists {len(diff_ids)} diff_ids for {len(manifest.layers)} layers",
+            f"{what}: the config lists {count} diff_ids for {len(manifest.layers)} layers",
             "the image is malformed",
         )
     return [str(d) for d in diff_ids]
