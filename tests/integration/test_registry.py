@@ -199,6 +199,14 @@ def test_oci_archive_keeps_registry_manifest(tmp_path: Path, world: World) -> No
     out = pull_to(tmp_path, world, "oci-archive")
     raw = skopeo("inspect", "--raw", f"oci-archive:{out}").stdout
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == world.digest
+    # Pushed back (elsewhere), its compressed blobs go as they are: mounted, same digests.
+    res = vmbuild("push", str(out), f"docker://{world.reg.host}/from-oci/app:1")
+    assert res.returncode == 0, res.stderr
+    assert "(0 uploaded, 3 mounted, 0 already there)" in res.stderr, res.stderr
+    pushed = json.loads(manifest_of(world.reg, "from-oci/app", "1")[1])
+    original = json.loads(raw)
+    assert [x["digest"] for x in pushed["layers"]] == [x["digest"] for x in original["layers"]]
+    assert pushed["config"]["digest"] == original["config"]["digest"]
 
 
 def test_index_resolves_platform(tmp_path: Path, world: World) -> None:
