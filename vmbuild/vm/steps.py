@@ -12,7 +12,6 @@ on the host the result is rewritten into image form deterministically.
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import logging
 import sys
 from pathlib import Path
@@ -30,8 +29,8 @@ from vmbuild.oci.overlay import from_overlay, to_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
-from vmbuild.shadow import SHADOW_SETUP
 from vmbuild.vm.machine import Disk, Machine
+from vmbuild.vm.stepfiles import step_tar
 
 log = logging.getLogger("vmbuild")
 MIB = 1024 * 1024
@@ -110,10 +109,6 @@ def _sparse(path: Path, size_mib: int) -> Path:
     return path
 
 
-def _guest_script() -> bytes:
-    return importlib.resources.files("vmbuild.guest").joinpath("root-step").read_bytes()
-
-
 def _run_step(
     vm: Machine,
     mode: str,
@@ -123,16 +118,23 @@ def _run_step(
     needed: int,
     files: dict[str, bytes] | None = None,
 ) -> None:
-    vm.run(["mkdir", "-p", "/step"], stdout=sys.stderr.buffer)
-    vm.put_file(_guest_script(), "/step/root-step")
-    for name, data in (files or {}).items():
-        vm.put_file(data, f"/step/{name}", 0o644)
+    vm.put_file(step_tar(files or {}), "/tmp/step.tar", 0o644)
     tail = _Tail(sys.stderr.buffer)
     content = "/dev/vdc" if mode == "build" else "-"
     lowers = "/dev/vdd" if mode == "build" else "/dev/vdc"
     try:
         status = vm.run(
-            ["sh", "/step/root-step", mode, "/dev/vdb", content, lowers, *ranges],
+            [
+                "sh",
+                "-c",
+                'mkdir /step && tar -xf /tmp/step.tar -C /step && exec sh /step/root-step "$@"',
+                "root-step",
+                mode,
+                "/dev/vdb",
+                content,
+                lowers,
+                *ranges,
+            ],
             stdout=tail,  # type: ignore[arg-type]
             stderr=tail,  # type: ignore[arg-type]
         )
@@ -202,7 +204,6 @@ def run_as_root(
         files = {
             "script": (spec.run_as_root or "").encode(),
             "extra": spec.extra_commands.encode(),
-            "shadowSetup": SHADOW_SETUP.encode(),
         }
         _run_step(vm, "build", ranges, spec.disk_size, spec.build_vm_memory_size, needed, files)
     blob = workdir / "layer-vm"
