@@ -425,3 +425,32 @@ def test_unwritable_cache_is_one_line(tmp_path: Path, world: World) -> None:
     res = vmbuild("build", str(spec_file(tmp_path, **table)), "--out", str(out), env=env)
     assert res.returncode != 0 and not out.exists()
     one_error(res.stderr, "cannot create the blob cache")
+
+
+def test_push_keeps_config_bytes(tmp_path: Path, world: World) -> None:
+    """A config written with spaces and unsorted keys keeps its bytes (the image ID)."""
+    import io
+
+    from tests.integration.registry_fixture import layer_tar
+
+    tar_bytes = layer_tar({"etc/x": b"x"})
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    config = {"rootfs": {"type": "layers", "diff_ids": [diff_id]}, "os": "linux"}
+    config["architecture"] = "amd64"
+    raw = json.dumps(config, indent=3).encode()
+    config_name = hashlib.sha256(raw).hexdigest() + ".json"
+    manifest = [{"Config": config_name, "RepoTags": ["x/y:1"], "Layers": ["l/layer.tar"]}]
+    archive = tmp_path / "odd.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, data in (
+            ("l/layer.tar", tar_bytes),
+            (config_name, raw),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    res = vmbuild("push", str(archive), f"docker://{world.reg.host}/odd/img:1")
+    assert res.returncode == 0, res.stderr
+    pushed = json.loads(manifest_of(world.reg, "odd/img", "1")[1])
+    assert pushed["config"]["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()

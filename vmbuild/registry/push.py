@@ -31,6 +31,7 @@ from vmbuild.registry import blobs, known
 from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
+from vmbuild.registry.rawconfig import find_raw_config
 from vmbuild.registry.reference import Reference
 
 _SPACE = "check free space, or set VMBUILD_CACHE_DIR to another place"
@@ -241,7 +242,7 @@ def push(
     pusher = Pusher(client, dest, progress)
     with tempfile.TemporaryDirectory(prefix="vmbuild-push-") as work:
         base = read_image(image, Path(work))
-        config = canonical_json(base.config)
+        config = find_raw_config(image, Path(work), base.config) or canonical_json(base.config)
         config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)
         started: set[str] = set()
         lock = threading.Lock()
