@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -60,8 +60,9 @@ class PushResult:
 class _Reader:
     """A read-only view of a file range that reports progress (an upload body)."""
 
-    def __init__(self, blob: Blob, progress: Progress, name: str):
+    def __init__(self, blob: Blob, progress: Progress, name: str, stop: threading.Event):
         assert blob.path is not None
+        self._stop = stop
         self._f = open(blob.path, "rb")  # noqa: SIM115 - closed by http.client via close()
         self._f.seek(blob.offset)
         self._left = blob.size
@@ -69,6 +70,8 @@ class _Reader:
         self._name = name
 
     def read(self, n: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise blobs.Cancelled()
         n = self._left if n < 0 else min(n, self._left)
         data = self._f.read(n)
         self._left -= len(data)
@@ -87,6 +90,7 @@ class Pusher:
         self.progress = progress
         self.what = f"push to {dest}"
         self.counts = {"uploaded": 0, "mounted": 0, "present": 0}
+        self.stop = threading.Event()  # set when the push fails: stop the other transfers
         self._lock = threading.Lock()
 
     def _count(self, kind: str) -> None:
@@ -140,7 +144,7 @@ class Pusher:
             self.progress.rewind(name, 0)
             if blob.data is not None:
                 return io.BytesIO(blob.data)
-            return cast(BinaryIO, _Reader(blob, self.progress, name))
+            return cast(BinaryIO, _Reader(blob, self.progress, name, self.stop))
 
         try:
             resp = self.client.request(
@@ -175,7 +179,7 @@ class Pusher:
         return of_bytes(manifest)
 
 
-def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
+def _compress(layer: Layer, kind: Compression, level: int | None, stop: threading.Event) -> Blob:
     """The compressed form of an uncompressed layer, from the cache or made now."""
     found = known.compressed_blob(layer.diff_id, kind)
     if found and blobs.cached(*found):
@@ -190,7 +194,7 @@ def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
             hw = HashingWriter(cast(BinaryIO, f))
             plain = hashlib.sha256()
             with compressor(cast(BinaryIO, hw), kind, level) as z:
-                _copy_hashing(layer, z, plain)
+                _copy_hashing(layer, z, plain, stop)
         if "sha256:" + plain.hexdigest() != layer.diff_id:
             raise ImageError(
                 f"layer {layer.diff_id} of the image has different contents",
@@ -207,23 +211,25 @@ def _compress(layer: Layer, kind: Compression, level: int | None) -> Blob:
     return Blob(hw.digest, hw.size, _media_type(kind), blobs.store_path(hw.digest))
 
 
-def _copy_hashing(layer: Layer, sink: BinaryIO, h: hashlib._Hash) -> None:
+def _copy_hashing(layer: Layer, sink: BinaryIO, h: hashlib._Hash, stop: threading.Event) -> None:
     class _Tee:
         def write(self, data: bytes) -> int:
+            if stop.is_set():
+                raise blobs.Cancelled()
             h.update(data)
             return sink.write(data)
 
     layer.blob.copy_to(cast(BinaryIO, _Tee()))
 
 
-def _layer_blob(layer: Layer, kind: Compression, level: int | None) -> Blob:
+def _layer_blob(layer: Layer, kind: Compression, level: int | None, stop: threading.Event) -> Blob:
     ref = layer.blob
     path = getattr(ref, "path", None)
     if layer.compression != "none" or kind == "none":
         if not isinstance(path, Path):
             raise ImageError("a layer of the image is not in a file", "write the image first")
         return Blob(layer.digest, ref.size, layer.media_type, path, getattr(ref, "offset", 0))
-    return _compress(layer, kind, level)
+    return _compress(layer, kind, level, stop)
 
 
 def push(
@@ -257,15 +263,20 @@ def push(
 
         def layer_task(layer: Layer) -> Blob:
             # Each layer is sent as soon as it is compressed: uploads overlap compression.
-            return send(_layer_blob(layer, compression, level))
+            return send(_layer_blob(layer, compression, level, pusher.stop))
 
         try:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 sent = [pool.submit(send, config_blob)]
                 sent += [pool.submit(layer_task, layer) for layer in base.layers]
                 try:
+                    wait(sent, return_when=FIRST_EXCEPTION)  # the first failure, at once
+                    failed = [f for f in sent if f.done() and f.exception() is not None]
+                    if failed:
+                        failed[0].result()
                     blobs_sent = [f.result() for f in sent]
                 except BaseException:
+                    pusher.stop.set()
                     for f in sent:
                         f.cancel()
                     raise
