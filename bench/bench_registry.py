@@ -11,8 +11,9 @@ registry with skopeo, then times, in the same run:
   changed: HEADs only).
 
 Each is run ``--runs`` times, alternating, and the best time of each kept (the machine
-may be busy with other work). Prints times and ratios (skopeo's time / vmbuild's:
-above 1 means vmbuild is faster).
+may be busy with other work). Prints wall and CPU times (user + system of the tool's
+processes, which other work on the machine does not inflate) and ratios (skopeo's /
+vmbuild's: above 1 means vmbuild is faster).
 Run by hand: ``.venv/bin/python bench/bench_registry.py [--small]``.
 """
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -97,51 +100,66 @@ def make_image(work: Path, small: bool) -> Path:
     return out
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, drop: Path | None = None) -> float:
-    """Wall time of one run; ``drop`` (its output) is removed afterwards."""
+class Run(NamedTuple):
+    wall: float
+    cpu: float  # user + system seconds of the tool's processes
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, drop: Path | None = None) -> Run:
+    """One run; ``drop`` (its output) is removed afterwards."""
     os.sync()  # the previous run's writes must not slow this one down
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
     )
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {proc.stderr}")
     if drop is not None:
         drop.unlink()
-    return took
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(took, cpu)
 
 
 def vmbuild(*args: str) -> list[str]:
     return [sys.executable, "-m", "vmbuild", *args]
 
 
-def line(what: str, ours: float, theirs: float | None, target: str = "") -> None:
-    if theirs is None:
-        print(f"{what:<30} vmbuild {ours:6.2f} s {target}")
-        return
-    ratio = theirs / ours if ours else float("inf")
-    print(f"{what:<30} vmbuild {ours:6.2f} s  skopeo {theirs:6.2f} s  ratio {ratio:5.2f}x {target}")
+def line(what: str, ours: list[Run], theirs: list[Run] | None = None, target: str = "") -> None:
+    """Best wall time and best CPU time of each, and skopeo's / vmbuild's for both."""
+    wall, cpu = min(r.wall for r in ours), min(r.cpu for r in ours)
+    text = f"{what:<28} vmbuild {wall:5.2f} s (cpu {cpu:5.2f} s)"
+    if theirs:
+        t_wall, t_cpu = min(r.wall for r in theirs), min(r.cpu for r in theirs)
+        text += f"  skopeo {t_wall:5.2f} s (cpu {t_cpu:5.2f} s)"
+        text += f"  ratio {t_wall / wall:4.2f}x (cpu {t_cpu / cpu:4.2f}x)"
+    print(f"{text} {target}".rstrip())
 
 
 def bench_pull(work: Path, ref: str, runs: int, sk_env: dict[str, str]) -> Path:
     out = work / "pulled.tar"
     skopeo_pull = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}:1"]
-    ours, theirs = [], []
+    ours: list[Run] = []
+    theirs: list[Run] = []
     for i in range(runs):  # alternate, keep the best of each: the machine may be busy
         theirs.append(timed([*skopeo_pull, f"docker-archive:{out}:{ref}:1"], sk_env, out))
         cold = {"VMBUILD_CACHE_DIR": str(work / f"cache-pull-{i}")}
         prefetch = ["prefetch", "--image-name", ref, "--image-tag", "1", "--out", str(out), "-q"]
         ours.append(timed(vmbuild(*prefetch), cold, out if i + 1 < runs else None))
-    line("pull, cold cache", min(ours), min(theirs), "(target >= 2x)")
+    line("pull, cold cache", ours, theirs, "(target >= 2x)")
     warm = work / "warm.tar"
     prefetch[prefetch.index(str(out))] = str(warm)
-    line("pull, warm blob cache", timed(vmbuild(*prefetch), cold, warm), None)
+    line("pull, warm blob cache", [timed(vmbuild(*prefetch), cold, warm)])
     return out
 
 
 def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> None:
-    ours, theirs, again_ours, again_theirs = [], [], [], []
+    ours: list[Run] = []
+    theirs: list[Run] = []
+    again_ours: list[Run] = []
+    again_theirs: list[Run] = []
     for i in range(runs):
         with registry(work / f"reg-sk-{i}") as reg_sk, registry(work / f"reg-us-{i}") as reg_us:
             sk = ["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{image}"]
@@ -154,10 +172,10 @@ def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> No
             ours.append(timed(us, cache))
             again_theirs.append(timed(sk, {**sk_env, "HOME": str(home)}))
             again_ours.append(timed(us, cache))
-    line("push, fresh repository", min(ours), min(theirs))
-    best = min(again_ours)
+    line("push, fresh repository", ours, theirs)
+    best = min(r.wall for r in again_ours)
     verdict = "(target < 0.5 s)" if best < 0.5 else "(target < 0.5 s: MISSED)"
-    line("push again, nothing changed", best, min(again_theirs), verdict)
+    line("push again, nothing changed", again_ours, again_theirs, verdict)
 
 
 def main() -> int:
@@ -178,10 +196,10 @@ def main() -> int:
         with registry(work / "reg-src") as src:
             ref = f"{src.host}/bench/img"
             push = ["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{source}"]
-            t = timed([*push, f"docker://{ref}:1"], sk_env)
+            setup = timed([*push, f"docker://{ref}:1"], sk_env)
             blobs = src.root / "docker/registry/v2/blobs"
             stored = sum(p.stat().st_size for p in blobs.rglob("data"))
-            print(f"setup: skopeo pushed it ({stored / 1e6:.0f} MB gzip) in {t:.1f} s")
+            print(f"setup: skopeo pushed it ({stored / 1e6:.0f} MB gzip) in {setup.wall:.1f} s")
             pulled = bench_pull(work, ref, max(1, args.runs), sk_env)
         bench_push(work, pulled, max(1, args.runs), sk_env)
     finally:
