@@ -102,7 +102,8 @@ def pull(
         try:
             # The archive writer takes each layer when it gets to it, so writing the
             # first layers overlaps with downloading the others.
-            image = _image(name, tag, raw_config, diff_ids, manifest, fetching, unpack, what)
+            check = expected is None  # else the archive's hash covers the layer tars
+            image = _image(name, tag, raw_config, diff_ids, manifest, fetching, unpack, what, check)
             digest = _write_checked(image, manifest, out, opts, expected, fetching)
         finally:
             fetching.close()
@@ -141,13 +142,21 @@ def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
 
 
 class _Pending:
-    """A layer blob that may still be downloading (the Blob protocol, waiting)."""
+    """A layer blob that may still be downloading (the Blob protocol, waiting).
 
-    def __init__(self, fetching: blobs.Fetching, digest: str, diff_id: str | None, what: str):
+    With ``check``, a layer tar whose diff_id was never checked is hashed as it is
+    written out; without (the spec pins the archive's hash, which covers the tars),
+    it is named by the config's diff_id as it stands.
+    """
+
+    def __init__(
+        self, fetching: blobs.Fetching, digest: str, diff_id: str | None, what: str, check: bool
+    ):
         self._fetching = fetching
         self._digest = digest
         self._diff_id = diff_id
         self._what = what
+        self._check = check
 
     def _blob(self) -> CachedBlob:
         blob = self._fetching.get(self._digest)
@@ -157,7 +166,7 @@ class _Pending:
         if self._diff_id is None:
             return blob
         if not blob.diff_id:  # not checked yet: check it while writing it out
-            return dataclasses.replace(blob, diff_id=self._diff_id, check_diff=True)
+            return dataclasses.replace(blob, diff_id=self._diff_id, check_diff=self._check)
         if blob.diff_id != self._diff_id:
             raise RegistryError(
                 f"{self._what}: layer {self._digest} unpacks to {blob.diff_id}, "
@@ -189,15 +198,16 @@ def _image(
     fetching: blobs.Fetching,
     unpack: bool,
     what: str,
+    check: bool,
 ) -> PulledImage:
     config: dict[str, Any] = json.loads(raw_config)
     layers = []
     for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
         if unpack:
-            blob = _Pending(fetching, desc.digest, diff_id, what)
+            blob = _Pending(fetching, desc.digest, diff_id, what, check)
             layers.append(Layer(diff_id, blob, "none", diff_id))
         else:
-            blob = _Pending(fetching, desc.digest, None, what)
+            blob = _Pending(fetching, desc.digest, None, what, check)
             kind = _compression_of(desc.media_type)
             layers.append(Layer(diff_id, blob, kind, known_digest=desc.digest))
     image = PulledImage(name, tag, config, layers)
