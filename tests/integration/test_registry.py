@@ -373,6 +373,10 @@ def test_basic_auth(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
         assert tomllib.loads(res.stdout)["imageDigest"] == digest
         res = vmbuild("push", str(arc), f"docker://{reg.host}/b/other:2", env=env)
         assert res.returncode == 0, res.stderr
+        auth.write_text(json.dumps({"auths": {reg.host: {"username": "alice", "password": "x"}}}))
+        res = vmbuild("push", str(arc), f"docker://{reg.host}/b/other:3", env=env)
+        assert res.returncode != 0
+        one_error(res.stderr, "refused the credentials of 'alice'")
 
 
 def test_multi_member_gzip_layer(tmp_path: Path, world: World) -> None:
