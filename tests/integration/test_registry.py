@@ -458,3 +458,35 @@ def test_push_keeps_config_bytes(tmp_path: Path, world: World) -> None:
     assert res.returncode == 0, res.stderr
     pushed = json.loads(manifest_of(world.reg, "odd/img", "1")[1])
     assert pushed["config"]["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def test_config_lying_about_diff_ids(tmp_path: Path, world: World) -> None:
+    """prefetch checks every diff_id; a build whose pinned hash does not match checks
+    them too, so a hash it prints is always of checked layers."""
+    import gzip
+
+    from tests.integration.registry_fixture import layer_tar
+    from vmbuild.oci.archive import write_oci_layout
+    from vmbuild.oci.image import BlobRef, Image, Layer
+
+    gz = tmp_path / "layer.gz"
+    gz.write_bytes(gzip.compress(layer_tar({"a": b"a" * 1000}), mtime=0))
+    lie = "sha256:" + "5" * 64
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [lie]},
+    }
+    layout = tmp_path / "layout"
+    write_oci_layout(Image("lie/img", "1", config, [Layer(lie, BlobRef.whole(gz), "gzip")]), layout)
+    dest = f"{world.reg.host}/lie/img"
+    assert vmbuild("push", str(layout), f"docker://{dest}:1").returncode == 0
+    res = vmbuild("prefetch", "--image-name", dest, "--image-tag", "1")
+    assert res.returncode != 0
+    one_error(res.stderr, f"but the config says {lie}")
+    digest = manifest_of(world.reg, "lie/img", "1")[0]
+    table = {"imageName": dest, "imageDigest": digest, "hash": "sha256-" + "A" * 43 + "="}
+    out = tmp_path / "x.tar"
+    res = vmbuild("build", str(spec_file(tmp_path, **table)), "--out", str(out))
+    assert res.returncode != 0 and not out.exists()
+    one_error(res.stderr, f"but the config says {lie}")

@@ -102,9 +102,17 @@ def pull(
         try:
             # The archive writer takes each layer when it gets to it, so writing the
             # first layers overlaps with downloading the others.
-            check = expected is None  # else the archive's hash covers the layer tars
+            # With the archive's hash pinned, the pin covers the layer tars: a match means
+            # the same bytes as when the hash was first printed, and that run checked the
+            # diff_ids (prefetch always does; a build does when its hash does not match).
+            check = expected is None
             image = _image(name, tag, raw_config, diff_ids, manifest, fetching, unpack, what, check)
-            digest = _write_checked(image, manifest, out, opts, expected, fetching)
+            try:
+                digest = _write_checked(image, manifest, out, opts, expected, fetching)
+            except HashMismatch:
+                _check_layers(image)  # a bad layer is the better error; and the got hash
+                raise  # printed is then of checked layers
+            _record_layers(image)
         finally:
             fetching.close()
         seen = [manifest.config.digest, *(d.digest for d in manifest.layers)]
@@ -141,6 +149,37 @@ def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
     return [str(d) for d in diff_ids]
 
 
+class HashMismatch(RegistryError):
+    """The archive does not hash to the spec's hash."""
+
+
+class _NullSink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _check_layers(image: Image) -> None:
+    """Hash every layer tar not checked yet against its diff_id (and remember it)."""
+    for layer in image.layers:
+        if isinstance(layer.blob, _Pending):
+            blob = layer.blob.resolve()
+            if blob.unpack and not blob.check_diff and blob.compression != "none":
+                checked = dataclasses.replace(blob, check_diff=True)
+                checked.copy_to(cast(BinaryIO, _NullSink()))
+
+
+def _record_layers(image: Image) -> None:
+    """After a pinned hash matched: remember what the layer tars are (see pull())."""
+    for layer in image.layers:
+        if isinstance(layer.blob, _Pending):
+            blob = layer.blob.resolve()
+            if blob.unpack and blob.diff_id and blob.compression != "none":
+                known.remember_unpacked(blob.digest, blob.compression, blob.diff_id, blob.size)
+                known.remember_compressed(
+                    blob.diff_id, blob.compression, blob.digest, blob.stored_size
+                )
+
+
 class _Pending:
     """A layer blob that may still be downloading (the Blob protocol, waiting).
 
@@ -174,6 +213,9 @@ class _Pending:
                 "the image is corrupt",
             )
         return blob
+
+    def resolve(self) -> CachedBlob:
+        return self._blob()
 
     @property
     def size(self) -> int:
@@ -257,7 +299,7 @@ def _write(
             ) from exc
         got = bytes.fromhex(hex_of(hw.digest))
         if expected is not None and got != expected:
-            raise RegistryError(
+            raise HashMismatch(
                 f"hash mismatch for {image.ref}: got {to_sri(got)}, expected {to_sri(expected)}",
                 "if the new image is what you want, put the got hash in the spec",
             )
