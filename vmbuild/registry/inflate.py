@@ -204,11 +204,14 @@ class CachedBlob:
     def _produce(self, put: Callable[[object], None]) -> None:
         h = None if self.verified else hashlib.sha256()
         plain = hashlib.sha256() if self.check_diff else None
+        plain_size = 0
         if plain is not None:
             emit = put
 
             def put(data: object) -> None:
+                nonlocal plain_size
                 plain.update(cast(bytes, data))
+                plain_size += len(cast(bytes, data))
                 emit(data)
 
         unpack = inflater(self.compression, put) if self.unpack else None
@@ -231,7 +234,8 @@ class CachedBlob:
                     f"layer {self.digest} unpacks to {got}, but the config says {self.diff_id}",
                     "the image is corrupt",
                 )
-            known.remember_unpacked(self.digest, self.compression, got, self.plain_size)
+            # The size inflated, not plain_size: that may be a guess, found wrong later.
+            known.remember_unpacked(self.digest, self.compression, got, plain_size)
             if self.compression != "none":
                 known.remember_compressed(got, self.compression, self.digest, self.stored_size)
 
