@@ -1,11 +1,13 @@
 """pullImage: fetch an image by digest and write it as the manual's archive, hash-checked.
 
 The docker-archive holds the registry's config byte for byte (so the image ID is the
-config digest, as after ``docker pull``) and the layers uncompressed, each checked
-against its diff_id, like ``skopeo copy docker://… docker-archive:…`` (what nixpkgs'
-pullImage runs). Its tar metadata is fixed, so the same digest and final name/tag give
-the same bytes anywhere. ``--format oci-archive`` keeps the registry's manifest, its
-digest and the compressed blobs as they are.
+config digest, as after ``docker pull``) and the layers uncompressed, like ``skopeo copy
+docker://… docker-archive:…`` (what nixpkgs' pullImage runs). Its tar metadata is
+fixed, so the same digest and final name/tag give the same bytes anywhere. Each layer
+tar is checked against its diff_id by prefetch and by any build whose hash does not
+match; a build whose hash matches has the very bytes such a check passed.
+``--format oci-archive`` keeps the registry's manifest, its digest and the compressed
+blobs as they are.
 """
 
 from __future__ import annotations
