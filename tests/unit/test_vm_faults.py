@@ -29,3 +29,10 @@ def test_enospc_with_little_room_left_is_a_full_disk() -> None:
 def test_missing_or_garbled_note_is_no_fault() -> None:
     assert parse(b"") == parse(b"oom_kills=lots\nscratch=a b c\n")
     assert parse(b"").oom is None and not parse(b"").disk_full
+
+
+def test_oom_kills_already_reported_do_not_count_again() -> None:
+    note = b"status=1\noom_kills=2\noom_victim=Killed process 9 (cc)\n"
+    assert parse(note, oom_seen=2).oom is None
+    assert parse(note, oom_seen=1).oom is not None
+    assert parse(note).oom_total == 2

@@ -153,6 +153,7 @@ def entries(keys: Keys) -> list[cpio.Entry]:
     files = {
         "init": (_guest_file("init"), 0o755),
         "usr/bin/vmbuild-exec": (_guest_file("vmbuild-exec"), 0o755),
+        "usr/lib/vmbuild/exec.sh": (_guest_file("exec.sh"), 0o644),
         "etc/pam.d/other": (_guest_file("pam-other"), 0o644),
         "etc/passwd": (PASSWD.encode(), 0o644),
         "etc/group": (GROUP.encode(), 0o644),

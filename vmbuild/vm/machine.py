@@ -44,7 +44,7 @@ log = logging.getLogger("vmbuild")
 
 BOOT_TIMEOUT = 60.0
 TMP_PREFIX = "vmbuild-vm-"
-EXEC = "exec /usr/bin/vmbuild-exec "
+EXEC = ". /usr/lib/vmbuild/exec.sh; vmbuild_exec "  # see vmbuild/guest/exec.sh
 
 
 def make_scratch(path: Path, size_mib: int) -> None:
@@ -109,6 +109,7 @@ class Machine:
         self._channel: Channel | None = None
         self._deadline: float | None = None
         self._tmp: Path | None = None
+        self._oom_seen = 0  # OOM kills since boot that a fault note already reported
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -356,7 +357,8 @@ class Machine:
         status, note = self._channel.capture(
             "cat /run/vmbuild/fault", deadline=time.monotonic() + 10, alive=self._alive
         )
-        found = faults.parse(note if status == 0 else b"", errtail)
+        found = faults.parse(note if status == 0 else b"", errtail, self._oom_seen)
+        self._oom_seen = max(self._oom_seen, found.oom_total)
         if found.oom:
             self._raise_oom(found.oom)
         if found.disk_full:
