@@ -7,19 +7,18 @@ the deterministic layer writer and written with the base's layers kept byte for 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import OutputOptions, created_epoch
+from vmbuild.imageconfig import default_tag, image_config
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
-from vmbuild.oci.image import BlobRef, Image, Layer, canonical_json
-from vmbuild.oci.reader import BaseImage, read_image
+from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.reader import read_image
 from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.output import BuildResult, result_for, write_image
 from vmbuild.stage import materialize, run_script
@@ -40,42 +39,6 @@ def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
         else:
             tree.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
     return tree
-
-
-def merge_env(base: list[str], own: list[str]) -> list[str]:
-    """The base image's Env then the spec's, a later NAME replacing an earlier one."""
-    merged: dict[str, str] = {}
-    for item in [*base, *own]:
-        merged.pop(item.split("=", 1)[0], None)
-        merged[item.split("=", 1)[0]] = item
-    return list(merged.values())
-
-
-def image_config(
-    spec: BuildImageSpec, base: BaseImage | None, layers: list[Layer], created_by: str
-) -> dict[str, Any]:
-    config = dict(spec.config or {})
-    base_env = list((base.config.get("config") or {}).get("Env") or []) if base else []
-    if base_env or "Env" in config:
-        config["Env"] = merge_env(base_env, list(config.get("Env", [])))
-    history = list(base.config.get("history") or []) if base else []
-    if base and sum(1 for h in history if not h.get("empty_layer")) != len(base.layers):
-        history = [{"created": spec.created, "created_by": "base layer"} for _ in base.layers]
-    new = len(layers) - (len(base.layers) if base else 0)
-    history += [{"created": spec.created, "created_by": created_by} for _ in range(new)]
-    return {
-        "architecture": spec.architecture,
-        "os": "linux",
-        "created": spec.created,
-        "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": history,
-    }
-
-
-def default_tag(name: str, config: dict[str, Any]) -> str:
-    """A tag from the build's content: the same inputs give the same tag anywhere."""
-    return hashlib.sha256(canonical_json({"name": name, "config": config})).hexdigest()[:32]
 
 
 def pack_tree(
@@ -108,7 +71,14 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
             tree = from_roots([root], keep_dirlinks=True)
         new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
     layers = [*(base.layers if base else []), new_layer]
-    config = image_config(spec, base, layers, "vmbuild buildImage")
+    config = image_config(
+        architecture=spec.architecture,
+        created=spec.created,
+        config=spec.config,
+        base=base,
+        layers=layers,
+        new_history=["vmbuild buildImage"],
+    )
     tag = spec.tag or default_tag(spec.name, config)
     return Image(spec.name, tag, config, layers)
 

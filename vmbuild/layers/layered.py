@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
-from vmbuild.image_build import default_tag, merge_env
+from vmbuild.imageconfig import default_tag, merge_env
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer, steady_malloc
