@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="attach FILE as the next virtio-blk disk; :ro makes it read-only",
     )
     run.add_argument(
+        "--cpus", type=_positive, default=1, metavar="N", help="guest CPUs (default 1)"
+    )
+    run.add_argument(
         "--accel",
         choices=("auto", "kvm", "tcg"),
         default="auto",
@@ -109,6 +112,7 @@ def run_handler(args: argparse.Namespace) -> int:
         accel=args.accel,
         kernel=args.kernel,
         timeout=args.timeout,
+        cpus=args.cpus,
     )
     try:
         with machine as vm:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from vmbuild.vm.keys import Keys
 
 FORMAT = "initramfs-v1"
 KIND = "initramfs"
+INDEX_KIND = "initramfs-index"
+DPKG_STATUS = "/var/lib/dpkg/status"
+GUEST_FILES = ("init", "vmbuild-exec", "exec.sh", "pam-other")
 
 # (host path, Debian package that provides it)
 TOOLS = (
@@ -183,12 +187,39 @@ def digest_of(members: list[cpio.Entry]) -> str:
     return h.hexdigest()
 
 
+def quick_key(keys: Keys) -> str:
+    """A cheap stand-in for the content digest: the tools' and dpkg's file identities.
+
+    Computing the closure and hashing every file costs about 0.25 s; this costs a few
+    stat calls. Any package change touches dpkg's status file, so the index is redone.
+    """
+    parts: list[str] = [FORMAT, keys.host_pub, keys.client_pub]
+    for path in (*(p for p, _ in (*TOOLS, *OPTIONAL_TOOLS, *HOST_DATA)), DPKG_STATUS):
+        try:
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+        except OSError:
+            parts.append(f"{path}:-")
+    for name in GUEST_FILES:
+        parts.append(_guest_file(name).decode(errors="replace"))
+    return cache.key(parts)
+
+
 def ensure(keys: Keys) -> Initramfs:
     """The cached initramfs for the current host tools and keys, built if missing."""
+    index = cache.entry(INDEX_KIND, quick_key(keys)) / "digest"
+    if index.exists():
+        digest = index.read_text().strip()
+        final = cache.entry(KIND, digest) / "initramfs.cpio"
+        if final.exists():
+            return Initramfs(final, digest)
     members = entries(keys)
     digest = digest_of(members)
     final = cache.entry(KIND, digest) / "initramfs.cpio"
     if not final.exists():
         with cache.publish(KIND, digest) as tmp, (tmp / "initramfs.cpio").open("wb") as out:
             cpio.write(out, members)
+    if not index.exists():
+        with cache.publish(INDEX_KIND, index.parent.name) as tmp:
+            (tmp / "digest").write_text(digest + "\n")
     return Initramfs(final, digest)
