@@ -76,7 +76,7 @@ def test_no_kernel_and_no_way_to_build_one_says_what_to_install(
     private_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kernel, "SOURCE", Path("/nonexistent/linux-source-6.1.tar.xz"))
-    hide(monkeypatch, "apt-get")
+    hide(monkeypatch, "apt-get", "apt-cache")
     with pytest.raises(ToolMissing) as info:
         kernel.resolve(None)
     assert info.value.hint and "linux-source-6.1" in info.value.hint

@@ -197,8 +197,17 @@ def resolve(user_kernel: Path | None = None, *, allow_build: bool = True) -> Ker
     built = cached_build()
     if built:
         return Kernel(built, "built")
-    if allow_build and not missing_build_tools():
+    lacking = missing_build_tools()
+    if allow_build and not lacking:
         return Kernel(build(), "built")
     from vmbuild.vm import cloudkernel
 
-    return cloudkernel.ensure()
+    try:
+        return cloudkernel.ensure()
+    except VmbuildError as exc:
+        raise ToolMissing(
+            "no guest kernel: cannot build one (missing "
+            + ", ".join(lacking)
+            + f") and the fallback, Debian's cloud kernel, failed: {exc.message}",
+            "install the kernel build tools: apt-get install " + " ".join(lacking),
+        ) from exc
