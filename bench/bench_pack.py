@@ -87,9 +87,9 @@ def main() -> int:
         subprocess.run(["tar", "-cf", "-", "."], cwd=tree, stdout=subprocess.DEVNULL, check=True)
 
         anchor = work / "anchor.tar.gz"
-        with open(anchor, "wb") as out:
+        with open(anchor, "wb") as sink:
             t_anchor, _ = timed(
-                ["bash", "-c", "tar --sort=name -cf - . | pigz -6"], cwd=tree, stdout=out
+                ["bash", "-c", "tar --sort=name -cf - . | pigz -6"], cwd=tree, stdout=sink
             )
         s_anchor = anchor.stat().st_size
         print(f"anchor tar|pigz -6: {t_anchor:.2f} s, {s_anchor / 1e6:.1f} MB")
