@@ -4,19 +4,22 @@
 TarInfo, PAX checks), which dominates packing trees of many small files. For a member
 that needs no PAX record (ASCII names and link names of at most 100 bytes, no xattrs,
 numbers that fit their octal fields) :func:`add` builds the very same ustar header
-``tarfile`` would write in PAX format, byte for byte, and streams the data itself;
-anything else goes through ``tarfile``. Written members are not kept in memory.
+``tarfile`` would write in PAX format, byte for byte, and streams the data itself
+through one reused buffer per thread (header, data and padding in one write for a small
+file; no allocation per member); anything else goes through ``tarfile``. Written
+members are not kept in memory.
 """
 
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO
+import threading
+from typing import BinaryIO, Protocol, cast
 
 BLOCK = tarfile.BLOCKSIZE
-CHUNK = 1 << 20
-SMALL = 256 << 10  # members up to this size go out in one write
+CHUNK = 1 << 20  # data bytes per write (one buffer, reused)
 _NUL = b"\0"
+_ZEROS = bytes(BLOCK)
 _MAGIC = b"ustar\x0000"
 # uname, gname, devmajor, devminor (empty unless a device), prefix, padding
 _EMPTY_OWNER_AND_DEV = b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
@@ -64,31 +67,70 @@ def header(ti: tarfile.TarInfo) -> bytes | None:
     return buf[:148] + b"%06o\0 " % chksum + buf[156:]
 
 
+class Reader(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class Writer(Protocol):
+    def write(self, data: memoryview, /) -> object: ...
+
+
+def member_header(ti: tarfile.TarInfo, encoding: str = tarfile.ENCODING) -> bytes:
+    """The header bytes ``tarfile.addfile`` writes for ``ti`` in PAX format (512 bytes,
+    or more when PAX extended records are needed)."""
+    return header(ti) or ti.tobuf(tarfile.PAX_FORMAT, encoding, "surrogateescape")
+
+
+_local = threading.local()
+
+
+def _buffer() -> memoryview:
+    """This thread's reusable buffer: a header, a chunk of data and its padding."""
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(BLOCK + CHUNK + BLOCK))
+    return view
+
+
+def readinto_full(data: Reader, view: memoryview) -> int:
+    """Fill ``view`` from ``data``; fewer bytes only at end of file."""
+    got = 0
+    while got < len(view):
+        n = data.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def add(tar: tarfile.TarFile, ti: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
-    """Append ``ti`` (and ``ti.size`` bytes of ``data``) to ``tar``."""
-    buf = header(ti)
-    if buf is None:
+    """Append ``ti`` (and ``ti.size`` bytes of ``data``) to ``tar``.
+
+    The sink gets views of one reused buffer: it must copy what it keeps.
+    """
+    head = header(ti)
+    if head is None:
         tar.addfile(ti, data)
         tar.members.clear()  # type: ignore[attr-defined]
         return
-    sink = tar.fileobj
-    assert sink is not None
-    pad = -ti.size % BLOCK
-    if ti.size <= SMALL and data is not None:
-        content = data.read(ti.size)
-        if len(content) != ti.size:
+    assert tar.fileobj is not None
+    sink = cast(Writer, tar.fileobj)
+    size = ti.size if data is not None else 0
+    pad = -size % BLOCK
+    view = _buffer()
+    view[:BLOCK] = head
+    pos, left = BLOCK, size
+    while left:
+        assert data is not None
+        want = min(left, BLOCK + CHUNK - pos)
+        got = readinto_full(cast(Reader, data), view[pos : pos + want])
+        if got < want:
             raise OSError(f"{ti.name} shrank while it was read")
-        sink.write(b"".join((buf, content, _NUL * pad)))
-        tar.offset += BLOCK + ti.size + pad
-        return
-    sink.write(buf)
-    left = ti.size
-    while left > 0 and data is not None:
-        chunk = data.read(min(left, CHUNK))
-        if not chunk:
-            raise OSError(f"{ti.name} shrank while it was read")
-        sink.write(chunk)
-        left -= len(chunk)
-    if pad:
-        sink.write(_NUL * pad)
-    tar.offset += BLOCK + ti.size + pad
+        pos += got
+        left -= got
+        if left:
+            sink.write(view[:pos])
+            pos = 0
+    view[pos : pos + pad] = _ZEROS[:pad]
+    sink.write(view[: pos + pad])
+    tar.offset += BLOCK + size + pad
