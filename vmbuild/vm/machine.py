@@ -128,8 +128,6 @@ class Machine:
 
     def _boot(self) -> None:
         t0 = time.monotonic()
-        if self.timeout is not None:
-            self._deadline = t0 + self.timeout
         qemu = which("qemu-system-x86_64", "qemu-system-x86")
         kern = kernel.resolve(self.kernel_path)
         ssh_keys = keys.load()
@@ -139,11 +137,20 @@ class Machine:
 
             initrd = with_modules(initrd, kern.modules)
         self.accel = accel_mod.choose(self.accel_requested, qemu, kern.path)
+        log.debug(
+            "vmbuild: %s kernel %s, %s: %s",
+            kern.origin,
+            kern.path,
+            self.accel.name,
+            self.accel.reason,
+        )
         self._tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         scratch = self._tmp / "scratch.img"
         make_scratch(scratch, self.disk_size_mib)
         t1 = time.monotonic()
         self.timings["prepare"] = t1 - t0
+        if self.timeout is not None:  # from here: a first kernel build does not count
+            self._deadline = t1 + self.timeout
 
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
@@ -176,7 +183,12 @@ class Machine:
             qmp_theirs.close()
             con_theirs.close()
         self._monitor = Monitor(qmp_ours, alive=self._alive)
-        self._monitor.connect(timeout=self._left(10.0))
+        try:
+            self._monitor.connect(timeout=self._left(10.0))
+        except VmError:
+            if not self._alive():
+                self._raise_dead("while starting")
+            raise
         t2 = time.monotonic()
         self.timings["qemu_start"] = t2 - t1
         limit = self.timeout if self.timeout and self.timeout < BOOT_TIMEOUT else BOOT_TIMEOUT
@@ -302,7 +314,9 @@ class Machine:
 
     def _tail_hint(self) -> str:
         tail = self._console.tail(8) if self._console else []
-        return "guest console, last lines: " + (" | ".join(tail) if tail else "(none)")
+        if not tail:
+            return "the guest printed nothing; --debug shows QEMU's command line"
+        return "guest console, last lines: " + " | ".join(tail)
 
     def _lost(self, deadline: float | None, limit: float | None) -> None:
         if deadline is not None and time.monotonic() >= deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,9 @@ class Monitor:
     def __init__(self, sock: socket.socket, alive: Callable[[], bool]) -> None:
         self._sock = sock
         self._alive = alive
+        if not logging.getLogger("vmbuild").isEnabledFor(logging.DEBUG):
+            # qemu.qmp logs a dead peer as an error; we report it ourselves, better.
+            logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
         self._loop = asyncio.new_event_loop()
         self._client: Any = QMPClient("vmbuild")
 
