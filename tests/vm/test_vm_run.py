@@ -293,3 +293,21 @@ def test_machine_timeout_covers_boot(private_tmp: Path) -> None:
     ):
         run(m, "true")
     assert time.monotonic() - started < 10
+
+
+# --- the fallback kernel ---------------------------------------------------------------
+
+
+def test_debian_cloud_kernel_fallback_boots_and_mounts_overlays(
+    private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_GUEST_KERNEL", "cloud")
+    script = (
+        "uname -r; cd /scratch && mkdir l u w m && echo ok > l/f"
+        " && mount -t overlay o -o lowerdir=l,upperdir=u,workdir=w m && cat m/f"
+    )
+    with Machine(memory_mib=256, disk_size_mib=16) as m:
+        status, out, err = run(m, "sh", "-c", script)
+    assert status == 0, err
+    release, ok = out.decode().split()
+    assert release.endswith("-cloud-amd64") and ok == "ok"
