@@ -1,8 +1,10 @@
-"""The streamed docker-archive: same bytes as the archive writer, bytes out early."""
+"""The streamed docker-archive: same bytes as the archive writer, one pass, bytes out early."""
 
 from __future__ import annotations
 
 import io
+import json
+import tarfile
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -11,23 +13,20 @@ import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import lazy
-from vmbuild.layers.lazy import TreeLayer
-from vmbuild.layers.stream import write_streaming
+from vmbuild.layers.blocks import BlockWriter
+from vmbuild.layers.lazy import TreeLayer, diff_id_of
+from vmbuild.layers.stream import layer_id, write_streaming
 from vmbuild.oci.archive import write_docker_archive
-from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import from_roots
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def tree_layer(root: Path, files: dict[str, str]) -> TreeLayer:
-    for name, text in files.items():
+def tree_layer(root: Path, files: dict[str, str | bytes]) -> TreeLayer:
+    for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+        raw = data.encode() if isinstance(data, str) else data
+        (root / name).write_bytes(raw)
     return TreeLayer(from_roots([root]), 1, Owner(0, 0))
 
 
@@ -36,16 +35,65 @@ def finish(layers: list[Layer], kept: list[int]) -> Image:
     return Image("demo", "t", config, layers)
 
 
-def test_same_bytes_as_the_archive_writer(tmp_path: Path) -> None:
-    a = tree_layer(tmp_path / "a", {"etc/a": "a" * 3000})
-    b = tree_layer(tmp_path / "b", {"usr/b": "b"})
-    dup = tree_layer(tmp_path / "c", {"etc/a": "a" * 3000})  # same diff_id as a: left out
+class Counting:
+    """Counts how often each layer is read (packed)."""
+
+    def __init__(self, inner: TreeLayer):
+        self.inner = inner
+        self.writes = 0
+
+    def plan(self) -> int:
+        return self.inner.plan()
+
+    def write(self, out: BlockWriter) -> None:
+        self.writes += 1
+        self.inner.write(out)
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    def copy_to(self, sink: BinaryIO) -> None:
+        self.inner.copy_to(sink)
+
+
+def test_same_bytes_as_the_archive_writer_in_one_pass(tmp_path: Path) -> None:
+    a = Counting(tree_layer(tmp_path / "a", {"etc/a": "a" * 3000}))
+    b = Counting(tree_layer(tmp_path / "b", {"usr/b": "b" * 20000}))  # a size of its own
+    dup = Counting(tree_layer(tmp_path / "c", {"etc/a": "a" * 3000}))  # same as a: left out
     out = io.BytesIO()
-    image = write_streaming([], [a, b, dup], finish, out, 7)
+    image, ids = write_streaming([], [a, b, dup], finish, out, 7)
+    assert (a.writes, b.writes, dup.writes) == (1, 1, 1)  # dup: hashed only, same size as a
+    assert ids == [layer_id(0), layer_id(1)]
     again = io.BytesIO()
-    write_docker_archive(image, again, 7)
+    write_docker_archive(image, again, 7, ids)
     assert out.getvalue() == again.getvalue()
-    assert [x.diff_id for x in image.layers] == [a.diff_id, b.diff_id]
+    assert [x.diff_id for x in image.layers] == [diff_id_of(a), diff_id_of(b)]
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        f = tar.extractfile("manifest.json")
+        assert f is not None
+        assert json.load(f)[0]["Layers"] == [f"{i}/layer.tar" for i in ids]
+        f = tar.extractfile(f"{ids[0]}/layer.tar")
+        assert f is not None
+        with tarfile.open(fileobj=f) as layer:
+            assert layer.getnames() == ["etc", "etc/a"]
+
+
+def test_base_layers_are_copied_and_not_repeated(tmp_path: Path) -> None:
+    base_tar = tmp_path / "base.tar"
+    base_layer = tree_layer(tmp_path / "base", {"lib/x": "x" * 700})
+    with open(base_tar, "wb") as f:
+        base_layer.copy_to(f)
+    base = Layer(diff_id_of(base_layer), BlobRef.whole(base_tar), "none")
+    same = tree_layer(tmp_path / "same", {"lib/x": "x" * 700})
+    other = tree_layer(tmp_path / "other", {"lib/y": "y"})
+    out = io.BytesIO()
+    image, ids = write_streaming([base, base], [same, other], finish, out, 1)
+    assert [x.diff_id for x in image.layers] == [base.diff_id, base.diff_id, diff_id_of(other)]
+    assert ids == [layer_id(0), layer_id(0), layer_id(1)]
+    again = io.BytesIO()
+    write_docker_archive(image, again, 1, ids)
+    assert out.getvalue() == again.getvalue()
 
 
 class FirstBytes(io.BytesIO):
@@ -58,57 +106,63 @@ class FirstBytes(io.BytesIO):
         return super().write(data)
 
 
-class Gated:
-    """A layer that cannot be measured before the sink has received bytes."""
+class Gated(Counting):
+    """A layer that cannot be planned before the sink has received bytes."""
 
     def __init__(self, inner: TreeLayer, gate: threading.Event):
-        self.inner, self.gate = inner, gate
+        super().__init__(inner)
+        self.gate = gate
 
-    def measure(self) -> tuple[str, int]:
+    def plan(self) -> int:
         if not self.gate.wait(10):
             raise AssertionError("the stream waited for the last layer before writing")
-        return self.inner.measure()
-
-    @property
-    def size(self) -> int:
-        return self.inner.size
-
-    def copy_to(self, sink: BinaryIO) -> None:
-        self.inner.copy_to(sink)
+        return self.inner.plan()
 
 
-def test_first_bytes_before_the_last_layer_is_read(tmp_path: Path) -> None:
+def test_first_bytes_before_the_last_layer_is_planned(tmp_path: Path) -> None:
     sink = FirstBytes()
-    first = tree_layer(tmp_path / "a", {"a": "a"})
+    first = tree_layer(tmp_path / "a", {"a": b"\1" * (3 << 20)})
     last = Gated(tree_layer(tmp_path / "b", {"b": "b"}), sink.started)
-    image = write_streaming([], [first, last], finish, sink, 1)
+    image, _ = write_streaming([], [first, last], finish, sink, 1)
     assert len(image.layers) == 2
 
 
-def test_measure_is_cached_and_a_change_is_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lazy, "RACY_NS", 0)  # files made by the test count as settled
-    layer = tree_layer(tmp_path / "a", {"f": "one"})
-    measured = layer.measure()
-    key, racy = lazy.fingerprint(layer.tree, 1, Owner(0, 0))
-    assert not racy and lazy._load(key) == measured
-    again = TreeLayer(from_roots([tmp_path / "a"]), 1, Owner(0, 0))
-    assert again.measure() == measured
-    (tmp_path / "a" / "f").write_text("two")  # same size, new content
-    with pytest.raises(ImageError, match="changed while"):
-        again.copy_to(io.BytesIO())
-    assert lazy._load(key) is None
+def test_a_file_that_changed_size_is_caught(tmp_path: Path) -> None:
+    layer = tree_layer(tmp_path / "a", {"f": "one", "g": "x"})
+    layer.plan()
+    (tmp_path / "a" / "f").write_text("three")
+    with pytest.raises(ImageError, match="changed while") as info:
+        write_streaming([], [layer], finish, io.BytesIO(), 1)
+    assert str(tmp_path / "a" / "f") in info.value.message
+    layer.plan()
+    (tmp_path / "a" / "f").unlink()
+    with pytest.raises(ImageError, match="cannot read"):
+        write_streaming([], [layer], finish, io.BytesIO(), 1)
 
 
-def test_racy_trees_are_not_cached_and_are_hashed_again(tmp_path: Path) -> None:
-    layer = tree_layer(tmp_path / "a", {"f": "one"})
-    measured = layer.measure()
-    key, racy = lazy.fingerprint(layer.tree, 1, Owner(0, 0))
-    assert racy and lazy._load(key) is None
-    out = io.BytesIO()
-    layer.copy_to(out)
-    assert len(out.getvalue()) == measured[1]
-    (tmp_path / "a" / "f").write_text("two")
-    with pytest.raises(ImageError, match="changed while"):
-        layer.copy_to(io.BytesIO())
+def test_a_layer_that_changed_between_its_two_passes_is_caught(tmp_path: Path) -> None:
+    a = tree_layer(tmp_path / "a", {"f": "one"})
+    b = tree_layer(tmp_path / "b", {"f": "two"})  # same size as a: hashed first
+
+    real = lazy.diff_id_of
+
+    def hash_then_change(layer: lazy.LazyLayer) -> str:
+        value = real(layer)
+        (tmp_path / "b" / "f").write_text("six")
+        return value
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("vmbuild.layers.stream.diff_id_of", hash_then_change)
+        with pytest.raises(ImageError, match="changed while"):
+            write_streaming([], [a, b], finish, io.BytesIO(), 1)
+
+
+class Broken(io.BytesIO):
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_reader_ends_the_stream_with_broken_pipe(tmp_path: Path) -> None:
+    layer = tree_layer(tmp_path / "a", {"f": b"\0" * (20 << 20)})
+    with pytest.raises(BrokenPipeError):
+        write_streaming([], [layer], finish, Broken(), 1)

@@ -22,9 +22,10 @@ from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, merge_env
+from vmbuild.layers.blocks import BlockWriter, widen_pipe
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.helpers import Helper, add_helper
-from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer, steady_malloc
+from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.layers.popularity import Plan, plan_layers
 from vmbuild.layers.stream import write_streaming
 from vmbuild.layers.units import Graph, config_programs, tree_of
@@ -155,7 +156,7 @@ def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
 
 def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
     """Write the image as an uncompressed docker-archive to ``sink`` (e.g. stdout)."""
-    steady_malloc()
+    widen_pipe(sink)
     with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
         asm = assemble(spec, Path(wd))
         base = asm.base.layers if asm.base else []
@@ -163,19 +164,24 @@ def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
 
 
 def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[Layer], list[int]]:
-    """Every layer compressed to a file (for OCI outputs, which name blobs by digest),
-    leaving out new layers identical to earlier ones as :func:`write_streaming` does."""
+    """Every layer compressed to a file in one pass, hashed as it is packed (for OCI
+    outputs, which name blobs by digest), leaving out new layers identical to earlier
+    ones as :func:`write_streaming` does."""
     layers = list(asm.base.layers) if asm.base else []
     seen = {layer.diff_id for layer in layers}
     kept: list[int] = []
     for i, lazy in enumerate(asm.layers):
-        diff_id, _ = lazy.measure()
-        if diff_id in seen:
-            continue
-        seen.add(diff_id)
         path = workdir / f"layer-{i}"
         with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
-            lazy.copy_to(z)
+            with BlockWriter(z) as out:
+                digest = out.begin_hash()
+                lazy.write(out)
+                out.end_hash()
+            diff_id = out.result(digest)
+        if diff_id in seen:
+            path.unlink()
+            continue
+        seen.add(diff_id)
         layers.append(Layer(diff_id, BlobRef.whole(path), opts.compression))
         kept.append(i)
     return layers, kept
@@ -183,7 +189,6 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    steady_malloc()
     with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
         workdir = Path(wd)
         asm = assemble(spec, workdir)
@@ -191,7 +196,7 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
         if opts.format == "docker-archive":
             base = asm.base.layers if asm.base else []
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
-                image = write_streaming(base, asm.layers, _finisher(spec, asm), z, mtime)
+                image, _ = write_streaming(base, asm.layers, _finisher(spec, asm), z, mtime)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
             write_image(image, out, opts, mtime)

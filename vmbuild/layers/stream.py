@@ -1,28 +1,95 @@
-"""A docker-archive written while its layers are being packed.
+"""A docker-archive written in one pass while its layers are being packed.
 
-Members come in the order ``vmbuild.oci.archive.write_docker_archive`` uses (each
-distinct layer as ``<diff_id hex>/layer.tar``, then the config, ``manifest.json`` and
-``repositories``), so the bytes are the same; the difference is that a layer's diff_id
-is found just before the layer is written, by helper threads that measure the layers
-ahead of the writer. The first bytes go out after the first layer is measured, and
-memory stays bounded whatever the image's size.
+Members come in the order :func:`vmbuild.oci.archive.write_docker_archive` uses (each
+layer, then the config, ``manifest.json`` and ``repositories``), and the bytes are
+those it writes given :func:`layer_id` names. A layer's directory is named by its
+position, not its diff_id, so its header needs only its size, which the plan gives
+(:meth:`LazyLayer.plan`); the diff_id is hashed while the layer is written and is
+needed only by the config and manifest, which come last. The first bytes go out as
+soon as the first block is full, and memory stays bounded whatever the image's size.
+
+A new layer identical to one already in the image (a library the base image has from
+the same host) is left out. Only a layer whose size matches an earlier one's can be
+such a copy: that layer alone is hashed before it is written (a second pass).
 """
 
 from __future__ import annotations
 
 import json
+import struct
+import tarfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
-from vmbuild.layers.lazy import LazyLayer
+from vmbuild.errors import ImageError
+from vmbuild.layers.blocks import BlockWriter, Digest
+from vmbuild.layers.lazy import HINT, LazyLayer, copy_file, diff_id_of
 from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import Image, Layer
-from vmbuild.oci.tarstream import TarStreamWriter
+from vmbuild.oci.image import BlobRef, Image, Layer
 
 # (every layer of the image, indices of the new layers kept) -> the image
 Finish = Callable[[list[Layer], list[int]], Image]
+BLOCK = tarfile.BLOCKSIZE
+SIZE_MOD = 1 << 32  # gzip keeps the uncompressed size modulo 2**32
+
+
+def layer_id(position: int) -> str:
+    """The directory of the image's ``position``-th layer in the archive."""
+    return f"{position + 1:064x}"
+
+
+def _size_key(layer: Layer) -> int | None:
+    """The size of a base layer's tar modulo 2**32, if it can be known without reading it."""
+    blob = layer.blob
+    if layer.compression == "none":
+        return blob.size % SIZE_MOD
+    if layer.compression == "gzip" and isinstance(blob, BlobRef) and blob.size >= 18:
+        with blob.open() as f:
+            f.seek(blob.offset + blob.size - 4)
+            (isize,) = struct.unpack("<I", f.read(4))
+            return int(isize)
+    return None  # zstd: a new copy of such a layer is kept (a valid, larger image)
+
+
+class _Archive:
+    """The outer tar's headers (the bytes :class:`TarStreamWriter` writes)."""
+
+    def __init__(self, out: BlockWriter, mtime: int):
+        self.out = out
+        self.mtime = mtime
+
+    def header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> None:
+        ti = tarfile.TarInfo(name)
+        ti.size = size
+        ti.type = kind
+        ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+        ti.mtime = self.mtime
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        self.out.write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def layer_header(self, directory: str, size: int) -> None:
+        self.header(directory + "/", 0, tarfile.DIRTYPE)
+        self.header(f"{directory}/layer.tar", size)
+
+    def pad(self, size: int) -> None:
+        self.out.zeros(-size % BLOCK)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.header(name, len(data))
+        self.out.write(data)
+        self.pad(len(data))
+
+
+class _New:
+    """A new layer written to the archive, its diff_id still being hashed."""
+
+    def __init__(
+        self, index: int, layer: LazyLayer, size: int, digest: Digest, expected: str | None
+    ):
+        self.index, self.layer, self.size = index, layer, size
+        self.digest, self.expected = digest, expected
 
 
 def write_streaming(
@@ -31,46 +98,86 @@ def write_streaming(
     finish: Finish,
     sink: BinaryIO,
     mtime: int,
-) -> Image:
-    """Write base layers, then ``new`` ones as they are measured, then the metadata.
+) -> tuple[Image, list[str]]:
+    """Write base layers, then ``new`` ones, then the metadata; returns the image and
+    each of its layers' directory in the archive.
 
-    A new layer identical to one already in the image (a library the base image has
-    from the same host) is left out. ``finish`` gets the image's layers (diff_ids
-    known) and which of ``new`` were kept, and returns the image to describe.
+    ``finish`` gets the image's layers (diff_ids known) and which of ``new`` were kept,
+    and returns the image to describe.
     """
-    tar = TarStreamWriter(sink, mtime)
-    written: set[str] = set()
-    layers: list[Layer] = []
+    with BlockWriter(sink) as out:
+        tar = _Archive(out, mtime)
+        ids: list[str] = []  # each layer's directory
+        written = 0  # directories so far
+        layers: list[Layer | _New] = []
+        by_diff_id: dict[str, str] = {}  # diff_id -> directory, for repeated base layers
+        keys: dict[int, list[int]] = {}  # size key -> positions of layers with that key
 
-    def add(diff_id: str, size: int, produce: Callable[[BinaryIO], object]) -> bool:
-        hexid = hex_of(diff_id)
-        if hexid in written:
-            return False
-        written.add(hexid)
-        tar.add_stream(f"{hexid}/layer.tar", size, produce)
-        return True
+        def known(position: int) -> str:
+            item = layers[position]
+            return item.diff_id if isinstance(item, Layer) else out.result(item.digest)
 
-    for layer in base:
-        add(layer.diff_id, layer.blob.size, layer.blob.copy_to)
-        layers.append(layer)
-    # Two measurers: hashing (which drops the GIL) is the slower half of a cold stream.
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vmbuild-measure")
-    try:
-        futures: list[Future[tuple[str, int]]] = [pool.submit(lz.measure) for lz in new]
-        kept: list[int] = []
-        for i, (lazy, future) in enumerate(zip(new, futures, strict=True)):
-            diff_id, size = future.result()
-            if add(diff_id, size, lazy.copy_to):
-                layers.append(Layer(diff_id, lazy, "none", diff_id))
-                kept.append(i)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    image = finish(layers, kept)
-    config = image.config_bytes()
-    tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
-    tar.add_bytes("manifest.json", docker_manifest(image))
-    top = hex_of(image.layers[-1].diff_id) if image.layers else ""
-    repositories = {image.name: {image.tag: top}}
-    tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
-    tar.close()
-    return image
+        for layer in base:
+            if layer.diff_id in by_diff_id:  # written once, listed twice
+                ids.append(by_diff_id[layer.diff_id])
+                layers.append(layer)
+                continue
+            by_diff_id[layer.diff_id] = directory = layer_id(written)
+            written += 1
+            key = _size_key(layer)
+            if key is not None:
+                keys.setdefault(key, []).append(len(layers))
+            tar.layer_header(directory, layer.blob.size)
+            _copy_blob(out, layer)
+            tar.pad(layer.blob.size)
+            ids.append(directory)
+            layers.append(layer)
+
+        for i, lazy in enumerate(new):
+            size = lazy.plan()
+            expected = None
+            if size % SIZE_MOD in keys:
+                expected = diff_id_of(lazy)
+                if any(known(p) == expected for p in keys[size % SIZE_MOD]):
+                    continue
+                size = lazy.plan()
+            keys.setdefault(size % SIZE_MOD, []).append(len(layers))
+            directory = layer_id(written)
+            written += 1
+            tar.layer_header(directory, size)
+            digest = out.begin_hash()
+            lazy.write(out)
+            out.end_hash()
+            tar.pad(size)
+            ids.append(directory)
+            layers.append(_New(i, lazy, size, digest, expected))
+
+        done = [_resolve(out, item) for item in layers]
+        kept = [item.index for item in layers if isinstance(item, _New)]
+        image = finish(done, kept)
+        config = image.config_bytes()
+        tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
+        tar.add_bytes("manifest.json", docker_manifest(image, ids))
+        repositories = {image.name: {image.tag: ids[-1] if ids else ""}}
+        tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+        out.zeros(2 * BLOCK)
+    return image, ids
+
+
+def _copy_blob(out: BlockWriter, layer: Layer) -> None:
+    blob = layer.blob
+    if isinstance(blob, BlobRef):
+        copy_file(out, blob.path, blob.size, blob.offset)
+    else:  # pragma: no cover - base layers are file ranges
+        blob.copy_to(out)  # type: ignore[arg-type]
+
+
+def _resolve(out: BlockWriter, item: Layer | _New) -> Layer:
+    if isinstance(item, Layer):
+        return item
+    diff_id = out.result(item.digest)
+    if item.digest.size != item.size or (item.expected and diff_id != item.expected):
+        raise ImageError(
+            f"a file of the image changed while it was being written (layer {item.index})", HINT
+        )
+    return Layer(diff_id, item.layer, "none", diff_id)

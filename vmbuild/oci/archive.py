@@ -3,7 +3,9 @@
 - docker-archive: one tar holding each layer as ``<diff_id hex>/layer.tar`` (stored as
   given: base layers byte for byte), the config as ``<config sha256>.json``,
   ``manifest.json`` (Config, RepoTags, Layers) and the legacy ``repositories`` file.
-  Members come layers first, metadata last, so the archive can be streamed.
+  Members come layers first, metadata last, so the archive can be streamed. A writer
+  may name the layer directories otherwise (``layer_ids``): docker load, podman,
+  skopeo and umoci find layers through manifest.json's ``Layers``.
 - OCI layout: ``oci-layout``, ``index.json`` and ``blobs/sha256/*``; the index names the
   manifest with ``org.opencontainers.image.ref.name`` = tag (what ``skopeo copy
   oci:DIR:TAG`` looks up) and ``io.containerd.image.name`` = name:tag.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,34 +26,50 @@ from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Imag
 from vmbuild.oci.tarstream import TarStreamWriter
 
 
-def _unique_layers(image: Image) -> list[tuple[str, Any]]:
+def _unique_layers(image: Image, ids: list[str]) -> list[tuple[str, Any]]:
     seen: dict[str, Any] = {}
-    for layer in image.layers:
-        seen.setdefault(hex_of(layer.diff_id), layer)
+    for layer_id, layer in zip(ids, image.layers, strict=True):
+        seen.setdefault(layer_id, layer)
     return list(seen.items())
 
 
-def docker_manifest(image: Image) -> bytes:
+def _layer_ids(image: Image, layer_ids: Sequence[str] | None) -> list[str]:
+    """Each layer's directory in the archive: its diff_id's hex unless given."""
+    if layer_ids is None:
+        return [hex_of(layer.diff_id) for layer in image.layers]
+    if len(layer_ids) != len(image.layers):
+        raise ValueError(f"{len(layer_ids)} layer ids for {len(image.layers)} layers")
+    return list(layer_ids)
+
+
+def docker_manifest(image: Image, layer_ids: Sequence[str] | None = None) -> bytes:
     config_hex = hex_of(of_bytes(image.config_bytes()))
+    ids = _layer_ids(image, layer_ids)
     manifest = [
         {
             "Config": f"{config_hex}.json",
             "RepoTags": [image.ref],
-            "Layers": [f"{hex_of(layer.diff_id)}/layer.tar" for layer in image.layers],
+            "Layers": [f"{layer_id}/layer.tar" for layer_id in ids],
         }
     ]
     return json.dumps(manifest, separators=(",", ":")).encode()
 
 
-def write_docker_archive(image: Image, sink: BinaryIO, mtime: int) -> None:
-    """Write ``image`` as a docker-archive (uncompressed tar) to ``sink``."""
+def write_docker_archive(
+    image: Image, sink: BinaryIO, mtime: int, layer_ids: Sequence[str] | None = None
+) -> None:
+    """Write ``image`` as a docker-archive (uncompressed tar) to ``sink``.
+
+    ``layer_ids`` names each layer's directory (a repeated id is written once).
+    """
     tar = TarStreamWriter(sink, mtime)
-    for hexid, layer in _unique_layers(image):
-        tar.add_stream(f"{hexid}/layer.tar", layer.blob.size, layer.blob.copy_to)
+    ids = _layer_ids(image, layer_ids)
+    for layer_id, layer in _unique_layers(image, ids):
+        tar.add_stream(f"{layer_id}/layer.tar", layer.blob.size, layer.blob.copy_to)
     config = image.config_bytes()
     tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
-    tar.add_bytes("manifest.json", docker_manifest(image))
-    top = hex_of(image.layers[-1].diff_id) if image.layers else ""
+    tar.add_bytes("manifest.json", docker_manifest(image, ids))
+    top = ids[-1] if ids else ""
     repositories = {image.name: {image.tag: top}}
     tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
     tar.close()
