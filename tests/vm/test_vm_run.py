@@ -259,6 +259,30 @@ def test_cli_ctrl_c_kills_the_vm(private_tmp: Path) -> None:
             proc.stdout.close()
 
 
+def test_a_killed_controller_leaves_nothing_for_long(private_tmp: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the guest stops itself, the next VM sweeps."""
+    env = dict(os.environ, TMPDIR=str(private_tmp))
+    argv = [sys.executable, "-m", "vmbuild", "vm", "run", "--memory", "128", "--"]
+    proc = subprocess.Popen(
+        [*argv, "sh", "-c", "echo started; sleep 60"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 20
+    while qemu_mentioning(str(private_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert qemu_mentioning(str(private_tmp)) == []
+    with Machine(memory_mib=128, disk_size_mib=16) as m:
+        assert run(m, "true")[0] == 0
+
+
 # --- faults: each ends its VM, so each boots its own ---------------------------------
 
 

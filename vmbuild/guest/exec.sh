@@ -10,6 +10,7 @@
 # victim, and the scratch disk's free and total blocks.
 vmbuild_exec() {
     export PATH=/usr/bin:/usr/sbin:/bin:/sbin HOME=/root
+    : > /run/vmbuild/seen  # tells init that the controller is here (see init)
     cd /scratch 2>/dev/null || cd /
     # dropbear runs at -1000 so that it survives memory pressure; commands do not.
     echo 0 > /proc/self/oom_score_adj

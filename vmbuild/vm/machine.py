@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -69,6 +70,23 @@ def make_scratch(path: Path, size_mib: int) -> None:
         capture=True,
         what="mkfs.ext4",
     )
+
+
+def sweep_stale() -> None:
+    """Remove temporary dirs of controllers that were killed outright (SIGKILL).
+
+    Their QEMU stops by itself (the guest ends when its SSH connection goes away).
+    """
+    for d in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / "pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 class Machine:
@@ -144,7 +162,9 @@ class Machine:
             self.accel.name,
             self.accel.reason,
         )
+        sweep_stale()
         self._tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        (self._tmp / "pid").write_text(f"{os.getpid()}\n")
         scratch = self._tmp / "scratch.img"
         make_scratch(scratch, self.disk_size_mib)
         t1 = time.monotonic()
