@@ -17,13 +17,15 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmbuild import cache
 from vmbuild.errors import ToolMissing
 from vmbuild.run import run
 from vmbuild.vm import cpio
-from vmbuild.vm.closure import closure
-from vmbuild.vm.keys import Keys
+
+if TYPE_CHECKING:
+    from vmbuild.vm.keys import Keys
 
 FORMAT = "initramfs-v1"
 KIND = "initramfs"
@@ -104,6 +106,8 @@ def _usr(path: str) -> str:
 
 
 def _host_entries() -> Iterator[cpio.Entry]:
+    from vmbuild.vm.closure import closure  # pyelftools: only when (re)building
+
     for path, package in (*TOOLS, *HOST_DATA):
         if not Path(path).exists():
             raise ToolMissing(

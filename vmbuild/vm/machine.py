@@ -27,16 +27,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import run, spawn, terminate, which
 from vmbuild.vm import accel as accel_mod
-from vmbuild.vm import faults, initramfs, kernel, keys
-from vmbuild.vm.channel import Channel
+from vmbuild.vm import faults, initramfs, kernel
 from vmbuild.vm.console import Console
 from vmbuild.vm.qemu import Disk, VmSpec, argv
-from vmbuild.vm.qmp import Monitor
+
+if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
+    from vmbuild.vm.channel import Channel
+    from vmbuild.vm.qmp import Monitor
 
 __all__ = ["Disk", "Machine"]
 
@@ -145,6 +147,10 @@ class Machine:
         self._teardown()
 
     def _boot(self) -> None:
+        from vmbuild.vm import keys
+        from vmbuild.vm.channel import Channel
+        from vmbuild.vm.qmp import Monitor
+
         t0 = time.monotonic()
         qemu = which("qemu-system-x86_64", "qemu-system-x86")
         kern = kernel.resolve(self.kernel_path)
