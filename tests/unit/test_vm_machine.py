@@ -11,7 +11,7 @@ import pytest
 
 from vmbuild.__main__ import main
 from vmbuild.errors import ToolMissing, VmbuildError
-from vmbuild.vm import Disk, Machine, accel, initramfs, kernel, keys, machine
+from vmbuild.vm import Disk, Machine, accel, initramfs, kernel, keys, workdir
 from vmbuild.vm.cli import _disk
 
 
@@ -110,7 +110,7 @@ def test_cli_with_a_missing_disk_is_one_clear_line(capsys: pytest.CaptureFixture
 
 def test_scratch_disk_is_sparse_ext4(tmp_path: Path) -> None:
     img = tmp_path / "s.img"
-    machine.make_scratch(img, 64)
+    workdir.make_scratch(img, 64)
     assert img.stat().st_size == 64 * 2**20
     assert img.stat().st_blocks * 512 < 8 * 2**20
     with img.open("rb") as f:

@@ -30,11 +30,12 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild.errors import VmbuildError, VmError
-from vmbuild.run import run, spawn, terminate, which
+from vmbuild.run import spawn, terminate, which
 from vmbuild.vm import accel as accel_mod
 from vmbuild.vm import faults, initramfs, kernel
 from vmbuild.vm.console import Console
 from vmbuild.vm.qemu import Disk, VmSpec, argv
+from vmbuild.vm.workdir import TMP_PREFIX, make_scratch, sweep_stale
 
 if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
     from vmbuild.vm.channel import Channel
@@ -45,54 +46,27 @@ __all__ = ["Disk", "Machine"]
 log = logging.getLogger("vmbuild")
 
 BOOT_TIMEOUT = 60.0
-TMP_PREFIX = "vmbuild-vm-"
 EXEC = ". /usr/lib/vmbuild/exec.sh; vmbuild_exec "  # see vmbuild/guest/exec.sh
 
 
-def make_scratch(path: Path, size_mib: int) -> None:
-    """A sparse ``size_mib`` MiB file holding an empty ext4 owned by root (no root needed)."""
-    mkfs = which("mkfs.ext4", "e2fsprogs")
-    with path.open("wb") as f:
-        f.truncate(size_mib * 1024 * 1024)
-    run(
-        [
-            mkfs,
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-O",
-            "^has_journal",
-            "-L",
-            "scratch",
-            "-E",
-            "root_owner=0:0,lazy_itable_init=1",
-            path,
-        ],
-        capture=True,
-        what="mkfs.ext4",
-    )
-
-
-def sweep_stale() -> None:
-    """Remove temporary dirs of controllers that were killed outright (SIGKILL).
-
-    Their QEMU stops by itself (the guest ends when its SSH connection goes away).
-    """
-    for d in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
-        try:
-            if d.stat().st_uid != os.getuid():
-                continue
-            pid = int((d / "pid").read_text())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
-
-
 class Machine:
-    """A booted guest (see the module docstring). Not thread-safe; one command at a time."""
+    """A booted guest (see the module docstring). Not thread-safe; one command at a time.
+
+    ``memory_mib``: guest RAM. ``disk_size_mib``: the scratch disk (/dev/vda, ext4 at
+    /scratch). ``disks``: extra virtio-blk disks, /dev/vdb, /dev/vdc, ... in order.
+    ``accel``: "auto" (KVM only where a probe boots a kernel, else TCG), "kvm" or "tcg".
+    ``kernel``: boot this kernel instead of vmbuild's own (built once, cached).
+    ``timeout``: seconds for the whole life of the VM from the start of QEMU (boot and
+    every command); ``run`` can set a tighter one per command. ``cpus``: vCPUs (1).
+
+    The guest has busybox (every applet), dash as /bin/sh, GNU tar (xattrs), shadow's
+    useradd/groupadd/usermod/userdel/groupmod/groupdel/chpasswd/chgpasswd/newusers/passwd,
+    setcap/getcap, and a kernel with overlayfs, namespaces and security xattrs on ext4,
+    overlayfs and tmpfs. PATH is /usr/bin:/usr/sbin:/bin:/sbin (/bin and /sbin link to
+    /usr). After ``__enter__``, ``accel`` says which accelerator was used and why, and
+    ``timings`` holds seconds per phase: prepare, qemu_start, kernel_boot, guest_ready,
+    command (the last ``run``), teardown (after ``__exit__``).
+    """
 
     def __init__(
         self,
