@@ -23,8 +23,8 @@ from typing import BinaryIO, Protocol
 
 from vmbuild.oci.fasttar import Reader, readinto_full
 
-BLOCK_SIZE = 1 << 20
-BLOCK_COUNT = 8
+BLOCK_SIZE = 256 << 10
+BLOCK_COUNT = 4
 PIPE_SIZE = 1 << 20  # the default pipe-max-size: fewer wake-ups of the reader
 _ZEROS = bytes(BLOCK_SIZE)
 

@@ -138,6 +138,8 @@ class Found:
 class LibrarySearch:
     cache: dict[str, list[str]] = field(default_factory=dict)
     defaults: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # (soname, (class, machine), rpath and runpath) -> where it was found
+    found: dict[tuple[str, tuple[int, int], tuple[str, ...]], Found] = field(default_factory=dict)
 
     @classmethod
     def host(cls) -> LibrarySearch:
@@ -150,6 +152,13 @@ class LibrarySearch:
 
     def find(self, soname: str, needer: str, info: ElfInfo) -> Found:
         """Locate ``soname`` for ``needer`` (whose headers are ``info``) or fail clearly."""
+        key = (soname, (info.elfclass, info.machine), (*info.rpath, "", *info.runpath))
+        hit = self.found.get(key)
+        if hit is None:
+            hit = self.found[key] = self._find(soname, needer, info)
+        return hit
+
+    def _find(self, soname: str, needer: str, info: ElfInfo) -> Found:
         want = (info.elfclass, info.machine)
         if "/" in soname:
             if elf_kind(soname) == want:
