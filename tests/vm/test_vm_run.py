@@ -313,7 +313,7 @@ def test_machine_timeout_covers_boot(private_tmp: Path) -> None:
     started = time.monotonic()
     with (
         pytest.raises(VmError, match=r"timeout; the VM was stopped"),
-        Machine(memory_mib=128, disk_size_mib=16, timeout=0.3) as m,
+        Machine(memory_mib=128, disk_size_mib=16, timeout=0.05) as m,
     ):
         run(m, "true")
     assert time.monotonic() - started < 10

@@ -188,6 +188,8 @@ class Machine:
         except VmError:
             if not self._alive():
                 self._raise_dead("while starting")
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self._raise_timeout("the guest did not boot", self.timeout or 0.0)
             raise
         t2 = time.monotonic()
         self.timings["qemu_start"] = t2 - t1
