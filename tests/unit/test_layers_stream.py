@@ -12,14 +12,20 @@ from typing import BinaryIO
 import pytest
 
 from vmbuild.errors import ImageError
-from vmbuild.layers import lazy
-from vmbuild.layers.blocks import BlockWriter
+from vmbuild.layers import idcache, lazy
+from vmbuild.layers.blocks import BlockWriter, Digest
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
 from vmbuild.layers.stream import layer_id, write_streaming
+from vmbuild.layers.tarplan import TarPlan
 from vmbuild.oci.archive import write_docker_archive
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import from_roots
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def tree_layer(root: Path, files: dict[str, str | bytes]) -> TreeLayer:
@@ -45,9 +51,15 @@ class Counting:
     def plan(self) -> int:
         return self.inner.plan()
 
+    def known_diff_id(self) -> str | None:
+        return self.inner.known_diff_id()
+
     def write(self, out: BlockWriter) -> None:
         self.writes += 1
         self.inner.write(out)
+
+    def remember(self, diff_id: str) -> None:
+        self.inner.remember(diff_id)
 
     @property
     def size(self) -> int:
@@ -166,3 +178,45 @@ def test_a_closed_reader_ends_the_stream_with_broken_pipe(tmp_path: Path) -> Non
     layer = tree_layer(tmp_path / "a", {"f": b"\0" * (20 << 20)})
     with pytest.raises(BrokenPipeError):
         write_streaming([], [layer], finish, Broken(), 1)
+
+
+def test_a_remembered_diff_id_spares_the_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idcache, "RACY_NS", 0)  # files made by the test count as settled
+    files: dict[str, str | bytes] = {"f": "one", "g": "x" * 5000}
+    first = io.BytesIO()
+    image, _ = write_streaming([], [tree_layer(tmp_path / "a", files)], finish, first, 1)
+    hashed: list[int] = []
+    real = BlockWriter.begin_hash
+
+    def counted(self: BlockWriter) -> Digest:
+        hashed.append(1)
+        return real(self)
+
+    monkeypatch.setattr(BlockWriter, "begin_hash", counted)
+    again = io.BytesIO()
+    layer = tree_layer(tmp_path / "a", {})
+    image2, _ = write_streaming([], [layer], finish, again, 1)
+    assert hashed == [] and again.getvalue() == first.getvalue()
+    assert image2.layers[0].diff_id == image.layers[0].diff_id
+    # a file that changes while a remembered layer is written fails the build
+    real_pack = TreeLayer._pack
+
+    def pack_then_change(self: TreeLayer, plan: TarPlan, out: BlockWriter) -> None:
+        real_pack(self, plan, out)
+        (tmp_path / "a" / "f").write_text("two")
+
+    monkeypatch.setattr(TreeLayer, "_pack", pack_then_change)
+    with pytest.raises(ImageError, match="changed while"):
+        write_streaming([], [tree_layer(tmp_path / "a", {})], finish, io.BytesIO(), 1)
+    monkeypatch.setattr(TreeLayer, "_pack", real_pack)
+    changed = io.BytesIO()
+    image3, _ = write_streaming([], [tree_layer(tmp_path / "a", {})], finish, changed, 1)
+    assert hashed and image3.layers[0].diff_id != image.layers[0].diff_id
+
+
+def test_racy_trees_are_not_remembered(tmp_path: Path) -> None:
+    layer = tree_layer(tmp_path / "a", {"f": "one"})  # just written: racy
+    write_streaming([], [layer], finish, io.BytesIO(), 1)
+    assert tree_layer(tmp_path / "a", {}).known_diff_id() is None

@@ -15,6 +15,11 @@ from vmbuild.oci.layer import Owner, open_tar, write_tree
 from vmbuild.oci.tree import Tree, from_roots
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def reference(tree: Tree, mtime: int, owner: Owner) -> bytes:
     out = io.BytesIO()
     with open_tar(out) as tar:

@@ -178,6 +178,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
                 lazy.write(out)
                 out.end_hash()
             diff_id = out.result(digest)
+        lazy.remember(diff_id)
         if diff_id in seen:
             path.unlink()
             continue

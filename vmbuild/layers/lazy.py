@@ -6,6 +6,10 @@ archive can give the layer's header first and hash the layer while writing it. A
 whose size differs from the planned one when it is read fails the build: the archive
 would not hold what its header promised. (A file whose content changes but not its
 size is packed as read; its bytes and the diff_id hashed from them still agree.)
+
+A tree layer's diff_id is remembered for its tree's fingerprint
+(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing; its
+tree is planned again after writing, and a file changed meanwhile fails the build.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from vmbuild.errors import ImageError
+from vmbuild.layers import idcache
 from vmbuild.layers.blocks import BlockWriter
 from vmbuild.layers.tarplan import BLOCK, TarPlan, plan_tree
 from vmbuild.oci.layer import Owner
@@ -30,8 +35,16 @@ class LazyLayer(Protocol):
         """The exact size of the tar, from metadata."""
         ...
 
+    def known_diff_id(self) -> str | None:
+        """The planned layer's diff_id, if known without hashing it."""
+        ...
+
     def write(self, out: BlockWriter) -> None:
         """Write the tar: exactly :meth:`plan` bytes, or raise :class:`ImageError`."""
+        ...
+
+    def remember(self, diff_id: str) -> None:
+        """Note the diff_id the layer last written turned out to have."""
         ...
 
     # As a blob (:class:`vmbuild.oci.image.Blob`): packed again on each copy.
@@ -64,21 +77,41 @@ def copy_file(out: BlockWriter, host: str | Path, size: int, offset: int = 0) ->
 class TreeLayer:
     """A layer packed from a :class:`Tree` with a fixed mtime and owner."""
 
-    def __init__(self, tree: Tree, mtime: int, owner: Owner):
+    def __init__(self, tree: Tree, mtime: int, owner: Owner, use_cache: bool = True):
         self.tree = tree
         self.mtime = mtime
         self.owner = owner
+        self.use_cache = use_cache
         self._plan: TarPlan | None = None
+        self._written: TarPlan | None = None  # members dropped
 
     def plan(self) -> int:
         if self._plan is None:
             self._plan = plan_tree(self.tree, self.mtime, self.owner)
         return self._plan.size
 
+    def known_diff_id(self) -> str | None:
+        self.plan()
+        assert self._plan is not None
+        return idcache.load(self._plan) if self.use_cache else None
+
+    def remember(self, diff_id: str) -> None:
+        if self.use_cache and self._written is not None:
+            idcache.store(self._written, diff_id)
+
     def write(self, out: BlockWriter) -> None:
         self.plan()
         plan, self._plan = self._plan, None  # headers are not kept once written
         assert plan is not None
+        self._pack(plan, out)
+        plan.members = []
+        self._written = plan
+        again = plan_tree(self.tree, self.mtime, self.owner) if self.use_cache else plan
+        if again.fingerprint != plan.fingerprint:
+            idcache.forget(plan)
+            raise ImageError("a file of the image changed while it was being written", HINT)
+
+    def _pack(self, plan: TarPlan, out: BlockWriter) -> None:
         start = out.position
         for member in plan.members:
             out.write(member.header)
@@ -115,8 +148,14 @@ class FileLayer:
                 ) from exc
         return self._size
 
+    def known_diff_id(self) -> str | None:
+        return None  # packed afresh by each build
+
     def write(self, out: BlockWriter) -> None:
         copy_file(out, self.path, self.plan())
+
+    def remember(self, diff_id: str) -> None:
+        pass
 
     @property
     def size(self) -> int:

@@ -10,7 +10,8 @@ soon as the first block is full, and memory stays bounded whatever the image's s
 
 A new layer identical to one already in the image (a library the base image has from
 the same host) is left out. Only a layer whose size matches an earlier one's can be
-such a copy: that layer alone is hashed before it is written (a second pass).
+such a copy: that layer alone is hashed before it is written (a second pass), unless
+its diff_id is remembered (:mod:`vmbuild.layers.idcache`): then it is not hashed at all.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class _New:
     """A new layer written to the archive, its diff_id still being hashed."""
 
     def __init__(
-        self, index: int, layer: LazyLayer, size: int, digest: Digest, expected: str | None
+        self, index: int, layer: LazyLayer, size: int, digest: Digest | None, expected: str | None
     ):
         self.index, self.layer, self.size = index, layer, size
         self.digest, self.expected = digest, expected
@@ -113,9 +114,9 @@ def write_streaming(
         by_diff_id: dict[str, str] = {}  # diff_id -> directory, for repeated base layers
         keys: dict[int, list[int]] = {}  # size key -> positions of layers with that key
 
-        def known(position: int) -> str:
+        def diff_id_at(position: int) -> str:
             item = layers[position]
-            return item.diff_id if isinstance(item, Layer) else out.result(item.digest)
+            return item.diff_id if isinstance(item, Layer) else _diff_id(out, item)
 
         for layer in base:
             if layer.diff_id in by_diff_id:  # written once, listed twice
@@ -135,19 +136,25 @@ def write_streaming(
 
         for i, lazy in enumerate(new):
             size = lazy.plan()
-            expected = None
+            known = lazy.known_diff_id()
+            expected = known
             if size % SIZE_MOD in keys:
-                expected = diff_id_of(lazy)
-                if any(known(p) == expected for p in keys[size % SIZE_MOD]):
+                if expected is None:
+                    expected = diff_id_of(lazy)
+                    size = lazy.plan()
+                if any(diff_id_at(p) == expected for p in keys[size % SIZE_MOD]):
                     continue
-                size = lazy.plan()
             keys.setdefault(size % SIZE_MOD, []).append(len(layers))
             directory = layer_id(written)
             written += 1
             tar.layer_header(directory, size)
-            digest = out.begin_hash()
-            lazy.write(out)
-            out.end_hash()
+            if known is None:
+                digest: Digest | None = out.begin_hash()
+                lazy.write(out)
+                out.end_hash()
+            else:  # remembered for this very tree: no need to hash it
+                digest = None
+                lazy.write(out)
             tar.pad(size)
             ids.append(directory)
             layers.append(_New(i, lazy, size, digest, expected))
@@ -172,12 +179,22 @@ def _copy_blob(out: BlockWriter, layer: Layer) -> None:
         blob.copy_to(out)  # type: ignore[arg-type]
 
 
-def _resolve(out: BlockWriter, item: Layer | _New) -> Layer:
-    if isinstance(item, Layer):
-        return item
+def _diff_id(out: BlockWriter, item: _New) -> str:
+    if item.digest is None:
+        assert item.expected is not None
+        return item.expected
     diff_id = out.result(item.digest)
     if item.digest.size != item.size or (item.expected and diff_id != item.expected):
         raise ImageError(
             f"a file of the image changed while it was being written (layer {item.index})", HINT
         )
+    return diff_id
+
+
+def _resolve(out: BlockWriter, item: Layer | _New) -> Layer:
+    if isinstance(item, Layer):
+        return item
+    diff_id = _diff_id(out, item)
+    if item.digest is not None:
+        item.layer.remember(diff_id)
     return Layer(diff_id, item.layer, "none", diff_id)

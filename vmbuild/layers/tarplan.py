@@ -6,10 +6,16 @@ same headers, same hard links, same end: two zero blocks and padding to tarfile'
 10240-byte record), so a layer can be named and sized in an archive before it is
 packed, and packed in one pass. Only ``lstat`` (``stat`` for followed sources),
 ``readlink`` and the extended attributes are read.
+
+The plan also carries a fingerprint of that metadata (every header, and each entry's
+host path, device, inode, mode, links, owners, size, mtime and ctime in nanoseconds:
+a change of content or xattrs moves the ctime), and the newest of those times, so a layer's
+diff_id can be remembered for an unchanged tree (:mod:`vmbuild.layers.idcache`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tarfile
@@ -22,6 +28,7 @@ from vmbuild.oci.tree import Source, Tree
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
+FORMAT = "vmbuild-layer-v1"  # change when the bytes of a layer change for the same input
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class Member:
 class TarPlan:
     members: list[Member] = field(default_factory=list)
     size: int = 0  # the whole tar, end blocks and record padding included
+    fingerprint: str = ""  # of every entry's metadata and how it is packed
+    newest_ns: int = 0  # the latest mtime or ctime of an entry
 
     def add(self, member: Member) -> None:
         self.members.append(member)
@@ -62,6 +71,7 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
     links: dict[tuple[int, int], str] = {}
     names = tree.sorted_names()
     provided = set(names)
+    fingerprint = hashlib.sha256(f"{FORMAT}\0{mtime}\0{owner.uid}:{owner.gid}".encode())
     for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
@@ -69,20 +79,34 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
                 ti.type = tarfile.DIRTYPE
                 plan.add(Member(member_header(ti)))
             continue
-        member = _entry(name, tree.entries[name], mtime, owner, links)
+        src = tree.entries[name]
+        try:
+            st = src.stat()
+        except OSError as exc:
+            raise ImageError(f"cannot read {src.host}: {exc.strerror}", "check the input") from exc
+        member = _entry(name, src, st, mtime, owner, links)
+        fingerprint.update(
+            f"\0{name}\0{src.host}\0{int(src.follow)}\0{st.st_dev}:{st.st_ino}:{st.st_mode}:"
+            f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}:"
+            f"{st.st_ctime_ns}:{st.st_rdev}\0".encode("utf-8", "surrogateescape")
+        )
+        plan.newest_ns = max(plan.newest_ns, st.st_mtime_ns, st.st_ctime_ns)
         if member is not None:
+            fingerprint.update(member.header)  # link targets, xattrs
             plan.add(member)
     plan.finish()
+    plan.fingerprint = fingerprint.hexdigest()
     return plan
 
 
 def _entry(
-    name: str, src: Source, mtime: int, owner: Owner, links: dict[tuple[int, int], str]
+    name: str,
+    src: Source,
+    st: os.stat_result,
+    mtime: int,
+    owner: Owner,
+    links: dict[tuple[int, int], str],
 ) -> Member | None:
-    try:
-        st = src.stat()
-    except OSError as exc:
-        raise ImageError(f"cannot read {src.host}: {exc.strerror}", "check the input") from exc
     uid = st.st_uid if owner.uid is None else owner.uid
     gid = st.st_gid if owner.gid is None else owner.gid
     ti = _info(name, mtime, uid, gid, stat.S_IMODE(st.st_mode))
