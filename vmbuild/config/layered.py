@@ -11,6 +11,7 @@ this never gets a layer of its own; it shares the layer of unpopular units inste
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,18 @@ def _readable(path: Path, where: str) -> None:
 
 def check_elf(path: Path, where: str) -> None:
     """``path`` must be a readable regular ELF file (after following symlinks)."""
-    _readable(path, where)
-    if not path.is_file():
+    try:  # one open (non-blocking: a FIFO must not hang) instead of four checks
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        _readable(path, where)  # raises the error that fits, if one does
+        raise SpecError(f"{where}: cannot read {path}: {exc.strerror}", "check the path") from exc
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        magic = os.read(fd, 4) if regular else b""
+    finally:
+        os.close(fd)
+    if not regular:
         raise SpecError(f"{where}: {path} is not a file", "closure = true takes an ELF file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
     if magic != ELF_MAGIC:
         raise SpecError(
             f"{where}: {path} is not an ELF file",

@@ -40,7 +40,7 @@ class ElfInfo:
 def elf_kind(path: str) -> tuple[int, int] | None:
     """``(class, machine)`` from the ELF header, or None if ``path`` is not ELF."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             head = f.read(20)
     except OSError:
         return None
@@ -64,7 +64,7 @@ def _expand(entry: str, origin: str) -> str:
 def read_elf(path: str) -> ElfInfo | None:
     """The loader-relevant headers of ``path``; None if it is not an ELF file."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             headers = read_headers(f)
     except (BadElf, OSError, struct.error) as exc:
         raise SpecError(f"{path}: cannot read its ELF headers ({exc})", "is it truncated?") from exc
