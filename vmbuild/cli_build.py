@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
         "--level",
         type=int,
         default=None,
-        help="compression level: gzip 0-3 (default 1; 3 is about pigz -6's size), zstd 1-19",
+        help="compression level: gzip 0-9 (default 1: ISA-L, fast; 4-9: zlib, "
+        "6 = pigz -6's size), zstd 1-19",
     )
     p.add_argument("--json", action="store_true", help="print what was built as JSON")
     p.set_defaults(func=cmd_build)

@@ -117,3 +117,23 @@ def test_parents_are_added(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
         assert tar.getnames() == ["usr", "usr/bin", "usr/bin/env"]
         assert tar.getmember("usr").mode == 0o755
+
+
+@pytest.mark.parametrize("level", [1, 6])
+def test_gzip_bytes_do_not_depend_on_threads(
+    tmp_path: Path, level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    import vmbuild.oci.compress as compress
+
+    data = os.urandom(1 << 20) * 3 + b"text " * 500_000
+    outs = []
+    for n in (1, 2, 4):
+        monkeypatch.setattr(compress, "threads", lambda n=n: n)
+        buf = io.BytesIO()
+        with compressor(buf, "gzip", level) as z:
+            z.write(data)
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1] == outs[2]
+    assert gzip.decompress(outs[0]) == data

@@ -52,7 +52,9 @@ def register(sub: Any) -> None:
         default="gzip",
         help="how uncompressed layers are sent (default gzip; compressed ones go as they are)",
     )
-    q.add_argument("--level", type=int, help="compression level: gzip 0-3, zstd 1-19")
+    q.add_argument(
+        "--level", type=int, help="compression level: gzip 0-9 (0-3 ISA-L, 4-9 zlib), zstd 1-19"
+    )
     _tls_option(q)
     q.add_argument("--jobs", type=int, default=4, help="parallel uploads (default 4)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress output")
