@@ -164,8 +164,18 @@ def test_stream_equals_build(bash_image: Path, tmp_path: Path) -> None:
     spec = write_spec(
         tmp_path / "s.toml", function="streamLayeredImage", name="layered-bash", **BASH_IMAGE
     )
-    streamed = vmbuild("stream", spec).stdout
+    streamed = vmbuild("stream", spec).stdout  # diff_ids remembered by the build
     assert streamed == bash_image.read_bytes()
+    env = dict(os.environ, VMBUILD_CACHE_DIR=str(tmp_path / "empty-cache"))
+    assert vmbuild("stream", spec, env=env).stdout == streamed  # every layer hashed
+    # layers are named by position; `repositories` names the top one
+    layers = manifest(bash_image)["Layers"]
+    assert layers == [f"{i + 1:064x}/layer.tar" for i in range(len(layers))]
+    with tarfile.open(bash_image) as tar:
+        f = tar.extractfile("repositories")
+        assert f is not None
+        tag = manifest(bash_image)["RepoTags"][0].split(":")[-1]
+        assert json.load(f) == {"layered-bash": {tag: layers[-1].split("/")[0]}}
 
 
 def test_skopeo_umoci_and_podman_accept_the_image(bash_image: Path, tmp_path: Path) -> None:
