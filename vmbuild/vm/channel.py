@@ -6,6 +6,7 @@ only small things (scripts, status notes) travel here, bulk data goes over disks
 
 from __future__ import annotations
 
+import io
 import select
 import socket
 import time
@@ -114,8 +115,6 @@ class Channel:
         self, command: str, deadline: float | None = None, alive: Callable[[], bool] = lambda: True
     ) -> tuple[int | None, bytes]:
         """Run ``command`` and return its status and stdout (for our own small queries)."""
-        import io
-
         out = io.BytesIO()
         status = self.execute(command, stdout=out, stderr=None, deadline=deadline, alive=alive)
         return status, out.getvalue()
