@@ -67,7 +67,10 @@ def read_headers(f: BinaryIO) -> Headers | None:
         raise BadElf("program header entries too small")
     table = _read(f, phoff, phentsize * phnum)
     pick = itemgetter(*ph_fields)
-    segments = [pick(struct.unpack_from(ph_fmt, table, i * phentsize)) for i in range(phnum)]
+    if phentsize == struct.calcsize(ph_fmt):
+        segments = [pick(entry) for entry in struct.iter_unpack(ph_fmt, table)]
+    else:
+        segments = [pick(struct.unpack_from(ph_fmt, table, i * phentsize)) for i in range(phnum)]
     interp: str | None = None
     dynamic: bytes | None = None
     for p_type, offset, _vaddr, filesz in segments:
@@ -80,8 +83,7 @@ def read_headers(f: BinaryIO) -> Headers | None:
     d_fmt = order + ("qQ" if wide else "iI")
     entry = struct.calcsize(d_fmt)
     tags: list[tuple[int, int]] = []
-    for at in range(0, len(dynamic) - entry + 1, entry):
-        tag, value = struct.unpack_from(d_fmt, dynamic, at)
+    for tag, value in struct.iter_unpack(d_fmt, dynamic[: len(dynamic) - len(dynamic) % entry]):
         if tag == DT_NULL:
             break
         tags.append((tag, value))

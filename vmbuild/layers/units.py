@@ -54,6 +54,7 @@ class Graph:
     search: LibrarySearch = field(default_factory=LibrarySearch.host)
     units: dict[str, Unit] = field(default_factory=dict)
     resolved: dict[str, list[str]] = field(default_factory=dict)
+    links: dict[str, str | None] = field(default_factory=dict)  # see :func:`resolve`
 
     def path(self, path: str, why: str) -> list[str]:
         """The units needed to open ``path`` in the image: each link met, then the file."""
@@ -61,8 +62,8 @@ class Graph:
         known = self.resolved.get(path)
         if known is not None:
             return known
-        names = [self._link(link) for link in links_met(path)]
-        real = os.path.realpath(path)
+        met, real = resolve(path, self.links)
+        names = [self._link(link) for link in met]
         if not os.path.lexists(real):
             raise SpecError(f"{why}: {path} does not exist on this host", "install it")
         names.append(self._file(real, why))
@@ -168,6 +169,22 @@ def links_met(path: str) -> list[str]:
     Each is named at its real location: ``/lib64/ld-linux-x86-64.so.2`` on a merged-/usr
     host meets ``/lib64``, ``/usr/lib64/ld-linux-x86-64.so.2`` and ``/lib``.
     """
+    return resolve(path)[0]
+
+
+def _link_target(path: str, links: dict[str, str | None]) -> str | None:
+    if path not in links:
+        try:
+            links[path] = os.readlink(path) if stat.S_ISLNK(os.lstat(path).st_mode) else None
+        except OSError:
+            links[path] = None
+    return links[path]
+
+
+def resolve(path: str, links: dict[str, str | None] | None = None) -> tuple[list[str], str]:
+    """(:func:`links_met`, the real path) of the absolute ``path``; ``links`` remembers
+    which paths are symlinks to where, across calls."""
+    links = {} if links is None else links
     met: list[str] = []
     pending = [p for p in path.split("/") if p and p != "."]
     pending.reverse()
@@ -178,17 +195,17 @@ def links_met(path: str) -> list[str]:
             current = current.rsplit("/", 1)[0]
             continue
         nxt = f"{current}/{part}"
-        if os.path.islink(nxt):
+        target = _link_target(nxt, links)
+        if target is not None:
             if len(met) >= 40:
                 raise SpecError(f"too many symlinks resolving {path}", "fix the link loop")
             met.append(nxt)
-            target = os.readlink(nxt)
             if target.startswith("/"):
                 current = ""
             pending.extend(reversed([p for p in target.split("/") if p and p != "."]))
             continue
         current = nxt
-    return met
+    return met, current or "/"
 
 
 def shebang(path: str) -> str | None:
