@@ -21,7 +21,7 @@ from typing import BinaryIO, Protocol
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache
 from vmbuild.layers.blocks import BlockWriter
-from vmbuild.layers.tarplan import BLOCK, TarPlan, plan_tree
+from vmbuild.layers.tarplan import BLOCK, TarPlan, plan_tree, stats_of
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import Tree
 
@@ -106,8 +106,7 @@ class TreeLayer:
         self._pack(plan, out)
         plan.members = []
         self._written = plan
-        again = plan_tree(self.tree, self.mtime, self.owner) if self.use_cache else plan
-        if again.fingerprint != plan.fingerprint:
+        if self.use_cache and stats_of(self.tree) != plan.stats:
             idcache.forget(plan)
             raise ImageError("a file of the image changed while it was being written", HINT)
 

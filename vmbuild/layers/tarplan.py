@@ -45,6 +45,7 @@ class TarPlan:
     members: list[Member] = field(default_factory=list)
     size: int = 0  # the whole tar, end blocks and record padding included
     fingerprint: str = ""  # of every entry's metadata and how it is packed
+    stats: str = ""  # of every entry's ``lstat`` (a changed file changes it)
     newest_ns: int = 0  # the latest mtime or ctime of an entry
 
     def add(self, member: Member) -> None:
@@ -72,6 +73,7 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
     names = tree.sorted_names()
     provided = set(names)
     fingerprint = hashlib.sha256(f"{FORMAT}\0{mtime}\0{owner.uid}:{owner.gid}".encode())
+    stats = hashlib.sha256()
     for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
@@ -80,23 +82,42 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
                 plan.add(Member(member_header(ti)))
             continue
         src = tree.entries[name]
-        try:
-            st = src.stat()
-        except OSError as exc:
-            raise ImageError(f"cannot read {src.host}: {exc.strerror}", "check the input") from exc
+        st = _stat(src)
         member = _entry(name, src, st, mtime, owner, links)
-        fingerprint.update(
-            f"\0{name}\0{src.host}\0{int(src.follow)}\0{st.st_dev}:{st.st_ino}:{st.st_mode}:"
-            f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}:"
-            f"{st.st_ctime_ns}:{st.st_rdev}\0".encode("utf-8", "surrogateescape")
-        )
+        stats.update(_stat_line(name, src, st))
         plan.newest_ns = max(plan.newest_ns, st.st_mtime_ns, st.st_ctime_ns)
         if member is not None:
             fingerprint.update(member.header)  # link targets, xattrs
             plan.add(member)
     plan.finish()
+    plan.stats = stats.hexdigest()
+    fingerprint.update(plan.stats.encode())
     plan.fingerprint = fingerprint.hexdigest()
     return plan
+
+
+def _stat(src: Source) -> os.stat_result:
+    try:
+        return src.stat()
+    except OSError as exc:
+        raise ImageError(f"cannot read {src.host}: {exc.strerror}", "check the input") from exc
+
+
+def _stat_line(name: str, src: Source, st: os.stat_result) -> bytes:
+    return (
+        f"{name}\0{src.host}\0{int(src.follow)}\0{st.st_dev}:{st.st_ino}:{st.st_mode}:"
+        f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}:"
+        f"{st.st_ctime_ns}:{st.st_rdev}\0"
+    ).encode("utf-8", "surrogateescape")
+
+
+def stats_of(tree: Tree) -> str:
+    """:attr:`TarPlan.stats` of ``tree`` as it is now (``lstat`` only: cheaper than a plan)."""
+    stats = hashlib.sha256()
+    for name in tree.sorted_names():
+        src = tree.entries[name]
+        stats.update(_stat_line(name, src, _stat(src)))
+    return stats.hexdigest()
 
 
 def _entry(
