@@ -209,6 +209,22 @@ def test_skopeo_umoci_and_podman_accept_the_image(bash_image: Path, tmp_path: Pa
         subprocess.run(["podman", "rmi", "-f", ref], capture_output=True)
 
 
+def test_oci_layout_has_the_same_layers(bash_image: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "oci.toml", name="layered-bash", **BASH_IMAGE)
+    layout = tmp_path / "layout"
+    vmbuild("build", spec, "--out", layout, "--format", "oci", "--compress", "zstd")
+    info = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{layout}"], capture_output=True, check=True
+        ).stdout
+    )
+    with tarfile.open(bash_image) as tar:
+        f = tar.extractfile(manifest(bash_image)["Config"])
+        assert f is not None
+        expected = json.load(f)["rootfs"]["diff_ids"]
+    assert info["rootfs"]["diff_ids"] == expected
+
+
 def test_max_layers_is_respected(tmp_path: Path) -> None:
     table = {"contents": [{"path": MANY_LIBS, "closure": True}], "minLayerSize": 0}
     roomy = manifest(build(tmp_path, "roomy", **table))["Layers"]
