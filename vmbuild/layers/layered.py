@@ -24,6 +24,7 @@ from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, merge_env
 from vmbuild.layers.blocks import BlockWriter, widen_pipe
 from vmbuild.layers.custom import customisation
+from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.layers.popularity import Plan, plan_layers
@@ -51,7 +52,8 @@ class Assembled:
 
 def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
     """The unit graph, and the tree of the contents' plain paths (customisation layer)."""
-    graph = Graph()
+    elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, Closure))
+    graph = Graph(read_elf=elf.read)
     tree = Tree()
     helpers: list[str] = []
     for i, item in enumerate(spec.contents):
@@ -69,6 +71,7 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
         if program.lstrip("/") not in tree.entries and not graph.provides(program):
             graph.path(program, "config")
     graph.settle_trees(helpers)
+    elf.save()
     return graph, graph.relocate(tree)
 
 

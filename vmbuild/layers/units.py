@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.errors import SpecError
-from vmbuild.layers.elf import LD_SO_CACHE, LibrarySearch, read_elf
+from vmbuild.layers.elf import LD_SO_CACHE, ElfInfo, LibrarySearch, read_elf
 from vmbuild.oci.tree import Source, Tree
 
 
@@ -55,6 +55,7 @@ class Graph:
     units: dict[str, Unit] = field(default_factory=dict)
     resolved: dict[str, list[str]] = field(default_factory=dict)
     links: dict[str, str | None] = field(default_factory=dict)  # see :func:`resolve`
+    read_elf: Callable[[str], ElfInfo | None] = read_elf  # or an ElfCache's
 
     def path(self, path: str, why: str) -> list[str]:
         """The units needed to open ``path`` in the image: each link met, then the file."""
@@ -84,7 +85,7 @@ class Graph:
             return real
         if not os.access(real, os.R_OK):
             raise SpecError(f"{why}: {real} is not readable", "make it readable by this user")
-        info = read_elf(real)
+        info = self.read_elf(real)
         if info is not None:
             if info.interp:
                 unit.refs.update(self.path(info.interp, f"{real} (its interpreter)"))
@@ -106,7 +107,7 @@ class Graph:
         self.units[name] = unit
         for _rel, src in sorted(tree.entries.items()):
             st = src.stat()
-            if stat.S_ISREG(st.st_mode) and read_elf(str(src.host)) is not None:
+            if stat.S_ISREG(st.st_mode) and self.read_elf(str(src.host)) is not None:
                 unit.refs.update(self.path(str(src.host), name))
         return name
 
