@@ -7,7 +7,8 @@ item for each, and measures in the same run, with the files in the page cache:
 - anchor: ``tar -cf - FILES | cat > /dev/null`` over exactly the files the image holds;
 - ``vmbuild stream SPEC`` read to the end through a pipe, in one pass over the files:
   with an empty cache (cold: every layer hashed while it is written) and with the
-  layers' diff_ids remembered from an earlier run (warm: no hashing);
+  layers' diff_ids and the ELF headers remembered from an earlier run (warm: no
+  hashing, no header reading);
 - time to first byte of the stream, and the stream's peak RSS.
 
 Anchor and stream runs alternate, and the best of each is kept, so both see the same

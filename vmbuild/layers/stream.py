@@ -138,11 +138,12 @@ def write_streaming(
             size = lazy.plan()
             known = lazy.known_diff_id()
             expected = known
-            if size % SIZE_MOD in keys:
+            same_size = keys.get(size % SIZE_MOD, [])
+            if same_size:  # perhaps a copy of an earlier layer: its diff_id first
                 if expected is None:
                     expected = diff_id_of(lazy)
-                    size = lazy.plan()
-                if any(diff_id_at(p) == expected for p in keys[size % SIZE_MOD]):
+                    size = lazy.plan()  # (a size changed meanwhile fails below)
+                if any(diff_id_at(p) == expected for p in same_size):
                     continue
             keys.setdefault(size % SIZE_MOD, []).append(len(layers))
             directory = layer_id(written)
