@@ -5,8 +5,8 @@ since it was last packed (same :attr:`TarPlan.fingerprint`) is written without b
 hashed, under the diff_id remembered in the user's cache. As in git's index, a tree
 with an entry changed in the last few seconds is "racy" (a second change within the
 same clock tick would leave its ctime as it was): it is neither trusted nor
-remembered. After a layer is written, its tree is planned again: a fingerprint that
-moved means a file changed meanwhile, which fails the build (and forgets the entry).
+remembered. After a layer is written, its entries are lstat-ed again: a change
+means a file changed meanwhile, which fails the build (and forgets the entry).
 """
 
 from __future__ import annotations

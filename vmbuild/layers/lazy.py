@@ -8,8 +8,8 @@ would not hold what its header promised. (A file whose content changes but not i
 size is packed as read; its bytes and the diff_id hashed from them still agree.)
 
 A tree layer's diff_id is remembered for its tree's fingerprint
-(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing; its
-tree is planned again after writing, and a file changed meanwhile fails the build.
+(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing; each
+entry is lstat-ed again after writing, and a file changed meanwhile fails the build.
 """
 
 from __future__ import annotations
