@@ -9,8 +9,9 @@ a scratch tree, then times, on that same tree in the same run:
   so its peak memory (max RSS) can be read.
 
 It prints time and size ratios against the anchor; targets: >= 4x faster, <= 12%
-larger at the default level; level 6 at pigz -6's size; peak memory under 200 MB. The compressed bytes are also packed with 1 thread and compared
-to the multi-threaded output (they must be identical). Usage:
+larger at the default level; level 6 at pigz -6's size; peak memory under 200 MB.
+The compressed bytes are also packed with 1 thread and compared to the multi-threaded
+output (they must be identical). Usage:
 ``python bench/bench_pack.py [--small] [--keep DIR]``.
 """
 
