@@ -13,7 +13,7 @@ import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache, lazy
-from vmbuild.layers.blocks import BlockWriter, Digest
+from vmbuild.layers.blocks import BlockWriter, Digest, FixedChunks
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
 from vmbuild.layers.stream import layer_id, write_streaming
 from vmbuild.layers.tarplan import TarPlan
@@ -220,3 +220,36 @@ def test_racy_trees_are_not_remembered(tmp_path: Path) -> None:
     layer = tree_layer(tmp_path / "a", {"f": "one"})  # just written: racy
     write_streaming([], [layer], finish, io.BytesIO(), 1)
     assert tree_layer(tmp_path / "a", {}).known_diff_id() is None
+
+
+class Writes(io.BytesIO):
+    """Records the size of every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.sizes.append(len(data))
+        return super().write(data)
+
+
+def test_a_compressing_sink_gets_the_same_writes_cold_or_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idcache, "RACY_NS", 0)
+    trees: dict[str, dict[str, str | bytes]] = {
+        "a": {"x": b"\1" * 700_000, "y": "y"},
+        "b": {"z": "z"},
+        "c": {"w": "w"},  # the size of b: b's diff_id is needed before c is written
+    }
+    for name, files in trees.items():
+        tree_layer(tmp_path / name, files)
+    runs = []
+    for _ in range(2):  # diff_ids hashed (waited for: part blocks go out), then remembered
+        sink = Writes()
+        layers = [tree_layer(tmp_path / name, {}) for name in trees]
+        write_streaming([], layers, finish, FixedChunks(sink, 1 << 16), 1)  # type: ignore[arg-type]
+        runs.append((sink.sizes, sink.getvalue()))
+    assert runs[0] == runs[1]
+    assert set(runs[0][0][:-1]) == {1 << 16}

@@ -16,13 +16,13 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, merge_env
-from vmbuild.layers.blocks import BlockWriter, widen_pipe
+from vmbuild.layers.blocks import BlockWriter, FixedChunks, widen_pipe
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
@@ -31,7 +31,7 @@ from vmbuild.layers.popularity import Plan, plan_layers
 from vmbuild.layers.stream import write_streaming
 from vmbuild.layers.units import Graph, config_programs, tree_of
 from vmbuild.oci import layer as layer_writer
-from vmbuild.oci.compress import compressor
+from vmbuild.oci.compress import BLOCK_SIZE, compressor
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree
@@ -176,7 +176,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
     for i, lazy in enumerate(asm.layers):
         path = workdir / f"layer-{i}"
         with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
-            with BlockWriter(z) as out:
+            with BlockWriter(FixedChunks(z, BLOCK_SIZE), BLOCK_SIZE) as out:
                 digest = out.begin_hash()
                 lazy.write(out)
                 out.end_hash()
@@ -200,7 +200,9 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
         if opts.format == "docker-archive":
             base = asm.base.layers if asm.base else []
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
-                image, _ = write_streaming(base, asm.layers, _finisher(spec, asm), z, mtime)
+                chunks = cast(BinaryIO, FixedChunks(z, BLOCK_SIZE))
+                finish = _finisher(spec, asm)
+                image, _ = write_streaming(base, asm.layers, finish, chunks, mtime, BLOCK_SIZE)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
             write_image(image, out, opts, mtime)

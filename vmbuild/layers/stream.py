@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from vmbuild.errors import ImageError
-from vmbuild.layers.blocks import BlockWriter, Digest
+from vmbuild.layers.blocks import BLOCK_SIZE, BlockWriter, Digest
 from vmbuild.layers.lazy import HINT, LazyLayer, copy_file, diff_id_of
 from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.digest import hex_of, of_bytes
@@ -99,14 +99,16 @@ def write_streaming(
     finish: Finish,
     sink: BinaryIO,
     mtime: int,
+    block_size: int = BLOCK_SIZE,
 ) -> tuple[Image, list[str]]:
     """Write base layers, then ``new`` ones, then the metadata; returns the image and
     each of its layers' directory in the archive.
 
     ``finish`` gets the image's layers (diff_ids known) and which of ``new`` were kept,
-    and returns the image to describe.
+    and returns the image to describe. ``block_size``: see :class:`BlockWriter` (larger
+    suits a sink that compresses).
     """
-    with BlockWriter(sink) as out:
+    with BlockWriter(sink, block_size) as out:
         tar = _Archive(out, mtime)
         ids: list[str] = []  # each layer's directory
         written = 0  # directories so far
