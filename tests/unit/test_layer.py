@@ -137,3 +137,15 @@ def test_gzip_bytes_do_not_depend_on_threads(
         outs.append(buf.getvalue())
     assert outs[0] == outs[1] == outs[2]
     assert gzip.decompress(outs[0]) == data
+
+
+def test_gzip_bytes_do_not_depend_on_how_writes_are_cut() -> None:
+    data = os.urandom(3 << 20) + b"abc" * 1_000_000
+    outs = []
+    for step in (1000, 1 << 20, 3 << 20, len(data)):
+        buf = io.BytesIO()
+        with compressor(buf, "gzip") as z:
+            for i in range(0, len(data), step):
+                z.write(data[i : i + step])
+        outs.append(buf.getvalue())
+    assert len(set(outs)) == 1

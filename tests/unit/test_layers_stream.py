@@ -13,11 +13,12 @@ import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache, lazy
-from vmbuild.layers.blocks import BlockWriter, Digest, FixedChunks
+from vmbuild.layers.blocks import BlockWriter, Digest
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
 from vmbuild.layers.stream import layer_id, write_streaming
 from vmbuild.layers.tarplan import TarPlan
 from vmbuild.oci.archive import write_docker_archive
+from vmbuild.oci.compress import FixedChunks
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import from_roots

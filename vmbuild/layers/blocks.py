@@ -7,7 +7,8 @@ hashes the spans between :meth:`begin_hash` and :meth:`end_hash` (a layer's diff
 found while the layer is written), another writes the blocks to the sink in order. A
 block is reused once written, so memory stays at ``count`` blocks whatever the size of
 the output. A part block goes out when a digest is waited for (:meth:`result`); a sink
-that compresses each write as a block wants :class:`FixedChunks` in between.
+that compresses each write as a block gets fixed-size writes from
+:func:`vmbuild.oci.compress.compressor`.
 """
 
 from __future__ import annotations
@@ -70,43 +71,6 @@ def widen_pipe(sink: BinaryIO) -> None:
         fd = sink.fileno()
         if stat.S_ISFIFO(os.fstat(fd).st_mode):
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-
-
-class FixedChunks:
-    """Passes bytes on in writes of exactly ``size`` bytes (the last one shorter, on
-    :meth:`flush`), so a sink that compresses each write as a block of its own (ISA-L's
-    threaded gzip) gets the same blocks however the bytes came: the compressed output
-    then depends on the bytes alone, not on when a :class:`BlockWriter` passed a part
-    block on (which depends on what the layer cache knew)."""
-
-    def __init__(self, sink: BinaryIO, size: int = 1 << 20):
-        self._sink = sink
-        self._size = size
-        self._buf = memoryview(bytearray(size))
-        self._used = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            if not self._used and len(view) - done >= self._size:  # aligned: no copy
-                self._sink.write(view[done : done + self._size])
-                done += self._size
-                continue
-            n = min(self._size - self._used, len(view) - done)
-            self._buf[self._used : self._used + n] = view[done : done + n]
-            self._used += n
-            done += n
-            if self._used == self._size:
-                self._sink.write(self._buf)
-                self._used = 0
-        return done
-
-    def flush(self) -> None:
-        if self._used:
-            self._sink.write(self._buf[: self._used])
-            self._used = 0
-        self._sink.flush()
 
 
 class BlockWriter:

@@ -16,13 +16,13 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, merge_env
-from vmbuild.layers.blocks import BlockWriter, FixedChunks, widen_pipe
+from vmbuild.layers.blocks import BlockWriter, widen_pipe
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
@@ -176,7 +176,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
     for i, lazy in enumerate(asm.layers):
         path = workdir / f"layer-{i}"
         with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
-            with BlockWriter(FixedChunks(z, BLOCK_SIZE), BLOCK_SIZE) as out:
+            with BlockWriter(z, BLOCK_SIZE) as out:
                 digest = out.begin_hash()
                 lazy.write(out)
                 out.end_hash()
@@ -200,9 +200,8 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
         if opts.format == "docker-archive":
             base = asm.base.layers if asm.base else []
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
-                chunks = cast(BinaryIO, FixedChunks(z, BLOCK_SIZE))
                 finish = _finisher(spec, asm)
-                image, _ = write_streaming(base, asm.layers, finish, chunks, mtime, BLOCK_SIZE)
+                image, _ = write_streaming(base, asm.layers, finish, z, mtime, BLOCK_SIZE)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
             write_image(image, out, opts, mtime)

@@ -80,6 +80,43 @@ class _NoClose:
         self._sink.flush()
 
 
+class FixedChunks:
+    """Passes bytes on in writes of exactly ``size`` bytes (the last one shorter, on
+    :meth:`flush`), so a sink that compresses each write as a block of its own (ISA-L's
+    threaded gzip) gets the same blocks however the bytes came: the compressed output
+    then depends on the bytes alone, not on when a :class:`BlockWriter` passed a part
+    block on (for example, on what a layer cache knew)."""
+
+    def __init__(self, sink: BinaryIO, size: int = 1 << 20):
+        self._sink = sink
+        self._size = size
+        self._buf = memoryview(bytearray(size))
+        self._used = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            if not self._used and len(view) - done >= self._size:  # aligned: no copy
+                self._sink.write(view[done : done + self._size])
+                done += self._size
+                continue
+            n = min(self._size - self._used, len(view) - done)
+            self._buf[self._used : self._used + n] = view[done : done + n]
+            self._used += n
+            done += n
+            if self._used == self._size:
+                self._sink.write(self._buf)
+                self._used = 0
+        return done
+
+    def flush(self) -> None:
+        if self._used:
+            self._sink.write(self._buf[: self._used])
+            self._used = 0
+        self._sink.flush()
+
+
 @contextlib.contextmanager
 def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> Iterator[BinaryIO]:
     """A writable stream that compresses into ``sink``; ``sink`` stays open afterwards."""
@@ -102,8 +139,12 @@ def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> I
             threads=threads(),
             block_size=BLOCK_SIZE,
         )
+        # ISA-L compresses each write as a block of its own: fixed-size writes make the
+        # output depend on the bytes alone, not on how the caller happened to cut them.
+        fixed = FixedChunks(cast(BinaryIO, stream), BLOCK_SIZE)
         try:
-            yield cast(BinaryIO, stream)
+            yield cast(BinaryIO, fixed)
+            fixed.flush()
         finally:
             stream.close()
     else:
