@@ -117,17 +117,18 @@ def _run_step(
     memory: int,
     needed: int,
     files: dict[str, bytes] | None = None,
+    has_content: bool = False,
 ) -> None:
-    vm.put_file(step_tar(files or {}), "/tmp/step.tar", 0o644)
     tail = _Tail(sys.stderr.buffer)
-    content = "/dev/vdc" if mode == "build" else "-"
+    content = "/dev/vdc" if mode == "build" and has_content else "-"
     lowers = "/dev/vdd" if mode == "build" else "/dev/vdc"
     try:
         status = vm.run(
             [
                 "sh",
                 "-c",
-                'mkdir /step && tar -xf /tmp/step.tar -C /step && exec sh /step/root-step "$@"',
+                "mkdir /step && busybox tar -xf - -C /step"
+                ' && exec sh /step/root-step "$@" </dev/null',
                 "root-step",
                 mode,
                 "/dev/vdb",
@@ -137,6 +138,7 @@ def _run_step(
             ],
             stdout=tail,  # type: ignore[arg-type]
             stderr=tail,  # type: ignore[arg-type]
+            stdin_data=step_tar(files or {}),  # the step's files come in on stdin
         )
     except VmError as exc:
         if "out of memory" in exc.message:
@@ -205,7 +207,16 @@ def run_as_root(
             "script": (spec.run_as_root or "").encode(),
             "extra": spec.extra_commands.encode(),
         }
-        _run_step(vm, "build", ranges, spec.disk_size, spec.build_vm_memory_size, needed, files)
+        _run_step(
+            vm,
+            "build",
+            ranges,
+            spec.disk_size,
+            spec.build_vm_memory_size,
+            needed,
+            files,
+            has_content=bool(tree.entries),
+        )
     blob = workdir / "layer-vm"
     with open(blob, "wb") as f:
         packed = from_overlay(out, f, compression=compression, mtime=mtime)
