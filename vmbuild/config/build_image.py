@@ -11,8 +11,7 @@ from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
     check_image_config,
-    check_name,
-    check_tag,
+    name_and_tag,
     parse_created,
 )
 from vmbuild.errors import SpecError
@@ -69,10 +68,7 @@ def copy_item(fields: Fields) -> Any:
 
 def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
     where = fields.where
-    name = check_name(fields.required_str("name"), where)
-    tag = fields.get_str("tag")
-    if tag is not None:
-        check_tag(tag, where)
+    name, tag = name_and_tag(fields)
     from_image = fields.get_path("fromImage")
     if from_image is not None and not from_image.exists():
         raise SpecError(f"{where}: fromImage {from_image} does not exist", "fix the path")

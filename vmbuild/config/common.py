@@ -233,3 +233,12 @@ def check_tag(tag: str, where: str) -> str:
             "use up to 128 letters, digits, _ . -, not starting with . or -",
         )
     return tag
+
+
+def name_and_tag(fields: Fields) -> tuple[str, str | None]:
+    """The required ``name`` and optional ``tag`` of an image spec, both checked."""
+    name = check_name(fields.required_str("name"), fields.where)
+    tag = fields.get_str("tag")
+    if tag is not None:
+        check_tag(tag, fields.where)
+    return name, tag

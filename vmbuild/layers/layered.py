@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
-from vmbuild.imageconfig import default_tag, merge_env
+from vmbuild.imageconfig import default_tag, image_config
 from vmbuild.layers.blocks import BlockWriter, widen_pipe
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.elfcache import ElfCache
@@ -127,31 +127,16 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     return Assembled(base, layers, comments)
 
 
-def image_config(
-    spec: LayeredSpec, asm: Assembled, layers: list[Layer], kept: list[int]
-) -> dict[str, Any]:
-    config = dict(spec.config or {})
-    base = asm.base
-    base_env = list((base.config.get("config") or {}).get("Env") or []) if base else []
-    if base_env or "Env" in config:
-        config["Env"] = merge_env(base_env, list(config.get("Env", [])))
-    history = list(base.config.get("history") or []) if base else []
-    if base and sum(1 for h in history if not h.get("empty_layer")) != len(base.layers):
-        history = [{"created": spec.created, "created_by": "base layer"} for _ in base.layers]
-    history += [{"created": spec.created, "created_by": asm.comments[i]} for i in kept]
-    return {
-        "architecture": spec.architecture,
-        "os": "linux",
-        "created": spec.created,
-        "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": history,
-    }
-
-
 def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
     def finish(layers: list[Layer], kept: list[int]) -> Image:
-        config = image_config(spec, asm, layers, kept)
+        config = image_config(
+            architecture=spec.architecture,
+            created=spec.created,
+            config=spec.config,
+            base=asm.base,
+            layers=layers,
+            new_history=[asm.comments[i] for i in kept],
+        )
         return Image(spec.name, spec.tag or default_tag(spec.name, config), config, layers)
 
     return finish
