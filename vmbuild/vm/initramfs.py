@@ -106,7 +106,7 @@ def _usr(path: str) -> str:
 
 
 def _host_entries() -> Iterator[cpio.Entry]:
-    from vmbuild.vm.closure import closure  # pyelftools: only when (re)building
+    from vmbuild.layers.helpers import default_closure as closure  # only when (re)building
 
     for path, package in (*TOOLS, *HOST_DATA):
         if not Path(path).exists():
