@@ -15,7 +15,7 @@ from vmbuild.vm.keys import Keys
 
 @pytest.fixture(scope="module")
 def members() -> dict[str, cpio.Entry]:
-    keys = Keys(b"hostkey", "ssh-ed25519 AAAAhost", None, "ssh-ed25519 AAAAclient")  # type: ignore[arg-type]
+    keys = Keys(b"hostkey", "ssh-ed25519 AAAAhost", None, "ssh-ed25519 AAAAclient")
     return {e.path: e for e in initramfs.entries(keys)}
 
 

@@ -35,7 +35,7 @@ class Channel:
                     "the guest presented an unexpected SSH host key",
                     "remove the cached keys: rm -r ~/.cache/vmbuild/ssh-keys",
                 )
-            transport.auth_publickey("root", keys.client_key)
+            transport.auth_publickey("root", keys.client_key())
         except BaseException:
             transport.close()
             sock.close()

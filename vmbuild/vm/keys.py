@@ -14,13 +14,13 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import paramiko
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import TYPE_CHECKING
 
 from vmbuild import cache
 from vmbuild.run import run, which
+
+if TYPE_CHECKING:
+    import paramiko
 
 KIND = "ssh-keys"
 VERSION = "v2"
@@ -30,8 +30,15 @@ VERSION = "v2"
 class Keys:
     host_key: bytes  # dropbear format private host key (goes into the guest)
     host_pub: str  # "ssh-ed25519 AAAA..." of the guest's host key
-    client_key: paramiko.PKey  # the controller's private key
+    client_key_path: Path | None  # the controller's private key (OpenSSH format)
     client_pub: str  # "ssh-ed25519 AAAA..." for the guest's authorized_keys
+
+    def client_key(self) -> paramiko.PKey:
+        """The controller's key (paramiko is imported here: while the guest boots)."""
+        import paramiko
+
+        assert self.client_key_path is not None
+        return paramiko.Ed25519Key.from_private_key_file(str(self.client_key_path))
 
     def matches_host(self, key: paramiko.PKey) -> bool:
         """Whether ``key`` (as the guest presented it) is our guest's host key."""
@@ -40,6 +47,10 @@ class Keys:
 
 
 def _make(into: Path) -> None:
+    import paramiko
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     dropbearkey = which("dropbearkey", "dropbear-bin")
     host = into / "host_key"
     run([dropbearkey, "-t", "ed25519", "-f", host], capture=True, what="dropbearkey")
@@ -66,10 +77,9 @@ def load() -> Keys:
         with cache.publish(KIND, VERSION) as tmp:
             os.chmod(tmp, 0o700)
             _make(tmp)
-    client = paramiko.Ed25519Key.from_private_key_file(str(where / "client_key"))
     return Keys(
         host_key=(where / "host_key").read_bytes(),
         host_pub=(where / "host_key.pub").read_text().strip(),
-        client_key=client,
+        client_key_path=where / "client_key",
         client_pub=(where / "client_key.pub").read_text().strip(),
     )

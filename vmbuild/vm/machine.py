@@ -122,7 +122,6 @@ class Machine:
 
     def _boot(self) -> None:
         from vmbuild.vm import keys
-        from vmbuild.vm.channel import Channel
         from vmbuild.vm.qmp import Monitor
 
         t0 = time.monotonic()
@@ -194,6 +193,9 @@ class Machine:
         t2 = time.monotonic()
         self.timings["qemu_start"] = t2 - t1
         limit = self.timeout if self.timeout and self.timeout < BOOT_TIMEOUT else BOOT_TIMEOUT
+        # paramiko (about 0.1 s to import) loads while the guest's kernel boots
+        from vmbuild.vm.channel import Channel
+
         self._wait_ready(self._left(BOOT_TIMEOUT), limit)
         t3 = self._console.init_at or time.monotonic()
         self.timings["kernel_boot"] = t3 - t2
