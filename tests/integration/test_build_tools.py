@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,7 @@ def test_from_oci_archive_and_multi_image_selection(tmp_path: Path) -> None:
     assert got[0] == layers["b"][0]
 
 
+@pytest.mark.vm  # the example's runAsRoot step boots the build VM
 def test_example_runs_under_buildah(tmp_path: Path, containers: Containers) -> None:
     from tests.conftest import REPO
 
@@ -186,6 +188,17 @@ def test_example_runs_under_buildah(tmp_path: Path, containers: Containers) -> N
         "/bin/sh",
         "-c",
         'read -r g < /etc/greeting; echo "$GREETING $g"; read -r c < my-file;'
-        ' echo "$c"; /usr/bin/env | while read -r l; do :; done; echo env-ok',
+        ' echo "$c"; /usr/bin/env | while read -r l; do :; done; echo env-ok;'
+        ' while IFS=: read -r u _ uid _; do [ "$u" = app ] && echo "app $uid"; done'
+        " < /etc/passwd; true",
     )
-    assert said.splitlines() == ["hello the example image", "some content", "env-ok"]
+    lines = said.splitlines()
+    assert lines[:3] == ["hello the example image", "some content", "env-ok"]
+    assert len(lines) == 4 and lines[3].startswith("app ")
+    uid = int(lines[3].split()[1])
+    with tarfile.open(gunzip(out)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = tar.extractfile(manifest[0]["Layers"][-1])
+        assert layer is not None
+        with tarfile.open(fileobj=layer) as members:
+            assert members.getmember("data").uid == uid  # chown in runAsRoot
