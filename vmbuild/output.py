@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,8 +78,6 @@ def write_image(image: Image, out: Path, opts: OutputOptions, mtime: int) -> Non
             archive.write_oci_layout(image, tmp)
             archive.replace_dir(tmp, out)
         except BaseException:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return

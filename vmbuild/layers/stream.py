@@ -28,6 +28,7 @@ from vmbuild.layers.lazy import HINT, LazyLayer, copy_file, diff_id_of
 from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.tarstream import archive_header
 
 # (every layer of the image, indices of the new layers kept) -> the image
 Finish = Callable[[list[Layer], list[int]], Image]
@@ -61,14 +62,7 @@ class _Archive:
         self.mtime = mtime
 
     def header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> None:
-        ti = tarfile.TarInfo(name)
-        ti.size = size
-        ti.type = kind
-        ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-        ti.mtime = self.mtime
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = ""
-        self.out.write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self.out.write(archive_header(name, size, kind, self.mtime))
 
     def layer_header(self, directory: str, size: int) -> None:
         self.header(directory + "/", 0, tarfile.DIRTYPE)

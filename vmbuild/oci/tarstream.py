@@ -14,6 +14,18 @@ from typing import BinaryIO
 BLOCK = 512
 
 
+def archive_header(name: str, size: int, kind: bytes, mtime: int) -> bytes:
+    """The header of one member of an image tarball (fixed mode, owner 0, one mtime)."""
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.type = kind
+    ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    ti.mtime = mtime
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
 class TarStreamWriter:
     def __init__(self, sink: BinaryIO, mtime: int):
         self._sink = sink
@@ -21,14 +33,7 @@ class TarStreamWriter:
         self._dirs: set[str] = set()
 
     def _header(self, name: str, size: int, kind: bytes) -> None:
-        ti = tarfile.TarInfo(name)
-        ti.size = size
-        ti.type = kind
-        ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-        ti.mtime = self._mtime
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = ""
-        self._sink.write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._sink.write(archive_header(name, size, kind, self._mtime))
 
     def _parents(self, name: str) -> None:
         parts = name.split("/")[:-1]
