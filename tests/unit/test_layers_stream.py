@@ -7,16 +7,17 @@ import json
 import tarfile
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
 from vmbuild.errors import ImageError
-from vmbuild.layers import idcache, lazy
-from vmbuild.layers.blocks import BlockWriter, Digest
+from vmbuild.layers import idcache
+from vmbuild.layers.blocks import BlockWriter
+from vmbuild.layers.hashpool import HashPool
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
+from vmbuild.layers.packing import pack
 from vmbuild.layers.stream import layer_id, write_streaming
-from vmbuild.layers.tarplan import TarPlan
+from vmbuild.layers.tarplan import TarPlan, plan_tree
 from vmbuild.oci.archive import write_docker_archive
 from vmbuild.oci.compress import FixedChunks
 from vmbuild.oci.image import BlobRef, Image, Layer
@@ -42,41 +43,29 @@ def finish(layers: list[Layer], kept: list[int]) -> Image:
     return Image("demo", "t", config, layers)
 
 
-class Counting:
-    """Counts how often each layer is read (packed)."""
+@pytest.fixture
+def plans(monkeypatch: pytest.MonkeyPatch) -> list[TarPlan]:
+    """Every plan made (each is a pass over the tree's metadata)."""
+    made: list[TarPlan] = []
+    real = plan_tree
 
-    def __init__(self, inner: TreeLayer):
-        self.inner = inner
-        self.writes = 0
+    def counted(*args: object) -> TarPlan:
+        made.append(real(*args))  # type: ignore[arg-type]
+        return made[-1]
 
-    def plan(self) -> int:
-        return self.inner.plan()
-
-    def known_diff_id(self) -> str | None:
-        return self.inner.known_diff_id()
-
-    def write(self, out: BlockWriter) -> None:
-        self.writes += 1
-        self.inner.write(out)
-
-    def remember(self, diff_id: str) -> None:
-        self.inner.remember(diff_id)
-
-    @property
-    def size(self) -> int:
-        return self.inner.size
-
-    def copy_to(self, sink: BinaryIO) -> None:
-        self.inner.copy_to(sink)
+    monkeypatch.setattr("vmbuild.layers.lazy.plan_tree", counted)
+    return made
 
 
-def test_same_bytes_as_the_archive_writer_in_one_pass(tmp_path: Path) -> None:
-    a = Counting(tree_layer(tmp_path / "a", {"etc/a": "a" * 3000}))
-    b = Counting(tree_layer(tmp_path / "b", {"usr/b": "b" * 20000}))  # a size of its own
-    dup = Counting(tree_layer(tmp_path / "c", {"etc/a": "a" * 3000}))  # same as a: left out
+def test_same_bytes_as_the_archive_writer_each_layer_planned_once(
+    tmp_path: Path, plans: list[TarPlan]
+) -> None:
+    a = tree_layer(tmp_path / "a", {"etc/a": "a" * 3000})
+    b = tree_layer(tmp_path / "b", {"usr/b": "b" * 20000})  # a size of its own
+    dup = tree_layer(tmp_path / "c", {"etc/a": "a" * 3000})  # same as a: left out
     out = io.BytesIO()
     image, ids = write_streaming([], [a, b, dup], finish, out, 7)
-    assert (a.writes, b.writes, dup.writes) == (1, 1, 1)  # dup: hashed only, same size as a
+    assert len(plans) == 3  # one plan each, written and hashed from the same plan
     assert ids == [layer_id(0), layer_id(1)]
     again = io.BytesIO()
     write_docker_archive(image, again, 7, ids)
@@ -119,17 +108,17 @@ class FirstBytes(io.BytesIO):
         return super().write(data)
 
 
-class Gated(Counting):
+class Gated(TreeLayer):
     """A layer that cannot be planned before the sink has received bytes."""
 
     def __init__(self, inner: TreeLayer, gate: threading.Event):
-        super().__init__(inner)
+        super().__init__(inner.tree, inner.mtime, inner.owner)
         self.gate = gate
 
-    def plan(self) -> int:
+    def tar_plan(self) -> TarPlan:
         if not self.gate.wait(10):
             raise AssertionError("the stream waited for the last layer before writing")
-        return self.inner.plan()
+        return super().tar_plan()
 
 
 def test_first_bytes_before_the_last_layer_is_planned(tmp_path: Path) -> None:
@@ -153,21 +142,22 @@ def test_a_file_that_changed_size_is_caught(tmp_path: Path) -> None:
         write_streaming([], [layer], finish, io.BytesIO(), 1)
 
 
-def test_a_layer_that_changed_between_its_two_passes_is_caught(tmp_path: Path) -> None:
-    a = tree_layer(tmp_path / "a", {"f": "one"})
-    b = tree_layer(tmp_path / "b", {"f": "two"})  # same size as a: hashed first
+@pytest.mark.parametrize("size_changes", [False, True])
+def test_a_file_changed_after_it_was_written_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size_changes: bool
+) -> None:
+    """Written and hashed in two passes: a change between or after them fails the
+    stream (the lstat check), whichever pass read the file first."""
+    layer = tree_layer(tmp_path / "a", {"f": "one", "g": "x" * 5000})
+    real = pack
 
-    real = lazy.diff_id_of
+    def pack_then_change(plan: TarPlan, out: object) -> None:
+        real(plan, out)  # type: ignore[arg-type]
+        (tmp_path / "a" / "f").write_text("three" if size_changes else "six")
 
-    def hash_then_change(layer: lazy.LazyLayer) -> str:
-        value = real(layer)
-        (tmp_path / "b" / "f").write_text("six")
-        return value
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("vmbuild.layers.stream.diff_id_of", hash_then_change)
-        with pytest.raises(ImageError, match="changed while"):
-            write_streaming([], [a, b], finish, io.BytesIO(), 1)
+    monkeypatch.setattr("vmbuild.layers.stream.pack", pack_then_change)
+    with pytest.raises(ImageError, match="changed while"):
+        write_streaming([], [layer], finish, io.BytesIO(), 1)
 
 
 class Broken(io.BytesIO):
@@ -189,29 +179,29 @@ def test_a_remembered_diff_id_spares_the_hashing(
     first = io.BytesIO()
     image, _ = write_streaming([], [tree_layer(tmp_path / "a", files)], finish, first, 1)
     hashed: list[int] = []
-    real = BlockWriter.begin_hash
+    real = HashPool.submit
 
-    def counted(self: BlockWriter) -> Digest:
-        hashed.append(1)
-        return real(self)
+    def counted(self: HashPool, key: int, plan: TarPlan) -> None:
+        hashed.append(key)
+        real(self, key, plan)
 
-    monkeypatch.setattr(BlockWriter, "begin_hash", counted)
+    monkeypatch.setattr(HashPool, "submit", counted)
     again = io.BytesIO()
     layer = tree_layer(tmp_path / "a", {})
     image2, _ = write_streaming([], [layer], finish, again, 1)
     assert hashed == [] and again.getvalue() == first.getvalue()
     assert image2.layers[0].diff_id == image.layers[0].diff_id
     # a file that changes while a remembered layer is written fails the build
-    real_pack = TreeLayer._pack
+    real_pack = pack
 
-    def pack_then_change(self: TreeLayer, plan: TarPlan, out: BlockWriter) -> None:
-        real_pack(self, plan, out)
+    def pack_then_change(plan: TarPlan, out: BlockWriter) -> None:
+        real_pack(plan, out)
         (tmp_path / "a" / "f").write_text("two")
 
-    monkeypatch.setattr(TreeLayer, "_pack", pack_then_change)
+    monkeypatch.setattr("vmbuild.layers.stream.pack", pack_then_change)
     with pytest.raises(ImageError, match="changed while"):
         write_streaming([], [tree_layer(tmp_path / "a", {})], finish, io.BytesIO(), 1)
-    monkeypatch.setattr(TreeLayer, "_pack", real_pack)
+    monkeypatch.setattr("vmbuild.layers.stream.pack", real_pack)
     changed = io.BytesIO()
     image3, _ = write_streaming([], [tree_layer(tmp_path / "a", {})], finish, changed, 1)
     assert hashed and image3.layers[0].diff_id != image.layers[0].diff_id
@@ -247,7 +237,7 @@ def test_a_compressing_sink_gets_the_same_writes_cold_or_warm(
     for name, files in trees.items():
         tree_layer(tmp_path / name, files)
     runs = []
-    for _ in range(2):  # diff_ids hashed (waited for: part blocks go out), then remembered
+    for _ in range(2):  # diff_ids hashed, then remembered
         sink = Writes()
         layers = [tree_layer(tmp_path / name, {}) for name in trees]
         write_streaming([], layers, finish, FixedChunks(sink, 1 << 16), 1)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """A writer that fills fixed-size blocks, hashes parts of them and writes them, in three
-threads.
+threads (an :class:`~vmbuild.layers.packing.Out` for any sink, a compressor's included).
 
 The caller copies headers in and reads file data straight into the blocks
 (:meth:`BlockWriter.fill`: one copy from the page cache, no allocation); one thread
@@ -20,8 +20,10 @@ import os
 import queue
 import stat
 import threading
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from vmbuild.layers.packing import cannot_read, changed, open_range
 from vmbuild.oci.fasttar import Reader, readinto_full
 
 BLOCK_SIZE = 256 << 10
@@ -160,6 +162,16 @@ class BlockWriter:
             if got < want:
                 break
         return done
+
+    def copy_file(self, host: str | Path, size: int, offset: int = 0) -> None:
+        """``size`` bytes of ``host`` from ``offset`` (see :func:`open_range`)."""
+        with open_range(host, size, offset) as f:
+            try:
+                got = self.fill(f, size)
+            except OSError as exc:
+                raise cannot_read(host, exc) from exc
+        if got != size:
+            raise changed(host, offset + size, offset + got)
 
     def begin_hash(self) -> Digest:
         assert self._open is None, "spans do not nest"

@@ -98,11 +98,13 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     layers: list[LazyLayer] = []
     comments: list[str] = []
     for name in plan.own:
-        layers.append(TreeLayer(tree_of([graph.units[name]]), UNIT_MTIME, ROOT))
+        unit = graph.units[name]
+        layers.append(TreeLayer(tree_of([unit]), UNIT_MTIME, ROOT, weight=unit.size))
         comments.append(f"vmbuild: {name}")
     if plan.shared:
         shared = tree_of(graph.units[n] for n in plan.shared)
-        layers.append(TreeLayer(shared, UNIT_MTIME, ROOT))
+        weight = sum(graph.units[n].size for n in plan.shared)
+        layers.append(TreeLayer(shared, UNIT_MTIME, ROOT, weight=weight))
         comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
     mtime = created_epoch(spec.created)
     custom = customisation(

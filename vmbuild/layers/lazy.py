@@ -1,35 +1,44 @@
-"""Layers packed on demand, in one pass, into a :class:`BlockWriter`.
+"""Layers packed on demand, in one pass, into an :class:`~vmbuild.layers.packing.Out`.
 
-A layer's exact size is known before it is packed (:meth:`LazyLayer.plan`: a
-:class:`TreeLayer` from ``lstat`` alone, see :mod:`vmbuild.layers.tarplan`), so an
-archive can give the layer's header first and hash the layer while writing it. A file
-whose size differs from the planned one when it is read fails the build: the archive
-would not hold what its header promised. (A file whose content changes but not its
-size is packed as read; its bytes and the diff_id hashed from them still agree.)
+A layer's exact size and every header are known before it is packed
+(:meth:`LazyLayer.tar_plan`: a :class:`TreeLayer` from ``lstat`` alone, see
+:mod:`vmbuild.layers.tarplan`), so an archive can give the layer's header first, and
+one plan can be both written and hashed (:mod:`vmbuild.layers.hashpool`). A file whose
+size differs from the planned one when it is read fails the build: the archive would
+not hold what its header promised. After the layer is written (and hashed), its
+entries are ``lstat``-ed again (:meth:`LazyLayer.verify`): a file changed meanwhile
+fails the build.
 
 A tree layer's diff_id is remembered for its tree's fingerprint
-(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing; each
-entry is lstat-ed again after writing, and a file changed meanwhile fails the build.
+(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache
 from vmbuild.layers.blocks import BlockWriter
-from vmbuild.layers.tarplan import BLOCK, TarPlan, plan_tree, stats_of
+from vmbuild.layers.packing import HINT, Out, diff_id_of_plan, pack
+from vmbuild.layers.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import Tree
 
-HINT = "run the build again when the input files are no longer changing"
+__all__ = ["HINT", "FileLayer", "LazyLayer", "TreeLayer", "diff_id_of"]
 
 
 class LazyLayer(Protocol):
-    """A plain layer tar whose size is known before its bytes are made."""
+    """A plain layer tar whose bytes are planned before they are made."""
+
+    weight: int  # its expected size in bytes, before it is planned (0: unknown)
+
+    def tar_plan(self) -> TarPlan:
+        """The layer's plan, made once and kept until :meth:`release` (thread-safe)."""
+        ...
 
     def plan(self) -> int:
         """The exact size of the tar, from metadata."""
@@ -39,8 +48,16 @@ class LazyLayer(Protocol):
         """The planned layer's diff_id, if known without hashing it."""
         ...
 
-    def write(self, out: BlockWriter) -> None:
-        """Write the tar: exactly :meth:`plan` bytes, or raise :class:`ImageError`."""
+    def write(self, out: Out) -> None:
+        """Write the tar in one pass: exactly :meth:`plan` bytes, or raise ImageError."""
+        ...
+
+    def release(self) -> None:
+        """Drop the kept plan (its headers); :meth:`verify` still checks against it."""
+        ...
+
+    def verify(self) -> None:
+        """Fail if an input changed since the layer was planned."""
         ...
 
     def remember(self, diff_id: str) -> None:
@@ -54,72 +71,55 @@ class LazyLayer(Protocol):
     def copy_to(self, sink: BinaryIO) -> None: ...
 
 
-def copy_file(out: BlockWriter, host: str | Path, size: int, offset: int = 0) -> None:
-    """Write ``size`` bytes of ``host``: the whole file, or a range from ``offset`` (a
-    blob inside an archive). Fails if the file's size is not what was planned."""
-    try:
-        with open(host, "rb", buffering=0) as f:
-            now = os.fstat(f.fileno()).st_size
-            fits = now >= offset + size if offset else now == size
-            if offset:
-                f.seek(offset)
-            got = out.fill(f, size) if fits else -1
-    except OSError as exc:
-        raise ImageError(f"cannot read {host}: {exc.strerror}", "check the input") from exc
-    if got != size:
-        raise ImageError(
-            f"{host} changed while the image was being written "
-            f"(size {offset + size} when the layer was planned, {now} when read)",
-            HINT,
-        )
-
-
 class TreeLayer:
     """A layer packed from a :class:`Tree` with a fixed mtime and owner."""
 
-    def __init__(self, tree: Tree, mtime: int, owner: Owner, use_cache: bool = True):
+    def __init__(
+        self, tree: Tree, mtime: int, owner: Owner, use_cache: bool = True, weight: int = 0
+    ):
         self.tree = tree
+        self.weight = weight
         self.mtime = mtime
         self.owner = owner
         self.use_cache = use_cache
+        self._lock = threading.Lock()
         self._plan: TarPlan | None = None
-        self._written: TarPlan | None = None  # members dropped
+        self._written: TarPlan | None = None  # the last plan released, members dropped
+
+    def tar_plan(self) -> TarPlan:
+        with self._lock:
+            if self._plan is None:
+                self._plan = plan_tree(self.tree, self.mtime, self.owner)
+            return self._plan
 
     def plan(self) -> int:
-        if self._plan is None:
-            self._plan = plan_tree(self.tree, self.mtime, self.owner)
-        return self._plan.size
+        return self.tar_plan().size
 
     def known_diff_id(self) -> str | None:
-        self.plan()
-        assert self._plan is not None
-        return idcache.load(self._plan) if self.use_cache else None
+        return idcache.load(self.tar_plan()) if self.use_cache else None
+
+    def release(self) -> None:
+        with self._lock:
+            plan, self._plan = self._plan, None
+        if plan is not None:
+            self._written = dataclasses.replace(plan, members=[])
+
+    def verify(self) -> None:
+        plan = self._written
+        if plan is not None and stats_of(self.tree) != plan.stats:
+            if self.use_cache:
+                idcache.forget(plan)
+            raise ImageError("a file of the image changed while it was being written", HINT)
 
     def remember(self, diff_id: str) -> None:
         if self.use_cache and self._written is not None:
             idcache.store(self._written, diff_id)
 
-    def write(self, out: BlockWriter) -> None:
-        self.plan()
-        plan, self._plan = self._plan, None  # headers are not kept once written
-        assert plan is not None
-        self._pack(plan, out)
-        plan.members = []
-        self._written = plan
-        if self.use_cache and stats_of(self.tree) != plan.stats:
-            idcache.forget(plan)
-            raise ImageError("a file of the image changed while it was being written", HINT)
-
-    def _pack(self, plan: TarPlan, out: BlockWriter) -> None:
-        start = out.position
-        for member in plan.members:
-            out.write(member.header)
-            if member.size:
-                copy_file(out, member.host, member.size)
-                out.zeros(-member.size % BLOCK)
-        end = plan.size - (out.position - start)  # two zero blocks and record padding
-        assert 2 * BLOCK <= end < 2 * BLOCK + 10240, end
-        out.zeros(end)  # (written again, the layer is planned again)
+    def write(self, out: Out) -> None:
+        pack(self.tar_plan(), out)
+        self.release()  # (written again, the layer is planned again)
+        if self.use_cache:
+            self.verify()
 
     @property
     def size(self) -> int:
@@ -135,23 +135,36 @@ class FileLayer:
 
     def __init__(self, path: Path):
         self.path = path
-        self._size: int | None = None
+        self.weight = 0
+        self._plan: TarPlan | None = None
 
-    def plan(self) -> int:
-        if self._size is None:
+    def tar_plan(self) -> TarPlan:
+        if self._plan is None:
             try:
-                self._size = self.path.stat().st_size
+                size = self.path.stat().st_size
             except OSError as exc:
                 raise ImageError(
                     f"cannot read {self.path}: {exc.strerror}", "check the input"
                 ) from exc
-        return self._size
+            if size % BLOCK:
+                raise ImageError(f"{self.path} is not a tar file", "check the input")
+            self._plan = TarPlan([Member(b"", str(self.path), size)], size)
+        return self._plan
+
+    def plan(self) -> int:
+        return self.tar_plan().size
 
     def known_diff_id(self) -> str | None:
         return None  # packed afresh by each build
 
-    def write(self, out: BlockWriter) -> None:
-        copy_file(out, self.path, self.plan())
+    def write(self, out: Out) -> None:
+        pack(self.tar_plan(), out)
+
+    def release(self) -> None:
+        pass  # one member: kept
+
+    def verify(self) -> None:
+        pass  # the build's own file: its size is checked as it is read
 
     def remember(self, diff_id: str) -> None:
         pass
@@ -165,18 +178,6 @@ class FileLayer:
             self.write(out)
 
 
-class _Null:
-    def write(self, data: memoryview) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
 def diff_id_of(layer: LazyLayer) -> str:
-    """The layer's diff_id, by packing it into a sink that only hashes."""
-    with BlockWriter(_Null()) as out:
-        digest = out.begin_hash()
-        layer.write(out)
-        out.end_hash()
-        return out.result(digest)
+    """The layer's diff_id, by packing its plan into a sink that only hashes."""
+    return diff_id_of_plan(layer.tar_plan())

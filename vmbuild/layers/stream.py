@@ -4,27 +4,36 @@ Members come in the order :func:`vmbuild.oci.archive.write_docker_archive` uses 
 layer, then the config, ``manifest.json`` and ``repositories``), and the bytes are
 those it writes given :func:`layer_id` names. A layer's directory is named by its
 position, not its diff_id, so its header needs only its size, which the plan gives
-(:meth:`LazyLayer.plan`); the diff_id is hashed while the layer is written and is
-needed only by the config and manifest, which come last. The first bytes go out as
-soon as the first block is full, and memory stays bounded whatever the image's size.
+(:meth:`LazyLayer.tar_plan`); the diff_ids are needed only by the config and manifest,
+which come last, and are hashed meanwhile from the same plans by
+:class:`~vmbuild.layers.hashpool.HashPool` (or remembered: :mod:`vmbuild.layers.idcache`).
+Into a pipe, file data is spliced rather than copied (:mod:`vmbuild.layers.fdwriter`);
+any other sink gets blocks (:class:`BlockWriter`). The first bytes go out as soon as the
+first layer is planned, and memory stays bounded whatever the image's size.
 
 A new layer identical to one already in the image (a library the base image has from
 the same host) is left out. Only a layer whose size matches an earlier one's can be
-such a copy: that layer alone is hashed before it is written (a second pass), unless
-its diff_id is remembered (:mod:`vmbuild.layers.idcache`): then it is not hashed at all.
+such a copy: that layer's diff_id is waited for before it is written.
+
+Once every byte has been written, hashed and (in a pipe) taken by the reader, every new
+layer's inputs are ``lstat``-ed again: a file changed meanwhile fails the stream before
+the config is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.errors import ImageError
-from vmbuild.layers.blocks import BLOCK_SIZE, BlockWriter, Digest
-from vmbuild.layers.lazy import HINT, LazyLayer, copy_file, diff_id_of
+from vmbuild.layers.blocks import BLOCK_SIZE, BlockWriter
+from vmbuild.layers.fdwriter import FdWriter, pipe_fd
+from vmbuild.layers.hashpool import HashPool
+from vmbuild.layers.lazy import LazyLayer
+from vmbuild.layers.packing import Out, pack
 from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Image, Layer
@@ -57,7 +66,7 @@ def _size_key(layer: Layer) -> int | None:
 class _Archive:
     """The outer tar's headers (the bytes :class:`TarStreamWriter` writes)."""
 
-    def __init__(self, out: BlockWriter, mtime: int):
+    def __init__(self, out: Out, mtime: int):
         self.out = out
         self.mtime = mtime
 
@@ -78,13 +87,10 @@ class _Archive:
 
 
 class _New:
-    """A new layer written to the archive, its diff_id still being hashed."""
+    """A new layer written to the archive, its diff_id perhaps still being hashed."""
 
-    def __init__(
-        self, index: int, layer: LazyLayer, size: int, digest: Digest | None, expected: str | None
-    ):
-        self.index, self.layer, self.size = index, layer, size
-        self.digest, self.expected = digest, expected
+    def __init__(self, index: int, layer: LazyLayer, known: str | None):
+        self.index, self.layer, self.known = index, layer, known
 
 
 def write_streaming(
@@ -102,7 +108,13 @@ def write_streaming(
     and returns the image to describe. ``block_size``: see :class:`BlockWriter` (larger
     suits a sink that compresses).
     """
-    with BlockWriter(sink, block_size) as out:
+    fd = pipe_fd(sink)
+    with contextlib.ExitStack() as stack:
+        if fd is None:
+            out: Out = stack.enter_context(BlockWriter(sink, block_size))
+        else:
+            out = FdWriter(fd)
+        pool = stack.enter_context(HashPool())
         tar = _Archive(out, mtime)
         ids: list[str] = []  # each layer's directory
         written = 0  # directories so far
@@ -112,7 +124,7 @@ def write_streaming(
 
         def diff_id_at(position: int) -> str:
             item = layers[position]
-            return item.diff_id if isinstance(item, Layer) else _diff_id(out, item)
+            return item.diff_id if isinstance(item, Layer) else _diff_id(pool, item)
 
         for layer in base:
             if layer.diff_id in by_diff_id:  # written once, listed twice
@@ -130,34 +142,37 @@ def write_streaming(
             ids.append(directory)
             layers.append(layer)
 
+        started = _hash_heaviest(new, pool)
         for i, lazy in enumerate(new):
-            size = lazy.plan()
-            known = lazy.known_diff_id()
-            expected = known
-            same_size = keys.get(size % SIZE_MOD, [])
-            if same_size:  # perhaps a copy of an earlier layer: its diff_id first
-                if expected is None:
-                    expected = diff_id_of(lazy)
-                    size = lazy.plan()  # (a size changed meanwhile fails below)
+            plan = lazy.tar_plan()
+            item = _New(i, lazy, lazy.known_diff_id())
+            if item.known is None and i != started:
+                pool.submit(i, plan)
+            same_size = keys.get(plan.size % SIZE_MOD, [])
+            if same_size:  # perhaps a copy of an earlier layer
+                expected = _diff_id(pool, item)
                 if any(diff_id_at(p) == expected for p in same_size):
+                    lazy.release()
                     continue
-            keys.setdefault(size % SIZE_MOD, []).append(len(layers))
+            keys.setdefault(plan.size % SIZE_MOD, []).append(len(layers))
             directory = layer_id(written)
             written += 1
-            tar.layer_header(directory, size)
-            if known is None:
-                digest: Digest | None = out.begin_hash()
-                lazy.write(out)
-                out.end_hash()
-            else:  # remembered for this very tree: no need to hash it
-                digest = None
-                lazy.write(out)
-            tar.pad(size)
+            tar.layer_header(directory, plan.size)
+            pack(plan, out)
+            lazy.release()
+            tar.pad(plan.size)
             ids.append(directory)
-            layers.append(_New(i, lazy, size, digest, expected))
+            layers.append(item)
 
-        done = [_resolve(out, item) for item in layers]
-        kept = [item.index for item in layers if isinstance(item, _New)]
+        done = [item if isinstance(item, Layer) else _resolve(pool, item) for item in layers]
+        if isinstance(out, FdWriter):
+            out.drain()  # spliced pages are read by now: the check below covers them
+        new_items = [item for item in layers if isinstance(item, _New)]
+        for item in new_items:
+            item.layer.verify()
+            if item.known is None:
+                item.layer.remember(_diff_id(pool, item))
+        kept = [item.index for item in new_items]
         image = finish(done, kept)
         config = image.config_bytes()
         tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
@@ -165,33 +180,37 @@ def write_streaming(
         repositories = {image.name: {image.tag: ids[-1] if ids else ""}}
         tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
         out.zeros(2 * BLOCK)
+        if isinstance(out, FdWriter):
+            out.flush()
     return image, ids
 
 
-def _copy_blob(out: BlockWriter, layer: Layer) -> None:
+def _hash_heaviest(new: Sequence[LazyLayer], pool: HashPool) -> int | None:
+    """Start hashing the new layer expected to be largest, before anything is written:
+    its hash is the longest, and the stream's end waits for it."""
+    heaviest = max(range(len(new)), key=lambda i: new[i].weight, default=None)
+    if heaviest is None or new[heaviest].weight <= 0:
+        return None
+    layer = new[heaviest]
+    plan = layer.tar_plan()
+    if layer.known_diff_id() is not None:
+        return None
+    pool.submit(heaviest, plan)
+    return heaviest
+
+
+def _copy_blob(out: Out, layer: Layer) -> None:
     blob = layer.blob
     if isinstance(blob, BlobRef):
-        copy_file(out, blob.path, blob.size, blob.offset)
+        out.copy_file(blob.path, blob.size, blob.offset)
     else:  # pragma: no cover - base layers are file ranges
         blob.copy_to(out)  # type: ignore[arg-type]
 
 
-def _diff_id(out: BlockWriter, item: _New) -> str:
-    if item.digest is None:
-        assert item.expected is not None
-        return item.expected
-    diff_id = out.result(item.digest)
-    if item.digest.size != item.size or (item.expected and diff_id != item.expected):
-        raise ImageError(
-            f"a file of the image changed while it was being written (layer {item.index})", HINT
-        )
-    return diff_id
+def _diff_id(pool: HashPool, item: _New) -> str:
+    return item.known if item.known is not None else pool.diff_id(item.index)
 
 
-def _resolve(out: BlockWriter, item: Layer | _New) -> Layer:
-    if isinstance(item, Layer):
-        return item
-    diff_id = _diff_id(out, item)
-    if item.digest is not None:
-        item.layer.remember(diff_id)
+def _resolve(pool: HashPool, item: _New) -> Layer:
+    diff_id = _diff_id(pool, item)
     return Layer(diff_id, item.layer, "none", diff_id)
