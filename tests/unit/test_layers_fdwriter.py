@@ -15,9 +15,9 @@ from vmbuild.layers.fdwriter import FdWriter, pipe_fd
 from vmbuild.layers.lazy import TreeLayer
 from vmbuild.layers.packing import pack
 from vmbuild.layers.stream import write_streaming
-from vmbuild.layers.tarplan import TarPlan
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.layer import Owner
+from vmbuild.oci.tarplan import TarPlan
 from vmbuild.oci.tree import from_roots
 
 

@@ -11,7 +11,7 @@ import pytest
 from vmbuild.errors import ImageError
 from vmbuild.layers.hashpool import HashPool
 from vmbuild.layers.packing import diff_id_of_plan
-from vmbuild.layers.tarplan import Member, TarPlan
+from vmbuild.oci.tarplan import Member, TarPlan
 
 
 def plan_of(path: Path, data: bytes) -> TarPlan:

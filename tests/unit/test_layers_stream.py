@@ -17,11 +17,11 @@ from vmbuild.layers.hashpool import HashPool
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
 from vmbuild.layers.packing import pack
 from vmbuild.layers.stream import layer_id, write_streaming
-from vmbuild.layers.tarplan import TarPlan, plan_tree
 from vmbuild.oci.archive import write_docker_archive
 from vmbuild.oci.compress import FixedChunks
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
+from vmbuild.oci.tarplan import TarPlan, plan_tree
 from vmbuild.oci.tree import from_roots
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from vmbuild.layers.lazy import FileLayer, TreeLayer
-from vmbuild.layers.tarplan import plan_tree
-from vmbuild.oci.layer import Owner, open_tar, write_tree
+from vmbuild.oci.layer import Owner, write_tree
+from vmbuild.oci.tarplan import plan_tree
 from vmbuild.oci.tree import Tree, from_roots
 
 
@@ -22,8 +23,8 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def reference(tree: Tree, mtime: int, owner: Owner) -> bytes:
     out = io.BytesIO()
-    with open_tar(out) as tar:
-        write_tree(tree, tar, mtime=mtime, owner=owner)
+    size = write_tree(tree, out, mtime=mtime, owner=owner)
+    assert size == len(out.getvalue())
     return out.getvalue()
 
 
@@ -53,6 +54,15 @@ def test_plan_size_and_bytes_match_write_tree(tmp_path: Path, owner: Owner) -> N
     tree = from_roots([varied_root(tmp_path / "root")])
     tree.add_file("added/under/missing/parents", tmp_path / "root" / "setuid")
     expected = reference(tree, 12345, owner)
+    with tarfile.open(fileobj=io.BytesIO(expected)) as tar:  # an independent reader
+        got = {m.name: m for m in tar.getmembers()}
+        assert got["usr/lib/hardlink"].islnk() and got["usr/lib/block"].isfile()
+        assert got["usr/lib/libc.so"].linkname == "block"
+        assert got["added/under/missing"].isdir() and got["fifo"].isfifo()
+        assert got["setuid"].mode == 0o4755 and got["link-to-a-long-target"].linkname == "t" * 150
+        assert {m.mtime for m in got.values()} == {12345}
+        big = tar.extractfile("usr/lib/big")
+        assert big is not None and big.read() == (tmp_path / "root/usr/lib/big").read_bytes()
     assert plan_tree(tree, 12345, owner).size == len(expected)
     out = io.BytesIO()
     TreeLayer(tree, 12345, owner).copy_to(out)

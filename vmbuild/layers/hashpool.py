@@ -18,7 +18,7 @@ import os
 import threading
 
 from vmbuild.layers.packing import diff_id_of_plan
-from vmbuild.layers.tarplan import TarPlan
+from vmbuild.oci.tarplan import TarPlan
 
 MAX_WORKERS = 4
 

@@ -18,7 +18,7 @@ import threading
 import time
 
 from vmbuild import cache
-from vmbuild.layers.tarplan import TarPlan
+from vmbuild.oci.tarplan import TarPlan
 
 KIND = "layer-ids-v2"
 RACY_NS = 3_000_000_000

@@ -2,7 +2,7 @@
 
 A layer's exact size and every header are known before it is packed
 (:meth:`LazyLayer.tar_plan`: a :class:`TreeLayer` from ``lstat`` alone, see
-:mod:`vmbuild.layers.tarplan`), so an archive can give the layer's header first, and
+:mod:`vmbuild.oci.tarplan`), so an archive can give the layer's header first, and
 one plan can be both written and hashed (:mod:`vmbuild.layers.hashpool`). A file whose
 size differs from the planned one when it is read fails the build: the archive would
 not hold what its header promised. After the layer is written (and hashed), its
@@ -24,8 +24,8 @@ from vmbuild.errors import ImageError
 from vmbuild.layers import idcache
 from vmbuild.layers.blocks import BlockWriter
 from vmbuild.layers.packing import HINT, Out, diff_id_of_plan, pack
-from vmbuild.layers.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.layer import Owner
+from vmbuild.oci.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.tree import Tree
 
 __all__ = ["HINT", "FileLayer", "LazyLayer", "TreeLayer", "diff_id_of"]

@@ -1,28 +1,25 @@
 """Packing a planned layer tar into a target, and the target that only hashes.
 
-A :class:`~vmbuild.layers.tarplan.TarPlan` says every byte of a layer: headers, which
+A :class:`~vmbuild.oci.tarplan.TarPlan` says every byte of a layer: headers, which
 file range each member's data comes from, and the tar's size. :func:`pack` writes those
 bytes into any :class:`Out`: a :class:`~vmbuild.layers.blocks.BlockWriter` (copies into
 blocks for a compressing sink), a :class:`~vmbuild.layers.fdwriter.FdWriter` (moves file
 pages into a pipe without copying them) or a :class:`HashSink` (the diff_id alone).
-A file whose size is not the planned one fails with :func:`changed`: the archive would
-not hold what its header promised.
+A file whose size is not the planned one fails with
+:func:`~vmbuild.oci.layer.changed`: the archive would not hold what its header promised.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from vmbuild.errors import ImageError
-from vmbuild.layers.tarplan import BLOCK, RECORD, TarPlan
+from vmbuild.oci.layer import BLOCK, HINT, RECORD, cannot_read, changed, open_range
+from vmbuild.oci.tarplan import TarPlan
 
-HINT = "run the build again when the input files are no longer changing"
+__all__ = ["HINT", "HashSink", "Out", "cannot_read", "changed", "diff_id_of_plan", "open_range"]
+
 CHUNK = 1 << 20
 _ZEROS = bytes(RECORD + 2 * BLOCK)
 
@@ -35,36 +32,6 @@ class Out(Protocol):
     def copy_file(self, host: str | Path, size: int, offset: int = 0, /) -> None:
         """``size`` bytes of ``host`` from ``offset``; fails if the file is not as planned."""
         ...
-
-
-def changed(host: str | Path, planned: int, now: int) -> ImageError:
-    return ImageError(
-        f"{host} changed while the image was being written "
-        f"(size {planned} when the layer was planned, {now} when read)",
-        HINT,
-    )
-
-
-def cannot_read(host: str | Path, exc: OSError) -> ImageError:
-    return ImageError(f"cannot read {host}: {exc.strerror}", "check the input")
-
-
-@contextlib.contextmanager
-def open_range(host: str | Path, size: int, offset: int = 0) -> Iterator[io.FileIO]:
-    """``host`` opened unbuffered at ``offset``, once its size is known to fit: the
-    whole file is ``size`` bytes, or (``offset`` > 0, a blob inside an archive) it holds
-    ``size`` bytes from ``offset``."""
-    try:
-        f = io.FileIO(host, "rb")
-    except OSError as exc:
-        raise cannot_read(host, exc) from exc
-    with f:
-        now = os.fstat(f.fileno()).st_size
-        if (now < offset + size) if offset else (now != size):
-            raise changed(host, offset + size, now)
-        if offset:
-            f.seek(offset)
-        yield f
 
 
 def pack(plan: TarPlan, out: Out) -> None:

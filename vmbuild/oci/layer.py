@@ -10,21 +10,27 @@ Missing parent directories are added (0755). The diff_id is the sha256 of the ta
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import Coalescer, HashingWriter
-from vmbuild.oci.fasttar import add
+from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.tree import Source, Tree
 
 COPY_BUFSIZE = 1 << 20
 SKIPPED_XATTRS = ("security.selinux",)
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+_ZEROS = bytes(RECORD + 2 * BLOCK)
+HINT = "run the build again when the input files are no longer changing"
 
 
 @dataclass(frozen=True)
@@ -68,24 +74,50 @@ def read_xattrs(path: str) -> dict[str, str]:
     return out
 
 
-def _info(name: str, st: os.stat_result, mtime: int, owner: Owner) -> tarfile.TarInfo:
+@dataclass(frozen=True)
+class Member:
+    """A header, then ``size`` bytes of the regular file ``host`` (none if empty)."""
+
+    header: bytes
+    host: str = ""
+    size: int = 0
+
+
+def changed(host: str | os.PathLike[str], planned: int, now: int) -> ImageError:
+    return ImageError(
+        f"{host} changed while the image was being written "
+        f"(size {planned} when the layer was planned, {now} when read)",
+        HINT,
+    )
+
+
+def cannot_read(host: str | os.PathLike[str], exc: OSError) -> ImageError:
+    return ImageError(f"cannot read {host}: {exc.strerror}", "check the input")
+
+
+@contextlib.contextmanager
+def open_range(host: str | os.PathLike[str], size: int, offset: int = 0) -> Iterator[io.FileIO]:
+    """``host`` opened unbuffered at ``offset``, once its size is known to fit: the
+    whole file is ``size`` bytes, or (``offset`` > 0, a blob inside an archive) it holds
+    ``size`` bytes from ``offset``."""
+    try:
+        f = io.FileIO(host, "rb")
+    except OSError as exc:
+        raise cannot_read(host, exc) from exc
+    with f:
+        now = os.fstat(f.fileno()).st_size
+        if (now < offset + size) if offset else (now != size):
+            raise changed(host, offset + size, now)
+        if offset:
+            f.seek(offset)
+        yield f
+
+
+def _info(name: str, mtime: int, uid: int, gid: int, mode: int) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
-    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.mode = mode
     ti.mtime = mtime
-    ti.uid = st.st_uid if owner.uid is None else owner.uid
-    ti.gid = st.st_gid if owner.gid is None else owner.gid
-    ti.uname = ""
-    ti.gname = ""
-    return ti
-
-
-def _dir_info(name: str, mtime: int, owner: Owner) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name + "/")
-    ti.type = tarfile.DIRTYPE
-    ti.mode = 0o755
-    ti.mtime = mtime
-    ti.uid = owner.uid or 0
-    ti.gid = owner.gid or 0
+    ti.uid, ti.gid = uid, gid
     ti.uname = ti.gname = ""
     return ti
 
@@ -104,32 +136,49 @@ def with_parents(names: Iterable[str]) -> Iterator[tuple[str, bool]]:
         yield name, False
 
 
-def write_tree(tree: Tree, tar: tarfile.TarFile, *, mtime: int, owner: Owner = Owner()) -> None:
-    """Append every entry of ``tree`` to ``tar`` deterministically."""
+# Called with each entry of the tree and its stat, as :func:`members` reaches it.
+OnEntry = Callable[[str, Source, os.stat_result], None]
+
+
+def members(
+    tree: Tree, mtime: int, owner: Owner, on_entry: OnEntry | None = None
+) -> Iterator[Member]:
+    """The members of ``tree``'s layer tar, in order: the one mapping from host files to
+    tar members, for packing (:func:`write_tree`) and planning
+    (:func:`vmbuild.oci.tarplan.plan_tree`) alike."""
     links: dict[tuple[int, int], str] = {}
     names = tree.sorted_names()
     provided = set(names)
     for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
-                add(tar, _dir_info(name, mtime, owner))
+                ti = _info(name + "/", mtime, owner.uid or 0, owner.gid or 0, 0o755)
+                ti.type = tarfile.DIRTYPE
+                yield Member(member_header(ti))
             continue
-        _add_entry(tar, name, tree.entries[name], mtime, owner, links)
+        src = tree.entries[name]
+        try:
+            st = src.stat()
+        except OSError as exc:
+            raise cannot_read(src.host, exc) from exc
+        if on_entry is not None:
+            on_entry(name, src, st)
+        member = _member(name, src, st, mtime, owner, links)
+        if member is not None:
+            yield member
 
 
-def _add_entry(
-    tar: tarfile.TarFile,
+def _member(
     name: str,
     src: Source,
+    st: os.stat_result,
     mtime: int,
     owner: Owner,
     links: dict[tuple[int, int], str],
-) -> None:
-    try:
-        st = src.stat()
-    except OSError as exc:
-        raise ImageError(f"cannot read {src.host}: {exc.strerror}", "check the input") from exc
-    ti = _info(name, st, mtime, owner)
+) -> Member | None:
+    uid = st.st_uid if owner.uid is None else owner.uid
+    gid = st.st_gid if owner.gid is None else owner.gid
+    ti = _info(name, mtime, uid, gid, stat.S_IMODE(st.st_mode))
     host = os.fspath(src.host)
     ti.pax_headers = read_xattrs(host)
     mode = st.st_mode
@@ -138,34 +187,68 @@ def _add_entry(
         if st.st_nlink > 1 and key in links:
             ti.type = tarfile.LNKTYPE
             ti.linkname = links[key]
-            add(tar, ti)
-            return
+            return Member(member_header(ti))
         if st.st_nlink > 1:
             links[key] = name
         ti.size = st.st_size
-        try:
-            with open(host, "rb") as f:
-                add(tar, ti, f)
-        except OSError as exc:
-            raise ImageError(f"cannot read {host}: {exc.strerror}", "check the input") from exc
-    elif stat.S_ISDIR(mode):
+        return Member(member_header(ti), host, st.st_size)
+    if stat.S_ISDIR(mode):
         ti.name = name + "/"
         ti.type = tarfile.DIRTYPE
-        add(tar, ti)
     elif stat.S_ISLNK(mode):
         ti.type = tarfile.SYMTYPE
         ti.linkname = os.readlink(host)
         ti.mode = 0o777
-        add(tar, ti)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
         ti.devmajor = os.major(st.st_rdev)
         ti.devminor = os.minor(st.st_rdev)
-        add(tar, ti)
     elif stat.S_ISFIFO(mode):
         ti.type = tarfile.FIFOTYPE
-        add(tar, ti)
-    # sockets and doors cannot live in a tar: skipped, as GNU tar does
+    else:
+        return None  # sockets and doors cannot live in a tar: skipped, as GNU tar does
+    return Member(member_header(ti))
+
+
+def end_size(size: int) -> int:
+    """What follows ``size`` bytes of members: two zero blocks, then padding to
+    tarfile's 10240-byte record."""
+    end = size + 2 * BLOCK
+    return end + (-end % RECORD) - size
+
+
+def write_tree(tree: Tree, sink: BinaryIO, *, mtime: int, owner: Owner = Owner()) -> int:
+    """Write ``tree``'s layer tar to ``sink`` deterministically; returns its size.
+
+    The sink gets views of one reused buffer: it must copy what it keeps.
+    """
+    buf = memoryview(bytearray(COPY_BUFSIZE))
+    done = 0
+    for member in members(tree, mtime, owner):
+        sink.write(member.header)
+        done += len(member.header)
+        if member.size:
+            _copy(member, sink, buf)
+            pad = -member.size % BLOCK
+            sink.write(_ZEROS[:pad])
+            done += member.size + pad
+    end = end_size(done)
+    sink.write(_ZEROS[:end])
+    return done + end
+
+
+def _copy(member: Member, sink: BinaryIO, buf: memoryview) -> None:
+    left = member.size
+    with open_range(member.host, member.size) as f:
+        while left:
+            try:
+                got = f.readinto(buf[: min(left, len(buf))])
+            except OSError as exc:
+                raise cannot_read(member.host, exc) from exc
+            if not got:
+                raise changed(member.host, member.size, member.size - left)
+            sink.write(buf[:got])
+            left -= got
 
 
 def pack(
@@ -182,7 +265,6 @@ def pack(
     with compressor(cast(BinaryIO, blob), compression, level) as zsink:
         tar_hash = HashingWriter(zsink)
         batched = Coalescer(cast(BinaryIO, tar_hash))
-        with open_tar(cast(BinaryIO, batched)) as tar:
-            write_tree(tree, tar, mtime=mtime, owner=owner)
+        write_tree(tree, cast(BinaryIO, batched), mtime=mtime, owner=owner)
         batched.flush()
     return Packed(tar_hash.digest, tar_hash.size, blob.digest, blob.size)
