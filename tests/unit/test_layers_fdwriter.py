@@ -152,3 +152,23 @@ def test_a_file_shorter_than_planned_fails_with_its_name(tmp_path: Path) -> None
     assert os.read(r, 10) == b"bc"
     os.close(r)
     os.close(w)
+
+
+def test_a_non_blocking_pipe_waits_instead_of_failing(
+    tmp_path: Path, reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.set_blocking(reader.sink.fileno(), False)
+    waits: list[int] = []
+    real = FdWriter._wait
+
+    def counted(self: FdWriter) -> None:
+        waits.append(1)
+        real(self)
+
+    monkeypatch.setattr(FdWriter, "_wait", counted)
+    write_streaming([], layers_in(tmp_path), finish, reader.sink, 5)
+    piped = reader.close()
+    plain = io.BytesIO()
+    write_streaming([], layers_in(tmp_path), finish, plain, 5)
+    assert piped == plain.getvalue() and len(piped) > (3 << 20)
+    assert waits  # the pipe (64 KiB) did fill up

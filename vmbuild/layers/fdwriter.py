@@ -65,10 +65,19 @@ class FdWriter:
         done = 0
         try:
             while done < len(view):
-                done += os.write(self.fd, view[done:])
+                try:
+                    done += os.write(self.fd, view[done:])
+                except BlockingIOError:  # a pipe someone made non-blocking
+                    self._wait()
         finally:
             view.release()
             del self._buf[:done]
+
+    def _wait(self) -> None:
+        """Wait until the pipe has room (for a pipe in non-blocking mode)."""
+        watch = select.poll()
+        watch.register(self.fd, select.POLLOUT)
+        watch.poll()
 
     def copy_file(self, host: str | Path, size: int, offset: int = 0) -> None:
         self.flush()
@@ -79,6 +88,9 @@ class FdWriter:
                 pos = offset + size - left
                 try:
                     got = os.splice(src, self.fd, min(left, SPLICE_MAX), offset_src=pos)
+                except BlockingIOError:
+                    self._wait()
+                    continue
                 except BrokenPipeError:
                     raise
                 except OSError as exc:
