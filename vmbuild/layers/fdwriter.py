@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from vmbuild.layers.packing import _ZEROS, cannot_read, changed, open_range
+from vmbuild.layers.packing import cannot_read, changed, open_range, write_zeros
 
 FLUSH_AT = 64 << 10
 SPLICE_MAX = 1 << 20
@@ -55,10 +55,7 @@ class FdWriter:
         return len(data)
 
     def zeros(self, n: int) -> None:
-        while n:
-            k = min(n, len(_ZEROS))
-            self.write(_ZEROS[:k])
-            n -= k
+        write_zeros(self, n)
 
     def flush(self) -> None:
         view = memoryview(self._buf)

@@ -18,7 +18,16 @@ from typing import Protocol
 from vmbuild.oci.layer import BLOCK, HINT, RECORD, cannot_read, changed, open_range
 from vmbuild.oci.tarplan import TarPlan
 
-__all__ = ["HINT", "HashSink", "Out", "cannot_read", "changed", "diff_id_of_plan", "open_range"]
+__all__ = [
+    "HINT",
+    "HashSink",
+    "Out",
+    "cannot_read",
+    "changed",
+    "diff_id_of_plan",
+    "open_range",
+    "write_zeros",
+]
 
 CHUNK = 1 << 20
 _ZEROS = bytes(RECORD + 2 * BLOCK)
@@ -32,6 +41,14 @@ class Out(Protocol):
     def copy_file(self, host: str | Path, size: int, offset: int = 0, /) -> None:
         """``size`` bytes of ``host`` from ``offset``; fails if the file is not as planned."""
         ...
+
+
+def write_zeros(out: Out, n: int) -> None:
+    """``n`` zero bytes, through ``out.write`` (at most a record and two blocks a write)."""
+    while n > 0:
+        k = min(n, len(_ZEROS))
+        out.write(_ZEROS[:k])
+        n -= k
 
 
 def pack(plan: TarPlan, out: Out) -> None:
@@ -62,10 +79,7 @@ class HashSink:
         return len(data)
 
     def zeros(self, n: int) -> None:
-        while n:
-            k = min(n, len(_ZEROS))
-            self.write(_ZEROS[:k])
-            n -= k
+        write_zeros(self, n)
 
     def copy_file(self, host: str | Path, size: int, offset: int = 0) -> None:
         if self._view is None:
