@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from vmbuild.errors import ImageError
 from vmbuild.oci import layer
 from vmbuild.oci.compress import Compression, compressor, decompressor
 from vmbuild.oci.tree import from_roots
@@ -149,3 +151,25 @@ def test_gzip_bytes_do_not_depend_on_how_writes_are_cut() -> None:
                 z.write(data[i : i + step])
         outs.append(buf.getvalue())
     assert len(set(outs)) == 1
+
+
+@pytest.mark.parametrize("size", [10, (1 << 20) + 7])  # one write, or several
+@pytest.mark.parametrize("grow", [True, False])
+def test_a_file_that_changes_size_while_packed_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, grow: bool
+) -> None:
+    target = tmp_path / "root" / "f"
+    target.parent.mkdir()
+    target.write_bytes(b"x" * size)
+    real = layer.members
+
+    def changing(*args: object, **kwargs: object) -> Iterator[layer.Member]:
+        for member in real(*args, **kwargs):  # type: ignore[arg-type]
+            if member.host == str(target):
+                target.write_bytes(b"x" * (size + 1 if grow else size - 1))
+            yield member
+
+    monkeypatch.setattr(layer, "members", changing)
+    with pytest.raises(ImageError, match="changed while the image was being written") as info:
+        layer.pack(from_roots([tmp_path / "root"]), io.BytesIO(), compression="none", mtime=1)
+    assert str(target) in info.value.message

@@ -220,35 +220,47 @@ def end_size(size: int) -> int:
 def write_tree(tree: Tree, sink: BinaryIO, *, mtime: int, owner: Owner = Owner()) -> int:
     """Write ``tree``'s layer tar to ``sink`` deterministically; returns its size.
 
-    The sink gets views of one reused buffer: it must copy what it keeps.
+    A member that fits one buffer goes out in one write (header, data and padding).
+    The sink gets views of that reused buffer: it must copy what it keeps.
     """
     buf = memoryview(bytearray(COPY_BUFSIZE))
     done = 0
     for member in members(tree, mtime, owner):
-        sink.write(member.header)
-        done += len(member.header)
-        if member.size:
-            _copy(member, sink, buf)
-            pad = -member.size % BLOCK
-            sink.write(_ZEROS[:pad])
-            done += member.size + pad
+        head = len(member.header)
+        end = head + member.size
+        whole = end + (-member.size % BLOCK)
+        if whole <= len(buf):
+            buf[:head] = member.header
+            if member.size:
+                with open_range(member.host, member.size) as f:
+                    _fill(f, buf[head:end], member, 0)
+            buf[end:whole] = _ZEROS[: whole - end]
+            sink.write(buf[:whole])
+        else:
+            sink.write(member.header)
+            with open_range(member.host, member.size) as f:
+                for start in range(0, member.size, len(buf)):
+                    view = buf[: min(len(buf), member.size - start)]
+                    _fill(f, view, member, start)
+                    sink.write(view)
+            sink.write(_ZEROS[: whole - end])
+        done += whole
     end = end_size(done)
     sink.write(_ZEROS[:end])
     return done + end
 
 
-def _copy(member: Member, sink: BinaryIO, buf: memoryview) -> None:
-    left = member.size
-    with open_range(member.host, member.size) as f:
-        while left:
-            try:
-                got = f.readinto(buf[: min(left, len(buf))])
-            except OSError as exc:
-                raise cannot_read(member.host, exc) from exc
-            if not got:
-                raise changed(member.host, member.size, member.size - left)
-            sink.write(buf[:got])
-            left -= got
+def _fill(f: io.FileIO, view: memoryview, member: Member, start: int) -> None:
+    """Read ``view`` full from ``f``, at ``start`` bytes into ``member``'s data."""
+    got = 0
+    while got < len(view):
+        try:
+            n = f.readinto(view[got:])
+        except OSError as exc:
+            raise cannot_read(member.host, exc) from exc
+        if not n:
+            raise changed(member.host, member.size, start + got)
+        got += n
 
 
 def pack(
