@@ -12,12 +12,12 @@ import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache
-from vmbuild.layers.blocks import BlockWriter
 from vmbuild.layers.hashpool import HashPool
 from vmbuild.layers.lazy import TreeLayer, diff_id_of
 from vmbuild.layers.packing import pack
 from vmbuild.layers.stream import layer_id, write_streaming
 from vmbuild.oci.archive import write_docker_archive
+from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import FixedChunks
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner

@@ -1,4 +1,4 @@
-"""A layer planned from metadata packs to the very bytes write_tree packs, of the planned size."""
+"""A planned layer packs to the very bytes oci.layer.pack packs, of the planned size."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vmbuild.layers.lazy import FileLayer, TreeLayer
-from vmbuild.oci.layer import Owner, write_tree
+from vmbuild.oci.layer import Owner, pack
 from vmbuild.oci.tarplan import plan_tree
 from vmbuild.oci.tree import Tree, from_roots
 
@@ -23,8 +23,8 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def reference(tree: Tree, mtime: int, owner: Owner) -> bytes:
     out = io.BytesIO()
-    size = write_tree(tree, out, mtime=mtime, owner=owner)
-    assert size == len(out.getvalue())
+    packed = pack(tree, out, compression="none", mtime=mtime, owner=owner)
+    assert packed.tar_size == len(out.getvalue())
     return out.getvalue()
 
 
@@ -50,7 +50,7 @@ def varied_root(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("owner", [Owner(0, 0), Owner(None, None), Owner(1000, 100)])
-def test_plan_size_and_bytes_match_write_tree(tmp_path: Path, owner: Owner) -> None:
+def test_plan_size_and_bytes_match_the_layer_writer(tmp_path: Path, owner: Owner) -> None:
     tree = from_roots([varied_root(tmp_path / "root")])
     tree.add_file("added/under/missing/parents", tmp_path / "root" / "setuid")
     expected = reference(tree, 12345, owner)

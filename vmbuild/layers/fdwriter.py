@@ -19,10 +19,10 @@ import select
 import stat
 import termios
 import time
-from pathlib import Path
 from typing import BinaryIO
 
-from vmbuild.layers.packing import cannot_read, changed, open_range, write_zeros
+from vmbuild.oci.inputs import cannot_read, changed, open_range
+from vmbuild.oci.layer import write_zeros
 
 FLUSH_AT = 64 << 10
 SPLICE_MAX = 1 << 20
@@ -76,7 +76,7 @@ class FdWriter:
         watch.register(self.fd, select.POLLOUT)
         watch.poll()
 
-    def copy_file(self, host: str | Path, size: int, offset: int = 0) -> None:
+    def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0) -> None:
         self.flush()
         left = size
         with open_range(host, size, offset) as f:

@@ -22,7 +22,6 @@ from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, image_config
-from vmbuild.layers.blocks import BlockWriter, widen_pipe
 from vmbuild.layers.custom import customisation
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
@@ -31,6 +30,7 @@ from vmbuild.layers.popularity import Plan, plan_layers
 from vmbuild.layers.stream import write_streaming
 from vmbuild.layers.units import Graph, config_programs, tree_of
 from vmbuild.oci import layer as layer_writer
+from vmbuild.oci.blocks import BlockWriter, widen_pipe
 from vmbuild.oci.compress import BLOCK_SIZE, compressor
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.reader import BaseImage, read_image

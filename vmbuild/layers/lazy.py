@@ -22,9 +22,10 @@ from typing import BinaryIO, Protocol
 
 from vmbuild.errors import ImageError
 from vmbuild.layers import idcache
-from vmbuild.layers.blocks import BlockWriter
-from vmbuild.layers.packing import HINT, Out, diff_id_of_plan, pack
-from vmbuild.oci.layer import Owner
+from vmbuild.layers.packing import diff_id_of_plan, pack
+from vmbuild.oci.blocks import BlockWriter
+from vmbuild.oci.inputs import HINT
+from vmbuild.oci.layer import Out, Owner
 from vmbuild.oci.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.tree import Tree
 

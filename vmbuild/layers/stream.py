@@ -29,14 +29,15 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.layers.blocks import BLOCK_SIZE, BlockWriter
 from vmbuild.layers.fdwriter import FdWriter, pipe_fd
 from vmbuild.layers.hashpool import HashPool
 from vmbuild.layers.lazy import LazyLayer
-from vmbuild.layers.packing import Out, pack
+from vmbuild.layers.packing import pack
 from vmbuild.oci.archive import docker_manifest
+from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.layer import Out
 from vmbuild.oci.tarstream import archive_header
 
 # (every layer of the image, indices of the new layers kept) -> the image

@@ -10,19 +10,18 @@ Missing parent directories are added (0755). The diff_id is the sha256 of the ta
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
-from vmbuild.errors import ImageError
-from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import Coalescer, HashingWriter
+from vmbuild.oci.blocks import BlockWriter
+from vmbuild.oci.compress import BLOCK_SIZE, Compression, compressor
+from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
+from vmbuild.oci.inputs import cannot_read
 from vmbuild.oci.tree import Source, Tree
 
 COPY_BUFSIZE = 1 << 20
@@ -30,7 +29,6 @@ SKIPPED_XATTRS = ("security.selinux",)
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _ZEROS = bytes(RECORD + 2 * BLOCK)
-HINT = "run the build again when the input files are no longer changing"
 
 
 @dataclass(frozen=True)
@@ -83,36 +81,6 @@ class Member:
     size: int = 0
 
 
-def changed(host: str | os.PathLike[str], planned: int, now: int) -> ImageError:
-    return ImageError(
-        f"{host} changed while the image was being written "
-        f"(size {planned} when the layer was planned, {now} when read)",
-        HINT,
-    )
-
-
-def cannot_read(host: str | os.PathLike[str], exc: OSError) -> ImageError:
-    return ImageError(f"cannot read {host}: {exc.strerror}", "check the input")
-
-
-@contextlib.contextmanager
-def open_range(host: str | os.PathLike[str], size: int, offset: int = 0) -> Iterator[io.FileIO]:
-    """``host`` opened unbuffered at ``offset``, once its size is known to fit: the
-    whole file is ``size`` bytes, or (``offset`` > 0, a blob inside an archive) it holds
-    ``size`` bytes from ``offset``."""
-    try:
-        f = io.FileIO(host, "rb")
-    except OSError as exc:
-        raise cannot_read(host, exc) from exc
-    with f:
-        now = os.fstat(f.fileno()).st_size
-        if (now < offset + size) if offset else (now != size):
-            raise changed(host, offset + size, now)
-        if offset:
-            f.seek(offset)
-        yield f
-
-
 def _info(name: str, mtime: int, uid: int, gid: int, mode: int) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.mode = mode
@@ -144,7 +112,7 @@ def members(
     tree: Tree, mtime: int, owner: Owner, on_entry: OnEntry | None = None
 ) -> Iterator[Member]:
     """The members of ``tree``'s layer tar, in order: the one mapping from host files to
-    tar members, for packing (:func:`write_tree`) and planning
+    tar members, for packing (:func:`write_members`, :func:`pack`) and planning
     (:func:`vmbuild.oci.tarplan.plan_tree`) alike."""
     links: dict[tuple[int, int], str] = {}
     names = tree.sorted_names()
@@ -217,50 +185,44 @@ def end_size(size: int) -> int:
     return end + (-end % RECORD) - size
 
 
-def write_tree(tree: Tree, sink: BinaryIO, *, mtime: int, owner: Owner = Owner()) -> int:
-    """Write ``tree``'s layer tar to ``sink`` deterministically; returns its size.
+class Out(Protocol):
+    """Where a layer tar's bytes go: a :class:`~vmbuild.oci.blocks.BlockWriter`, a pipe
+    (:class:`~vmbuild.layers.fdwriter.FdWriter`) or a hash
+    (:class:`~vmbuild.layers.packing.HashSink`)."""
 
-    A member that fits one buffer goes out in one write (header, data and padding).
-    The sink gets views of that reused buffer: it must copy what it keeps.
-    """
-    buf = memoryview(bytearray(COPY_BUFSIZE))
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+    def zeros(self, n: int, /) -> None: ...
+
+    def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0, /) -> None:
+        """``size`` bytes of ``host`` from ``offset``; fails if the file is not as planned."""
+        ...
+
+
+def write_zeros(out: Out, n: int) -> None:
+    """``n`` zero bytes, through ``out.write`` (at most a record and two blocks a write)."""
+    while n > 0:
+        k = min(n, len(_ZEROS))
+        out.write(_ZEROS[:k])
+        n -= k
+
+
+def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
+    """Write a tar of ``items`` to ``out`` (with ``end``, its end blocks and record
+    padding too); returns the bytes written."""
     done = 0
-    for member in members(tree, mtime, owner):
-        head = len(member.header)
-        end = head + member.size
-        whole = end + (-member.size % BLOCK)
-        if whole <= len(buf):
-            buf[:head] = member.header
-            if member.size:
-                with open_range(member.host, member.size) as f:
-                    _fill(f, buf[head:end], member, 0)
-            buf[end:whole] = _ZEROS[: whole - end]
-            sink.write(buf[:whole])
-        else:
-            sink.write(member.header)
-            with open_range(member.host, member.size) as f:
-                for start in range(0, member.size, len(buf)):
-                    view = buf[: min(len(buf), member.size - start)]
-                    _fill(f, view, member, start)
-                    sink.write(view)
-            sink.write(_ZEROS[: whole - end])
-        done += whole
-    end = end_size(done)
-    sink.write(_ZEROS[:end])
-    return done + end
-
-
-def _fill(f: io.FileIO, view: memoryview, member: Member, start: int) -> None:
-    """Read ``view`` full from ``f``, at ``start`` bytes into ``member``'s data."""
-    got = 0
-    while got < len(view):
-        try:
-            n = f.readinto(view[got:])
-        except OSError as exc:
-            raise cannot_read(member.host, exc) from exc
-        if not n:
-            raise changed(member.host, member.size, start + got)
-        got += n
+    for member in items:
+        out.write(member.header)
+        done += len(member.header)
+        if member.size:
+            out.copy_file(member.host, member.size)
+            pad = -member.size % BLOCK
+            out.zeros(pad)
+            done += member.size + pad
+    if not end:
+        return done
+    out.zeros(end_size(done))
+    return done + end_size(done)
 
 
 def pack(
@@ -272,11 +234,14 @@ def pack(
     mtime: int,
     owner: Owner = Owner(),
 ) -> Packed:
-    """Write ``tree`` as a (compressed) layer blob to ``sink`` in one pass."""
+    """Write ``tree`` as a (compressed) layer blob to ``sink`` in one pass: file data is
+    read straight into blocks that one thread hashes (the diff_id) and another hands to
+    the compressor."""
     blob = HashingWriter(sink)
     with compressor(cast(BinaryIO, blob), compression, level) as zsink:
-        tar_hash = HashingWriter(zsink)
-        batched = Coalescer(cast(BinaryIO, tar_hash))
-        write_tree(tree, cast(BinaryIO, batched), mtime=mtime, owner=owner)
-        batched.flush()
-    return Packed(tar_hash.digest, tar_hash.size, blob.digest, blob.size)
+        with BlockWriter(zsink, BLOCK_SIZE) as out:
+            digest = out.begin_hash()
+            size = write_members(members(tree, mtime, owner), out)
+            out.end_hash()
+        diff_id = out.result(digest)
+    return Packed(diff_id, size, blob.digest, blob.size)

@@ -2,7 +2,7 @@
 from, and the tar's exact size, before any file is read.
 
 The members are :func:`vmbuild.oci.layer.members`' (the mapping
-:func:`~vmbuild.oci.layer.write_tree` packs), so a planned layer has the very bytes a
+:func:`~vmbuild.oci.layer.pack` packs), so a planned layer has the very bytes a
 packed one has, and can be named and sized in an archive before it is packed, and packed
 in one pass. Only ``lstat`` (``stat`` for followed sources), ``readlink`` and the
 extended attributes are read.
@@ -19,7 +19,8 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from vmbuild.oci.layer import BLOCK, Member, Owner, cannot_read, end_size, members
+from vmbuild.oci.inputs import cannot_read
+from vmbuild.oci.layer import BLOCK, Member, Owner, end_size, members
 from vmbuild.oci.tree import Source, Tree
 
 __all__ = ["BLOCK", "FORMAT", "Member", "TarPlan", "plan_tree", "stats_of"]
@@ -44,7 +45,7 @@ class TarPlan:
 
 
 def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
-    """The plan of ``tree`` packed as :func:`vmbuild.oci.layer.write_tree` packs it."""
+    """The plan of ``tree`` packed as :func:`vmbuild.oci.layer.pack` packs it."""
     plan = TarPlan()
     fingerprint = hashlib.sha256(f"{FORMAT}\0{mtime}\0{owner.uid}:{owner.gid}".encode())
     stats = hashlib.sha256()

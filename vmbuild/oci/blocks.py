@@ -1,5 +1,5 @@
 """A writer that fills fixed-size blocks, hashes parts of them and writes them, in three
-threads (an :class:`~vmbuild.layers.packing.Out` for any sink, a compressor's included).
+threads (an :class:`~vmbuild.oci.layer.Out` for any sink, a compressor's included).
 
 The caller copies headers in and reads file data straight into the blocks
 (:meth:`BlockWriter.fill`: one copy from the page cache, no allocation); one thread
@@ -20,11 +20,10 @@ import os
 import queue
 import stat
 import threading
-from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from vmbuild.layers.packing import cannot_read, changed, open_range
 from vmbuild.oci.fasttar import Reader, readinto_full
+from vmbuild.oci.inputs import cannot_read, changed, open_range
 
 BLOCK_SIZE = 256 << 10
 BLOCK_COUNT = 4
@@ -163,7 +162,7 @@ class BlockWriter:
                 break
         return done
 
-    def copy_file(self, host: str | Path, size: int, offset: int = 0) -> None:
+    def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0) -> None:
         """``size`` bytes of ``host`` from ``offset`` (see :func:`open_range`)."""
         with open_range(host, size, offset) as f:
             try:
