@@ -34,6 +34,9 @@ class Source:
 @dataclass
 class Tree:
     entries: dict[str, Source] = field(default_factory=dict)
+    # The file type of each entry as gathered (S_IFMT bits), so that merging roots does
+    # not lstat every parent of every entry again; packing stats each entry afresh.
+    _types: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def add_root(self, root: Path, *, keep_dirlinks: bool = False, prefix: str = "") -> None:
         """Merge the contents of ``root`` (a directory, or a single file) at ``prefix``."""
@@ -72,28 +75,32 @@ class Tree:
                         f"symlink loop in copyToRoot at {host}",
                         "remove the loop or set keepContentsDirlinks = true",
                     )
-                self._put(name, Source(host, follow=True), keep)
+                self._put(name, Source(host, follow=True), keep, stat.S_IFDIR)
                 self._walk(host, name, keep, active | {real})
             elif child.is_dir(follow_symlinks=False):
-                name = self._put(name, Source(host), keep)
+                name = self._put(name, Source(host), keep, stat.S_IFDIR)
                 self._walk(host, name, keep, active)
             else:
-                self._put(name, Source(host), keep)
+                self._put(name, Source(host), keep, _type_of(child))
 
-    def _put(self, name: str, src: Source, keep: bool) -> str:
-        """Record ``name``; returns where its children go (differs under a kept dirlink)."""
+    def _put(self, name: str, src: Source, keep: bool, kind: int | None = None) -> str:
+        """Record ``name`` (of file type ``kind``, if known); returns where its children
+        go (differs under a kept dirlink)."""
         name = self._resolve_parent_links(name) if keep else name
+        if kind is None:
+            kind = stat.S_IFMT(src.stat().st_mode)
         old = self.entries.get(name)
-        new_is_dir = stat.S_ISDIR(src.stat().st_mode)
+        new_is_dir = kind == stat.S_IFDIR
         if old is not None:
-            old_mode = old.stat().st_mode
-            if keep and new_is_dir and stat.S_ISLNK(old_mode):
+            old_kind = self._kind(name, old)
+            if keep and new_is_dir and old_kind == stat.S_IFLNK:
                 target = self._link_target(name, old)
                 if target is not None:
                     return target
-            if stat.S_ISDIR(old_mode) and not new_is_dir:
+            if old_kind == stat.S_IFDIR and not new_is_dir:
                 self._drop_children(name)
         self.entries[name] = src
+        self._types[name] = kind
         return name
 
     def _link_target(self, name: str, src: Source) -> str | None:
@@ -106,9 +113,17 @@ class Tree:
         if target.startswith("..") or target == ".":
             return None
         entry = self.entries.get(target)
-        if entry is not None and stat.S_ISDIR(entry.stat().st_mode):
+        if entry is not None and self._kind(target, entry) == stat.S_IFDIR:
             return target
         return None
+
+    def _kind(self, name: str, src: Source) -> int:
+        """The file type of entry ``name`` (looked up once: entries given to the
+        constructor were not gathered here)."""
+        kind = self._types.get(name)
+        if kind is None:
+            kind = self._types[name] = stat.S_IFMT(src.stat().st_mode)
+        return kind
 
     def _resolve_parent_links(self, name: str) -> str:
         parts = name.split("/")
@@ -116,7 +131,7 @@ class Tree:
         for part in parts[:-1]:
             cur = "/".join([*out, part])
             entry = self.entries.get(cur)
-            if entry is not None and stat.S_ISLNK(entry.stat().st_mode):
+            if entry is not None and self._kind(cur, entry) == stat.S_IFLNK:
                 target = self._link_target(cur, entry)
                 if target is not None:
                     out = target.split("/")
@@ -129,9 +144,20 @@ class Tree:
         prefix = name + "/"
         for key in [k for k in self.entries if k.startswith(prefix)]:
             del self.entries[key]
+            self._types.pop(key, None)
 
     def sorted_names(self) -> list[str]:
         return sorted(self.entries, key=lambda n: n.split("/"))
+
+
+def _type_of(entry: os.DirEntry[str]) -> int:
+    """The file type of a directory entry that is not a directory (no syscall when the
+    directory listing says it)."""
+    if entry.is_symlink():
+        return stat.S_IFLNK
+    if entry.is_file(follow_symlinks=False):
+        return stat.S_IFREG
+    return stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
 
 
 def from_roots(roots: Iterable[Path], keep_dirlinks: bool = False) -> Tree:
