@@ -8,8 +8,9 @@ position, not its diff_id, so its header needs only its size, which the plan giv
 which come last, and are hashed meanwhile from the same plans by
 :class:`~vmbuild.layers.hashpool.HashPool` (or remembered: :mod:`vmbuild.layers.idcache`).
 Into a pipe, file data is spliced rather than copied (:mod:`vmbuild.layers.fdwriter`);
-any other sink gets blocks (:class:`BlockWriter`). The first bytes go out as soon as the
-first layer is planned, and memory stays bounded whatever the image's size.
+any other sink gets blocks (:class:`BlockWriter`). The layer expected to be largest is
+planned and handed to the pool first (its hash is the longest); the first bytes go out
+once the first layer is planned, and memory stays bounded whatever the image's size.
 
 A new layer identical to one already in the image (a library the base image has from
 the same host) is left out. Only a layer whose size matches an earlier one's can be
