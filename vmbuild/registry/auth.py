@@ -1,10 +1,13 @@
 """Registry credentials and authentication challenges.
 
 Credentials come from ``$REGISTRY_AUTH_FILE``, else ``$DOCKER_CONFIG/config.json``, else
-``~/.docker/config.json`` (the ``auths`` table: ``auth`` = base64 ``user:password``, or
-``username`` and ``password``). Credential helpers are not run. A ``WWW-Authenticate``
-challenge is either ``Basic`` (send the credentials) or ``Bearer`` (fetch a token from the
-realm, with the credentials if there are any, for the scopes the challenge names).
+``~/.docker/config.json``, in docker's order: a credential helper configured for the host
+(``credHelpers``, else ``credsStore``) is asked and is the only source, so a helper without
+a login means anonymous even if ``auths`` has an old entry; with no helper, the ``auths``
+table (``auth`` = base64 ``user:password``, or ``username`` and ``password``, or an
+``identitytoken``). A ``WWW-Authenticate`` challenge is either ``Basic`` (send the
+credentials) or ``Bearer`` (fetch a token from the realm, with the credentials if there are
+any, for the scopes the challenge names). An identity token only works with ``Bearer``.
 """
 
 from __future__ import annotations
@@ -14,19 +17,36 @@ import binascii
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.errors import RegistryError
+from vmbuild.registry import credhelper
+from vmbuild.registry.credhelper import HUB_KEYS as _HUB_KEYS
+from vmbuild.registry.credhelper import TOKEN_USER
 
-_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 _PARAM_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """A login: a user and password, or (user ``<token>``) an identity token."""
+
     username: str
     password: str
+    source: str = field(default="", compare=False)  # "docker-credential-pass"; "": the file
+
+    @property
+    def identity_token(self) -> str | None:
+        """The OAuth2 refresh token docker keeps for some logins (Bearer auth only)."""
+        return self.password if self.username == TOKEN_USER else None
+
+    def describe(self) -> str:
+        """Which login this is, for messages (never the secret)."""
+        what = (
+            "the identity token" if self.identity_token else f"the credentials of {self.username!r}"
+        )
+        return f"{what} from {self.source}" if self.source else what
 
     def basic_header(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
@@ -71,7 +91,16 @@ def load_credentials(host: str, path: str, file: Path | None = None) -> Credenti
             f"cannot read registry credentials from {file}: {exc}",
             "fix the file or point $REGISTRY_AUTH_FILE at a valid one",
         ) from exc
-    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    helper = credhelper.configured_helper(data, host)
+    if helper is not None:
+        name, where = helper
+        got = credhelper.get(name, host, where, file)
+        if got is None:
+            return None
+        return Credentials(got[0], got[1], f"docker-credential-{name}")
+    auths = data.get("auths")
     if not isinstance(auths, dict):
         return None
     for key in _candidates(host, path):
@@ -82,6 +111,9 @@ def load_credentials(host: str, path: str, file: Path | None = None) -> Credenti
 
 
 def _entry_credentials(entry: dict[str, object], key: str, file: Path) -> Credentials | None:
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        return Credentials(TOKEN_USER, token)
     user, password = entry.get("username"), entry.get("password")
     if isinstance(user, str) and isinstance(password, str) and user:
         return Credentials(user, password)

@@ -3,9 +3,13 @@
 Each thread keeps its own keep-alive connection per origin. HTTPS is used unless the
 registry is on this machine (localhost, 127.0.0.1, ::1) or ``tls_verify`` is off; then
 HTTPS is tried first (without certificate checks) and plain HTTP is used if the server
-does not speak TLS. A 401 answers with a challenge; the client meets it (basic or a
-bearer token for the scopes asked) once and repeats the request. Connection failures,
-429 and 5xx answers are retried with backoff when the request can be repeated.
+does not speak TLS. The proxy the environment names is used (see :mod:`.proxy`). A 401
+answers with a challenge; the client meets it (basic or a bearer token for the scopes
+asked) once and repeats the request. An identity token (docker's ``<token>`` login) is
+traded for a bearer token as docker does it, by an OAuth2 form POST to the realm
+(``grant_type=refresh_token``); basic auth has no way to use one. Connection failures,
+429 and 5xx answers are retried with backoff when the request can be repeated; a
+proxy's failure is not.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import BinaryIO
 from vmbuild.errors import RegistryError
 from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, scopes
 from vmbuild.registry.auth import token_from_response as _token
+from vmbuild.registry.proxy import ProxyError, proxy_for
 from vmbuild.registry.reference import LOCAL_HOSTS
 
 log = logging.getLogger("vmbuild")
@@ -34,6 +39,7 @@ BACKOFF = 0.5
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "vmbuild/0.1"
+CLIENT_ID = "vmbuild"  # the OAuth2 client_id sent with an identity token
 
 
 def registry_message(body: bytes) -> str:
@@ -91,7 +97,12 @@ class Client:
         with self._lock:
             conn = self._pool.get(key)
         if conn is None:
-            if scheme == "https":
+            proxy = proxy_for(scheme, netloc)
+            if proxy is not None and scheme == "https":
+                conn = proxy.tunnel(netloc, timeout=self.timeout, context=self._context(netloc))
+            elif proxy is not None:
+                conn = proxy.forward(netloc, timeout=self.timeout)
+            elif scheme == "https":
                 conn = http.client.HTTPSConnection(
                     netloc, timeout=self.timeout, context=self._context(netloc), blocksize=1 << 20
                 )
@@ -170,6 +181,12 @@ class Client:
         if challenge.scheme == "basic":
             if not self.credentials:
                 raise RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
+            if self.credentials.identity_token:
+                raise RegistryError(
+                    f"{what}: {self.host} wants basic auth, which cannot use "
+                    f"{self.credentials.describe()} (only token auth can)",
+                    f"log in to {self.host} with a user name and password",
+                )
             with self._lock:
                 self._basic = True
             return
@@ -180,10 +197,10 @@ class Client:
 
     def _refused(self, what: str) -> RegistryError:
         if self.credentials:
-            return RegistryError(
-                f"{what}: {self.host} refused the credentials of {self.credentials.username!r}",
-                "wrong user or password: fix ~/.docker/config.json or $REGISTRY_AUTH_FILE",
-            )
+            hint = "wrong user or password: fix ~/.docker/config.json or $REGISTRY_AUTH_FILE"
+            if self.credentials.source or self.credentials.identity_token:
+                hint = f"log in to {self.host} again"
+            return RegistryError(f"{what}: {self.host} refused {self.credentials.describe()}", hint)
         return RegistryError(
             f"{what}: {self.host} requires a login (or the repository does not exist)", _LOGIN
         )
@@ -197,15 +214,12 @@ class Client:
             raise RegistryError(
                 f"{what}: token realm {realm} is not HTTPS", "set tlsVerify = false to allow it"
             )
-        query = [("service", challenge.params["service"])] if "service" in challenge.params else []
-        query += [("scope", s) for s in scopes(challenge.params.get("scope", ""), scope)]
-        url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode(query)
-        headers = {"User-Agent": USER_AGENT}
-        if self.credentials:
-            headers["Authorization"] = self.credentials.basic_header()
+        method, url, headers, form = self._token_request(challenge, scope, realm)
         try:
-            resp = self._send("GET", url, headers, None)
+            resp = self._send(method, url, headers, form)
             body = resp.read()
+        except ProxyError as exc:
+            raise RegistryError(f"{what}: token server {realm}: {exc.message}", exc.hint) from exc
         except OSError as exc:
             raise RegistryError(f"{what}: cannot reach token server {realm}: {exc}", _NET) from exc
         if resp.status in (401, 403):
@@ -214,6 +228,30 @@ class Client:
             msg = registry_message(body)
             raise RegistryError(f"{what}: token server {realm} said {resp.status} {msg}", _NET)
         return _token(body, realm)
+
+    def _token_request(
+        self, challenge: Challenge, scope: str, realm: str
+    ) -> tuple[str, str, dict[str, str], bytes | None]:
+        """(method, url, headers, body) asking ``realm`` for a token: a GET with the
+        credentials as basic auth, or with an identity token docker's OAuth2 form POST."""
+        service = challenge.params.get("service")
+        wanted = scopes(challenge.params.get("scope", ""), scope)
+        headers = {"User-Agent": USER_AGENT}
+        refresh = self.credentials.identity_token if self.credentials else None
+        if refresh:
+            # Scopes space-separated in one field, as OAuth2 has them.
+            fields = [("grant_type", "refresh_token"), ("client_id", CLIENT_ID)]
+            fields += [("service", service)] if service is not None else []
+            fields += [("scope", " ".join(wanted))] if wanted else []
+            fields += [("refresh_token", refresh)]
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            return "POST", realm, headers, urllib.parse.urlencode(fields).encode()
+        query = [("service", service)] if service is not None else []
+        query += [("scope", s) for s in wanted]
+        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
+        if self.credentials:
+            headers["Authorization"] = self.credentials.basic_header()
+        return "GET", realm + sep + urllib.parse.urlencode(query), headers, None
 
     # -- requests ----------------------------------------------------------------------
 
@@ -239,6 +277,8 @@ class Client:
             hdrs.update(headers or {})
             try:
                 resp = self._send(method, url, hdrs, body)
+            except ProxyError as exc:
+                raise RegistryError(f"{what}: {exc.message}", exc.hint) from exc
             except (OSError, http.client.HTTPException) as exc:
                 attempt += 1
                 if attempt >= RETRIES or isinstance(exc, ConnectionRefusedError | socket.gaierror):
