@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.layers.hashpool import HashPool
-from vmbuild.layers.packing import diff_id_of_plan
+from vmbuild.layers.packing import Cancelled, diff_id_of_plan
+from vmbuild.oci.inputs import fill
 from vmbuild.oci.tarplan import Member, TarPlan
 
 
@@ -32,10 +34,10 @@ def test_values_and_largest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     real = diff_id_of_plan
     gate = threading.Event()
 
-    def recorded(plan: TarPlan) -> str:
+    def recorded(plan: TarPlan, stop: threading.Event | None = None) -> str:
         gate.wait(10)
         order.append(plan.size)
-        return real(plan)
+        return real(plan, stop)
 
     monkeypatch.setattr("vmbuild.layers.hashpool.diff_id_of_plan", recorded)
     blobs = {i: bytes([i]) * (i * 20000) for i in (1, 3, 2)}
@@ -74,3 +76,25 @@ def test_leaving_with_an_error_drops_what_waits(tmp_path: Path) -> None:
             pool.submit(i, plan)
         raise RuntimeError
     assert all(not t.is_alive() for t in pool._threads)
+
+
+def test_leaving_with_an_error_stops_a_long_hash(tmp_path: Path) -> None:
+    big = plan_of(tmp_path / "big", b"\0" * (64 << 20))
+    started = threading.Event()
+    real_fill = fill
+
+    def slow_fill(*args: object) -> None:
+        started.set()
+        real_fill(*args)  # type: ignore[arg-type]
+        time.sleep(0.05)  # 64 chunks: 3 s unless hashing gives up
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("vmbuild.layers.packing.fill", slow_fill)
+        begun = time.monotonic()
+        with pytest.raises(RuntimeError), HashPool(workers=1) as pool:
+            pool.submit(1, big)
+            assert started.wait(10)
+            raise RuntimeError
+        assert time.monotonic() - begun < 1.5
+        with pytest.raises(Cancelled):
+            pool.diff_id(1)

@@ -40,6 +40,7 @@ class HashPool:
         self._heap: list[tuple[int, int, _Task]] = []
         self._tasks: dict[int, _Task] = {}
         self._closed = False
+        self._stop = threading.Event()  # set when leaving with an error: hashes give up
         count = workers or max(1, min(MAX_WORKERS, os.cpu_count() or 1))
         self._threads = [
             threading.Thread(target=self._work, name=f"vmbuild-hash-{i}", daemon=True)
@@ -83,11 +84,10 @@ class HashPool:
                 task.started = True
             self._run(task)
 
-    @staticmethod
-    def _run(task: _Task) -> None:
+    def _run(self, task: _Task) -> None:
         try:
             assert task.plan is not None
-            task.value = diff_id_of_plan(task.plan)
+            task.value = diff_id_of_plan(task.plan, self._stop)
         except BaseException as exc:  # raised by diff_id() in the caller's thread
             task.error = exc
         finally:
@@ -95,11 +95,13 @@ class HashPool:
             task.done.set()
 
     def close(self, drop: bool = False) -> None:
-        """Stop the workers once the queue is empty, or at once with ``drop``."""
+        """Stop the workers once the queue is empty, or at once with ``drop`` (a hash
+        under way gives up at its next chunk)."""
         with self._cond:
             self._closed = True
             if drop:
                 self._heap.clear()
+                self._stop.set()
             self._cond.notify_all()
         for t in self._threads:
             t.join()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 from vmbuild.oci.inputs import fill, open_range
 from vmbuild.oci.layer import Out, write_members, write_zeros
@@ -27,10 +28,16 @@ def pack(plan: TarPlan, out: Out) -> None:
     out.zeros(plan.size - done)  # end blocks and record padding (none for a tar on disk)
 
 
-class HashSink:
-    """An :class:`Out` that keeps only the sha256 and the size of what it is given."""
+class Cancelled(Exception):
+    """Hashing was given up (the build is ending with an error)."""
 
-    def __init__(self) -> None:
+
+class HashSink:
+    """An :class:`Out` that keeps only the sha256 and the size of what it is given;
+    it gives up between chunks once ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop
         self._hash = hashlib.sha256()
         self._view: memoryview | None = None
         self.size = 0
@@ -48,6 +55,8 @@ class HashSink:
             self._view = memoryview(bytearray(CHUNK))
         with open_range(host, size, offset) as f:
             for at in range(0, size, CHUNK):
+                if self._stop is not None and self._stop.is_set():
+                    raise Cancelled
                 view = self._view[: min(CHUNK, size - at)]
                 fill(f, view, host, offset + size, offset + at)
                 self.write(view)
@@ -56,9 +65,10 @@ class HashSink:
         return "sha256:" + self._hash.hexdigest()
 
 
-def diff_id_of_plan(plan: TarPlan) -> str:
-    """The sha256 of the tar ``plan`` describes, read from its files now."""
-    sink = HashSink()
+def diff_id_of_plan(plan: TarPlan, stop: threading.Event | None = None) -> str:
+    """The sha256 of the tar ``plan`` describes, read from its files now (raises
+    :class:`Cancelled` once ``stop`` is set)."""
+    sink = HashSink(stop)
     pack(plan, sink)
     assert sink.size == plan.size, (sink.size, plan.size)
     return sink.digest()
