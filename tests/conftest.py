@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -37,7 +38,9 @@ class Containers:
         self.root = root
         self.store = ["--root", str(root / "root"), "--runroot", str(root / "run")]
 
-    def podman(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def podman(
+        self, *args: str, input: bytes | None = None, stdin: IO[bytes] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [
                 "podman",
@@ -49,6 +52,7 @@ class Containers:
                 *args,
             ],
             input=input,
+            stdin=stdin,
             capture_output=True,
             check=True,
             timeout=300,

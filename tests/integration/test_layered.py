@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Containers
+
 pytestmark = pytest.mark.tools  # every test here runs the real CLI and host tools
 
 BASH = "/usr/bin/bash"
@@ -176,6 +178,36 @@ def test_stream_equals_build(bash_image: Path, tmp_path: Path) -> None:
         assert f is not None
         tag = manifest(bash_image)["RepoTags"][0].split(":")[-1]
         assert json.load(f) == {"layered-bash": {tag: layers[-1].split("/")[0]}}
+
+
+def test_stream_piped_into_podman_load(tmp_path: Path, containers: Containers) -> None:
+    """``vmbuild stream | podman load`` through a real pipe (file data spliced into it,
+    every diff_id hashed by the pool: the cache is empty), then the image runs."""
+    spec = write_spec(
+        tmp_path / "p.toml", function="streamLayeredImage", name="piped-bash", **BASH_IMAGE
+    )
+    env = dict(os.environ, VMBUILD_CACHE_DIR=str(tmp_path / "empty-cache"))
+    stream = subprocess.Popen(
+        [sys.executable, "-m", "vmbuild", "stream", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert stream.stdout is not None
+    try:
+        load = containers.podman("load", stdin=stream.stdout)
+    finally:
+        stream.stdout.close()
+        _, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err.decode()
+    loaded = (load.stdout + load.stderr).decode()
+    ref = next(w for w in loaded.split() if "piped-bash:" in w)
+    ctr = containers.buildah("from", "-q", ref).stdout.decode().strip()
+    try:
+        run = containers.buildah("run", "--isolation", "chroot", ctr, "--", BASH, "-c", "echo ok")
+    finally:
+        containers.buildah("rm", ctr)
+    assert run.stdout == b"ok\n"
 
 
 def test_skopeo_umoci_and_podman_accept_the_image(bash_image: Path, tmp_path: Path) -> None:
