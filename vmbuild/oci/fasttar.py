@@ -1,25 +1,19 @@
-"""A fast path for appending plain members to a :class:`tarfile.TarFile`.
+"""Tar headers without :class:`tarfile.TarFile`'s per-member cost.
 
-``tarfile.addfile`` costs tens of microseconds a member (header objects, a copy of the
-TarInfo, PAX checks), which dominates packing trees of many small files. For a member
-that needs no PAX record (ASCII names and link names of at most 100 bytes, no xattrs,
-numbers that fit their octal fields) :func:`add` builds the very same ustar header
-``tarfile`` would write in PAX format, byte for byte, and streams the data itself
-through one reused buffer per thread (header, data and padding in one write for a small
-file; no allocation per member); anything else goes through ``tarfile``. Written
-members are not kept in memory.
+``TarInfo.tobuf`` costs tens of microseconds a member (header objects, PAX checks),
+which dominates packing trees of many small files. For a member that needs no PAX
+record (ASCII names and link names of at most 100 bytes, no xattrs, numbers that fit
+their octal fields) :func:`header` builds the very same ustar header ``tarfile`` would
+write in PAX format, byte for byte; :func:`member_header` falls back to ``tarfile``
+for anything else.
 """
 
 from __future__ import annotations
 
 import tarfile
-import threading
-from typing import BinaryIO, Protocol, cast
+from typing import Protocol
 
-BLOCK = tarfile.BLOCKSIZE
-CHUNK = 1 << 20  # data bytes per write (one buffer, reused)
 _NUL = b"\0"
-_ZEROS = bytes(BLOCK)
 _MAGIC = b"ustar\x0000"
 # uname, gname, devmajor, devminor (empty unless a device), prefix, padding
 _EMPTY_OWNER_AND_DEV = b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
@@ -71,25 +65,10 @@ class Reader(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-class Writer(Protocol):
-    def write(self, data: memoryview, /) -> object: ...
-
-
 def member_header(ti: tarfile.TarInfo, encoding: str = tarfile.ENCODING) -> bytes:
     """The header bytes ``tarfile.addfile`` writes for ``ti`` in PAX format (512 bytes,
     or more when PAX extended records are needed)."""
     return header(ti) or ti.tobuf(tarfile.PAX_FORMAT, encoding, "surrogateescape")
-
-
-_local = threading.local()
-
-
-def _buffer() -> memoryview:
-    """This thread's reusable buffer: a header, a chunk of data and its padding."""
-    view: memoryview | None = getattr(_local, "view", None)
-    if view is None:
-        view = _local.view = memoryview(bytearray(BLOCK + CHUNK + BLOCK))
-    return view
 
 
 def readinto_full(data: Reader, view: memoryview) -> int:
@@ -101,36 +80,3 @@ def readinto_full(data: Reader, view: memoryview) -> int:
             break
         got += n
     return got
-
-
-def add(tar: tarfile.TarFile, ti: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
-    """Append ``ti`` (and ``ti.size`` bytes of ``data``) to ``tar``.
-
-    The sink gets views of one reused buffer: it must copy what it keeps.
-    """
-    head = header(ti)
-    if head is None:
-        tar.addfile(ti, data)
-        tar.members.clear()  # type: ignore[attr-defined]
-        return
-    assert tar.fileobj is not None
-    sink = cast(Writer, tar.fileobj)
-    size = ti.size if data is not None else 0
-    pad = -size % BLOCK
-    view = _buffer()
-    view[:BLOCK] = head
-    pos, left = BLOCK, size
-    while left:
-        assert data is not None
-        want = min(left, BLOCK + CHUNK - pos)
-        got = readinto_full(cast(Reader, data), view[pos : pos + want])
-        if got < want:
-            raise OSError(f"{ti.name} shrank while it was read")
-        pos += got
-        left -= got
-        if left:
-            sink.write(view[:pos])
-            pos = 0
-    view[pos : pos + pad] = _ZEROS[:pad]
-    sink.write(view[: pos + pad])
-    tar.offset += BLOCK + size + pad

@@ -219,10 +219,11 @@ def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
             pad = -member.size % BLOCK
             out.zeros(pad)
             done += member.size + pad
-    if not end:
-        return done
-    out.zeros(end_size(done))
-    return done + end_size(done)
+    if end:
+        tail = end_size(done)
+        out.zeros(tail)
+        done += tail
+    return done
 
 
 def pack(
