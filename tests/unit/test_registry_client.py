@@ -11,12 +11,13 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
+from tests.unit.httpstub import Handler
 from vmbuild.errors import RegistryError
 from vmbuild.registry.auth import Credentials, load_credentials, parse_challenge
 from vmbuild.registry.blobs import Downloader, get_many, store_path
@@ -33,23 +34,11 @@ DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 DIFF_ID = "sha256:" + hashlib.sha256(PLAIN).hexdigest()
 
 
-class Fake(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Fake(Handler):
     requests: ClassVar[list[tuple[str, str, str]]] = []
     drop_first = True
     drop_always = False
     bearer = False
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         auth = self.headers.get("Authorization", "")

@@ -9,12 +9,13 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
+from tests.unit.httpstub import Handler
 from vmbuild.errors import RegistryError
 from vmbuild.registry import credhelper
 from vmbuild.registry.auth import Credentials, load_credentials
@@ -166,24 +167,12 @@ def test_helper_failures_are_one_line(
     one_line(err, "docker-credential-noexec")
 
 
-class TokenRegistry(BaseHTTPRequestHandler):
+class TokenRegistry(Handler):
     """A registry wanting a bearer token from its own /token, which takes only OAuth2
     refresh-token POSTs with the refresh token RT."""
 
-    protocol_version = "HTTP/1.1"
     scheme: ClassVar[str] = "Bearer"
     forms: ClassVar[list[dict[str, list[str]]]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
