@@ -6,9 +6,11 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -382,3 +384,34 @@ def test_stream_memory_stays_bounded(tmp_path: Path) -> None:
     ).stdout.split()
     assert status == "0"
     assert int(rss_kib) < 200 * 1024
+
+
+def test_ctrl_c_mid_stream_leaves_nothing(tmp_path: Path) -> None:
+    """SIGINT while the stream waits on a full pipe (the hash pool busy meanwhile): one
+    line, status 130, no temp dir left."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(8):
+        (tree / f"f{i}").write_bytes(bytes([i]) * (4 << 20))
+    spec = write_spec(
+        tmp_path / "s.toml",
+        function="streamLayeredImage",
+        name="interrupted",
+        contents=[{"path": BASH, "closure": True}, str(tree)],
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), VMBUILD_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmbuild", "stream", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert os.read(proc.stdout.fileno(), 1)  # started; the pipe then fills up
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, "vmbuild: interrupted\n")
+    assert list(scratch.iterdir()) == []
