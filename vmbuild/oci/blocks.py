@@ -2,7 +2,7 @@
 threads (an :class:`~vmbuild.oci.layer.Out` for any sink, a compressor's included).
 
 The caller copies headers in and reads file data straight into the blocks
-(:meth:`BlockWriter.fill`: one copy from the page cache, no allocation); one thread
+(:meth:`BlockWriter.copy_file`: one copy from the page cache, no allocation); one thread
 hashes the spans between :meth:`begin_hash` and :meth:`end_hash` (a layer's diff_id,
 found while the layer is written), another writes the blocks to the sink in order. A
 block is reused once written, so memory stays at ``count`` blocks whatever the size of
@@ -22,8 +22,7 @@ import stat
 import threading
 from typing import BinaryIO, Protocol
 
-from vmbuild.oci.fasttar import Reader, readinto_full
-from vmbuild.oci.inputs import cannot_read, changed, open_range
+from vmbuild.oci.inputs import fill, open_range
 
 BLOCK_SIZE = 256 << 10
 BLOCK_COUNT = 4
@@ -149,28 +148,17 @@ class BlockWriter:
             self.write(_ZEROS[:k])
             n -= k
 
-    def fill(self, source: Reader, n: int) -> int:
-        """Read up to ``n`` bytes of ``source`` into the blocks; fewer only at its end."""
-        done = 0
-        while done < n:
-            room = self._room()
-            want = min(len(room), n - done)
-            got = readinto_full(source, room[:want])
-            self._advance(got)
-            done += got
-            if got < want:
-                break
-        return done
-
     def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0) -> None:
-        """``size`` bytes of ``host`` from ``offset`` (see :func:`open_range`)."""
+        """``size`` bytes of ``host`` from ``offset`` (see :func:`open_range`), read
+        straight into the blocks."""
+        done = 0
         with open_range(host, size, offset) as f:
-            try:
-                got = self.fill(f, size)
-            except OSError as exc:
-                raise cannot_read(host, exc) from exc
-        if got != size:
-            raise changed(host, offset + size, offset + got)
+            while done < size:
+                room = self._room()
+                want = min(len(room), size - done)
+                fill(f, room[:want], host, offset + size, offset + done)
+                self._advance(want)
+                done += want
 
     def begin_hash(self) -> Digest:
         assert self._open is None, "spans do not nest"

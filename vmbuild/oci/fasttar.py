@@ -11,7 +11,6 @@ for anything else.
 from __future__ import annotations
 
 import tarfile
-from typing import Protocol
 
 _NUL = b"\0"
 _MAGIC = b"ustar\x0000"
@@ -61,22 +60,7 @@ def header(ti: tarfile.TarInfo) -> bytes | None:
     return buf[:148] + b"%06o\0 " % chksum + buf[156:]
 
 
-class Reader(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
-
-
 def member_header(ti: tarfile.TarInfo, encoding: str = tarfile.ENCODING) -> bytes:
     """The header bytes ``tarfile.addfile`` writes for ``ti`` in PAX format (512 bytes,
     or more when PAX extended records are needed)."""
     return header(ti) or ti.tobuf(tarfile.PAX_FORMAT, encoding, "surrogateescape")
-
-
-def readinto_full(data: Reader, view: memoryview) -> int:
-    """Fill ``view`` from ``data``; fewer bytes only at end of file."""
-    got = 0
-    while got < len(view):
-        n = data.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return got
