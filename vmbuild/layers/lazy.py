@@ -72,7 +72,42 @@ class LazyLayer(Protocol):
     def copy_to(self, sink: BinaryIO) -> None: ...
 
 
-class TreeLayer:
+class _Planned:
+    """What every kind of lazy layer does the same way, given :meth:`tar_plan`."""
+
+    weight = 0
+
+    def tar_plan(self) -> TarPlan:
+        raise NotImplementedError
+
+    def plan(self) -> int:
+        return self.tar_plan().size
+
+    def known_diff_id(self) -> str | None:
+        return None
+
+    def write(self, out: Out) -> None:
+        pack(self.tar_plan(), out)
+
+    def release(self) -> None:
+        pass
+
+    def verify(self) -> None:
+        pass
+
+    def remember(self, diff_id: str) -> None:
+        pass
+
+    @property
+    def size(self) -> int:
+        return self.plan()
+
+    def copy_to(self, sink: BinaryIO) -> None:
+        with BlockWriter(sink) as out:
+            self.write(out)
+
+
+class TreeLayer(_Planned):
     """A layer packed from a :class:`Tree` with a fixed mtime and owner."""
 
     def __init__(
@@ -92,9 +127,6 @@ class TreeLayer:
             if self._plan is None:
                 self._plan = plan_tree(self.tree, self.mtime, self.owner)
             return self._plan
-
-    def plan(self) -> int:
-        return self.tar_plan().size
 
     def known_diff_id(self) -> str | None:
         return idcache.load(self.tar_plan()) if self.use_cache else None
@@ -117,26 +149,19 @@ class TreeLayer:
             idcache.store(self._written, diff_id)
 
     def write(self, out: Out) -> None:
-        pack(self.tar_plan(), out)
+        super().write(out)
         self.release()  # (written again, the layer is planned again)
         if self.use_cache:
             self.verify()
 
-    @property
-    def size(self) -> int:
-        return self.plan()
 
-    def copy_to(self, sink: BinaryIO) -> None:
-        with BlockWriter(sink) as out:
-            self.write(out)
-
-
-class FileLayer:
-    """A layer tar already on disk (the customisation layer packed under fakeroot)."""
+class FileLayer(_Planned):
+    """A layer tar already on disk (the customisation layer packed under fakeroot): packed
+    afresh by each build (no diff_id known), its one member kept, its size checked as it
+    is read."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.weight = 0
         self._plan: TarPlan | None = None
 
     def tar_plan(self) -> TarPlan:
@@ -151,32 +176,6 @@ class FileLayer:
                 raise ImageError(f"{self.path} is not a tar file", "check the input")
             self._plan = TarPlan([Member(b"", str(self.path), size)], size)
         return self._plan
-
-    def plan(self) -> int:
-        return self.tar_plan().size
-
-    def known_diff_id(self) -> str | None:
-        return None  # packed afresh by each build
-
-    def write(self, out: Out) -> None:
-        pack(self.tar_plan(), out)
-
-    def release(self) -> None:
-        pass  # one member: kept
-
-    def verify(self) -> None:
-        pass  # the build's own file: its size is checked as it is read
-
-    def remember(self, diff_id: str) -> None:
-        pass
-
-    @property
-    def size(self) -> int:
-        return self.plan()
-
-    def copy_to(self, sink: BinaryIO) -> None:
-        with BlockWriter(sink) as out:
-            self.write(out)
 
 
 def diff_id_of(layer: LazyLayer) -> str:
