@@ -20,6 +20,7 @@ from pathlib import Path
 from vmbuild import cache
 from vmbuild.errors import StepFailed, VmbuildError
 from vmbuild.run import run
+from vmbuild.vm.qemu import BARE
 
 log = logging.getLogger("vmbuild")
 
@@ -59,11 +60,7 @@ def probe_key(qemu: str) -> str:
 def probe_argv(qemu: str, kernel: Path) -> list[str]:
     return [
         qemu,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
+        *BARE,
         "-M",
         "microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on",
         "-accel",

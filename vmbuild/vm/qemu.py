@@ -117,17 +117,18 @@ def _net(spec: VmSpec) -> list[str]:
     ]
 
 
+# What every QEMU vmbuild starts begins with: no default devices or config files, no
+# display, and a guest reboot ends QEMU.
+BARE = ("-nodefaults", "-no-user-config", "-display", "none", "-no-reboot")
+
+
 def argv(qemu: str, spec: VmSpec) -> list[str]:
     """The full QEMU argv for ``spec``."""
     rng = "virtio-rng-device" if spec.machine == "microvm" else "virtio-rng-pci"
     append = " ".join((*KERNEL_ARGS, *spec.extra_args))
     return [
         qemu,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
+        *BARE,
         *_machine(spec),
         *_cpu(spec),
         "-smp",
