@@ -11,13 +11,14 @@ from typing import Any, cast
 from vmbuild.build import build, stream
 from vmbuild.config import load_spec
 from vmbuild.config.common import FORMATS, OutputOptions
+from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS, Compression
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("build", help="build the image a spec describes")
     p.add_argument("spec", type=Path, help="the spec file (TOML)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="where to write the image")
+    p.add_argument("--out", "-o", required=True, help="where to write the image")
     p.add_argument("--format", choices=FORMATS, default="docker-archive")
     p.add_argument(
         "--compress",
@@ -41,10 +42,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
     loaded = load_spec(args.spec)
     compression = args.compress or ("none" if loaded.function == "pullImage" else "gzip")
     opts = OutputOptions(args.format, cast(Compression, compression), args.level)
-    result = build(loaded, args.out, opts)
+    result = build(loaded, Path(args.out), opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

@@ -10,13 +10,16 @@ is plain.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from vmbuild.config.common import OutputOptions
 from vmbuild.errors import VmbuildError
@@ -50,36 +53,162 @@ class BuildResult:
         }
 
 
+def _output_error(out: Path, exc: OSError) -> VmbuildError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free space in {out.parent} or write elsewhere"
+    elif exc.errno == errno.EROFS:
+        hint = "write to a writable file system"
+    else:
+        hint = "check the path and its permissions"
+    return VmbuildError(f"cannot write {out}: {reason}", hint)
+
+
+def resolve_out(out: Path, directory: bool) -> Path:
+    """Where an output for ``out`` really goes, checked before any work is done.
+
+    A symlink at ``out`` is followed (its target is replaced, the link kept). An archive
+    (``directory`` false) may replace only a regular file, a layout directory only a
+    directory; a missing or read-only parent directory is refused here too.
+    """
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    if target.name in ("", ".", ".."):
+        raise VmbuildError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
+    parent = target.parent
+    if not parent.is_dir():
+        raise VmbuildError(f"output directory {parent} does not exist", "create it first")
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and directory and not stat.S_ISDIR(st.st_mode):
+        raise VmbuildError(
+            f"--out {out} exists and is not a directory",
+            "--format oci writes a layout directory: remove the file or give another path",
+        )
+    if st is not None and not directory and stat.S_ISDIR(st.st_mode):
+        raise VmbuildError(
+            f"--out {out} is a directory",
+            "give a file name for the archive, or --format oci for a layout directory",
+        )
+    if st is not None and not directory and not stat.S_ISREG(st.st_mode):
+        raise VmbuildError(
+            f"--out {out} is a special file (a device, pipe or socket), not a regular file",
+            "give the path of a regular file; to write to a pipe, use vmbuild stream",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if _read_only(parent) else "not writable"
+        raise VmbuildError(f"cannot write to {parent}: {reason}", "give a writable --out")
+    return target
+
+
+def _read_only(directory: Path) -> bool:
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+
+
+def _part_prefix(out: Path) -> str:
+    return f".{out.name}."
+
+
+def sweep_parts(out: Path) -> None:
+    """Remove ``.part`` files and directories left beside ``out`` by builds that died.
+
+    Each writer holds an exclusive ``flock`` on its part while it writes; a part that can
+    be locked has no writer left (pids can be reused, locks cannot outlive their owner).
+    """
+    directory = out.parent if str(out.parent) else Path(".")
+    prefix = _part_prefix(out)
+    with contextlib.suppress(OSError):
+        names = [
+            n
+            for n in os.listdir(directory)
+            if n.startswith(prefix) and (n.endswith(".part") or ".old-" in n)
+        ]
+        for name in names:
+            path = directory / name
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live build is writing it
+                finally:
+                    os.close(fd)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
+
+
+class _OutFile:
+    """The part file, unbuffered (so closing it never fails late): whole writes only, and
+    a write that fails (disk full, read-only) becomes one clear error."""
+
+    def __init__(self, fd: int, out: Path):
+        self._fd = fd
+        self._out = out
+        self._pos = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            raise _output_error(self._out, exc) from exc
+        self._pos += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def tell(self) -> int:
+        return self._pos
+
+    def writable(self) -> bool:
+        return True
+
+
 @contextlib.contextmanager
 def atomic_file(out: Path) -> Iterator[BinaryIO]:
-    """A file under a temporary name beside ``out``, renamed to ``out`` on success."""
+    """A file under a temporary name beside ``out``, renamed to ``out`` on success.
+
+    ``out`` should come from :func:`resolve_out` (a symlink there is replaced otherwise).
+    """
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise VmbuildError(f"output directory {directory} does not exist", "create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=directory)
+    sweep_parts(out)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o644)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{_part_prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
+        )
+    except OSError as exc:
+        raise _output_error(out, exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield cast(BinaryIO, _OutFile(fd, out))
+        try:
+            os.fchmod(fd, 0o644)
+        except OSError as exc:
+            raise _output_error(out, exc) from exc
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 def write_image(image: Image, out: Path, opts: OutputOptions, mtime: int) -> None:
     """Write ``image`` to ``out`` in ``opts.format``."""
     if opts.format == "oci":
-        directory = out.parent if str(out.parent) else Path(".")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=directory))
-        try:
-            tmp.rmdir()
-            archive.write_oci_layout(image, tmp)
-            archive.replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _write_layout(image, out)
         return
     with atomic_file(out) as f:
         if opts.format == "oci-archive":
@@ -87,6 +216,35 @@ def write_image(image: Image, out: Path, opts: OutputOptions, mtime: int) -> Non
         else:
             with compressor(f, opts.compression, opts.level) as z:
                 archive.write_docker_archive(image, z, mtime)
+
+
+def _write_layout(image: Image, out: Path) -> None:
+    directory = out.parent if str(out.parent) else Path(".")
+    sweep_parts(out)
+    try:
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f"{_part_prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
+            )
+        )
+    except OSError as exc:
+        raise _output_error(out, exc) from exc
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            archive.write_oci_layout(image, tmp)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+                raise _output_error(out, exc) from exc
+            raise
+        os.chmod(tmp, 0o755)
+        archive.replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def result_for(

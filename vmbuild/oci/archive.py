@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -147,11 +148,29 @@ def write_oci_layout(image: Image, directory: Path) -> None:
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished layout directory into place, replacing an older one."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.rename(final, old)
+    """Move a finished layout directory into place, replacing an older one.
+
+    An older layout is swapped with the new one in one step (``renameat2`` with
+    ``RENAME_EXCHANGE``), so ``final`` always names a whole layout, then removed.
+    """
+    if not final.exists():
         os.rename(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, final)
+        return
+    if _exchange(tmp, final):
+        shutil.rmtree(tmp)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; False where the kernel or file system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(done == 0)

@@ -1,0 +1,181 @@
+"""--out is safe: links followed, special files refused, every bad path one line, no leftovers.
+
+Tests run as root (as CI does): they mount small tmpfs file systems (read-only, full).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import vmbuild_cli
+
+FORMATS = ("docker-archive", "oci-archive", "oci")
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "outcheck"\ntag = "1"\n')
+    return path
+
+
+@pytest.fixture
+def big_spec(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "blob").write_bytes(os.urandom(2 << 20))  # does not compress: fills 1 MiB
+    path = tmp_path / "big.toml"
+    path.write_text(f'name = "outcheck"\ntag = "1"\ncopyToRoot = ["{root}"]\n')
+    return path
+
+
+def _mount(target: Path, options: str) -> Iterator[Path]:
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], check=True)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    yield from _mount(tmp_path / "ro", "size=1m,ro")
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> Iterator[Path]:
+    yield from _mount(tmp_path / "full", "size=1m")
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: error:")]
+    assert len(errors) == 1, proc.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def no_parts(directory: Path) -> None:
+    left = [p.name for p in directory.iterdir() if p.name.endswith(".part") or ".old-" in p.name]
+    assert not left, left
+
+
+def is_image(path: Path, fmt: str) -> bool:
+    if fmt == "oci":
+        return bool(json.loads((path / "index.json").read_text())["manifests"])
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+    return ("manifest.json" if fmt == "docker-archive" else "index.json") in names
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_symlink_at_out_is_followed_and_kept(spec: Path, tmp_path: Path, fmt: str) -> None:
+    real = tmp_path / "real"
+    if fmt == "oci":
+        real.mkdir()  # an older layout, replaced whole
+        (real / "stale").write_text("old")
+    else:
+        real.write_text("old")
+    link = tmp_path / "link"
+    link.symlink_to("real")
+    proc = vmbuild_cli("build", spec, "--out", link, "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(link)
+    assert link.is_symlink() and os.readlink(link) == "real"
+    assert is_image(real, fmt)
+    assert not (real / "stale").exists()
+    no_parts(tmp_path)
+
+
+def test_a_dangling_symlink_creates_its_target(spec: Path, tmp_path: Path) -> None:
+    (tmp_path / "link.tar").symlink_to("made.tar")
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "link.tar", "--compress", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "link.tar").is_symlink()
+    assert is_image(tmp_path / "made.tar", "docker-archive")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_special_files_are_refused_and_kept(spec: Path, tmp_path: Path, fmt: str) -> None:
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (dev, fifo, tmp_path / "link-to-dev"):
+        if target.name == "link-to-dev":
+            target.symlink_to(dev)
+        proc = vmbuild_cli("build", spec, "--out", target, "--format", fmt)
+        one_error_line(proc, str(target))
+    assert stat.S_ISCHR(dev.lstat().st_mode)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    no_parts(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bad_out_paths_are_one_line(spec: Path, tmp_path: Path, fmt: str) -> None:
+    empty = vmbuild_cli("build", spec, "--out", "", "--format", fmt)
+    one_error_line(empty, "--out is empty")
+    assert empty.returncode == 2
+    one_error_line(
+        vmbuild_cli("build", spec, "--out", tmp_path / "no" / "x", "--format", fmt),
+        "does not exist",
+    )
+    one_error_line(
+        vmbuild_cli("build", spec, "--out", ".", "--format", fmt, cwd=tmp_path), "directory"
+    )
+    other = tmp_path / ("file" if fmt == "oci" else "dir")
+    if fmt == "oci":
+        other.write_text("keep")
+    else:
+        other.mkdir()
+    one_error_line(vmbuild_cli("build", spec, "--out", other, "--format", fmt), str(other))
+    assert other.read_text() == "keep" if fmt == "oci" else other.is_dir()
+    no_parts(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_read_only_file_system(spec: Path, read_only: Path, fmt: str) -> None:
+    proc = vmbuild_cli("build", spec, "--out", read_only / "x", "--format", fmt)
+    one_error_line(proc, "read-only", str(read_only))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_full_file_system(big_spec: Path, full: Path, fmt: str) -> None:
+    proc = vmbuild_cli(
+        "build", big_spec, "--out", full / "x", "--format", fmt, "--compress", "none"
+    )
+    one_error_line(proc, "No space left on device", str(full / "x"))
+    assert os.listdir(full) == []
+
+
+def test_stale_parts_are_swept_and_live_ones_kept(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "img.tar"
+    stale = tmp_path / ".img.tar.999999.dead.part"
+    stale.write_text("left by a killed build")
+    stale_dir = tmp_path / ".img.tar.999998.dead.part"
+    stale_dir.mkdir()
+    (stale_dir / "blobs").mkdir()
+    live = tmp_path / ".img.tar.1.live.part"
+    live.write_text("being written")
+    with open(live, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        proc = vmbuild_cli("build", spec, "--out", out)
+        assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and not stale_dir.exists()
+    assert live.exists()
+    other = tmp_path / ".other.tar.999999.dead.part"  # another output's: not ours to touch
+    other.write_text("x")
+    assert vmbuild_cli("build", spec, "--out", out).returncode == 0
+    assert other.exists()
