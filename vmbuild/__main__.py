@@ -13,10 +13,13 @@ tracebacks and every subprocess command.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from vmbuild.errors import VmbuildError
 
@@ -29,6 +32,8 @@ COMMANDS = {
     "prefetch": "vmbuild.registry.cli",
     "push": "vmbuild.registry.cli",
 }
+# errno values of a local file system that is full or read-only
+LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
@@ -70,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     logging.getLogger("qemu").setLevel(logging.WARNING)
+    warnings.showwarning = _show_warning
     try:
         status: int = args.func(args)
         return status
@@ -84,6 +90,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as exc:
+        # The disk or file system gave out under a local file (a full TMPDIR or cache):
+        # the user's problem to fix, not a bug. Anything else stays a traceback.
+        if args.debug or exc.errno not in LOCAL_IO_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"vmbuild: error: {exc.strerror}{where} -- free space, or point TMPDIR or "
+            "VMBUILD_CACHE_DIR at a larger file system",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning is one line, like an error (no source file and line of vmbuild's)."""
+    print(f"vmbuild: warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_helpers_and_fakenss_lines(tmp_path: Path) -> None:
 
 def test_contents_is_a_deprecated_alias(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()
-    with pytest.warns(DeprecationWarning, match="copyToRoot"):
+    with pytest.warns(FutureWarning, match="copyToRoot"):
         s = spec(tmp_path, 'name = "x"\ncontents = ["root"]\n')
     assert s.copy_to_root == (tmp_path / "root",)
 

@@ -10,10 +10,10 @@ from typing import Any
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
-    check_image_config,
     name_and_tag,
     parse_created,
 )
+from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
 from vmbuild.oci.image import host_goarch
@@ -74,9 +74,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         raise SpecError(f"{where}: fromImage {from_image} does not exist", "fix the path")
     items = fields.get_list("copyToRoot", copy_item(fields))
     if fields.has("contents"):
-        warnings.warn(
-            "buildImage: 'contents' is deprecated, use 'copyToRoot'", DeprecationWarning, 2
-        )
+        warnings.warn(f"{where}: 'contents' is deprecated, use 'copyToRoot'", FutureWarning, 2)
         if items:
             raise SpecError(f"{where}: give copyToRoot or contents, not both", "use copyToRoot")
         items = fields.get_list("contents", copy_item(fields))
@@ -89,8 +87,8 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         from_image_tag=fields.get_str("fromImageTag"),
         copy_to_root=tuple(items),
         keep_contents_dirlinks=fields.get_bool("keepContentsDirlinks"),
-        run_as_root=fields.get_str("runAsRoot"),
-        extra_commands=fields.get_str("extraCommands", "") or "",
+        run_as_root=fields.get_script("runAsRoot") if fields.has("runAsRoot") else None,
+        extra_commands=fields.get_script("extraCommands"),
         config=check_image_config(fields.get_table("config"), where),
         architecture=fields.get_str("architecture") or host_goarch(),
         created=created,

@@ -19,10 +19,10 @@ from typing import Any
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
-    check_image_config,
     name_and_tag,
     parse_created,
 )
+from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
 from vmbuild.oci.image import host_goarch
@@ -153,8 +153,8 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         created=parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where),
         max_layers=MAX_LAYERS_DEFAULT if max_layers is None else max_layers,
         min_layer_size=MIN_LAYER_SIZE_DEFAULT if min_size is None else min_size,
-        extra_commands=fields.get_str("extraCommands", "") or "",
-        fake_root_commands=fields.get_str("fakeRootCommands", "") or "",
+        extra_commands=fields.get_script("extraCommands"),
+        fake_root_commands=fields.get_script("fakeRootCommands"),
         enable_fakechroot=fields.get_bool("enableFakechroot"),
         build_args=dict(fields.given),
     )
