@@ -172,7 +172,7 @@ def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None 
             f"{where}: created = {value!r} is out of range",
             "use a date between 0001-01-02 and 9999-12-30",
         ) from exc
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
