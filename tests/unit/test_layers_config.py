@@ -127,4 +127,4 @@ def test_commands_and_flags(fs: FakeFilesystem) -> None:
 
 def test_config_is_checked(fs: FakeFilesystem) -> None:
     with pytest.raises(SpecError, match="config"):
-        spec({"config": {"Cmd": "not a list"}})
+        spec({"config": {"Cmd": {"not": "a list"}}})

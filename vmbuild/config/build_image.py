@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmbuild.config.arch import (
+    PROGRAM_HELPERS,
+    check_host_programs,
+    check_run_as_root,
+    parse_architecture,
+)
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
@@ -16,7 +22,6 @@ from vmbuild.config.common import (
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
-from vmbuild.oci.image import host_goarch
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
@@ -69,9 +74,7 @@ def copy_item(fields: Fields) -> Any:
 def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
     where = fields.where
     name, tag = name_and_tag(fields)
-    from_image = fields.get_path("fromImage")
-    if from_image is not None and not from_image.exists():
-        raise SpecError(f"{where}: fromImage {from_image} does not exist", "fix the path")
+    from_image = fields.get_image_file()
     items = fields.get_list("copyToRoot", copy_item(fields))
     if fields.has("contents"):
         warnings.warn(f"{where}: 'contents' is deprecated, use 'copyToRoot'", FutureWarning, 2)
@@ -90,7 +93,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         run_as_root=fields.get_script("runAsRoot") if fields.has("runAsRoot") else None,
         extra_commands=fields.get_script("extraCommands"),
         config=check_image_config(fields.get_table("config"), where),
-        architecture=fields.get_str("architecture") or host_goarch(),
+        architecture=parse_architecture(fields.get_str("architecture"), where),
         created=created,
         uid=fields.get_int("uid", 0, minimum=0, maximum=2**32 - 2) or 0,
         gid=fields.get_int("gid", 0, minimum=0, maximum=2**32 - 2) or 0,
@@ -103,4 +106,10 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         build_args=dict(fields.given),
     )
     fields.finish()
+    programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]
+    check_host_programs(
+        spec.architecture, (p for p in programs if p in PROGRAM_HELPERS), f"{where}: copyToRoot"
+    )
+    if spec.run_as_root is not None:
+        check_run_as_root(spec.architecture, where)
     return spec

@@ -8,7 +8,9 @@ Errors are :class:`SpecError` with the key's name, what was expected and how to 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,15 @@ T = TypeVar("T")
 
 EPOCH_DEFAULT = "1970-01-01T00:00:01Z"
 FORMATS = ("docker-archive", "oci-archive", "oci")
+
+# Arguments nixpkgs takes that mean nothing without a Nix store: accepted, with a warning.
+NIX_ONLY = {
+    "meta": "it is Nix package metadata; there is no Nix store here",
+    "passthru": "it passes attributes to Nix expressions; there is no Nix store here",
+    "includeNixDB": "there is no Nix store here, so no Nix database to include",
+    "layeringPipeline": "layers are cut by the manual's popularity rule (maxLayers)",
+    "debug": "use vmbuild --debug to see every command run",
+}
 
 _TYPE_NAMES = {
     str: "a string",
@@ -57,11 +68,14 @@ class Fields:
         self.where = where
         self.base_dir = base_dir
         self.given: dict[str, Any] = dict(table)
+        self._known: set[str] = set()  # every argument asked for: the function's names
 
     def has(self, key: str) -> bool:
+        self._known.add(key)
         return key in self._table
 
     def _take(self, key: str, kind: type[T], default: T | None) -> T | None:
+        self._known.add(key)
         if key not in self._table:
             return default
         value = self._table.pop(key)
@@ -124,11 +138,29 @@ class Fields:
 
     def get_list(self, key: str, item: Callable[[Any, str], T]) -> list[T]:
         """A list (or a single value, as the manual allows) with each item checked."""
+        self._known.add(key)
         if key not in self._table:
             return []
         value = self._table.pop(key)
         items = value if isinstance(value, list) else [value]
         return [item(v, f"{key}[{i}]") for i, v in enumerate(items)]
+
+    def get_image_file(self, key: str = "fromImage") -> Path | None:
+        """A base image archive's path; one that does not exist is an error here."""
+        value = self.get_str(key)
+        if value is None:
+            return None
+        path = self.resolve(value)
+        if path.exists():
+            return path
+        looks_like_ref = ":" in value and not value.startswith(("/", ".", "~"))
+        raise SpecError(
+            f"{self.where}: {key} {path} does not exist",
+            f"{key} is an image archive (docker save, skopeo copy); to use {value!r} from a "
+            "registry, pull it first: vmbuild prefetch, then a pullImage spec"
+            if looks_like_ref
+            else "fix the path (relative paths resolve against the spec file's directory)",
+        )
 
     def get_path(self, key: str) -> Path | None:
         value = self.get_str(key)
@@ -138,15 +170,21 @@ class Fields:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
-    def pop_raw(self, key: str) -> Any:
-        return self._table.pop(key, None)
-
     def finish(self) -> None:
+        """Warn about the Nix-only arguments; reject any other argument left over."""
+        for key in sorted(self._table.keys() & NIX_ONLY.keys()):
+            del self._table[key]
+            warnings.warn(f"{self.where}: {key} is ignored: {NIX_ONLY[key]}", UserWarning, 2)
         if self._table:
             key = sorted(self._table)[0]
+            close = difflib.get_close_matches(key, sorted(self._known), n=1, cutoff=0.6)
+            if not close:
+                close = [k for k in sorted(self._known) if k.lower() == key.lower()]
             raise SpecError(
                 f"{self.where}: unknown argument {key!r}",
-                "check the spelling against the manual's argument names",
+                f"did you mean {close[0]}?"
+                if close
+                else "check the spelling against the manual's argument names",
             )
 
 
@@ -215,8 +253,8 @@ def check_tag(tag: str, where: str) -> str:
 
 
 def name_and_tag(fields: Fields) -> tuple[str, str | None]:
-    """The required ``name`` and optional ``tag`` of an image spec, both checked."""
-    name = check_name(fields.required_str("name"), fields.where)
+    """The required ``name`` (lower-cased, as nixpkgs does) and optional ``tag``, checked."""
+    name = check_name(fields.required_str("name").lower(), fields.where)
     tag = fields.get_str("tag")
     if tag is not None:
         check_tag(tag, fields.where)

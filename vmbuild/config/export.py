@@ -29,11 +29,9 @@ class ExportImageSpec:
 
 
 def parse(fields: Fields, function: str = "exportImage") -> ExportImageSpec:
-    from_image = fields.get_path("fromImage")
+    from_image = fields.get_image_file()
     if from_image is None:
         raise SpecError(f"{fields.where}: fromImage is required", 'add fromImage = "base.tar"')
-    if not from_image.exists():
-        raise SpecError(f"{fields.where}: fromImage {from_image} does not exist", "fix the path")
     spec = ExportImageSpec(
         from_image=from_image,
         from_image_name=fields.get_str("fromImageName"),

@@ -3,7 +3,8 @@
 Every key must be one of the image spec's ``config`` keys and every value must have the
 JSON type Docker's decoder expects (``podman load`` refuses an image whose config does
 not decode), so a wrong type is one clear line here rather than an image that will not
-load.
+load. ``Cmd`` and ``Entrypoint`` may be a string, which Docker reads as the one argument;
+it is written as a list of that string.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CONFIG_KEYS = frozenset(
     }
 )
 _STRING_LISTS = ("Env", "Entrypoint", "Cmd", "Shell", "OnBuild")
+ONE_ARGUMENT = ("Cmd", "Entrypoint")
 _STRINGS = ("User", "WorkingDir", "StopSignal")
 _INTEGERS = ("Memory", "MemorySwap", "CpuShares")
 # "80", "80/tcp", "53/udp", "9/sctp": the image spec's port keys (tcp when none is given)
@@ -130,6 +132,7 @@ def check_image_config(config: dict[str, Any] | None, where: str) -> dict[str, A
     """Validate the ``config`` table against the image spec's keys and value types."""
     if config is None:
         return {}
+    config = dict(config)
     for key, value in config.items():
         if key not in CONFIG_KEYS:
             raise SpecError(
@@ -138,5 +141,7 @@ def check_image_config(config: dict[str, Any] | None, where: str) -> dict[str, A
             )
         if isinstance(value, dt.date | dt.time):
             raise _fail(where, key, "is a TOML date", "write it as a string")
+        if key in ONE_ARGUMENT and isinstance(value, str):
+            value = config[key] = [value]  # Docker reads a string as the one argument
         _check_value(key, value, where)
-    return dict(config)
+    return config

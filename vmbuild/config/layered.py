@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmbuild.config.arch import PROGRAM_HELPERS, check_host_programs, parse_architecture
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
@@ -25,7 +26,7 @@ from vmbuild.config.common import (
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
-from vmbuild.oci.image import host_goarch
+from vmbuild.layers.units import config_programs
 
 MAX_LAYERS_DEFAULT = 100
 MAX_LAYERS_LIMIT = 125
@@ -135,9 +136,14 @@ def content_item(fields: Fields) -> Any:
 def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     where = fields.where
     name, tag = name_and_tag(fields)
-    from_image = fields.get_path("fromImage")
+    from_image = fields.get_image_file()
     if from_image is not None:
         _readable(from_image, f"{where}: fromImage")
+    if fields.has("runAsRoot"):
+        raise SpecError(
+            f"{where}: runAsRoot is buildImage's argument, not {function}'s",
+            "use fakeRootCommands (runs under fakeroot) here, or build with buildImage",
+        )
     max_layers = fields.get_int(
         "maxLayers", MAX_LAYERS_DEFAULT, minimum=2, maximum=MAX_LAYERS_LIMIT
     )
@@ -149,7 +155,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         from_image=from_image,
         contents=tuple(fields.get_list("contents", content_item(fields))),
         config=check_image_config(fields.get_table("config"), where),
-        architecture=fields.get_str("architecture") or host_goarch(),
+        architecture=parse_architecture(fields.get_str("architecture"), where),
         created=parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where),
         max_layers=MAX_LAYERS_DEFAULT if max_layers is None else max_layers,
         min_layer_size=MIN_LAYER_SIZE_DEFAULT if min_size is None else min_size,
@@ -159,4 +165,10 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         build_args=dict(fields.given),
     )
     fields.finish()
+    programs = [
+        *(str(i.path) for i in spec.contents if isinstance(i, Closure)),
+        *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),
+        *config_programs(spec.config or {}),
+    ]
+    check_host_programs(spec.architecture, programs, f"{where}: contents")
     return spec

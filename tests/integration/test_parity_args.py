@@ -1,0 +1,137 @@
+"""Arguments as nixpkgs' dockerTools takes them: names, Cmd strings, Nix-only arguments,
+architecture names, and hints for arguments of the wrong function."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Containers, skopeo, vmbuild_cli
+
+
+def build(tmp_path: Path, text: str, out: str = "out.tar") -> subprocess.CompletedProcess[str]:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    return vmbuild_cli("build", spec, "--out", tmp_path / out, "--compress", "none")
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmbuild: error:"), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.tools
+def test_upper_case_name_loads_lower_cased(tmp_path: Path, containers: Containers) -> None:
+    proc = build(tmp_path, 'name = "onTopOfPulledImage"\ntag = "V1"\n')
+    assert proc.returncode == 0, proc.stderr
+    loaded = containers.podman("load", "-i", str(tmp_path / "out.tar")).stdout.decode()
+    assert "ontopofpulledimage:V1" in loaded
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("function", ["buildImage", "buildLayeredImage"])
+def test_cmd_and_entrypoint_as_strings(tmp_path: Path, function: str) -> None:
+    proc = build(
+        tmp_path,
+        f'function = "{function}"\nname = "s"\ntag = "1"\n'
+        '[config]\nEntrypoint = "/bin/app"\nCmd = "--serve"\n',
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(
+        skopeo("inspect", "--config", f"docker-archive:{tmp_path / 'out.tar'}").stdout
+    )
+    assert config["config"]["Entrypoint"] == ["/bin/app"]
+    assert config["config"]["Cmd"] == ["--serve"]
+
+
+def test_nix_only_arguments_warn_once_each(tmp_path: Path) -> None:
+    proc = build(
+        tmp_path,
+        'name = "n"\nmeta = { description = "x" }\npassthru = { a = 1 }\nincludeNixDB = true\n',
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: warning:")]
+    assert len(warnings) == 3, proc.stderr
+    assert all("is ignored:" in w and "Nix" in w for w in warnings)
+    layered = build(tmp_path, 'function = "buildLayeredImage"\nname = "n"\nlayeringPipeline = []\n')
+    assert layered.returncode == 0 and "layeringPipeline is ignored" in layered.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ('name = "x"\ncopyToRot = ["."]\n', "did you mean copyToRoot?"),
+        ('name = "x"\nextracommands = ""\n', "did you mean extraCommands?"),
+        ('function = "buildLayeredImage"\nname = "x"\nmaxLayer = 3\n', "did you mean maxLayers?"),
+        ('name = "x"\nfrobnicate = 1\n', "check the spelling"),
+    ],
+)
+def test_unknown_argument_suggests(tmp_path: Path, text: str, wanted: str) -> None:
+    assert wanted in error_line(build(tmp_path, text))
+
+
+def test_architecture_aliases_warn_and_are_corrected(tmp_path: Path) -> None:
+    proc = vmbuild_cli(
+        "build",
+        _spec(tmp_path, 'name = "a"\narchitecture = "aarch64"\n'),
+        "--out",
+        tmp_path / "a.tar",
+        "--compress",
+        "none",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'architecture "aarch64" is spelled "arm64"' in proc.stderr
+    info = json.loads(skopeo("inspect", f"docker-archive:{tmp_path / 'a.tar'}").stdout)
+    assert info["Architecture"] == "arm64"
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ('name = "a"\narchitecture = "amd-64"\n', "not a Go architecture name"),
+        ('name = "a"\narchitecture = "arm64"\ncopyToRoot = ["binSh"]\n', "binSh is a host program"),
+        ('name = "a"\narchitecture = "arm64"\nrunAsRoot = "true"\n', "runAsRoot cannot run"),
+        (
+            'function = "buildLayeredImage"\nname = "a"\narchitecture = "arm64"\n'
+            'contents = [{ path = "/usr/bin/bash", closure = true }]\n',
+            "/usr/bin/bash is a host program",
+        ),
+        (
+            'function = "buildLayeredImage"\nname = "a"\narchitecture = "arm64"\n'
+            'config.Cmd = ["/usr/bin/bash"]\n',
+            "/usr/bin/bash is a host program",
+        ),
+    ],
+)
+def test_foreign_architecture_refuses_host_programs(tmp_path: Path, text: str, wanted: str) -> None:
+    assert wanted in error_line(build(tmp_path, text))
+
+
+def test_foreign_architecture_without_host_programs_builds(tmp_path: Path) -> None:
+    proc = build(tmp_path, 'name = "a"\narchitecture = "riscv64"\ncopyToRoot = ["fakeNss"]\n')
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_run_as_root_in_a_layered_spec_points_elsewhere(tmp_path: Path) -> None:
+    line = error_line(
+        build(tmp_path, 'function = "streamLayeredImage"\nname = "a"\nrunAsRoot = "x"\n')
+    )
+    assert "fakeRootCommands" in line and "buildImage" in line
+
+
+def test_from_image_reference_points_to_pull_image(tmp_path: Path) -> None:
+    line = error_line(build(tmp_path, 'name = "a"\nfromImage = "debian:12"\n'))
+    assert "prefetch" in line and "pullImage" in line
