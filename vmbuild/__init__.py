@@ -69,12 +69,10 @@ def _run(
     kwargs: dict[str, Any],
 ) -> BuildResult:
     from vmbuild.build import build
-    from vmbuild.config import parse_table
-    from vmbuild.config.common import OutputOptions
+    from vmbuild.config import output_options, parse_table
 
     loaded = parse_table(_table(function, kwargs), function, Path(base_dir or ".").resolve())
-    default: Compression = "none" if function == "pullImage" else "gzip"
-    return build(loaded, Path(out), OutputOptions(format, compress or default, level))
+    return build(loaded, Path(out), output_options(loaded, format, compress, level))
 
 
 def build_image(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,10 +28,32 @@ LAYOUTS = ("buildImage", "buildLayeredImage", "streamLayeredImage")  # --format 
 def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
     """Build ``loaded`` into ``out`` (checked before any work; a symlink there is followed)."""
     layout = opts.format == "oci" and loaded.function in LAYOUTS
+    if opts.format == "docker-archive" and loaded.function != "exportImage":
+        warn_on_suffix(out, opts.compression)
     target = resolve_out(out, directory=layout)
     module: Any = importlib.import_module(BUILDERS[loaded.function])
     result: BuildResult = module.build(loaded.spec, target, opts)
     return dataclasses.replace(result, out=out)
+
+
+# what an archive's name ends in, by how it is compressed
+SUFFIXES = {"gzip": (".gz", ".tgz"), "zstd": (".zst", ".zstd"), "none": (".tar",)}
+
+
+def warn_on_suffix(out: Path, compression: str) -> None:
+    """Warn when --out's name says another compression than the archive will have."""
+    name = out.name.lower()
+    said = next((c for c, ends in SUFFIXES.items() if name.endswith(ends)), None)
+    if said is None or said == compression:
+        return
+    flag = f"--compress {said}"
+    warnings.warn(
+        f"--out {out.name} looks {said if said != 'none' else 'uncompressed'}, but the "
+        f"archive is {compression if compression != 'none' else 'uncompressed'}: pass "
+        f"{flag} (or compressor in the spec), or rename it",
+        UserWarning,
+        2,
+    )
 
 
 def stream(loaded: Loaded, sink: BinaryIO) -> None:

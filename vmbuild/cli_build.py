@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from vmbuild.build import build, stream
-from vmbuild.config import load_spec
-from vmbuild.config.common import FORMATS, OutputOptions
+from vmbuild.config import load_spec, output_options
+from vmbuild.config.common import FORMATS
 from vmbuild.errors import SpecError
-from vmbuild.oci.compress import COMPRESSIONS, Compression
+from vmbuild.oci.compress import COMPRESSIONS
 
 
 def register(sub: Any) -> None:
@@ -45,8 +45,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.out:
         raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
     loaded = load_spec(args.spec)
-    compression = args.compress or ("none" if loaded.function == "pullImage" else "gzip")
-    opts = OutputOptions(args.format, cast(Compression, compression), args.level)
+    opts = output_options(loaded, args.format, args.compress, args.level)
     result = build(loaded, Path(args.out), opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))

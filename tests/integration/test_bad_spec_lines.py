@@ -73,7 +73,7 @@ def test_contents_warns_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "root" / "f").write_text("x")
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "old"\ncontents = ["root"]\n')
-    proc = vmbuild_cli("build", spec, "--out", tmp_path / "out.tar")
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "out.tar.gz")
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: warning:")]
     assert len(warnings) == 1, proc.stderr

@@ -135,3 +135,57 @@ def test_run_as_root_in_a_layered_spec_points_elsewhere(tmp_path: Path) -> None:
 def test_from_image_reference_points_to_pull_image(tmp_path: Path) -> None:
     line = error_line(build(tmp_path, 'name = "a"\nfromImage = "debian:12"\n'))
     assert "prefetch" in line and "pullImage" in line
+
+
+def _compression_of(path: Path) -> str:
+    head = path.read_bytes()[:4]
+    return {b"\x1f\x8b": "gzip", b"\x28\xb5": "zstd"}.get(head[:2], "none")
+
+
+@pytest.mark.parametrize("function", ["buildImage", "buildLayeredImage"])
+@pytest.mark.parametrize(
+    ("compressor", "flag", "wanted"),
+    [
+        ("none", None, "none"),
+        ("gz", None, "gzip"),
+        ("zstd", None, "zstd"),
+        ("zstd", "none", "none"),
+    ],
+)
+def test_compressor_argument(
+    tmp_path: Path, function: str, compressor: str, flag: str | None, wanted: str
+) -> None:
+    spec = _spec(tmp_path, f'function = "{function}"\nname = "c"\ncompressor = "{compressor}"\n')
+    extra = ["--compress", flag] if flag else []
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "img", *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert _compression_of(tmp_path / "img") == wanted
+
+
+def test_compressor_bad_value(tmp_path: Path) -> None:
+    line = error_line(build(tmp_path, 'name = "c"\ncompressor = "xz"\n'))
+    assert "compressor = 'xz'" in line and '"gz"' in line
+
+
+@pytest.mark.parametrize(
+    ("out", "flags", "warned"),
+    [
+        ("img.tar", [], "--compress none"),
+        ("img.tar.gz", ["--compress", "none"], "--compress gzip"),
+        ("img.tar.zst", [], "--compress zstd"),
+        ("img.tar.gz", [], None),
+        ("img.tar", ["--compress", "none"], None),
+        ("img", [], None),
+    ],
+)
+def test_out_suffix_contradicting_compression_warns(
+    tmp_path: Path, out: str, flags: list[str], warned: str | None
+) -> None:
+    spec = _spec(tmp_path, 'name = "c"\n')
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / out, *flags)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: warning:")]
+    if warned is None:
+        assert not warnings, proc.stderr
+    else:
+        assert len(warnings) == 1 and warned in warnings[0], proc.stderr

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vmbuild.config.common import Fields
+from vmbuild.config.common import Fields, OutputOptions
 from vmbuild.errors import SpecError
+from vmbuild.oci.compress import Compression
 
 # function -> module with parse(fields, function)
 PARSERS = {
@@ -44,6 +45,16 @@ def parse_table(table: dict[str, Any], where: str, base_dir: Path) -> Loaded:
     fields = Fields(table, where, base_dir)
     spec = module.parse(fields) if function == "pullImage" else module.parse(fields, function)
     return Loaded(function, spec)
+
+
+def output_options(
+    loaded: Loaded, format: str, compress: Compression | None, level: int | None
+) -> OutputOptions:
+    """How to write ``loaded``'s image: ``compress`` (the command line's) wins over the
+    spec's ``compressor``; the default is gzip (none for pullImage, as nixpkgs)."""
+    default: Compression = "none" if loaded.function == "pullImage" else "gzip"
+    chosen = compress or getattr(loaded.spec, "compressor", None) or default
+    return OutputOptions(format, chosen, level)
 
 
 def load_spec(path: Path) -> Loaded:

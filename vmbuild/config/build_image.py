@@ -16,12 +16,14 @@ from vmbuild.config.arch import (
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    get_compressor,
     name_and_tag,
     parse_created,
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
+from vmbuild.oci.compress import Compression
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
@@ -47,6 +49,7 @@ class BuildImageSpec:
     gid: int = 0
     disk_size: int = DISK_SIZE_DEFAULT
     build_vm_memory_size: int = MEMORY_DEFAULT
+    compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
 
 
@@ -103,6 +106,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
             "buildVMMemorySize", MEMORY_DEFAULT, minimum=128, maximum=2**20
         )
         or MEMORY_DEFAULT,
+        compressor=get_compressor(fields),
         build_args=dict(fields.given),
     )
     fields.finish()

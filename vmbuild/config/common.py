@@ -188,6 +188,23 @@ class Fields:
             )
 
 
+# nixpkgs' names for the `compressor` argument -> vmbuild's compressions
+COMPRESSORS: dict[str, Compression] = {"none": "none", "gz": "gzip", "zstd": "zstd"}
+
+
+def get_compressor(fields: Fields) -> Compression | None:
+    """The ``compressor`` argument (nixpkgs' names), or None when not given."""
+    value = fields.get_str("compressor")
+    if value is None:
+        return None
+    if value not in COMPRESSORS:
+        raise SpecError(
+            f"{fields.where}: compressor = {value!r} is not one vmbuild has",
+            "use " + ", ".join(f'"{c}"' for c in COMPRESSORS) + " (as nixpkgs names them)",
+        )
+    return COMPRESSORS[value]
+
+
 def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None = None) -> str:
     """ISO-8601 or "now" -> RFC 3339 UTC (``YYYY-MM-DDTHH:MM:SSZ``, fractions kept)."""
     if value == "now":

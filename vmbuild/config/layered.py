@@ -20,6 +20,7 @@ from vmbuild.config.arch import PROGRAM_HELPERS, check_host_programs, parse_arch
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    get_compressor,
     name_and_tag,
     parse_created,
 )
@@ -27,6 +28,7 @@ from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.layers.helpers import Helper, parse_helper
 from vmbuild.layers.units import config_programs
+from vmbuild.oci.compress import Compression
 
 MAX_LAYERS_DEFAULT = 100
 MAX_LAYERS_LIMIT = 125
@@ -59,6 +61,7 @@ class LayeredSpec:
     extra_commands: str = ""
     fake_root_commands: str = ""
     enable_fakechroot: bool = False
+    compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
 
     @property
@@ -162,6 +165,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         extra_commands=fields.get_script("extraCommands"),
         fake_root_commands=fields.get_script("fakeRootCommands"),
         enable_fakechroot=fields.get_bool("enableFakechroot"),
+        compressor=get_compressor(fields),
         build_args=dict(fields.given),
     )
     fields.finish()
