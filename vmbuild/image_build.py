@@ -25,6 +25,10 @@ from vmbuild.stage import materialize, run_script
 
 log = logging.getLogger("vmbuild")
 
+# Every file in the new layer has this mtime, as in nixpkgs: `created` is the config's
+# date only, so a new `created` ("now") gives the same layer.
+LAYER_MTIME = 1
+
 
 def layer_compression(opts: OutputOptions) -> Compression:
     """New layers are plain inside a docker-archive (the archive is compressed whole)."""
@@ -57,7 +61,7 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
         else None
     )
     tree = gather(spec, workdir)
-    mtime = created_epoch(spec.created)
+    mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     if spec.run_as_root is not None:
         from vmbuild.vm.steps import run_as_root

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,47 @@ def test_out_suffix_contradicting_compression_warns(
         assert not warnings, proc.stderr
     else:
         assert len(warnings) == 1 and warned in warnings[0], proc.stderr
+
+
+def _layers(tmp_path: Path, text: str, out: str) -> list[str]:
+    spec = tmp_path / f"{out}.toml"
+    spec.write_text(text)
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / out, "--compress", "none", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return [layer["diffId"] for layer in json.loads(proc.stdout)["layers"]]
+
+
+@pytest.mark.parametrize("function", ["buildImage", "buildLayeredImage"])
+def test_created_now_changes_the_config_only(tmp_path: Path, function: str) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_text("x")
+    key = "copyToRoot" if function == "buildImage" else "contents"
+    text = (
+        f'function = "{function}"\nname = "n"\ntag = "1"\ncreated = "now"\n'
+        f'{key} = ["{root}", "fakeNss"]\nextraCommands = "mkdir -p made"\n'
+    )
+    first = _layers(tmp_path, text, "a.tar")
+    again = _layers(tmp_path, text, "b.tar")
+    fixed = _layers(tmp_path, text.replace('created = "now"', ""), "c.tar")
+    assert first == again == fixed
+
+
+def test_layered_mtime_sets_every_file_mtime(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_text("x")
+    spec = _spec(
+        tmp_path,
+        'function = "buildLayeredImage"\nname = "m"\nmtime = "2020-02-02T00:00:00Z"\n'
+        f'contents = ["{root}", {{ path = "/usr/bin/env", closure = true }}]\n',
+    )
+    out = tmp_path / "m.tar"
+    assert vmbuild_cli("build", spec, "--out", out, "--compress", "none").returncode == 0
+    stamps = set()
+    with tarfile.open(out) as outer:
+        for member in outer.getmembers():
+            if member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                    stamps |= {m.mtime for m in layer.getmembers()}
+    assert stamps == {1580601600}

@@ -18,7 +18,6 @@ from vmbuild.config.common import (
     Fields,
     get_compressor,
     name_and_tag,
-    parse_created,
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
@@ -84,7 +83,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         if items:
             raise SpecError(f"{where}: give copyToRoot or contents, not both", "use copyToRoot")
         items = fields.get_list("contents", copy_item(fields))
-    created = parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where)
+    created = fields.get_date("created")
     spec = BuildImageSpec(
         name=name,
         tag=tag,

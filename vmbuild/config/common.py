@@ -145,6 +145,10 @@ class Fields:
         items = value if isinstance(value, list) else [value]
         return [item(v, f"{key}[{i}]") for i, v in enumerate(items)]
 
+    def get_date(self, key: str) -> str:
+        """A date argument (``created``, ``mtime``): ISO-8601 or "now", as RFC 3339 UTC."""
+        return parse_created(self.get_str(key, EPOCH_DEFAULT) or EPOCH_DEFAULT, self.where, key)
+
     def get_image_file(self, key: str = "fromImage") -> Path | None:
         """A base image archive's path; one that does not exist is an error here."""
         value = self.get_str(key)
@@ -205,7 +209,9 @@ def get_compressor(fields: Fields) -> Compression | None:
     return COMPRESSORS[value]
 
 
-def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None = None) -> str:
+def parse_created(
+    value: str, where: str, key: str = "created", now: Callable[[], dt.datetime] | None = None
+) -> str:
     """ISO-8601 or "now" -> RFC 3339 UTC (``YYYY-MM-DDTHH:MM:SSZ``, fractions kept)."""
     if value == "now":
         moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
@@ -214,7 +220,7 @@ def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None 
             moment = dt.datetime.fromisoformat(value)
         except ValueError as exc:
             raise SpecError(
-                f"{where}: created = {value!r} is not an ISO-8601 date",
+                f"{where}: {key} = {value!r} is not an ISO-8601 date",
                 'use e.g. "2024-05-01T12:00:00Z" or "now"',
             ) from exc
     if moment.tzinfo is None:
@@ -224,7 +230,7 @@ def parse_created(value: str, where: str, now: Callable[[], dt.datetime] | None 
         moment.timestamp()
     except (OverflowError, ValueError, OSError) as exc:
         raise SpecError(
-            f"{where}: created = {value!r} is out of range",
+            f"{where}: {key} = {value!r} is out of range",
             "use a date between 0001-01-02 and 9999-12-30",
         ) from exc
     text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")

@@ -56,6 +56,7 @@ class LayeredSpec:
     config: dict[str, Any] | None = None
     architecture: str = ""
     created: str = EPOCH_DEFAULT
+    mtime: str = EPOCH_DEFAULT  # every file's mtime in the unit and customisation layers
     max_layers: int = MAX_LAYERS_DEFAULT
     min_layer_size: int = MIN_LAYER_SIZE_DEFAULT
     extra_commands: str = ""
@@ -160,6 +161,9 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         config=check_image_config(fields.get_table("config"), where),
         architecture=parse_architecture(fields.get_str("architecture"), where),
         created=parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where),
+        mtime=parse_created(
+            fields.get_str("mtime", EPOCH_DEFAULT) or EPOCH_DEFAULT, where, "mtime"
+        ),
         max_layers=MAX_LAYERS_DEFAULT if max_layers is None else max_layers,
         min_layer_size=MIN_LAYER_SIZE_DEFAULT if min_size is None else min_size,
         extra_commands=fields.get_script("extraCommands"),

@@ -3,9 +3,10 @@
 The contents' closures, helpers and the programs the config names become a graph of
 content units (:mod:`vmbuild.layers.units`); the most popular units get a layer each,
 the rest share one (:mod:`vmbuild.layers.popularity`); the customisation layer (the
-contents' trees, extraCommands, fakeRootCommands) comes last. Unit layers are packed
-with mtime 1 and owner 0:0 whatever the spec's ``created``, so images built on one host
-from the same libraries share those layers. ``stream`` writes the uncompressed
+contents' trees, extraCommands, fakeRootCommands) comes last. Every layer's files have
+the spec's ``mtime`` (default 1970-01-01T00:00:01Z) whatever its ``created``, and unit
+layers are owned by 0:0, so images built on one host from the same libraries share those
+layers. ``stream`` writes the uncompressed
 docker-archive; ``build`` writes the same bytes through the compressor (or an OCI
 layout/archive with compressed layers).
 """
@@ -39,7 +40,6 @@ from vmbuild.output import BuildResult, atomic_file, result_for, write_image
 
 log = logging.getLogger("vmbuild")
 
-UNIT_MTIME = 1  # like the Nix store: unit layers do not depend on `created`
 ROOT = layer_writer.Owner(0, 0)
 
 
@@ -97,16 +97,16 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     plan: Plan = plan_layers(graph.refs(), sizes, slots, spec.min_layer_size)
     layers: list[LazyLayer] = []
     comments: list[str] = []
+    mtime = created_epoch(spec.mtime)
     for name in plan.own:
         unit = graph.units[name]
-        layers.append(TreeLayer(tree_of([unit]), UNIT_MTIME, ROOT, weight=unit.size))
+        layers.append(TreeLayer(tree_of([unit]), mtime, ROOT, weight=unit.size))
         comments.append(f"vmbuild: {name}")
     if plan.shared:
         shared = tree_of(graph.units[n] for n in plan.shared)
         weight = sum(graph.units[n].size for n in plan.shared)
-        layers.append(TreeLayer(shared, UNIT_MTIME, ROOT, weight=weight))
+        layers.append(TreeLayer(shared, mtime, ROOT, weight=weight))
         comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
-    mtime = created_epoch(spec.created)
     custom = customisation(
         tree,
         spec.extra_commands,
