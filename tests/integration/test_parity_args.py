@@ -234,3 +234,63 @@ def test_layered_mtime_sets_every_file_mtime(tmp_path: Path) -> None:
                 with tarfile.open(fileobj=outer.extractfile(member)) as layer:
                     stamps |= {m.mtime for m in layer.getmembers()}
     assert stamps == {1580601600}
+
+
+def _layer_members(archive: Path) -> list[list[tarfile.TarInfo]]:
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layers = []
+        for name in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                layers.append(layer.getmembers())
+    return layers
+
+
+@pytest.mark.tools
+def test_layered_unit_layers_owned_by_uid_gid(tmp_path: Path, containers: Containers) -> None:
+    spec = _spec(
+        tmp_path,
+        'function = "buildLayeredImage"\nname = "nonroot"\ntag = "1"\n'
+        'uid = 1000\ngid = 1000\nuname = "app"\ngname = "app"\n'
+        'contents = [{ path = "/usr/bin/env", closure = true }]\n'
+        'extraCommands = "mkdir -p data"\n',
+    )
+    out = tmp_path / "nonroot.tar"
+    assert vmbuild_cli("build", spec, "--out", out, "--compress", "none").returncode == 0
+    *units, custom = _layer_members(out)
+    assert units and all(
+        (m.uid, m.gid, m.uname, m.gname) == (1000, 1000, "app", "app") for ms in units for m in ms
+    )
+    assert all((m.uid, m.gid) == (0, 0) for m in custom)
+    assert "nonroot:1" in containers.podman("load", "-i", str(out)).stdout.decode()
+
+
+def test_layered_default_owner_is_root_by_name(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        'function = "buildLayeredImage"\nname = "r"\n'
+        'contents = [{ path = "/usr/bin/env", closure = true }]\n',
+    )
+    out = tmp_path / "r.tar"
+    assert vmbuild_cli("build", spec, "--out", out, "--compress", "none").returncode == 0
+    *units, _ = _layer_members(out)
+    assert {(m.uid, m.uname, m.gname) for ms in units for m in ms} == {(0, "root", "root")}
+
+
+def test_include_store_paths_false_keeps_only_the_customisation_layer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "app.conf").write_text("x")
+    spec = _spec(
+        tmp_path,
+        'function = "buildLayeredImage"\nname = "nostore"\nincludeStorePaths = false\n'
+        f'contents = ["{root}", "binSh", {{ path = "/usr/bin/env", closure = true }}]\n'
+        'config.Cmd = ["/usr/bin/bash"]\nextraCommands = "ln -s /usr/bin/env usr-env"\n',
+    )
+    out = tmp_path / "nostore.tar"
+    assert vmbuild_cli("build", spec, "--out", out, "--compress", "none").returncode == 0
+    layers = _layer_members(out)
+    assert len(layers) == 1
+    names = {m.name.rstrip("/") for m in layers[0]}
+    assert {"etc", "etc/app.conf", "usr-env"} <= names
+    assert not any(n.startswith(("usr/lib", "lib", "bin/sh")) for n in names), names

@@ -22,7 +22,6 @@ from vmbuild.config.common import (
     Fields,
     get_compressor,
     name_and_tag,
-    parse_created,
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
@@ -57,6 +56,12 @@ class LayeredSpec:
     architecture: str = ""
     created: str = EPOCH_DEFAULT
     mtime: str = EPOCH_DEFAULT  # every file's mtime in the unit and customisation layers
+    # the owner of every file in the unit layers (nixpkgs' store layers)
+    uid: int = 0
+    gid: int = 0
+    uname: str = "root"
+    gname: str = "root"
+    include_store_paths: bool = True
     max_layers: int = MAX_LAYERS_DEFAULT
     min_layer_size: int = MIN_LAYER_SIZE_DEFAULT
     extra_commands: str = ""
@@ -137,6 +142,13 @@ def content_item(fields: Fields) -> Any:
     return item
 
 
+def _owner_name(fields: Fields, key: str) -> str:
+    value = fields.get_str(key, "root") or ""
+    if "\0" in value or "\n" in value:
+        raise SpecError(f"{fields.where}: {key} = {value!r} is not a user name", "fix the name")
+    return value
+
+
 def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     where = fields.where
     name, tag = name_and_tag(fields)
@@ -160,10 +172,13 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         contents=tuple(fields.get_list("contents", content_item(fields))),
         config=check_image_config(fields.get_table("config"), where),
         architecture=parse_architecture(fields.get_str("architecture"), where),
-        created=parse_created(fields.get_str("created", EPOCH_DEFAULT) or EPOCH_DEFAULT, where),
-        mtime=parse_created(
-            fields.get_str("mtime", EPOCH_DEFAULT) or EPOCH_DEFAULT, where, "mtime"
-        ),
+        created=fields.get_date("created"),
+        mtime=fields.get_date("mtime"),
+        uid=fields.get_int("uid", 0, minimum=0, maximum=2**32 - 2) or 0,
+        gid=fields.get_int("gid", 0, minimum=0, maximum=2**32 - 2) or 0,
+        uname=_owner_name(fields, "uname"),
+        gname=_owner_name(fields, "gname"),
+        include_store_paths=fields.get_bool("includeStorePaths", True),
         max_layers=MAX_LAYERS_DEFAULT if max_layers is None else max_layers,
         min_layer_size=MIN_LAYER_SIZE_DEFAULT if min_size is None else min_size,
         extra_commands=fields.get_script("extraCommands"),

@@ -40,8 +40,6 @@ from vmbuild.output import BuildResult, atomic_file, result_for, write_image
 
 log = logging.getLogger("vmbuild")
 
-ROOT = layer_writer.Owner(0, 0)
-
 
 @dataclass
 class Assembled:
@@ -51,7 +49,17 @@ class Assembled:
 
 
 def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
-    """The unit graph, and the tree of the contents' plain paths (customisation layer)."""
+    """The unit graph, and the tree of the contents' plain paths (customisation layer).
+
+    With ``includeStorePaths = false`` the graph is empty: closures, helpers and the
+    config's programs stay out, as nixpkgs leaves out store paths (for a mounted /usr).
+    """
+    if not spec.include_store_paths:
+        tree = Tree()
+        for item in spec.contents:
+            if isinstance(item, Path):
+                tree.add_root(item)
+        return Graph(), tree
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, Closure))
     graph = Graph(read_elf=elf.read)
     tree = Tree()
@@ -98,14 +106,15 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     layers: list[LazyLayer] = []
     comments: list[str] = []
     mtime = created_epoch(spec.mtime)
+    owner = layer_writer.Owner(spec.uid, spec.gid, spec.uname, spec.gname)
     for name in plan.own:
         unit = graph.units[name]
-        layers.append(TreeLayer(tree_of([unit]), mtime, ROOT, weight=unit.size))
+        layers.append(TreeLayer(tree_of([unit]), mtime, owner, weight=unit.size))
         comments.append(f"vmbuild: {name}")
     if plan.shared:
         shared = tree_of(graph.units[n] for n in plan.shared)
         weight = sum(graph.units[n].size for n in plan.shared)
-        layers.append(TreeLayer(shared, mtime, ROOT, weight=weight))
+        layers.append(TreeLayer(shared, mtime, owner, weight=weight))
         comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
     custom = customisation(
         tree,

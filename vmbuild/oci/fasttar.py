@@ -2,10 +2,10 @@
 
 ``TarInfo.tobuf`` costs tens of microseconds a member (header objects, PAX checks),
 which dominates packing trees of many small files. For a member that needs no PAX
-record (ASCII names and link names of at most 100 bytes, no xattrs, numbers that fit
-their octal fields) :func:`header` builds the very same ustar header ``tarfile`` would
-write in PAX format, byte for byte; :func:`member_header` falls back to ``tarfile``
-for anything else.
+record (ASCII names and link names of at most 100 bytes, ASCII user and group names of
+at most 32, no xattrs, numbers that fit their octal fields) :func:`header` builds the
+very same ustar header ``tarfile`` would write in PAX format, byte for byte;
+:func:`member_header` falls back to ``tarfile`` for anything else.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import tarfile
 
 _NUL = b"\0"
 _MAGIC = b"ustar\x0000"
-# uname, gname, devmajor, devminor (empty unless a device), prefix, padding
-_EMPTY_OWNER_AND_DEV = b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
+# devmajor, devminor (empty unless a device), prefix, padding
+_EMPTY_DEV_AND_PREFIX = b"\0" * (8 + 8 + 155 + 12)
 
 
 def _field(text: str, length: int) -> bytes | None:
@@ -36,7 +36,10 @@ def _octal(n: int, digits: int) -> bytes | None:
 
 def header(ti: tarfile.TarInfo) -> bytes | None:
     """The 512-byte ustar header tarfile would write for ``ti``, or None if it needs PAX."""
-    if ti.pax_headers or ti.uname or ti.gname or not isinstance(ti.mtime, int):
+    if ti.pax_headers or not isinstance(ti.mtime, int):
+        return None
+    owners = _field(ti.uname, 32), _field(ti.gname, 32)
+    if owners[0] is None or owners[1] is None:
         return None
     name = ti.name + "/" if ti.type == tarfile.DIRTYPE and not ti.name.endswith("/") else ti.name
     parts = (
@@ -55,7 +58,8 @@ def header(ti: tarfile.TarInfo) -> bytes | None:
     ):
         return None
     head = b"".join(p for p in parts if p is not None)
-    buf = head + b" " * 8 + ti.type + link + _MAGIC + _EMPTY_OWNER_AND_DEV
+    buf = head + b" " * 8 + ti.type + link + _MAGIC + owners[0] + owners[1]
+    buf += _EMPTY_DEV_AND_PREFIX
     chksum = sum(buf)
     return buf[:148] + b"%06o\0 " % chksum + buf[156:]
 

@@ -33,10 +33,13 @@ _ZEROS = bytes(RECORD + 2 * BLOCK)
 
 @dataclass(frozen=True)
 class Owner:
-    """Owners for every entry; None keeps the source's numeric owner."""
+    """Owners for every entry; None keeps the source's numeric owner. ``uname`` and
+    ``gname`` go into every header (empty: none, as for a layer of numeric owners)."""
 
     uid: int | None = 0
     gid: int | None = 0
+    uname: str = ""
+    gname: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,12 @@ class Member:
     size: int = 0
 
 
-def _info(name: str, mtime: int, uid: int, gid: int, mode: int) -> tarfile.TarInfo:
+def _info(name: str, mtime: int, uid: int, gid: int, mode: int, owner: Owner) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.mode = mode
     ti.mtime = mtime
     ti.uid, ti.gid = uid, gid
-    ti.uname = ti.gname = ""
+    ti.uname, ti.gname = owner.uname, owner.gname
     return ti
 
 
@@ -120,7 +123,7 @@ def members(
     for name, synthetic in with_parents(names):
         if synthetic:
             if name not in provided:
-                ti = _info(name + "/", mtime, owner.uid or 0, owner.gid or 0, 0o755)
+                ti = _info(name + "/", mtime, owner.uid or 0, owner.gid or 0, 0o755, owner)
                 ti.type = tarfile.DIRTYPE
                 yield Member(member_header(ti))
             continue
@@ -146,7 +149,7 @@ def _member(
 ) -> Member | None:
     uid = st.st_uid if owner.uid is None else owner.uid
     gid = st.st_gid if owner.gid is None else owner.gid
-    ti = _info(name, mtime, uid, gid, stat.S_IMODE(st.st_mode))
+    ti = _info(name, mtime, uid, gid, stat.S_IMODE(st.st_mode), owner)
     host = os.fspath(src.host)
     ti.pax_headers = read_xattrs(host)
     mode = st.st_mode
