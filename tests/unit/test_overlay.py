@@ -80,3 +80,16 @@ def test_opaque_xattr_becomes_a_marker(tmp_path: Path) -> None:
     back = members(tmp_path / "back.tar")
     assert set(back) == {"opt", "opt/.wh..wh..opq"}
     assert not back["opt"].pax_headers
+
+
+def test_no_lower_holds_a_name_below_a_symlink(tmp_path: Path) -> None:
+    """The lower of ``a/x`` above ``a -> /tmp`` puts x where the link points."""
+    l0 = layer_tar(tmp_path / "l0.tar", [("a", "l", "/tmp")])
+    l1 = layer_tar(tmp_path / "l1.tar", [("a/x", "f", "X"), ("b", "d", ""), ("b/.wh.c", "w", "")])
+    with tarfile.open(l0) as t0, tarfile.open(l1) as t1, open(tmp_path / "ov", "wb") as f:
+        ranges = to_overlay([t0, t1], f)
+    start, length = ranges[1]
+    (tmp_path / "l1-ov.tar").write_bytes((tmp_path / "ov").read_bytes()[start : start + length])
+    ov = members(tmp_path / "l1-ov.tar")
+    assert set(ov) == {"tmp", "tmp/x", "b"}  # no whiteout for a name no lower layer has
+    assert ov["tmp"].isdir() and (ov["tmp"].mode, ov["tmp"].uid) == (0o755, 0)

@@ -78,6 +78,8 @@ def _walk(path: str, node: Node) -> Iterator[tuple[str, Node]]:
 
 
 class Rootfs:
+    """The tree so far: the root directory's children."""
+
     def __init__(self) -> None:
         self.root: dict[str, Node] = {}
 
@@ -129,14 +131,16 @@ class Rootfs:
             if node is not None and node.layer == change.layer:
                 with_parents(path, node.entry)
         device = _info(tarfile.CHRTYPE, 0)
-        for top, old in change.removed:
-            for path, _ in _walk(top, old):
-                parent = posixpath.dirname(path)
-                above = self.get(parent) if parent else None
-                if path in out or self.get(path) is not None:
-                    continue
-                if not parent or (above is not None and above.children is not None):
-                    with_parents(path, Entry(device, change.tar))
+        todo = list(change.removed)
+        while todo:  # a whiteout for each lower name gone from a directory that stays
+            path, old = todo.pop()
+            if self.get(path) is not None:
+                todo.extend((posixpath.join(path, n), c) for n, c in (old.children or {}).items())
+                continue
+            parent = posixpath.dirname(path)
+            above = self.get(parent) if parent else None
+            if not parent or (above is not None and above.children is not None):
+                with_parents(path, Entry(device, change.tar))
         return out
 
     def _entry(
