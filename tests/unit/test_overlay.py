@@ -16,6 +16,18 @@ def members(path: Path) -> dict[str, tarfile.TarInfo]:
 
 
 def test_round_trip(tmp_path: Path) -> None:
+    base = layer_tar(
+        tmp_path / "base.tar",
+        [
+            ("etc", "d", ""),
+            ("etc/passwd", "f", "root"),
+            ("opt", "d", ""),
+            ("opt/old", "f", "o"),
+            ("var", "d", ""),
+            ("var/lib", "d", ""),
+            ("var/lib/x", "f", "x"),
+        ],
+    )
     src = layer_tar(
         tmp_path / "layer.tar",
         [
@@ -26,15 +38,15 @@ def test_round_trip(tmp_path: Path) -> None:
             ("var/.wh..wh..opq", "w", ""),
         ],
     )
-    with open(src, "rb") as f:
-        to_overlay(f, tmp_path / "overlay.tar", "test")
+    with tarfile.open(base) as t0, tarfile.open(src) as t1, open(tmp_path / "ov", "wb") as f:
+        ranges = to_overlay([t0, t1], f)
+    assert len(ranges) == 2
+    start, length = ranges[1]
+    (tmp_path / "overlay.tar").write_bytes((tmp_path / "ov").read_bytes()[start : start + length])
     ov = members(tmp_path / "overlay.tar")
-    assert ov["etc/passwd"].ischr() and (ov["etc/passwd"].devmajor, ov["etc/passwd"].devminor) == (
-        0,
-        0,
-    )
-    assert ov["opt"].isdir() and ov["opt"].pax_headers["SCHILY.xattr.trusted.overlay.opaque"] == "y"
-    assert ov["var"].isdir()  # synthesised for its opaque marker
+    for gone in ("etc/passwd", "opt/old", "var/lib"):  # whiteouts as 0:0 devices
+        assert ov[gone].ischr() and (ov[gone].devmajor, ov[gone].devminor) == (0, 0)
+    assert ov["opt"].isdir() and ov["var"].isdir() and ov["opt/new"].isfile()
     assert not any(".wh." in n for n in ov)
     out = io.BytesIO()
     from_overlay(tmp_path / "overlay.tar", out, compression="none", mtime=1)
@@ -44,12 +56,40 @@ def test_round_trip(tmp_path: Path) -> None:
         "etc",
         "etc/.wh.passwd",
         "opt",
-        "opt/.wh..wh..opq",
+        "opt/.wh.old",
         "opt/new",
         "var",
-        "var/.wh..wh..opq",
+        "var/.wh.lib",
     }
     assert not any(
         k.startswith("SCHILY.xattr.trusted.overlay") for m in back.values() for k in m.pax_headers
     )
     assert all(m.mtime == 1 for m in back.values())
+
+
+def test_opaque_xattr_becomes_a_marker(tmp_path: Path) -> None:
+    upper = tmp_path / "upper.tar"
+    with tarfile.open(upper, "w", format=tarfile.PAX_FORMAT) as tar:
+        ti = tarfile.TarInfo("opt")
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+        ti.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y"}
+        tar.addfile(ti)
+    out = io.BytesIO()
+    from_overlay(upper, out, compression="none", mtime=1)
+    (tmp_path / "back.tar").write_bytes(out.getvalue())
+    back = members(tmp_path / "back.tar")
+    assert set(back) == {"opt", "opt/.wh..wh..opq"}
+    assert not back["opt"].pax_headers
+
+
+def test_no_lower_holds_a_name_below_a_symlink(tmp_path: Path) -> None:
+    """The lower of ``a/x`` above ``a -> /tmp`` puts x where the link points."""
+    l0 = layer_tar(tmp_path / "l0.tar", [("a", "l", "/tmp")])
+    l1 = layer_tar(tmp_path / "l1.tar", [("a/x", "f", "X"), ("b", "d", ""), ("b/.wh.c", "w", "")])
+    with tarfile.open(l0) as t0, tarfile.open(l1) as t1, open(tmp_path / "ov", "wb") as f:
+        ranges = to_overlay([t0, t1], f)
+    start, length = ranges[1]
+    (tmp_path / "l1-ov.tar").write_bytes((tmp_path / "ov").read_bytes()[start : start + length])
+    ov = members(tmp_path / "l1-ov.tar")
+    assert set(ov) == {"tmp", "tmp/x", "b"}  # no whiteout for a name no lower layer has
+    assert ov["tmp"].isdir() and (ov["tmp"].mode, ov["tmp"].uid) == (0o755, 0)

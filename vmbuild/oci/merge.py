@@ -1,9 +1,8 @@
 """Flatten an image's layers into one tar on the host, without unpacking anything.
 
-Layers are read top first. A member shadows the same name in lower layers; a
-``.wh.NAME`` whiteout hides NAME below it; ``.wh..wh..opq`` hides everything below
-its directory; a non-directory hides whatever lower layers put under its name. The
-surviving members are written sorted (see :mod:`vmbuild.oci.retar`) with their owners,
+The layers are applied as a container runtime unpacks them (see :mod:`vmbuild.oci.rootfs`:
+names resolved inside the image's root, whiteouts hiding what lower layers put there) and
+the resulting tree is written sorted (see :mod:`vmbuild.oci.retar`) with its owners,
 modes, xattrs and links, and no whiteouts. Every member name and link target is checked
 first (no absolute paths, no ``..``, no symlinks climbing out of the root).
 """
@@ -11,7 +10,6 @@ first (no absolute paths, no ``..``, no symlinks climbing out of the root).
 from __future__ import annotations
 
 import contextlib
-import posixpath
 import shutil
 import tarfile
 from collections.abc import Sequence
@@ -23,15 +21,8 @@ from vmbuild.oci.compress import decompressor
 from vmbuild.oci.digest import Coalescer, HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed, open_tar
-from vmbuild.oci.retar import Entry, entries_of, index, write_entries
-
-WH = ".wh."
-OPAQUE = ".wh..wh..opq"
-
-
-def _ancestors(name: str) -> list[str]:
-    parts = name.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+from vmbuild.oci.retar import Entry, write_entries
+from vmbuild.oci.rootfs import Rootfs
 
 
 def open_plain(
@@ -59,48 +50,34 @@ def open_plain(
     return f
 
 
+def open_layers(
+    layers: Sequence[Layer], workdir: Path, stack: contextlib.ExitStack[bool | None]
+) -> list[tarfile.TarFile]:
+    """Each layer's plain tar, open for reading until ``stack`` closes."""
+    try:
+        return [
+            stack.enter_context(
+                tarfile.open(fileobj=open_plain(layer, n, workdir, stack), mode="r:")
+            )
+            for n, layer in enumerate(layers)
+        ]
+    except (tarfile.TarError, EOFError) as exc:
+        raise ImageError(f"a layer is not a readable tar ({exc})", "the image is corrupt") from exc
+
+
 def merged_entries(tars: Sequence[tarfile.TarFile]) -> dict[str, Entry]:
     """The members of the flattened image; ``tars`` are the layers, bottom first."""
-    final: dict[str, Entry] = {}
-    hidden: set[str] = set()
-    opaque: set[str] = set()
-    for n in range(len(tars) - 1, -1, -1):
-        where = f"layer {n + 1}"
-        layer_hidden: set[str] = set()
-        layer_opaque: set[str] = set()
-        for name, entry in entries_of(tars[n], index(tars[n], where)).items():
-            parent, base = posixpath.split(name)
-            if base == OPAQUE:
-                layer_opaque.add(parent)
-                continue
-            if base.startswith(WH):
-                layer_hidden.add(posixpath.join(parent, base[len(WH) :]))
-                continue
-            if name in final or name in hidden:
-                continue
-            above = _ancestors(name)
-            if any(
-                a in hidden or a in opaque or (a in final and not final[a].info.isdir())
-                for a in above
-            ):
-                continue
-            final[name] = entry
-        hidden |= layer_hidden
-        opaque |= layer_opaque
-    return final
+    fs = Rootfs()
+    for n, tar in enumerate(tars):
+        fs.apply(tar, n, f"layer {n + 1}")
+    return fs.entries()
 
 
 def flatten(layers: Sequence[Layer], sink: BinaryIO, workdir: Path, mtime: int) -> Packed:
     """Write the merged filesystem of ``layers`` (bottom first) as one plain tar."""
     with contextlib.ExitStack() as stack:
         try:
-            tars = [
-                stack.enter_context(
-                    tarfile.open(fileobj=open_plain(layer, n, workdir, stack), mode="r:")
-                )
-                for n, layer in enumerate(layers)
-            ]
-            entries = merged_entries(tars)
+            entries = merged_entries(open_layers(layers, workdir, stack))
             hashed = HashingWriter(sink)
             batched = Coalescer(cast(BinaryIO, hashed))
             with open_tar(cast(BinaryIO, batched)) as out:

@@ -3,7 +3,9 @@
 Image layers mark deletions with ``.wh.NAME`` files and replaced directories with a
 ``.wh..wh..opq`` member. overlayfs marks them with a 0:0 character device named NAME
 and a ``trusted.overlay.opaque=y`` xattr on the directory. :func:`to_overlay` turns a
-base layer into the overlay form (the guest unpacks it as an overlay lower with GNU tar);
+base image's layers into overlay lowers (the guest unpacks each with GNU tar): each is
+what the layer changed in the tree a runtime unpacks (see :mod:`vmbuild.oci.rootfs`), so
+no lower holds a name below a symlink and the overlay shows the host merge's tree.
 :func:`from_overlay` turns the guest's upper directory, packed by GNU tar, back into a
 layer. Neither unpacks anything on the host; both check every name (see ``safety``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -20,43 +23,12 @@ from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import Coalescer, HashingWriter
 from vmbuild.oci.layer import Packed, open_tar
 from vmbuild.oci.retar import Entry, entries_of, index, write_entries
+from vmbuild.oci.rootfs import Rootfs
 
 WH = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"
 OVERLAY_XATTRS = "SCHILY.xattr.trusted.overlay."
-
-
-def _dir_info(name: str) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-    return ti
-
-
-def _whiteout_device(name: str) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.mode, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 0, 0, 0
-    return ti
-
-
-def overlay_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
-    entries = entries_of(tar, index(tar, where))
-    out: dict[str, Entry] = {}
-    opaque: list[str] = []
-    for name, e in entries.items():
-        parent, base = posixpath.split(name)
-        if base == OPAQUE:
-            opaque.append(parent)
-        elif base.startswith(WH):
-            target = posixpath.join(parent, base[len(WH) :])
-            out[target] = Entry(_whiteout_device(target), tar)
-        elif name not in out:
-            out[name] = e
-    for d in opaque:
-        if d not in out or not out[d].info.isdir():
-            out[d] = Entry(_dir_info(d), tar)
-        out[d].info.pax_headers = {**out[d].info.pax_headers, OPAQUE_XATTR: "y"}
-    return out
 
 
 def layer_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
@@ -85,7 +57,6 @@ def layer_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
 def _convert(
     src: BinaryIO,
     sink: BinaryIO,
-    pick: str,
     *,
     compression: Compression,
     mtime: int | None,
@@ -95,9 +66,7 @@ def _convert(
     blob = HashingWriter(sink)
     try:
         with tarfile.open(fileobj=src, mode="r:") as tar:
-            entries = (
-                overlay_entries(tar, where) if pick == "overlay" else layer_entries(tar, where)
-            )
+            entries = layer_entries(tar, where)
             with compressor(cast(BinaryIO, blob), compression, level) as z:
                 plain = HashingWriter(z)
                 batched = Coalescer(cast(BinaryIO, plain))
@@ -109,10 +78,26 @@ def _convert(
     return Packed(plain.digest, plain.size, blob.digest, blob.size)
 
 
-def to_overlay(src: BinaryIO, dest: Path, where: str) -> None:
-    """Rewrite the plain layer tar read from ``src`` into overlay form at ``dest``."""
-    with open(dest, "wb") as f:
-        _convert(src, f, "overlay", compression="none", mtime=None, level=None, where=where)
+def to_overlay(tars: Sequence[tarfile.TarFile], sink: BinaryIO) -> list[tuple[int, int]]:
+    """Write the overlay lowers of ``tars`` (bottom first) one after another into ``sink``.
+
+    Returns each lower's ``(offset, length)``; a layer that changes nothing has none.
+    """
+    fs = Rootfs()
+    ranges = []
+    try:
+        for n, tar in enumerate(tars):
+            entries = fs.lower(fs.apply(tar, n, f"base layer {n + 1}"))
+            if entries:
+                start = sink.tell()
+                with open_tar(sink) as out:
+                    write_entries(entries, out, None)
+                ranges.append((start, sink.tell() - start))
+    except (tarfile.TarError, EOFError) as exc:
+        raise ImageError(
+            f"a base layer is not a readable tar ({exc})", "the layer is malformed"
+        ) from exc
+    return ranges
 
 
 def from_overlay(
@@ -123,7 +108,6 @@ def from_overlay(
         return _convert(
             f,
             sink,
-            "layer",
             compression=compression,
             mtime=mtime,
             level=level,

@@ -80,11 +80,10 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int | 
 
     Every mtime becomes ``mtime``, or stays as it was when that is None.
     """
-    groups: dict[tuple[int, str], list[str]] = {}
+    groups: dict[tuple[int, int], list[str]] = {}
     for name, e in entries.items():
-        if e.info.islnk() or (e.info.isreg() and e.data is not None):
-            key = (id(e.tar), e.info.linkname if e.info.islnk() else name)
-            groups.setdefault(key, []).append(name)
+        if e.data is not None and (e.info.islnk() or e.info.isreg()):
+            groups.setdefault((id(e.tar), id(e.data)), []).append(name)
     carrier = {}
     for names in groups.values():
         first = min(names, key=lambda n: n.split("/"))

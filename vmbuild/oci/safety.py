@@ -33,3 +33,19 @@ def check_symlink(name: str, target: str, where: str) -> None:
 
 def check_hardlink(name: str, target: str, where: str) -> str:
     return clean_name(target, f"{where}: hard link {name}")
+
+
+def whiteout_target(name: str, base: str, where: str) -> str:
+    """The name a ``.wh.NAME`` member ``name`` hides, checked as a member name would be.
+
+    Its directory component was checked with the member's name; the hidden name itself must
+    be a real one (not empty, ``.`` or ``..``, which would hide the directory or its parent).
+    """
+    target = base[len(".wh.") :]
+    if target == "..":
+        raise ImageError(
+            f"{where}: unsafe whiteout {name!r} climbs out with '..'", "the layer is malformed"
+        )
+    if target in ("", "."):
+        raise ImageError(f"{where}: whiteout {name!r} names no file", "the layer is malformed")
+    return target

@@ -1,12 +1,13 @@
 """runAsRoot and exportImage in the build VM: the host's side.
 
-The base image's layers (each distinct layer once, at its topmost position) are rewritten
-into overlayfs form on the host as tar streams and laid end to end on one read-only
-disk; copyToRoot goes in as a second tar disk; a sparse output disk of diskSize MiB
-receives the result. The guest script ``vmbuild/guest/root-step`` unpacks the lowers,
-stacks them under an overlay whose upper dir is the new layer, runs the script chrooted
-in the merged tree, and packs the upper dir (or, for exportImage, the merged tree). Back
-on the host the result is rewritten into image form deterministically.
+The base image's layers are rewritten into overlayfs lowers on the host as tar streams
+(each what its layer changed in the tree a runtime unpacks, see ``vmbuild.oci.rootfs``)
+and laid end to end on one read-only disk; copyToRoot goes in as a second tar disk; a
+sparse output disk of diskSize MiB receives the result. The guest script
+``vmbuild/guest/root-step`` unpacks the lowers, stacks them under an overlay whose upper
+dir is the new layer, runs the script chrooted in the merged tree, and packs the upper
+dir (or, for exportImage, the merged tree). Back on the host the result is rewritten
+into image form deterministically.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed
-from vmbuild.oci.merge import open_plain
+from vmbuild.oci.merge import open_layers
 from vmbuild.oci.overlay import from_overlay, to_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
@@ -61,35 +62,13 @@ class _Tail:
         return [ln for ln in text.splitlines() if ln.strip() and "vmbuild-step" not in ln][-n:]
 
 
-def unique_topmost(layers: list[Layer]) -> list[Layer]:
-    """Each distinct layer once, where it last appears (an identical lower copy is moot)."""
-    seen: set[str] = set()
-    kept: list[Layer] = []
-    for layer in reversed(layers):
-        if layer.diff_id not in seen:
-            seen.add(layer.diff_id)
-            kept.append(layer)
-    return kept[::-1]
-
-
 def lowers_disk(base: BaseImage | None, workdir: Path) -> tuple[Path, list[str]]:
     """One disk with every lower in overlay form, and their ``offset:length`` ranges."""
     path = workdir / "lowers.img"
-    ranges: list[str] = []
-    layers = unique_topmost(base.layers) if base else []
-    with open(path, "wb") as disk:
-        for n, layer in enumerate(layers):
-            start = disk.tell()
-            part = workdir / "lower.tar"
-            with contextlib.ExitStack() as stack:
-                to_overlay(open_plain(layer, n, workdir, stack), part, f"base layer {n + 1}")
-            with open(part, "rb") as src:
-                while chunk := src.read(MIB):
-                    disk.write(chunk)
-            part.unlink()
-            ranges.append(f"{start}:{disk.tell() - start}")
+    with open(path, "wb") as disk, contextlib.ExitStack() as stack:
+        ranges = to_overlay(open_layers(base.layers if base else [], workdir, stack), disk)
         disk.write(b"\0" * 1024)  # never an empty disk
-    return path, ranges
+    return path, [f"{start}:{length}" for start, length in ranges]
 
 
 def check_disk(needed_bytes: int, disk_size: int) -> int:
