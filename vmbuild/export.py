@@ -11,6 +11,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from vmbuild.basepull import base_path
 from vmbuild.config.common import OutputOptions, created_epoch, parse_created
 from vmbuild.config.export import ExportImageSpec
 from vmbuild.oci.digest import of_bytes
@@ -35,13 +36,16 @@ def image_name(spec: ExportImageSpec, base: BaseImage) -> str:
         return spec.name
     if base.repo_tags:
         return base.repo_tags[0].rsplit(":", 1)[0]
+    if not isinstance(spec.from_image, Path):  # a pullImage
+        return spec.from_image.final_image_name
     return spec.from_image.name.split(".")[0]
 
 
 def build(spec: ExportImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
         workdir = Path(wd)
-        base = read_image(spec.from_image, workdir, spec.from_image_name, spec.from_image_tag)
+        source = base_path(spec.from_image)
+        base = read_image(source, workdir, spec.from_image_name, spec.from_image_tag)
         mtime = export_mtime(base)
         with atomic_file(out) as sink:
             if spec.merge_in_vm:

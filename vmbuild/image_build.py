@@ -11,6 +11,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from vmbuild.basepull import base_path
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.imageconfig import default_tag, image_config
@@ -56,7 +57,7 @@ def pack_tree(
 
 def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
     base = (
-        read_image(spec.from_image, workdir, spec.from_image_name, spec.from_image_tag)
+        read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )

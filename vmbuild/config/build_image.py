@@ -13,6 +13,7 @@ from vmbuild.config.arch import (
     check_run_as_root,
     parse_architecture,
 )
+from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
@@ -34,7 +35,7 @@ CopyItem = Path | Helper
 class BuildImageSpec:
     name: str
     tag: str | None = None
-    from_image: Path | None = None
+    from_image: BaseSource | None = None
     from_image_name: str | None = None
     from_image_tag: str | None = None
     copy_to_root: tuple[CopyItem, ...] = ()
@@ -76,7 +77,7 @@ def copy_item(fields: Fields) -> Any:
 def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
     where = fields.where
     name, tag = name_and_tag(fields)
-    from_image = fields.get_image_file()
+    from_image = get_base_image(fields)
     items = fields.get_list("copyToRoot", copy_item(fields))
     if fields.has("contents"):
         warnings.warn(f"{where}: 'contents' is deprecated, use 'copyToRoot'", FutureWarning, 2)

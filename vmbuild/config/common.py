@@ -70,6 +70,10 @@ class Fields:
         self.given: dict[str, Any] = dict(table)
         self._known: set[str] = set()  # every argument asked for: the function's names
 
+    def peek(self, key: str) -> Any:
+        """The raw value of ``key`` (None when absent), leaving it to be taken."""
+        return self._table.get(key)
+
     def has(self, key: str) -> bool:
         self._known.add(key)
         return key in self._table

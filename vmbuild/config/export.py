@@ -8,9 +8,9 @@ no root and no VM and gives the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.build_image import DISK_SIZE_DEFAULT, MEMORY_DEFAULT
 from vmbuild.config.common import Fields
 from vmbuild.errors import SpecError
@@ -18,7 +18,7 @@ from vmbuild.errors import SpecError
 
 @dataclass(frozen=True)
 class ExportImageSpec:
-    from_image: Path
+    from_image: BaseSource
     from_image_name: str | None = None
     from_image_tag: str | None = None
     name: str | None = None
@@ -29,7 +29,7 @@ class ExportImageSpec:
 
 
 def parse(fields: Fields, function: str = "exportImage") -> ExportImageSpec:
-    from_image = fields.get_image_file()
+    from_image = get_base_image(fields)
     if from_image is None:
         raise SpecError(f"{fields.where}: fromImage is required", 'add fromImage = "base.tar"')
     spec = ExportImageSpec(

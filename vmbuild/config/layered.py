@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild.config.arch import PROGRAM_HELPERS, check_host_programs, parse_architecture
+from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
@@ -50,7 +51,7 @@ class LayeredSpec:
     function: str
     name: str
     tag: str | None = None
-    from_image: Path | None = None
+    from_image: BaseSource | None = None
     contents: tuple[ContentItem, ...] = ()
     config: dict[str, Any] | None = None
     architecture: str = ""
@@ -152,8 +153,8 @@ def _owner_name(fields: Fields, key: str) -> str:
 def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     where = fields.where
     name, tag = name_and_tag(fields)
-    from_image = fields.get_image_file()
-    if from_image is not None:
+    from_image = get_base_image(fields)
+    if isinstance(from_image, Path):
         _readable(from_image, f"{where}: fromImage")
     if fields.has("runAsRoot"):
         raise SpecError(

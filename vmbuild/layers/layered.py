@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from vmbuild.basepull import base_path
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
@@ -98,7 +99,7 @@ def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
 
 
 def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
-    base = read_image(spec.from_image, workdir) if spec.from_image else None
+    base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
     graph, tree = unit_graph(spec, workdir)
     slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
     sizes = {name: unit.size for name, unit in graph.units.items()}
