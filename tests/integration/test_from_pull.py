@@ -57,7 +57,7 @@ def _diff_ids(archive: Path) -> list[str]:
     return list(info["rootfs"]["diff_ids"])
 
 
-def test_build_image_on_a_pulled_base(tmp_path: Path, pulled: tuple[str, Path]) -> None:
+def test_build_image_on_a_pulled_base(tmp_path: Path, pulled: tuple[str, Path, Registry]) -> None:
     table, reference, _ = pulled
     root = tmp_path / "root"
     root.mkdir()
@@ -75,7 +75,9 @@ def test_build_image_on_a_pulled_base(tmp_path: Path, pulled: tuple[str, Path]) 
     assert [p.read_bytes() for p in cached] == [reference.read_bytes()]
 
 
-def test_layered_and_export_on_a_pulled_base(tmp_path: Path, pulled: tuple[str, Path]) -> None:
+def test_layered_and_export_on_a_pulled_base(
+    tmp_path: Path, pulled: tuple[str, Path, Registry]
+) -> None:
     table, reference, _ = pulled
     env = _env(tmp_path, "both")
     layered = tmp_path / "layered.toml"
