@@ -294,3 +294,27 @@ def test_include_store_paths_false_keeps_only_the_customisation_layer(tmp_path: 
     names = {m.name.rstrip("/") for m in layers[0]}
     assert {"etc", "etc/app.conf", "usr-env"} <= names
     assert not any(n.startswith(("usr/lib", "lib", "bin/sh")) for n in names), names
+
+
+@pytest.mark.parametrize(
+    ("function", "wanted"),
+    [
+        ("buildImage", ["A=1", "C=3", "B=new", "D=4"]),
+        ("buildLayeredImage", ["A=1", "B=new", "C=3", "D=4"]),
+    ],
+)
+def test_env_merged_with_the_base_as_nixpkgs(
+    tmp_path: Path, function: str, wanted: list[str]
+) -> None:
+    base = _spec(tmp_path, 'name = "base"\nconfig.Env = ["A=1", "B=2", "C=3"]\n')
+    assert vmbuild_cli("build", base, "--out", tmp_path / "base.tar", "--compress", "none")
+    spec = tmp_path / "top.toml"
+    spec.write_text(
+        f'function = "{function}"\nname = "top"\nfromImage = "base.tar"\n'
+        'config.Env = ["B=new", "D=4"]\n'
+    )
+    out = tmp_path / "top.tar"
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}").stdout)
+    assert config["config"]["Env"] == wanted

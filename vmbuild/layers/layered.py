@@ -148,6 +148,7 @@ def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
             base=asm.base,
             layers=layers,
             new_history=[asm.comments[i] for i in kept],
+            env_in_place=True,
         )
         return Image(spec.name, spec.tag or default_tag(spec.name, config), config, layers)
 
