@@ -318,3 +318,24 @@ def test_env_merged_with_the_base_as_nixpkgs(
     assert proc.returncode == 0, proc.stderr
     config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}").stdout)
     assert config["config"]["Env"] == wanted
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("key", ["extraCommands", "fakeRootCommands"])
+def test_symlinks_in_the_customisation_layer_bring_their_closure(
+    tmp_path: Path, containers: Containers, key: str
+) -> None:
+    spec = _spec(
+        tmp_path,
+        f'function = "buildLayeredImage"\nname = "refs"\ntag = "1"\n'
+        f'{key} = "mkdir -p bin && ln -s /usr/bin/bash bin/sh && ln -s /etc/hostname host"\n',
+    )
+    out = tmp_path / "refs.tar"
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none")
+    assert proc.returncode == 0, proc.stderr
+    *units, _ = _layer_members(out)
+    names = {m.name for ms in units for m in ms}
+    assert "usr/bin/bash" in names and any("libc.so" in n for n in names), names
+    assert "etc/hostname" not in names  # not a program: the link stays as it is
+    said = containers.run_image(out, "/bin/sh", "-c", "echo $BASH_VERSION")
+    assert said.strip()

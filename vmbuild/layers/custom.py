@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,19 @@ class Custom:
     tree: Tree | None
     owner: Owner
     tar: Path | None = None
+
+    def link_targets(self) -> list[str]:
+        """The absolute targets of the layer's symlinks, sorted (host paths, perhaps)."""
+        found: set[str] = set()
+        if self.tar is not None:
+            with tarfile.open(self.tar) as tar:
+                found = {m.linkname for m in tar if m.issym()}
+        elif self.tree is not None:
+            for src in self.tree.entries.values():
+                host = os.fspath(src.host)
+                if os.path.islink(host):
+                    found.add(os.readlink(host))
+        return sorted(t for t in found if t.startswith("/"))
 
 
 def _env(root: Path) -> dict[str, str]:

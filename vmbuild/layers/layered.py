@@ -14,6 +14,7 @@ layout/archive with compressed layers).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.imageconfig import default_tag, image_config
-from vmbuild.layers.custom import customisation
+from vmbuild.layers.custom import Custom, customisation
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
@@ -49,7 +50,7 @@ class Assembled:
     comments: list[str]
 
 
-def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
+def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]]:
     """The unit graph, and the tree of the contents' plain paths (customisation layer).
 
     With ``includeStorePaths = false`` the graph is empty: closures, helpers and the
@@ -60,7 +61,7 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
         for item in spec.contents:
             if isinstance(item, Path):
                 tree.add_root(item)
-        return Graph(), tree
+        return Graph(), tree, []
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, Closure))
     graph = Graph(read_elf=elf.read)
     tree = Tree()
@@ -81,7 +82,28 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree]:
             graph.path(program, "config")
     graph.settle_trees(helpers)
     elf.save()
-    return graph, graph.relocate(tree)
+    return graph, graph.relocate(tree), helpers
+
+
+def add_references(graph: Graph, custom: Custom, helpers: list[str]) -> None:
+    """Host programs the customisation layer links to come with their closures, as
+    nixpkgs brings the store paths a customisation layer references."""
+    added = False
+    for target in custom.link_targets():
+        real = os.path.realpath(target)
+        if not graph.provides(target) and is_elf(real):
+            graph.path(target, "a symlink in the customisation layer")
+            added = True
+    if added:
+        graph.settle_trees(helpers)
+
+
+def is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return os.path.isfile(path) and f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
 
 
 def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
@@ -100,13 +122,23 @@ def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
 
 def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
-    graph, tree = unit_graph(spec, workdir)
+    graph, tree, helpers = unit_graph(spec, workdir)
+    mtime = created_epoch(spec.mtime)
+    custom = customisation(
+        tree,
+        spec.extra_commands,
+        spec.fake_root_commands,
+        spec.enable_fakechroot,
+        workdir,
+        mtime,
+    )
+    if spec.include_store_paths:
+        add_references(graph, custom, helpers)
     slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
     sizes = {name: unit.size for name, unit in graph.units.items()}
     plan: Plan = plan_layers(graph.refs(), sizes, slots, spec.min_layer_size)
     layers: list[LazyLayer] = []
     comments: list[str] = []
-    mtime = created_epoch(spec.mtime)
     owner = layer_writer.Owner(spec.uid, spec.gid, spec.uname, spec.gname)
     for name in plan.own:
         unit = graph.units[name]
@@ -117,14 +149,6 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
         weight = sum(graph.units[n].size for n in plan.shared)
         layers.append(TreeLayer(shared, mtime, owner, weight=weight))
         comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
-    custom = customisation(
-        tree,
-        spec.extra_commands,
-        spec.fake_root_commands,
-        spec.enable_fakechroot,
-        workdir,
-        mtime,
-    )
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:
