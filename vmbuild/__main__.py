@@ -7,17 +7,21 @@ imports only its own module (``vmbuild stream`` starts without paramiko or QEMU'
 libraries); ``--help``, no command or an unknown one import them all. Errors a user
 can act on (:class:`VmbuildError`) become one line on stderr with a hint and the
 error's exit code; anything else is a bug and shows its traceback. ``--debug`` shows
-tracebacks and every subprocess command.
+tracebacks and every subprocess command. SIGINT, SIGTERM and SIGHUP clean up alike and
+exit with 128 + the signal's number (:mod:`vmbuild.signals`); a full disk on the host
+is one line too.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
+from vmbuild import signals
 from vmbuild.errors import VmbuildError
 
 # Command -> the module that registers it (see module docstring).
@@ -71,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     logging.getLogger("qemu").setLevel(logging.WARNING)
     try:
-        status: int = args.func(args)
+        with signals.handlers():
+            status: int = args.func(args)
         return status
     except VmbuildError as exc:
         if args.debug:
@@ -79,11 +84,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("vmbuild: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"vmbuild: {signals.describe(exc)}", file=sys.stderr)
+        return signals.exit_status(exc)
     except BrokenPipeError:
         return 141
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or args.debug:
+            raise
+        print(f"vmbuild: error: {_no_space(exc)}", file=sys.stderr)
+        return 1
+
+
+def _no_space(exc: OSError) -> str:
+    """One line for a full host file system, naming the file when Python knows it."""
+    import tempfile
+
+    from vmbuild.cache import cache_dir
+
+    what = exc.strerror or "No space left on device"
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return (
+        f"{what}{where} -- free space in the temporary directory ({tempfile.gettempdir()}, "
+        f"TMPDIR), the cache ({cache_dir()}, VMBUILD_CACHE_DIR) or --out's directory"
+    )
 
 
 if __name__ == "__main__":

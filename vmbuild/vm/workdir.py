@@ -1,18 +1,19 @@
 """The build VM's files on the host: its temporary directory and its scratch disk.
 
 Each VM gets a ``vmbuild-vm-*`` directory under the temporary directory (the scratch
-image, QEMU's log, the owner's PID). The Machine removes it on exit; if the controller
-was killed outright, the next VM removes it (:func:`sweep_stale`).
+image, QEMU's log), locked by its owner (:class:`vmbuild.tempdirs.OwnedDir`). The Machine
+removes it on exit; if the controller was killed outright, the next VM or build removes
+it (:func:`vmbuild.tempdirs.sweep_stale`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from vmbuild.run import run, which
+from vmbuild.tempdirs import sweep_stale
+
+__all__ = ["TMP_PREFIX", "make_scratch", "sweep_stale"]
 
 TMP_PREFIX = "vmbuild-vm-"
 
@@ -40,20 +41,3 @@ def make_scratch(path: Path, size_mib: int) -> None:
         capture=True,
         what="mkfs.ext4",
     )
-
-
-def sweep_stale() -> None:
-    """Remove temporary dirs of controllers that were killed outright (SIGKILL).
-
-    Their QEMU stops by itself (the guest ends when its SSH connection goes away).
-    """
-    for d in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
-        try:
-            if d.stat().st_uid != os.getuid():
-                continue
-            pid = int((d / "pid").read_text())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
