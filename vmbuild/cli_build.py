@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from vmbuild import timeouts
 from vmbuild.build import build, stream
 from vmbuild.config import load_spec
 from vmbuild.config.common import FORMATS, OutputOptions
@@ -33,6 +34,12 @@ def register(sub: Any) -> None:
         "6 = pigz -6's size), zstd 1-19",
     )
     p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
+        "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -41,10 +48,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    timeout = (
+        timeouts.parse(args.timeout, "--timeout")
+        if args.timeout is not None
+        else timeouts.from_env()
+    )
     loaded = load_spec(args.spec)
     compression = args.compress or ("none" if loaded.function == "pullImage" else "gzip")
     opts = OutputOptions(args.format, cast(Compression, compression), args.level)
-    result = build(loaded, args.out, opts)
+    with timeouts.limit(timeout):
+        result = build(loaded, args.out, opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
