@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vmbuild.errors import VmError
 from vmbuild.run import run, which
 from vmbuild.tempdirs import sweep_stale
+from vmbuild.vm.faults import HostDiskError, where_is
 
 __all__ = ["TMP_PREFIX", "make_scratch", "sweep_stale"]
 
@@ -23,7 +25,7 @@ def make_scratch(path: Path, size_mib: int) -> None:
     mkfs = which("mkfs.ext4", "e2fsprogs")
     with path.open("wb") as f:
         f.truncate(size_mib * 1024 * 1024)
-    run(
+    made = run(
         [
             mkfs,
             "-q",
@@ -39,5 +41,16 @@ def make_scratch(path: Path, size_mib: int) -> None:
             path,
         ],
         capture=True,
-        what="mkfs.ext4",
+        check=False,
     )
+    if made.returncode == 0:
+        return
+    text = made.stderr.decode(errors="replace").strip()
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        raise HostDiskError(
+            f"the host's disk is full: no space left in {where_is(path)} for the build VM's "
+            "scratch disk",
+            "free space there, or point TMPDIR at a file system with room",
+        )
+    tail = " / ".join(text.splitlines()[-3:])
+    raise VmError(f"mkfs.ext4 of the build VM's scratch disk failed: {tail}", "rerun with --debug")
