@@ -45,7 +45,8 @@ def owner_process(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
 def test_a_workdir_is_locked_while_used_and_removed_after(tmp: Path) -> None:
     with tempdirs.workdir("vmbuild-x-") as wd:
         assert wd.parent == tmp and wd.name.startswith("vmbuild-x-")
-        assert (wd / tempdirs.LOCK).read_text() == f"{os.getpid()}\n"
+        assert list(wd.iterdir()) == []  # the lock file is beside it, not in it
+        assert tempdirs.lock_path(wd).read_text() == f"{os.getpid()}\n"
         assert tempdirs.sweep_stale() == []  # this process holds it
         assert wd.exists()
     assert list(tmp.iterdir()) == []
@@ -85,7 +86,7 @@ def test_the_next_workdir_sweeps_first(tmp: Path) -> None:
         if stream:
             stream.close()
     with tempdirs.workdir() as wd:
-        assert [p for p in tmp.iterdir()] == [wd]
+        assert sorted(tmp.iterdir()) == sorted([wd, tempdirs.lock_path(wd)])
 
 
 def test_directories_being_made_links_files_and_others_are_left(tmp: Path) -> None:
@@ -100,6 +101,22 @@ def test_directories_being_made_links_files_and_others_are_left(tmp: Path) -> No
     unrelated.mkdir()
     assert tempdirs.sweep_stale() == []
     assert making.exists() and (target / "keep").exists() and unrelated.exists()
+
+
+def test_a_lock_file_left_alone_is_removed_and_a_stale_pending_one_too(tmp: Path) -> None:
+    alone = tmp / ".vmbuild-gone.lock"
+    alone.write_text("1\n")
+    half = tmp / "vmbuild-half"  # its maker died before naming its lock file
+    half.mkdir()
+    pending = tmp / ".vmbuild-half.new"
+    pending.write_text("")
+    fresh = tmp / "vmbuild-fresh"
+    fresh.mkdir()
+    (tmp / ".vmbuild-fresh.new").write_text("")  # being made right now
+    os.utime(pending, (0, 0))
+    assert tempdirs.sweep_stale() == [tmp / "vmbuild-gone", half]
+    assert not alone.exists() and not half.exists() and not pending.exists()
+    assert fresh.exists()
 
 
 def test_an_older_vmbuilds_directory_goes_when_its_pid_is_gone(tmp: Path) -> None:
