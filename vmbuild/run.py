@@ -4,7 +4,7 @@ Every external program vmbuild starts goes through :func:`run` (wait for it) or
 :func:`spawn` (a context manager around a running child). Neither ever uses a shell;
 with debug logging on, each command is logged as ``+ cmd``; on any exception while a
 child runs, the child is terminated (then killed) before the exception propagates.
-``spawn(..., die_with_parent=True)`` also ties the child's life to vmbuild's, for the
+``die_with_parent=True`` also ties the child's life to vmbuild's, for the
 case no exception handler sees (SIGKILL): see :func:`_die_with_parent`.
 """
 
@@ -58,12 +58,13 @@ def run(
     timeout: float | None = None,
     what: str | None = None,
     umask: int = -1,
+    die_with_parent: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion.
 
     ``capture`` collects stdout and stderr. With ``check`` a non-zero exit raises
     :class:`StepFailed` naming ``what`` (default: the program) with the tail of its
-    stderr when captured.
+    stderr when captured. ``die_with_parent`` as for :func:`spawn`.
     """
     _log_cmd(argv)
     args = [os.fspath(a) for a in argv]
@@ -78,6 +79,7 @@ def run(
             timeout=timeout,
             check=False,
             umask=umask,
+            preexec_fn=_die_with_parent() if die_with_parent else None,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc

@@ -103,3 +103,47 @@ def test_the_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(timeouts.ENV, "soon")
     with pytest.raises(SpecError, match="VMBUILD_TIMEOUT 'soon'"):
         timeouts.step_timeout()
+
+
+@pytest.mark.parametrize("how", ["spawn", "run"])
+def test_a_child_dies_with_a_killed_parent(how: str) -> None:
+    """PR_SET_PDEATHSIG: what QEMU (and the KVM probe) get, for a SIGKILL of vmbuild."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    start = {
+        "spawn": "ctx = spawn(['sleep', '60'], die_with_parent=True); p = ctx.__enter__()\n"
+        "print(p.pid, flush=True)\n",
+        "run": "import threading\n"
+        "t = threading.Thread(target=run, args=(['sh', '-c', 'echo $$; exec sleep 60'],),"
+        " kwargs={'die_with_parent': True})\nt.start()\n",
+    }[how]
+    script = f"import time\nfrom vmbuild.run import run, spawn\n{start}time.sleep(60)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)
+        parent.kill()
+        parent.wait()
+        end = time.monotonic() + 3
+        while running(child) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not running(child)
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout:
+            parent.stdout.close()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (nobody may reap an orphan here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -88,6 +88,7 @@ def probe(qemu: str, kernel: Path, runner: Callable[..., object] = run) -> tuple
             check=False,
             timeout=PROBE_TIMEOUT,
             what="the KVM probe",
+            die_with_parent=True,  # a hung probe must not outlive a killed vmbuild
         )
     except StepFailed:
         return False, (
