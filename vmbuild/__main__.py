@@ -7,7 +7,9 @@ imports only its own module (``vmbuild stream`` starts without paramiko or QEMU'
 libraries); ``--help``, no command or an unknown one import them all. Errors a user
 can act on (:class:`VmbuildError`) become one line on stderr with a hint and the
 error's exit code; anything else is a bug and shows its traceback. ``--debug`` shows
-tracebacks and every subprocess command.
+tracebacks and every subprocess command. SIGINT, SIGTERM and SIGHUP clean up alike and
+exit with 128 + the signal's number (:mod:`vmbuild.signals`); a full disk on the host
+is one line too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
+from vmbuild import signals
 from vmbuild.errors import VmbuildError
 
 # Command -> the module that registers it (see module docstring).
@@ -77,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("qemu").setLevel(logging.WARNING)
     warnings.showwarning = _show_warning
     try:
-        status: int = args.func(args)
+        with signals.handlers():
+            status: int = args.func(args)
         return status
     except VmbuildError as exc:
         if args.debug:
@@ -85,23 +89,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("vmbuild: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"vmbuild: {signals.describe(exc)}", file=sys.stderr)
+        return signals.exit_status(exc)
     except BrokenPipeError:
         return 141
     except OSError as exc:
-        # The disk or file system gave out under a local file (a full TMPDIR or cache):
-        # the user's problem to fix, not a bug. Anything else stays a traceback.
-        if args.debug or exc.errno not in LOCAL_IO_ERRORS:
+        if exc.errno not in LOCAL_IO_ERRORS or args.debug:
             raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(
-            f"vmbuild: error: {exc.strerror}{where} -- free space, or point TMPDIR or "
-            "VMBUILD_CACHE_DIR at a larger file system",
-            file=sys.stderr,
-        )
+        print(f"vmbuild: error: {_no_space(exc)}", file=sys.stderr)
         return 1
+
+
+def _no_space(exc: OSError) -> str:
+    """One line for a full (or read-only) host file system, naming the file when Python
+    knows it."""
+    import tempfile
+
+    from vmbuild.cache import cache_dir
+
+    what = exc.strerror or "No space left on device"
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return (
+        f"{what}{where} -- free space in the temporary directory ({tempfile.gettempdir()}, "
+        f"TMPDIR), the cache ({cache_dir()}, VMBUILD_CACHE_DIR) or --out's directory"
+    )
 
 
 def _show_warning(

@@ -2,18 +2,24 @@
 
 Entries are keyed by the sha256 of their inputs and published atomically: a writer
 fills a temporary sibling and renames it into place, so a reader never sees half an
-entry and two concurrent builders simply race to an identical result.
+entry and two concurrent builders simply race to an identical result. An entry that is
+expensive to make (the guest kernel, the KVM probe) is made under :func:`lock`, so that
+concurrent first uses wait for one maker instead of each making their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+log = logging.getLogger("vmbuild")
 
 
 def cache_dir() -> Path:
@@ -61,3 +67,29 @@ def publish(kind: str, digest: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def lock(kind: str, digest: str, waiting: str = "") -> Iterator[None]:
+    """Hold the exclusive lock of ``entry(kind, digest)`` for the block.
+
+    The lock is ``flock`` on ``.DIGEST.lock`` beside the entry: it is let go however its
+    holder ends (even SIGKILL). Whoever waits logs ``waiting`` first. A maker checks for
+    the entry again once it holds the lock (the previous holder may have made it); it
+    also removes what a killed maker of the same entry left of its temporary directory.
+    """
+    final = entry(kind, digest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(final.parent / f".{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                log.info("%s", waiting)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in final.parent.glob(f".{digest[:12]}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)

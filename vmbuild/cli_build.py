@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmbuild import timeouts
 from vmbuild.build import build, stream
 from vmbuild.config import load_spec, output_options
 from vmbuild.config.common import FORMATS
@@ -34,6 +35,12 @@ def register(sub: Any) -> None:
         "6 = pigz -6's size), zstd 1-19",
     )
     p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
+        "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -44,9 +51,15 @@ def register(sub: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     if not args.out:
         raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
+    timeout = (
+        timeouts.parse(args.timeout, "--timeout")
+        if args.timeout is not None
+        else timeouts.from_env()
+    )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
-    result = build(loaded, Path(args.out), opts)
+    with timeouts.limit(timeout):
+        result = build(loaded, Path(args.out), opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

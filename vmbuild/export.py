@@ -8,9 +8,9 @@ the output is reproducible).
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
+from vmbuild import tempdirs
 from vmbuild.basepull import base_path
 from vmbuild.config.common import OutputOptions, created_epoch, parse_created
 from vmbuild.config.export import ExportImageSpec
@@ -42,7 +42,7 @@ def image_name(spec: ExportImageSpec, base: BaseImage) -> str:
 
 
 def build(spec: ExportImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+    with tempdirs.workdir("vmbuild-") as wd:
         workdir = Path(wd)
         source = base_path(spec.from_image)
         base = read_image(source, workdir, spec.from_image_name, spec.from_image_tag)

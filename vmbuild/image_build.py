@@ -8,9 +8,9 @@ the deterministic layer writer and written with the base's layers kept byte for 
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
+from vmbuild import tempdirs
 from vmbuild.basepull import base_path
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import OutputOptions, created_epoch
@@ -89,7 +89,7 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
 
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+    with tempdirs.workdir("vmbuild-") as wd:
         image = assemble(spec, Path(wd), opts)
         write_image(image, out, opts, created_epoch(spec.created))
         log.info("built %s (%d layers)", image.ref, len(image.layers))

@@ -4,20 +4,25 @@ Every external program vmbuild starts goes through :func:`run` (wait for it) or
 :func:`spawn` (a context manager around a running child). Neither ever uses a shell;
 with debug logging on, each command is logged as ``+ cmd``; on any exception while a
 child runs, the child is terminated (then killed) before the exception propagates.
+``die_with_parent=True`` also ties the child's life to vmbuild's, for the
+case no exception handler sees (SIGKILL): see :func:`_die_with_parent`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from vmbuild import signals
 from vmbuild.errors import StepFailed, ToolMissing
 
 log = logging.getLogger("vmbuild")
@@ -53,12 +58,13 @@ def run(
     timeout: float | None = None,
     what: str | None = None,
     umask: int = -1,
+    die_with_parent: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion.
 
     ``capture`` collects stdout and stderr. With ``check`` a non-zero exit raises
     :class:`StepFailed` naming ``what`` (default: the program) with the tail of its
-    stderr when captured.
+    stderr when captured. ``die_with_parent`` as for :func:`spawn`.
     """
     _log_cmd(argv)
     args = [os.fspath(a) for a in argv]
@@ -73,6 +79,7 @@ def run(
             timeout=timeout,
             check=False,
             umask=umask,
+            preexec_fn=_die_with_parent() if die_with_parent else None,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc
@@ -103,6 +110,28 @@ def terminate(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
         proc.wait()
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` after which the child gets SIGKILL when this process dies.
+
+    Linux sends the signal when the *thread* that forked the child ends, so spawn from
+    a thread that outlives the child (vmbuild spawns QEMU from the thread that uses the
+    Machine, which ends it first). If this process died before the child set the
+    signal up, the child's parent is already someone else and it exits at once.
+    """
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 @contextlib.contextmanager
 def spawn(
     argv: Sequence[StrPath],
@@ -114,8 +143,12 @@ def spawn(
     stderr: int | IO[Any] | None = None,
     pass_fds: Sequence[int] = (),
     start_new_session: bool = False,
+    die_with_parent: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``argv`` and yield the Popen; on exit (normal or not) make sure it is gone."""
+    """Start ``argv`` and yield the Popen; on exit (normal or not) make sure it is gone.
+
+    ``die_with_parent``: the child is killed by the kernel if vmbuild dies (Linux).
+    """
     _log_cmd(argv)
     args = [os.fspath(a) for a in argv]
     try:
@@ -128,10 +161,12 @@ def spawn(
             stderr=stderr,
             pass_fds=tuple(pass_fds),
             start_new_session=start_new_session,
+            preexec_fn=_die_with_parent() if die_with_parent else None,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc
     try:
         yield proc
     finally:
-        terminate(proc)
+        with signals.deferred():  # a SIGTERM now must not leave the child running
+            terminate(proc)

@@ -1,8 +1,13 @@
-"""Reading the guest's fault note: OOM kills and a full scratch disk."""
+"""Reading the guest's fault note (OOM kills, a full scratch disk) and QEMU's host I/O errors."""
 
 from __future__ import annotations
 
-from vmbuild.vm.faults import parse
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from vmbuild.vm.faults import HostDiskError, HostWatch, host_disk_error, parse
 
 
 def test_plain_failure_is_no_fault() -> None:
@@ -36,3 +41,60 @@ def test_oom_kills_already_reported_do_not_count_again() -> None:
     assert parse(note, oom_seen=2).oom is None
     assert parse(note, oom_seen=1).oom is not None
     assert parse(note).oom_total == 2
+
+
+# --- host I/O errors QEMU reports (BLOCK_IO_ERROR) ---------------------------------------
+
+
+def enospc(node: str = "d0") -> dict[str, object]:
+    return {"device": "", "node-name": node, "operation": "write", "action": "report",
+            "reason": "No space left on device"}  # fmt: skip
+
+
+def test_a_full_tmpdir_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    images = [tmp_path / "vmbuild-vm-x" / "scratch.img", tmp_path / "vmbuild-y" / "out.img"]
+    err = host_disk_error(enospc("d1"), images)
+    assert isinstance(err, HostDiskError)
+    assert err.message == (
+        f"the host's disk is full: no space left in {tmp_path} (TMPDIR) "
+        "for the build VM's disk image out.img"
+    )
+    assert err.hint and "TMPDIR" in err.hint
+
+
+def test_a_full_cache_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    err = host_disk_error(enospc(), [tmp_path / "cache" / "kind" / "x.img"])
+    assert f"no space left in {tmp_path / 'cache'} (the cache)" in err.message
+
+
+def test_other_host_errors_name_the_operation_and_reason(tmp_path: Path) -> None:
+    event = {"node-name": "d0", "operation": "read", "reason": "Input/output error"}
+    err = host_disk_error(event, [tmp_path / "lowers.img"])
+    assert err.message == (
+        f"the host could not read the build VM's disk image lowers.img in {tmp_path}: "
+        "Input/output error"
+    )
+    assert "disk image" in host_disk_error({"node-name": "zz"}, []).message
+
+
+class FakeMonitor:
+    def __init__(self, batches: list[list[dict[str, object]]]) -> None:
+        self.batches = batches
+        self.asked = 0
+
+    def io_errors(self) -> list[dict[str, object]]:
+        self.asked += 1
+        return self.batches.pop(0) if self.batches else []
+
+
+def test_the_watch_asks_at_most_every_so_often_and_keeps_the_first_error(tmp_path: Path) -> None:
+    watch = HostWatch([tmp_path / "scratch.img"], every=60)
+    monitor = FakeMonitor([[], [enospc()], [enospc("d9")]])
+    assert watch.look(monitor) is None  # type: ignore[arg-type]
+    assert watch.look(monitor) is None and monitor.asked == 1  # type: ignore[arg-type]
+    first = watch.look(monitor, now=True)  # type: ignore[arg-type]
+    assert first is not None and "scratch.img" in first.message
+    assert watch.look(monitor, now=True) is first and monitor.asked == 2  # type: ignore[arg-type]

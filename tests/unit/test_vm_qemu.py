@@ -70,6 +70,14 @@ def test_disks_in_order_scratch_first_and_read_only_honoured() -> None:
     assert [d.split("drive=")[1].split(",")[0] for d in devices] == ["d0", "d1", "d2"]
 
 
+def test_a_host_io_error_reaches_the_guest_instead_of_pausing_it() -> None:
+    """QEMU's default stops the VM on ENOSPC; vmbuild would then wait for ever."""
+    args = argv("q", spec(disks=[Disk(Path("/d/base.tar"), readonly=True), Disk(Path("/o"))]))
+    devices = [d for d in after(args, "-device") if d.startswith("virtio-blk")]
+    assert len(devices) == 3
+    assert all("werror=report" in d and "rerror=report" in d for d in devices)
+
+
 def test_pc_machine_uses_virtio_pci() -> None:
     args = argv("q", spec(machine="pc"))
     assert after(args, "-M") == ["pc"]

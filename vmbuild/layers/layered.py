@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from vmbuild import tempdirs
 from vmbuild.basepull import base_path
 from vmbuild.config.common import OutputOptions, created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
@@ -182,7 +182,7 @@ def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
 def stream(spec: LayeredSpec, sink: BinaryIO) -> None:
     """Write the image as an uncompressed docker-archive to ``sink`` (e.g. stdout)."""
     widen_pipe(sink)
-    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+    with tempdirs.workdir("vmbuild-") as wd:
         asm = assemble(spec, Path(wd))
         base = asm.base.layers if asm.base else []
         write_streaming(base, asm.layers, _finisher(spec, asm), sink, created_epoch(spec.created))
@@ -215,7 +215,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    with tempfile.TemporaryDirectory(prefix="vmbuild-") as wd:
+    with tempdirs.workdir("vmbuild-") as wd:
         workdir = Path(wd)
         asm = assemble(spec, workdir)
         mtime = created_epoch(spec.created)

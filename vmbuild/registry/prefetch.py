@@ -8,11 +8,11 @@ the image is pulled exactly as pullImage would write it, and its hash printed.
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from vmbuild import tempdirs
 from vmbuild.config.common import OutputOptions, check_name
 from vmbuild.registry.manifest import Platform, resolve
 from vmbuild.registry.progress import Progress
@@ -87,7 +87,7 @@ def prefetch(
         manifest, _ = resolve(client, repo, image_tag, platform, f"{repo}:{image_tag}")
     finally:
         client.close()
-    with tempfile.TemporaryDirectory(prefix="vmbuild-prefetch-") as work:
+    with tempdirs.workdir("vmbuild-prefetch-") as work:
         out = keep or Path(work) / "image.tar"
         pulled = pull(
             repo,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from vmbuild import tempdirs
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import HashingWriter, of_bytes
@@ -246,7 +247,7 @@ def push(
     progress = progress or Progress("pushed")
     client = client_for(dest.repo, tls_verify)
     pusher = Pusher(client, dest, progress)
-    with tempfile.TemporaryDirectory(prefix="vmbuild-push-") as work:
+    with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))
         config = find_raw_config(image, Path(work), base.config) or canonical_json(base.config)
         config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)

@@ -4,7 +4,8 @@ An openable ``/dev/kvm`` is not enough: on paravirtual (PVM) KVM hosts a stock k
 hangs early in boot. So ``auto`` boots the guest kernel once under KVM without an
 initramfs: a working KVM runs it to its "cannot mount root" panic, which (``panic=-1``
 and ``-no-reboot``) ends QEMU within a second; a hang or a QEMU error means TCG. The
-verdict is cached under the host kernel's and QEMU's identity, so it is paid once.
+verdict is cached under the host kernel's and QEMU's identity, so it is paid once; the
+probe holds the entry's lock, so concurrent first builds wait for one probe.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +88,7 @@ def probe(qemu: str, kernel: Path, runner: Callable[..., object] = run) -> tuple
             check=False,
             timeout=PROBE_TIMEOUT,
             what="the KVM probe",
+            die_with_parent=True,  # a hung probe must not outlive a killed vmbuild
         )
     except StepFailed:
         return False, (
@@ -119,20 +122,34 @@ def choose(requested: str, qemu: str, kernel: Path, runner: Callable[..., object
 
 
 def cached_probe(qemu: str, kernel: Path, runner: Callable[..., object] = run) -> Accel:
-    where = cache.entry(KIND, probe_key(qemu)) / "result.json"
-    if where.exists():
-        saved = json.loads(where.read_text())
-        return Accel(saved["accel"], saved["reason"] + " (cached)")
-    works, why = probe(qemu, kernel, runner)
-    accel = Accel("kvm" if works else "tcg", why, probed_now=True)
-    with cache.publish(KIND, probe_key(qemu)) as tmp:
-        (tmp / "result.json").write_text(json.dumps({"accel": accel.name, "reason": why}))
+    digest = probe_key(qemu)
+    saved = _saved(digest)
+    if saved is not None:
+        return saved
+    with cache.lock(KIND, digest, "vmbuild: waiting for another vmbuild's KVM probe"):
+        saved = _saved(digest)  # the probe we waited for
+        if saved is not None:
+            return saved
+        works, why = probe(qemu, kernel, runner)
+        accel = Accel("kvm" if works else "tcg", why, probed_now=True)
+        with cache.publish(KIND, digest) as tmp:
+            (tmp / "result.json").write_text(json.dumps({"accel": accel.name, "reason": why}))
     log.info("vmbuild: using %s: %s", accel.name.upper(), why)
     return accel
 
 
+def _saved(digest: str) -> Accel | None:
+    where = cache.entry(KIND, digest) / "result.json"
+    try:
+        saved = json.loads(where.read_text())
+        return Accel(str(saved["accel"]), str(saved["reason"]) + " (cached)")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable: probe again
+        shutil.rmtree(where.parent, ignore_errors=True)
+        return None
+
+
 def forget(qemu: str) -> None:
     """Drop the cached verdict (``vmbuild doctor --reprobe``)."""
-    import shutil
-
     shutil.rmtree(cache.entry(KIND, probe_key(qemu)), ignore_errors=True)

@@ -6,19 +6,18 @@ The package is fetched with ``apt-get download`` (no root) and unpacked with
 (with their dependencies, read from each module's ``.modinfo``) go into an extra cpio
 that is appended to the guest's initramfs, with ``/etc/vmbuild-modules`` giving the
 order in which init loads them. It boots on ``-M pc`` (virtio-pci). Cached by the
-package's name and version.
+package's name and version; made under the entry's lock (concurrent first uses wait).
 """
 
 from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
-from vmbuild import cache
+from vmbuild import cache, tempdirs
 from vmbuild.errors import ToolMissing, VmbuildError
 from vmbuild.run import run, which
 from vmbuild.vm import cpio
@@ -109,8 +108,7 @@ def load_order(modules_dir: Path, wanted: tuple[str, ...] = WANTED) -> list[Path
 
 def _fetch(into: Path) -> None:
     name, _ = _package()
-    work = Path(tempfile.mkdtemp(prefix="vmbuild-cloudkernel-"))
-    try:
+    with tempdirs.workdir("vmbuild-cloudkernel-") as work:
         run(
             [which("apt-get", "apt"), "download", name],
             cwd=work,
@@ -130,8 +128,6 @@ def _fetch(into: Path) -> None:
         buf = io.BytesIO()
         cpio.write(buf, entries)
         (into / "modules.cpio").write_bytes(buf.getvalue())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def ensure() -> Kernel:
@@ -140,8 +136,10 @@ def ensure() -> Kernel:
     digest = cache.key(["cloud-kernel v1", name, version])
     where = cache.entry(KIND, digest)
     if not (where / "modules.cpio").exists():
-        with cache.publish(KIND, digest) as tmp:
-            _fetch(tmp)
+        with cache.lock(KIND, digest, f"vmbuild: waiting for another vmbuild fetching {name}"):
+            if not (where / "modules.cpio").exists():
+                with cache.publish(KIND, digest) as tmp:
+                    _fetch(tmp)
     if not (where / "vmlinuz").exists():
         raise VmbuildError(f"the cached {name} is incomplete", f"remove {where} and retry")
     return Kernel(where / "vmlinuz", "cloud", modules=where / "modules.cpio", machine="pc")

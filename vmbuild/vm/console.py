@@ -83,6 +83,13 @@ class Console:
         lines = [ln for ln in lines if ln.strip() and not NOISE.match(ln)]
         return lines[-n:]
 
+    def hint(self) -> str:
+        """An error's hint: the console's last lines."""
+        tail = self.tail(8)
+        if not tail:
+            return "the guest printed nothing; --debug shows QEMU's command line"
+        return "guest console, last lines: " + " | ".join(tail)
+
     def panic(self) -> str | None:
         """The kernel's panic line, if it panicked."""
         found = PANIC.findall(self.text())

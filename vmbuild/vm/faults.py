@@ -3,12 +3,32 @@
 When a command fails, the guest's ``vmbuild-exec`` leaves ``/run/vmbuild/fault``:
 ``key=value`` lines with the status, how many processes the OOM killer took since boot
 (the caller passes how many it already knew of) and the last victim, and the scratch
-disk's free and total blocks.
+disk's free and total blocks. A failed VM is a :class:`VmTimeout`, a
+:class:`HostDiskError` (QEMU reported a host I/O error on a disk image) or another
+:class:`~vmbuild.errors.VmError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmbuild.errors import VmError
+
+if TYPE_CHECKING:
+    from vmbuild.vm.console import Console
+    from vmbuild.vm.qmp import Monitor
+
+log = logging.getLogger("vmbuild")
 
 ENOSPC = b"No space left on device"
 # Below this much free space the scratch disk counts as full.
@@ -45,3 +65,93 @@ def parse(note: bytes, stderr_tail: bytes = b"", oom_seen: int = 0) -> Faults:
             total > 0 and avail * 200 < total and ENOSPC in stderr_tail
         )
     return Faults(oom, disk_full, kills)
+
+
+def dead(when: str, status: int | None, console: Console, qemu_log: Path | None) -> VmError:
+    """QEMU ended by itself: a guest kernel panic, or QEMU's own last word."""
+    panic = console.panic()
+    if panic:
+        return VmError(f"the guest kernel panicked {when}: {panic}", console.hint())
+    last = ""
+    if qemu_log is not None and qemu_log.exists():
+        lines = qemu_log.read_text(errors="replace").strip().splitlines()
+        last = ": " + re.sub(r"\s+", " ", lines[-1]) if lines else ""
+    return VmError(f"QEMU exited {when} (status {status}){last}", console.hint())
+
+
+class VmTimeout(VmError):
+    """The Machine's (or a command's) time limit expired; the VM was stopped.
+
+    ``seconds`` is the limit, ``ran`` how long the VM had run (from QEMU's start) when it
+    was stopped, ``phase`` "boot" or "command".
+    """
+
+    def __init__(self, message: str, hint: str, *, seconds: float, ran: float, phase: str):
+        super().__init__(message, hint)
+        self.seconds = seconds
+        self.ran = ran
+        self.phase = phase
+
+
+class HostDiskError(VmError):
+    """QEMU could not read or write a disk image on the host (a full TMPDIR, say)."""
+
+
+class HostWatch:
+    """QEMU's host I/O error events for disk images ``images`` (node ``d{i}``: images[i]).
+
+    :meth:`look` asks the monitor at most every ``every`` seconds (it is called from
+    poll loops); the first error is kept.
+    """
+
+    def __init__(self, images: Sequence[Path], every: float = 0.25) -> None:
+        self.images = list(images)
+        self.every = every
+        self.error: HostDiskError | None = None
+        self._next = 0.0
+
+    def look(self, monitor: Monitor | None, now: bool = False) -> HostDiskError | None:
+        t = time.monotonic()
+        if monitor is not None and self.error is None and (now or t >= self._next):
+            self._next = t + self.every
+            events = monitor.io_errors()
+            if events:
+                log.debug("vmbuild: QEMU reported host I/O errors: %s", events)
+                self.error = host_disk_error(events[0], self.images)
+        return self.error
+
+
+def where_is(path: Path) -> str:
+    """The directory a user knows ``path`` by: TMPDIR, the cache, or its own directory."""
+    from vmbuild.cache import cache_dir
+
+    for root, name in ((Path(tempfile.gettempdir()), "TMPDIR"), (cache_dir(), "the cache")):
+        with contextlib.suppress(OSError, ValueError):
+            if path.resolve().is_relative_to(root.resolve()):
+                return f"{root} ({name})"
+    return str(path.parent)
+
+
+NO_SPACE = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def host_disk_error(event: dict[str, Any], disks: Sequence[Path]) -> HostDiskError:
+    """The error for a BLOCK_IO_ERROR event on disk node ``d{i}`` (``disks[i]``)."""
+    node = str(event.get("node-name") or event.get("device") or "")
+    index = int(node[1:]) if node[:1] == "d" and node[1:].isdigit() else -1
+    path = disks[index] if 0 <= index < len(disks) else None
+    image = f"the build VM's disk image {path.name}" if path else "a build VM disk image"
+    reason = str(event.get("reason") or "an I/O error")
+    # "nospace" comes only with werror=stop/enospc; with "report" the reason tells.
+    if event.get("nospace") or reason in NO_SPACE:
+        place = where_is(path) if path else "the temporary directory (TMPDIR)"
+        return HostDiskError(
+            f"the host's disk is full: no space left in {place} for {image}",
+            "free space there, or point TMPDIR at a file system with room "
+            "(the build VM's disks take up to diskSize MiB each)",
+        )
+    op = str(event.get("operation") or "access")
+    return HostDiskError(
+        f"the host could not {op} {image}" + (f" in {path.parent}" if path else "") + f": {reason}",
+        "check the host file system (dmesg); the VM was stopped",
+    )

@@ -3,7 +3,9 @@
 The preferred kernel is built once from Debian's ``linux-source-6.1`` tarball:
 ``make tinyconfig``, merge ``vmbuild/kernels/guest.config``, ``make bzImage``. It is
 cached under the hash of the recipe, the fragment and the tarball's identity, so a new
-fragment or a new linux-source package gives a new build. Without the source or a
+fragment or a new linux-source package gives a new build. The build holds the cache
+entry's lock (concurrent first builds wait for one) and is published only whole. Without
+the source or a
 compiler, Debian's cloud kernel (``linux-image-cloud-amd64``) is the fallback
 (:mod:`vmbuild.vm.cloudkernel`; VMBUILD_GUEST_KERNEL=cloud forces it). ``--kernel PATH``
 always wins.
@@ -17,12 +19,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbuild import cache
+from vmbuild import cache, tempdirs
 from vmbuild.errors import ToolMissing, VmbuildError
 from vmbuild.run import run, spawn
 
@@ -124,7 +125,10 @@ def _make(src: Path, target: str, logf: Path, started: float) -> None:
 
 
 def build() -> Path:
-    """Build the guest kernel into the cache and return its bzImage."""
+    """Build the guest kernel into the cache (once) and return its vmlinux.
+
+    Concurrent callers (other vmbuild processes too) wait for the one that builds.
+    """
     lacking = missing_build_tools()
     if lacking:
         raise ToolMissing(
@@ -132,6 +136,16 @@ def build() -> Path:
             "install them: apt-get install " + " ".join(lacking),
         )
     digest = build_key()
+    image = cache.entry(KIND, digest) / "vmlinux"
+    waiting = "vmbuild: waiting for another vmbuild that is building the guest kernel"
+    with cache.lock(KIND, digest, waiting):
+        if not image.exists():
+            _build(digest)
+    return image
+
+
+def _build(digest: str) -> None:
+    """The expensive part: unpack, configure, make, publish into the cache entry."""
     cores = os.cpu_count() or 1
     # Measured: about 3 minutes of 2 idle cores, up to 9 on 2 busy ones; scales with cores.
     low, high = max(1, round(6 / cores)), max(2, round(18 / cores))
@@ -140,8 +154,7 @@ def build() -> Path:
         f"about {low}-{high} minutes on {cores} cores)\n"
     )
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="vmbuild-kernel-"))
-    try:
+    with tempdirs.workdir("vmbuild-kernel-") as work:
         run(["tar", "-xf", SOURCE, "-C", work, "--strip-components=1"], what="tar (kernel source)")
         logf = work / "build.log"
         _make(work, "tinyconfig", logf, started)
@@ -163,9 +176,6 @@ def build() -> Path:
             # QEMU loads an ELF vmlinux with a PVH note directly: no decompressor
             # running under emulation (about 0.5 s saved per boot under TCG).
             run(["strip", "-o", tmp / "vmlinux", work / "vmlinux"], what="strip")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return cache.entry(KIND, digest) / "vmlinux"
 
 
 def _check_config(config: Path) -> None:

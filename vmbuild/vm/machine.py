@@ -7,33 +7,35 @@ Usage::
 
 The scratch disk is a sparse ext4 image of ``disk_size_mib`` MiB made on the host
 (``/dev/vda``, mounted at ``/scratch``); the extra disks follow as ``/dev/vdb``, ...
-Whatever happens (an error, a timeout, Ctrl-C), ``__exit__`` leaves no QEMU process,
-socket or temporary file behind.
+Whatever happens (an error, a timeout, Ctrl-C, SIGTERM), ``__exit__`` leaves no QEMU
+process, socket or temporary file behind; QEMU dies with its controller even on SIGKILL
+(the next VM sweeps the files). A host I/O error on a disk image (a full TMPDIR) stops
+the VM with a :class:`~vmbuild.vm.faults.HostDiskError` within a second, a time limit
+with a :class:`~vmbuild.vm.faults.VmTimeout`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from vmbuild import signals
 from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import spawn, terminate, which
+from vmbuild.tempdirs import OwnedDir
 from vmbuild.vm import accel as accel_mod
 from vmbuild.vm import faults, initramfs, kernel
 from vmbuild.vm.console import Console
+from vmbuild.vm.faults import HostWatch, VmTimeout
 from vmbuild.vm.qemu import Disk, VmSpec, argv
 from vmbuild.vm.workdir import TMP_PREFIX, make_scratch, sweep_stale
 
@@ -102,7 +104,10 @@ class Machine:
         self._monitor: Monitor | None = None
         self._channel: Channel | None = None
         self._deadline: float | None = None
+        self._started: float | None = None  # when QEMU was started
+        self._owned: OwnedDir | None = None
         self._tmp: Path | None = None
+        self._host = HostWatch(())
         self._oom_seen = 0  # OOM kills since boot that a fault note already reported
 
     # --- lifecycle -------------------------------------------------------------
@@ -142,12 +147,14 @@ class Machine:
             self.accel.reason,
         )
         sweep_stale()
-        self._tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
-        (self._tmp / "pid").write_text(f"{os.getpid()}\n")
+        self._owned = OwnedDir(TMP_PREFIX)
+        self._tmp = self._owned.path
         scratch = self._tmp / "scratch.img"
         make_scratch(scratch, self.disk_size_mib)
+        self._host = HostWatch([scratch, *(d.path for d in self.disks)])
         t1 = time.monotonic()
         self.timings["prepare"] = t1 - t0
+        self._started = t1
         if self.timeout is not None:  # from here: a first kernel build does not count
             self._deadline = t1 + self.timeout
 
@@ -176,6 +183,7 @@ class Machine:
                     stderr=log_file,
                     pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
                     start_new_session=True,
+                    die_with_parent=True,
                 )
             )
         finally:
@@ -207,7 +215,8 @@ class Machine:
         assert self._console is not None
         end = time.monotonic() + budget
         while not self._console.ready.wait(0.05):
-            if not self._alive():
+            if not self._healthy():
+                self._raise_host_error()
                 self._raise_dead("while booting")
             if time.monotonic() > end:
                 self._raise_timeout("the guest did not boot", limit)
@@ -217,6 +226,10 @@ class Machine:
             self._raise_dead("while booting")
 
     def _teardown(self) -> None:
+        with signals.deferred():  # a SIGTERM now must not leave QEMU or files behind
+            self._teardown_now()
+
+    def _teardown_now(self) -> None:
         t0 = time.monotonic()
         if self._channel is not None:
             with contextlib.suppress(Exception):
@@ -236,9 +249,9 @@ class Machine:
         finally:
             if self._console is not None:
                 self._console.close()
-            if self._tmp is not None:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-                self._tmp = None
+            if self._owned is not None:
+                self._owned.remove()
+                self._owned = self._tmp = None
             self.timings["teardown"] = time.monotonic() - t0
 
     # --- commands --------------------------------------------------------------
@@ -279,10 +292,12 @@ class Machine:
             stderr=stderr if stderr is not None else sys.stderr.buffer,
             stdin_data=stdin_data,
             deadline=deadline,
-            alive=self._alive,
+            alive=self._healthy,
             on_stderr=keep,
         )
         self.timings["command"] = time.monotonic() - t0
+        self._host.look(self._monitor, now=True)  # the command may have just hit one
+        self._raise_host_error()
         if status is None:
             self._lost(deadline, limit)
         assert status is not None
@@ -301,8 +316,9 @@ class Machine:
             stderr=None,
             stdin_data=data,
             deadline=self._deadline or time.monotonic() + 60,
-            alive=self._alive,
+            alive=self._healthy,
         )
+        self._raise_host_error()
         if status != 0:
             raise VmError(f"could not write {guest_path} in the guest", self._tail_hint())
 
@@ -311,18 +327,25 @@ class Machine:
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _healthy(self) -> bool:
+        """QEMU runs and has reported no host I/O error."""
+        return self._alive() and self._host.look(self._monitor) is None
+
+    def _raise_host_error(self) -> None:
+        if self._host.error is not None:
+            self._kill()
+            raise self._host.error
+
     def _left(self, cap: float) -> float:
         if self._deadline is None:
             return cap
         return max(0.1, min(cap, self._deadline - time.monotonic()))
 
     def _tail_hint(self) -> str:
-        tail = self._console.tail(8) if self._console else []
-        if not tail:
-            return "the guest printed nothing; --debug shows QEMU's command line"
-        return "guest console, last lines: " + " | ".join(tail)
+        return self._console.hint() if self._console else "the guest printed nothing"
 
     def _lost(self, deadline: float | None, limit: float | None) -> None:
+        self._raise_host_error()
         if deadline is not None and time.monotonic() >= deadline:
             self._raise_timeout("the command did not finish", limit or 0.0)
         # A panicking guest reboots at once (panic=-1), which ends QEMU (-no-reboot).
@@ -343,25 +366,20 @@ class Machine:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(1.0)
         self._console.closed.wait(1.0)
-        panic = self._console.panic()
-        if panic:
-            raise VmError(f"the guest kernel panicked {when}: {panic}", self._tail_hint())
-        qlog = self._qemu_log()
-        raise VmError(
-            f"QEMU exited {when} (status {self._proc.returncode}){qlog}", self._tail_hint()
-        )
-
-    def _qemu_log(self) -> str:
-        path = self._tmp / "qemu.log" if self._tmp else None
-        if path is None or not path.exists():
-            return ""
-        lines = path.read_text(errors="replace").strip().splitlines()
-        return ": " + re.sub(r"\s+", " ", lines[-1]) if lines else ""
+        qlog = self._tmp / "qemu.log" if self._tmp else None
+        raise faults.dead(when, self._proc.returncode, self._console, qlog)
 
     def _raise_timeout(self, what: str, seconds: float) -> None:
         hint = "give it more time with --timeout; " + self._tail_hint()
+        ran = time.monotonic() - (self._started or time.monotonic())
         self._kill()
-        raise VmError(f"{what} within the {seconds:g} s timeout; the VM was stopped", hint)
+        raise VmTimeout(
+            f"{what} within the {seconds:g} s timeout; the VM was stopped",
+            hint,
+            seconds=seconds,
+            ran=ran,
+            phase="boot" if self._channel is None else "command",
+        )
 
     def _raise_oom(self, detail: str) -> None:
         self._kill()

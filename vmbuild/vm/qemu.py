@@ -6,7 +6,8 @@ that jumps straight into the kernel, devices on virtio-mmio (QEMU appends their
 there for kernels without virtio-mmio (Debian's cloud kernel). Every disk is virtio-blk:
 the scratch disk first (``/dev/vda``), then the extra disks in order (``/dev/vdb``, ...).
 The guest's SSH port is forwarded to an ephemeral port on 127.0.0.1, QMP and the serial
-console run over file descriptors QEMU inherits.
+console run over file descriptors QEMU inherits. Disk ``i`` (0 = scratch) is the
+block node ``d{i}``; a host I/O error on it is reported to the guest, never a pause.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def _drives(spec: VmSpec) -> list[str]:
             "-blockdev",
             f"driver=raw,node-name=d{i},file=f{i}{ro}",
             "-device",
-            f"{_blk(spec)},drive=d{i},serial=vmbuild{i}",
+            # A host write or read error (a full TMPDIR) reaches the guest as an I/O
+            # error instead of pausing the VM (QEMU's default for ENOSPC), and QEMU
+            # reports it on QMP (BLOCK_IO_ERROR), which the Machine watches.
+            f"{_blk(spec)},drive=d{i},serial=vmbuild{i},werror=report,rerror=report",
         ]
     return args
 

@@ -2,7 +2,8 @@
 
 A small synchronous layer over ``qemu.qmp``'s asyncio client, on an event loop of its
 own that is closed with the monitor (nothing global, no sockets left behind): connect
-with a deadline (the greeting is QEMU's "ready"), find the forwarded SSH port, quit and
+with a deadline (the greeting is QEMU's "ready"), find the forwarded SSH port, collect
+the host I/O errors QEMU reports on the guest's disks (``BLOCK_IO_ERROR``), quit and
 wait for QEMU's SHUTDOWN event.
 """
 
@@ -35,6 +36,8 @@ class Monitor:
             logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
         self._loop = asyncio.new_event_loop()
         self._client: Any = QMPClient("vmbuild")
+        self._io_errors = EventListener(("BLOCK_IO_ERROR",))
+        self._client.register_listener(self._io_errors)
 
     def _run(self, aw: Awaitable[T], timeout: float) -> T:
         return self._loop.run_until_complete(asyncio.wait_for(aw, timeout))
@@ -61,6 +64,22 @@ class Monitor:
                 f"'info usernet' said: {' '.join(text.split())}",
             )
         return int(found.group(1))
+
+    def io_errors(self) -> list[dict[str, Any]]:
+        """The data of the BLOCK_IO_ERROR events QEMU sent since the last call.
+
+        Events are read only while the event loop runs, so this lets it run briefly to
+        take in whatever QEMU has sent meanwhile. Each item has ``node-name`` (``d0`` for
+        the scratch disk, ``d1``, ... for the extra disks), ``operation`` ("read" or
+        "write"), ``nospace`` (the host's file system is full) and ``reason``.
+        """
+        with contextlib.suppress(Exception):  # QEMU gone: what was read is still there
+            self._run(asyncio.sleep(0.01), 1.0)
+        found: list[dict[str, Any]] = []
+        for event in self._io_errors.clear():
+            data = event.get("data")
+            found.append(dict(data) if isinstance(data, dict) else {})
+        return found
 
     def quit(self, timeout: float = 1.0) -> bool:
         """Ask QEMU to quit and wait for its SHUTDOWN event; False if that did not happen."""

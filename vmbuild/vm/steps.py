@@ -8,6 +8,8 @@ sparse output disk of diskSize MiB receives the result. The guest script
 dir is the new layer, runs the script chrooted in the merged tree, and packs the upper
 dir (or, for exportImage, the merged tree). Back on the host the result is rewritten
 into image form deterministically.
+Each build VM is bounded by ``vmbuild build --timeout`` / VMBUILD_TIMEOUT
+(:mod:`vmbuild.timeouts`); the error then names the step and how long it ran.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from vmbuild import timeouts
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.export import ExportImageSpec
 from vmbuild.errors import StepFailed, VmError
@@ -30,6 +34,7 @@ from vmbuild.oci.overlay import from_overlay, to_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
+from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
 from vmbuild.vm.stepfiles import step_tar
 
@@ -38,6 +43,8 @@ MIB = 1024 * 1024
 # ext4 metadata, the overlay's work dir and copy-ups: room on top of the unpacked lowers
 DISK_OVERHEAD = 1.25
 DISK_MARGIN_MIB = 64
+RUN_AS_ROOT = "runAsRoot"
+EXPORT_MERGE = "exportImage's merge in the VM (mergeInVM)"
 
 
 class _Tail:
@@ -120,6 +127,8 @@ def _run_step(
             stdin_data=step_tar(files or {}),  # the step's files come in on stdin
         )
     except VmError as exc:
+        if isinstance(exc, HostDiskError | VmTimeout):
+            raise
         if "out of memory" in exc.message:
             raise VmError(
                 f"the build VM ran out of memory (buildVMMemorySize = {memory} MiB)",
@@ -160,6 +169,26 @@ def _disk_full(disk_size: int, needed: int) -> VmError:
     )
 
 
+@contextlib.contextmanager
+def _bounded(step: str) -> Iterator[float | None]:
+    """The time limit for ``step``'s VM; a VmTimeout in the block names the step."""
+    try:
+        yield timeouts.step_timeout()
+    except VmTimeout as exc:
+        hint = "allow more time: vmbuild build --timeout SECONDS (or VMBUILD_TIMEOUT)"
+        if exc.phase == "boot":
+            raise VmError(
+                f"the build VM for {step} did not boot within the {exc.seconds:g} s timeout "
+                f"(stopped after {exc.ran:.1f} s)",
+                hint,
+            ) from exc
+        raise VmError(
+            f"{step} did not finish within the {exc.seconds:g} s timeout: stopped after "
+            f"{exc.ran:.1f} s (the build VM's boot included)",
+            hint,
+        ) from exc
+
+
 def run_as_root(
     spec: BuildImageSpec,
     base: BaseImage | None,
@@ -177,11 +206,15 @@ def run_as_root(
         )
     needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, spec.disk_size)
     out = _sparse(workdir / "out.img", spec.disk_size)
-    with Machine(
-        memory_mib=spec.build_vm_memory_size,
-        disk_size_mib=spec.disk_size,
-        disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
-    ) as vm:
+    with (
+        _bounded(RUN_AS_ROOT) as timeout,
+        Machine(
+            memory_mib=spec.build_vm_memory_size,
+            disk_size_mib=spec.disk_size,
+            disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
+            timeout=timeout,
+        ) as vm,
+    ):
         files = {
             "script": (spec.run_as_root or "").encode(),
             "extra": spec.extra_commands.encode(),
@@ -210,10 +243,14 @@ def export_in_vm(
     lowers, ranges = lowers_disk(base, workdir)
     needed = check_disk(lowers.stat().st_size, spec.disk_size)
     out = _sparse(workdir / "out.img", spec.disk_size)
-    with Machine(
-        memory_mib=spec.build_vm_memory_size,
-        disk_size_mib=spec.disk_size,
-        disks=[Disk(out), Disk(lowers, readonly=True)],
-    ) as vm:
+    with (
+        _bounded(EXPORT_MERGE) as timeout,
+        Machine(
+            memory_mib=spec.build_vm_memory_size,
+            disk_size_mib=spec.disk_size,
+            disks=[Disk(out), Disk(lowers, readonly=True)],
+            timeout=timeout,
+        ) as vm,
+    ):
         _run_step(vm, "export", ranges, spec.disk_size, spec.build_vm_memory_size, needed)
     return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")

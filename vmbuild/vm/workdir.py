@@ -1,18 +1,21 @@
 """The build VM's files on the host: its temporary directory and its scratch disk.
 
 Each VM gets a ``vmbuild-vm-*`` directory under the temporary directory (the scratch
-image, QEMU's log, the owner's PID). The Machine removes it on exit; if the controller
-was killed outright, the next VM removes it (:func:`sweep_stale`).
+image, QEMU's log), locked by its owner (:class:`vmbuild.tempdirs.OwnedDir`). The Machine
+removes it on exit; if the controller was killed outright, the next VM or build removes
+it (:func:`vmbuild.tempdirs.sweep_stale`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from vmbuild.errors import VmError
 from vmbuild.run import run, which
+from vmbuild.tempdirs import sweep_stale
+from vmbuild.vm.faults import HostDiskError, where_is
+
+__all__ = ["TMP_PREFIX", "make_scratch", "sweep_stale"]
 
 TMP_PREFIX = "vmbuild-vm-"
 
@@ -22,7 +25,7 @@ def make_scratch(path: Path, size_mib: int) -> None:
     mkfs = which("mkfs.ext4", "e2fsprogs")
     with path.open("wb") as f:
         f.truncate(size_mib * 1024 * 1024)
-    run(
+    made = run(
         [
             mkfs,
             "-q",
@@ -38,22 +41,16 @@ def make_scratch(path: Path, size_mib: int) -> None:
             path,
         ],
         capture=True,
-        what="mkfs.ext4",
+        check=False,
     )
-
-
-def sweep_stale() -> None:
-    """Remove temporary dirs of controllers that were killed outright (SIGKILL).
-
-    Their QEMU stops by itself (the guest ends when its SSH connection goes away).
-    """
-    for d in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
-        try:
-            if d.stat().st_uid != os.getuid():
-                continue
-            pid = int((d / "pid").read_text())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
+    if made.returncode == 0:
+        return
+    text = made.stderr.decode(errors="replace").strip()
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        raise HostDiskError(
+            f"the host's disk is full: no space left in {where_is(path)} for the build VM's "
+            "scratch disk",
+            "free space there, or point TMPDIR at a file system with room",
+        )
+    tail = " / ".join(text.splitlines()[-3:])
+    raise VmError(f"mkfs.ext4 of the build VM's scratch disk failed: {tail}", "rerun with --debug")
