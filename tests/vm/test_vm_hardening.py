@@ -131,7 +131,7 @@ def test_a_full_tmpdir_is_one_line_naming_it_not_a_hang(tmp_path: Path, small_tm
         "build",
         spec(tmp_path, text),
         "--out",
-        tmp_path / "out.tar",
+        tmp_path / "out.tar.gz",
         env={"TMPDIR": str(small_tmpfs)},
     )
     took = time.monotonic() - started
@@ -140,7 +140,7 @@ def test_a_full_tmpdir_is_one_line_naming_it_not_a_hang(tmp_path: Path, small_tm
     assert f"no space left in {small_tmpfs} (TMPDIR)" in line, line
     assert took < 90
     assert leftovers(small_tmpfs, tmp_path) == []
-    assert not (tmp_path / "out.tar").exists()
+    assert not (tmp_path / "out.tar.gz").exists()
 
 
 # --- a deadline for every build VM ----------------------------------------------------
@@ -152,7 +152,7 @@ def test_a_step_past_its_timeout_names_the_step_and_is_torn_down(
     tmp_path: Path, tmp: Path, how: str
 ) -> None:
     args: list[str | Path] = ["build", spec(tmp_path, SLEEPER.format(seconds=600))]
-    args += ["--out", tmp_path / "out.tar"]
+    args += ["--out", tmp_path / "out.tar.gz"]
     env = {"TMPDIR": str(tmp)}
     if how == "option":
         args += ["--timeout", "20"]
@@ -177,7 +177,7 @@ def test_a_bad_timeout_is_one_line_and_status_2(
     tmp_path: Path, option: str | None, env: str | None
 ) -> None:
     args: list[str | Path] = ["build", spec(tmp_path, SLEEPER.format(seconds=1))]
-    args += ["--out", tmp_path / "out.tar"]
+    args += ["--out", tmp_path / "out.tar.gz"]
     if option is not None:
         args.append(f"--timeout={option}")
     proc = vmbuild_cli(*args, env={"VMBUILD_TIMEOUT": env or ""})
@@ -231,7 +231,7 @@ def test_a_signal_during_a_step_cleans_up(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     text = SLEEPER.format(seconds=60)
-    child = Child(tmp, "build", spec(tmp_path, text), "--out", out_dir / "out.tar")
+    child = Child(tmp, "build", spec(tmp_path, text), "--out", out_dir / "out.tar.gz")
     children.append(child)
     child.wait_for_line(b"step-started")
     child.proc.send_signal(signo)
