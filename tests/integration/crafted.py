@@ -115,8 +115,9 @@ def oci_layout(
     (directory / "blobs" / "sha256").mkdir(parents=True)
     (directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     descs = []
-    for i, layer in enumerate(layers):
-        d = _blob(directory, layer, (layer_digests or [None] * len(layers))[i])
+    digests: list[str | None] = list(layer_digests) if layer_digests else [None] * len(layers)
+    for layer, digest in zip(layers, digests, strict=True):
+        d = _blob(directory, layer, digest)
         d["mediaType"] = "application/vnd.oci.image.layer.v1.tar"
         descs.append(d)
     if diff_ids is None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +316,7 @@ def _layer_diff_id() -> str:
     return sha(tar_bytes(GOOD_LAYER))
 
 
-BAD_DOCKER = {
+BAD_DOCKER: dict[str, tuple[Callable[[], object], str]] = {
     "config is a list": (lambda: [1, 2], "the image config is not a JSON object"),
     "config.config is a string": (
         lambda: config_for([_layer_diff_id()], config="x"),

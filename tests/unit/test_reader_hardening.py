@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import zstandard
@@ -220,7 +221,7 @@ def test_blob_reader_stops_at_the_blob_end(tmp_path: Path) -> None:
     path.write_bytes(b"0123456789" * 10)
     with BlobRef(path, 10, 20).reader() as r:
         buf = bytearray(64)
-        assert r.readinto(buf) == 20 and bytes(buf[:20]) == b"0123456789" * 2
+        assert cast(Any, r).readinto(buf) == 20 and bytes(buf[:20]) == b"0123456789" * 2
         assert r.read() == b""
         r.seek(5)
         assert r.tell() == 5 and r.read(100) == b"56789" + b"0123456789"
