@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.conftest import skopeo, vmbuild_cli
+from tests.conftest import skopeo
 from tests.integration.crafted import (
     Members,
+    build_base,
     config_for,
     docker_archive,
+    layer_kinds,
     oci_archive,
     oci_layout,
     sha,
@@ -477,68 +479,6 @@ EXPECTED = {
     "bin": "",
     "bin/one": "../etc/one",
 }
-
-
-def build_base(directory: Path, fmt: str, compression: str) -> Path:
-    """A two-layer base image, written by vmbuild (or converted by skopeo)."""
-    trees = []
-    for i, name in enumerate(("one", "two")):
-        tree = directory / f"tree-{name}"
-        (tree / "etc").mkdir(parents=True)
-        (tree / "etc" / name).write_text(f"{name}\n")
-        if i == 0:
-            (tree / "bin").mkdir()
-            os.symlink("../etc/one", tree / "bin" / "one")
-        trees.append(tree)
-    vm_fmt = "docker-archive" if fmt.startswith("skopeo") else fmt
-    vm_comp = "none" if fmt.startswith("skopeo") else compression
-    lower = directory / "lower"
-    spec = directory / "lower.toml"
-    spec.write_text(f'name = "lower"\ntag = "t"\ncopyToRoot = "{trees[0]}"\n')
-    args = ["--format", vm_fmt, "--compress", vm_comp]
-    assert vmbuild_cli("build", spec, "--out", lower, *args).returncode == 0
-    base = directory / "base"
-    spec = directory / "base.toml"
-    spec.write_text(f'name = "base"\ntag = "t"\nfromImage = "{lower}"\ncopyToRoot = "{trees[1]}"\n')
-    proc = vmbuild_cli("build", spec, "--out", base, *args)
-    assert proc.returncode == 0, proc.stderr
-    if fmt == "skopeo-oci":
-        dest = directory / "skopeo-layout"
-        skopeo(
-            "copy", "--dest-compress-format", compression, f"docker-archive:{base}", f"oci:{dest}:t"
-        )
-        return dest
-    if fmt == "skopeo-oci-archive":
-        dest = directory / "skopeo.tar"
-        skopeo(
-            "copy",
-            "--dest-compress-format",
-            compression,
-            f"docker-archive:{base}",
-            f"oci-archive:{dest}:t",
-        )
-        return dest
-    return base
-
-
-def layer_kinds(base: Path) -> set[str]:
-    """The compression of each layer of an OCI base, by its first bytes."""
-    if base.is_dir():
-        blobs = [p.read_bytes()[:4] for p in (base / "blobs" / "sha256").iterdir()]
-    else:
-        with tarfile.open(base) as tar:
-            blobs = [
-                tar.extractfile(m).read(4)  # type: ignore[union-attr]
-                for m in tar
-                if m.isreg() and m.name.startswith("blobs/")
-            ]
-    kinds = set()
-    for head in blobs:
-        if head[:2] == b"\x1f\x8b":
-            kinds.add("gzip")
-        elif head == b"\x28\xb5\x2f\xfd":
-            kinds.add("zstd")
-    return kinds
 
 
 @pytest.fixture(scope="module", params=BASE_KINDS, ids=[f"{f}-{c}" for f, c in BASE_KINDS])
