@@ -542,3 +542,25 @@ def test_a_zstd_layer_of_several_frames(tmp_path: Path) -> None:
     proc, out = run(tmp_path, "exportImage", base)
     assert proc.returncode == 0, proc.stderr.decode()
     assert listing(out)["etc/big"] == "b" * 9000
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_a_damaged_compressed_archive_gives_one_line(tmp_path: Path, kind: str) -> None:
+    plain = docker_archive(tmp_path / "base.tar", [tar_bytes(GOOD_LAYER)]).read_bytes()
+    zstd = zstandard.ZstdCompressor(write_checksum=True)
+    packed = gzip.compress(plain) if kind == "gzip" else zstd.compress(plain)
+    damaged = bytearray(packed)
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 64] = os.urandom(64)
+    base = tmp_path / f"damaged.tar.{kind}"
+    base.write_bytes(bytes(damaged))
+    proc, out = run(tmp_path, "exportImage", base)
+    assert_refused(proc, out, "is not a readable image archive")
+
+
+def test_one_blob_listed_with_two_diff_ids(tmp_path: Path) -> None:
+    plain = tar_bytes(GOOD_LAYER)
+    layer = gzip.compress(plain)
+    other = sha(tar_bytes([("x", "f", "y")]))
+    base = oci_layout(tmp_path / "layout", [layer, layer], diff_ids=[sha(plain), other])
+    proc, out = run(tmp_path, "buildImage", base, "--format", "oci")
+    assert_refused(proc, out, "layers 1 and 2 are the same blob with different diff_ids")

@@ -316,3 +316,20 @@ def test_open_beneath(tmp_path: Path) -> None:
 def test_json_shapes(call: object, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         call()  # type: ignore[operator]
+
+
+def test_names_after_large_and_odd_sized_members_are_seen() -> None:
+    mib = 1 << 20
+    sizes = [0, 1, 511, 512, 513, mib - 1, mib, mib + 1, 2 * mib + 7, 1023, 1024]
+    members: list[tuple[str, str, bytes | str]] = [
+        (f"f{i}", "f", os.urandom(n)) for i, n in enumerate(sizes)
+    ]
+    members += [(f"s/{i}", "f", b"x" * (i % 700)) for i in range(3000)]
+    good = tar_bytes(members)
+    assert check(good, diff_id=sha(good))
+    assert check(gzip.compress(good, 1), "gzip", diff_id=sha(good))
+    bad = tar_bytes([*members, ("s/../../evil", "f", "x")])
+    with pytest.raises(ImageError, match="climbs out"):
+        check(bad)
+    with pytest.raises(ImageError, match="climbs out"):
+        check(zstandard.ZstdCompressor().compress(bad), "zstd")

@@ -77,11 +77,11 @@ class _SinkFailed(Exception):
 
 
 class _Tee:
-    """Reads from ``src``; each byte read is hashed, counted and passed to ``sink``."""
+    """Reads from ``src``; each byte read is hashed, counted and passed to the sinks."""
 
-    def __init__(self, src: BinaryIO, sink: BinaryIO | None):
+    def __init__(self, src: BinaryIO, *sinks: BinaryIO | None):
         self._src = src
-        self._sink = sink
+        self._sinks = [s for s in sinks if s is not None]
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -89,9 +89,9 @@ class _Tee:
         if data:
             self._hash.update(data)
             self.size += len(data)
-            if self._sink is not None:
+            for sink in self._sinks:
                 try:
-                    self._sink.write(data)
+                    sink.write(data)
                 except Exception as exc:
                     raise _SinkFailed(exc) from exc
         return data
@@ -118,33 +118,37 @@ class _Tee:
 
 
 class _Forward:
-    """A stream that :mod:`tarfile` can seek in, forward only: a skip over member data
-    reads (and so hashes) it in large chunks. The last bytes read are kept, for the one
-    step back that :meth:`tarfile.TarFile.next` takes."""
+    """A stream that :mod:`tarfile` can seek in, forward only. It reads ``src`` a chunk
+    at a time (headers come from the chunk in memory); a skip over a large member reads
+    and drops its data. The bytes just before the position are kept, for the one step
+    back :meth:`tarfile.TarFile.next` takes."""
 
     KEEP = 2 * BLOCK
 
     def __init__(self, src: _Tee, where: str):
         self._src = src
         self._where = where
-        self._end = 0  # bytes taken from src
+        self._buf = b""
+        self._start = 0  # stream offset of _buf[0]
         self._pos = 0
-        self._tail = b""  # the last bytes taken, ending at _end
 
-    def _take(self, n: int) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while got < n:
-            data = self._src.read(n - got)
+    @property
+    def _end(self) -> int:
+        return self._start + len(self._buf)
+
+    def _fill(self, need: int) -> None:
+        """Read on until the buffer reaches offset ``need`` (or ``src`` ends)."""
+        keep = max(self._start, min(self._pos, self._end) - self.KEEP)
+        parts = [self._buf[keep - self._start :]]
+        end = self._end
+        while end < need:
+            data = self._src.read(max(CHUNK, need - end))
             if not data:
                 break
             parts.append(data)
-            got += len(data)
-        data = b"".join(parts)
-        self._end += len(data)
-        keep = self.KEEP
-        self._tail = data[-keep:] if len(data) >= keep else (self._tail + data)[-keep:]
-        return data
+            end += len(data)
+        self._buf = b"".join(parts)
+        self._start = keep
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0 or n > MAX_RECORD + BLOCK:
@@ -152,15 +156,11 @@ class _Forward:
                 f"{self._where}: a tar header record is larger than {MAX_RECORD} bytes",
                 "the layer is malformed",
             )
-        if self._pos > self._end:
-            return b""
-        back = self._end - self._pos
-        out = self._tail[len(self._tail) - back :][:n] if back else b""
+        if self._pos + n > self._end:
+            self._fill(self._pos + n)
+        i = self._pos - self._start
+        out = self._buf[i : i + n] if i >= 0 else b""
         self._pos += len(out)
-        if len(out) < n:
-            data = self._take(n - len(out))
-            self._pos += len(data)
-            out += data
         return out
 
     def seek(self, pos: int, whence: int = 0) -> int:
@@ -168,10 +168,15 @@ class _Forward:
             pos += self._pos
         elif whence != 0:
             raise OSError("a layer stream cannot seek from its end")
-        if pos < self._end - len(self._tail):
+        if pos < self._start:
             raise OSError("a layer stream cannot seek back")
-        while self._end < pos and self._take(min(CHUNK, pos - self._end)):
-            pass
+        if pos - self.KEEP > self._end:  # a skip past the buffer: read and drop
+            self._start, self._buf = self._end, b""
+            while self._start < pos - self.KEEP:
+                data = self._src.read(min(CHUNK, pos - self.KEEP - self._start))
+                if not data:
+                    break
+                self._start += len(data)
         self._pos = pos
         return pos
 
@@ -258,9 +263,14 @@ def check_layer(
     ``digest`` and ``diff_id``, when given, must match. Errors of ``copy`` and
     ``plain`` (a full disk) propagate as they are.
     """
-    blob = _Tee(raw, copy)
+    blob = _Tee(raw, copy, plain if compression == "none" else None)
     try:
-        tar_bytes = _Tee(decompressor(cast(BinaryIO, blob), compression), plain)
+        # a plain layer's bytes are its tar: hashed once
+        tar_bytes = (
+            blob
+            if compression == "none"
+            else _Tee(decompressor(cast(BinaryIO, blob), compression), plain)
+        )
         _scan(_Forward(tar_bytes, where), where)
         tar_bytes.drain()
         blob.drain()

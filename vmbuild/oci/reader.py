@@ -29,7 +29,7 @@ from vmbuild.oci import imagejson
 from vmbuild.oci.compress import decompressor, sniff
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Layer, host_goarch
-from vmbuild.oci.layercheck import CheckedBlob
+from vmbuild.oci.layercheck import READ_ERRORS, CheckedBlob
 from vmbuild.oci.safety import open_beneath
 
 MAX_JSON = 32 << 20  # a manifest, index or config larger than this is not one
@@ -58,7 +58,7 @@ class _Members:
                 self._index_in_place(links)
             else:
                 self._spool(kind, workdir, links)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except READ_ERRORS as exc:
             raise ImageError(
                 f"{path} is not a readable image archive ({exc})",
                 "give a docker-archive (docker save) or OCI archive; it may be truncated",
@@ -192,6 +192,23 @@ def _count_check(path: Path, diff_ids: list[str], layers: int) -> None:
         )
 
 
+def _one_diff_id_each(path: Path, layers: list[Layer]) -> list[Layer]:
+    """The same blob listed twice must have one diff_id (writers store it once)."""
+    seen: dict[object, tuple[int, str]] = {}
+    for i, layer in enumerate(layers):
+        blob = layer.blob
+        if not isinstance(blob, CheckedBlob):
+            continue
+        key = blob.digest or blob.ref  # the digest a manifest gives, else the member
+        n, diff_id = seen.setdefault(key, (i, layer.diff_id))
+        if diff_id != layer.diff_id:
+            raise ImageError(
+                f"{path}: layers {n + 1} and {i + 1} are the same blob with different diff_ids",
+                "the image is corrupt or crafted",
+            )
+    return layers
+
+
 def _named_digest(member: str) -> str | None:
     """The digest a config member's name states (``<hex>.json``, ``blobs/sha256/<hex>``)."""
     m = NAMED_CONFIG.fullmatch(posixpath.normpath(member.lstrip("./")))
@@ -218,7 +235,7 @@ def _read_docker(members: _Members, path: Path, name: str | None, tag: str | Non
         _layer(members.get(member), diff_id, None, f"{path}: layer {i + 1}")
         for i, (diff_id, member) in enumerate(zip(diff_ids, entry.layers, strict=True))
     ]
-    return BaseImage(config, layers, entry.repo_tags)
+    return BaseImage(config, _one_diff_id_each(path, layers), entry.repo_tags)
 
 
 def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) -> BaseImage:
@@ -261,4 +278,4 @@ def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) 
             )
         layers.append(_layer(ref, diff_id, d.digest, f"{path}: layer {i + 1}", known=True))
     tags = [a for d in descs for a in [d.annotations.get("io.containerd.image.name")] if a]
-    return BaseImage(config, layers, tags)
+    return BaseImage(config, _one_diff_id_each(path, layers), tags)
