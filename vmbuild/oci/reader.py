@@ -110,6 +110,10 @@ class _Members:
         """The blob of a checked digest (an OCI layout's ``blobs/sha256/<hex>``)."""
         return self.get(f"blobs/sha256/{hex_of(digest)}")
 
+    def blob_json(self, desc: imagejson.Descriptor) -> Any:
+        """The JSON blob ``desc`` names, checked against its digest and size."""
+        return self.json(f"blobs/sha256/{hex_of(desc.digest)}", desc.digest, desc.size)
+
     def json(self, name: str, digest: str | None = None, size: int | None = None) -> Any:
         """The JSON member ``name``; its bytes must match ``digest`` and ``size`` if given."""
         ref = self.get(name)
@@ -248,7 +252,7 @@ def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) 
         if not matches:
             raise ImageError(f"{path} has no image {name}:{tag}", "check fromImageName/Tag")
         desc = matches[0]
-    value = members.json(f"blobs/sha256/{hex_of(desc.digest)}", desc.digest, desc.size)
+    value = members.blob_json(desc)
     for _ in range(MAX_NESTING):
         if not imagejson.is_index(value):
             break
@@ -260,13 +264,11 @@ def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) 
         ]
         if not options:
             raise ImageError(f"{path} has no image for {arch}", "pick an archive for this host")
-        value = members.json(f"blobs/sha256/{hex_of(options[0].digest)}", options[0].digest)
+        value = members.blob_json(options[0])
     else:
         raise ImageError(f"{path}: image indexes nest too deep", "the image is corrupt")
     manifest = imagejson.image_manifest(value, where)
-    cfg = manifest.config
-    raw = members.json(f"blobs/sha256/{hex_of(cfg.digest)}", cfg.digest, cfg.size)
-    config, diff_ids = imagejson.image_config(raw, where)
+    config, diff_ids = imagejson.image_config(members.blob_json(manifest.config), where)
     _count_check(path, diff_ids, len(manifest.layers))
     layers = []
     for i, (diff_id, d) in enumerate(zip(diff_ids, manifest.layers, strict=True)):
