@@ -39,6 +39,7 @@ from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Out
+from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.tarstream import archive_header
 
 # (every layer of the image, indices of the new layers kept) -> the image
@@ -54,7 +55,7 @@ def layer_id(position: int) -> str:
 
 def _size_key(layer: Layer) -> int | None:
     """The size of a base layer's tar modulo 2**32, if it can be known without reading it."""
-    blob = layer.blob
+    blob = layer.blob.ref if isinstance(layer.blob, CheckedBlob) else layer.blob
     if layer.compression == "none":
         return blob.size % SIZE_MOD
     if layer.compression == "gzip" and isinstance(blob, BlobRef) and blob.size >= 18:
@@ -205,7 +206,7 @@ def _copy_blob(out: Out, layer: Layer) -> None:
     blob = layer.blob
     if isinstance(blob, BlobRef):
         out.copy_file(blob.path, blob.size, blob.offset)
-    else:  # pragma: no cover - base layers are file ranges
+    else:  # a base layer: checked (digest, diff_id, names) as it is copied
         blob.copy_to(out)  # type: ignore[arg-type]
 
 

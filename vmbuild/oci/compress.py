@@ -169,5 +169,8 @@ def decompressor(source: BinaryIO, kind: Compression) -> BinaryIO:
 
         return cast(BinaryIO, igzip.GzipFile(fileobj=source, mode="rb"))  # type: ignore[no-untyped-call]
     if kind == "zstd":
-        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(source, closefd=False))
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            source, closefd=False, read_across_frames=True
+        )
+        return cast(BinaryIO, reader)
     return source

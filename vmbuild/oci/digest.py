@@ -1,4 +1,9 @@
-"""sha256 digests, and writers that hash (and count) what passes through them."""
+"""sha256 digests, and writers that hash (and count) what passes through them.
+
+A digest read from an image (a diff_id, a descriptor's ``digest``) is checked with
+:func:`check_digest` where it is read; :func:`hex_of`, which member and file names are
+built from, takes checked digests only.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,35 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
+from vmbuild.errors import ImageError
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The OCI digest grammar (algorithm ":" encoded): a digest of another algorithm is
+# well-formed but not one vmbuild can check.
+GRAMMAR_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 CHUNK = 1 << 20
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` is ``sha256:`` and 64 lowercase hex digits (nothing more)."""
+    return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
+
+
+def check_digest(value: object, where: str) -> str:
+    """``value`` if it is a sha256 digest; otherwise one ImageError naming ``where``."""
+    if is_digest(value):
+        assert isinstance(value, str)
+        return value
+    shown = repr(value) if len(repr(value)) <= 90 else repr(value)[:87] + "..."
+    if isinstance(value, str) and GRAMMAR_RE.fullmatch(value):
+        raise ImageError(
+            f"{where}: digest {shown} is not a sha256 digest",
+            "vmbuild reads sha256 digests only (sha256: and 64 lowercase hex digits)",
+        )
+    raise ImageError(
+        f"{where}: {shown} is not a valid digest",
+        "the image is corrupt or crafted (a digest is sha256: and 64 lowercase hex digits)",
+    )
 
 
 def of_bytes(data: bytes) -> str:
@@ -31,8 +63,10 @@ def of_file(path: Path, offset: int = 0, size: int | None = None) -> str:
 
 
 def hex_of(digest: str) -> str:
-    """The hex part of ``sha256:<hex>``."""
-    return digest.split(":", 1)[1]
+    """The hex part of ``sha256:<hex>``; anything else is refused (names are built from it)."""
+    if not is_digest(digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return digest[len("sha256:") :]
 
 
 class HashingWriter:

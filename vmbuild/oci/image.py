@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from vmbuild.oci.compress import Compression, suffix
 from vmbuild.oci.digest import HashingWriter
+from vmbuild.oci.safety import open_beneath
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -53,31 +55,80 @@ def layer_media_type(compression: Compression) -> str:
     return MT_OCI_LAYER + suffix(compression)
 
 
-class _Bounded:
-    def __init__(self, f: BinaryIO, size: int):
-        self._f = f
-        self._left = size
+class _Window:
+    """``size`` bytes of ``f`` from ``offset``, as a seekable stream that ends there.
 
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._f.read(n) if n else b""
-        self._left -= len(data)
+    Reads never run past the window, so a tar reader on a layer inside an archive
+    sees that layer only (not the archive's next members).
+    """
+
+    def __init__(self, f: BinaryIO, offset: int, size: int):
+        self._f = f
+        self._start = offset
+        self._size = size
+        self._pos = 0
+        self._at = -1  # where ``f`` is, relative to the window (-1: unknown)
+
+    def _left(self, n: int | None) -> int:
+        left = max(0, self._size - self._pos)
+        return left if n is None or n < 0 else min(n, left)
+
+    def _place(self) -> None:
+        if self._at != self._pos:
+            self._f.seek(self._start + self._pos)
+
+    def read(self, n: int | None = -1) -> bytes:
+        n = self._left(n)
+        if not n:
+            return b""
+        self._place()
+        data = self._f.read(n)
+        self._pos += len(data)
+        self._at = self._pos
         return data
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        if base + pos < 0:
+            raise OSError(f"seek to {base + pos} before the start of the blob")
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
     def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
         return True
 
 
 @dataclass(frozen=True)
 class BlobRef:
-    """``size`` bytes at ``offset`` in ``path``."""
+    """``size`` bytes at ``offset`` in ``path``.
+
+    With ``below`` (an image layout directory holding ``path``), the file is opened
+    without following any symlink below that directory, and must be a regular file.
+    """
 
     path: Path
     offset: int
     size: int
+    below: Path | None = None
 
     def open(self) -> BinaryIO:
-        f = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
+        if self.below is not None:
+            rel = self.path.relative_to(self.below).as_posix()
+            f = os.fdopen(open_beneath(self.below, rel, str(self.below)), "rb")
+        else:
+            f = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
         f.seek(self.offset)
         return f
 
@@ -87,9 +138,9 @@ class BlobRef:
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[BinaryIO]:
-        """A readable stream of exactly these bytes (it ends where the blob ends)."""
+        """A seekable stream of exactly these bytes (it ends where the blob ends)."""
         with self.open() as f:
-            yield cast(BinaryIO, _Bounded(f, self.size))
+            yield cast(BinaryIO, _Window(f, self.offset, self.size))
 
     def copy_to(self, sink: BinaryIO) -> None:
         with self.open() as f:

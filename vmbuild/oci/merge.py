@@ -21,6 +21,7 @@ from vmbuild.oci.compress import decompressor
 from vmbuild.oci.digest import Coalescer, HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed, open_tar
+from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.retar import Entry, write_entries
 from vmbuild.oci.rootfs import Rootfs
 
@@ -28,26 +29,32 @@ from vmbuild.oci.rootfs import Rootfs
 def open_plain(
     layer: Layer, n: int, workdir: Path, stack: contextlib.ExitStack[bool | None]
 ) -> BinaryIO:
-    """A seekable stream positioned at the start of the layer's plain tar.
+    """A seekable stream of exactly the layer's plain tar (it ends where the layer ends).
 
-    A plain layer inside an uncompressed archive is read in place; anything else is
-    spooled (and decompressed) into ``workdir`` first.
+    A plain layer in a file (inside an uncompressed archive, say) is read in place;
+    anything else is spooled (and decompressed) into ``workdir`` first. A base layer
+    (:class:`CheckedBlob`) is checked on the way: digest, diff_id and member names.
     """
     blob = layer.blob
+    if isinstance(blob, CheckedBlob):
+        if layer.compression == "none":
+            blob.verify()
+            return stack.enter_context(blob.ref.reader())
+        plain = workdir / f"merge-layer-{n}.tar"
+        with open(plain, "wb") as dest:
+            blob.plain_to(dest)
+        return stack.enter_context(plain.open("rb"))
     if not isinstance(blob, BlobRef):
         spooled = workdir / f"merge-blob-{n}"
         with open(spooled, "wb") as out:
             blob.copy_to(out)
         blob = BlobRef.whole(spooled)
-    f: BinaryIO
     if layer.compression == "none":
-        f = stack.enter_context(blob.open())
-    else:
-        plain = workdir / f"merge-layer-{n}.tar"
-        with blob.reader() as raw, open(plain, "wb") as dest:
-            shutil.copyfileobj(decompressor(raw, layer.compression), dest, 1 << 20)
-        f = stack.enter_context(plain.open("rb"))
-    return f
+        return stack.enter_context(blob.reader())
+    plain = workdir / f"merge-layer-{n}.tar"
+    with blob.reader() as raw, open(plain, "wb") as dest:
+        shutil.copyfileobj(decompressor(raw, layer.compression), dest, 1 << 20)
+    return stack.enter_context(plain.open("rb"))
 
 
 def open_layers(

@@ -2,22 +2,39 @@
 
 Nothing from the archive is ever extracted by its own name. An uncompressed archive is
 read in place (each blob is a byte range of the file); a compressed one is streamed once
-and its regular members spooled to numbered files in ``workdir``. Layers are kept byte
-for byte; their diff_ids come from the image config.
+and its regular members spooled to numbered files in ``workdir``. A layout directory's
+files are opened without following symlinks (:func:`~vmbuild.oci.safety.open_beneath`).
+
+Every JSON document is checked for the shape vmbuild uses (:mod:`vmbuild.oci.imagejson`)
+and every digest in it against the digest grammar, where it is read: names are built
+from checked digests only. Manifests and configs must match the digests that name them.
+Layers are kept byte for byte; their diff_ids come from the image config, and each is
+checked (digest, diff_id, member names) the first time its bytes are read
+(:class:`~vmbuild.oci.layercheck.CheckedBlob`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from vmbuild.errors import ImageError
+from vmbuild.oci import imagejson
 from vmbuild.oci.compress import decompressor, sniff
-from vmbuild.oci.image import MT_DOCKER_LIST, MT_OCI_INDEX, BlobRef, Layer, host_goarch
+from vmbuild.oci.digest import hex_of, of_bytes
+from vmbuild.oci.image import BlobRef, Layer, host_goarch
+from vmbuild.oci.layercheck import READ_ERRORS, CheckedBlob
+from vmbuild.oci.safety import open_beneath
+
+MAX_JSON = 32 << 20  # a manifest, index or config larger than this is not one
+MAX_NESTING = 4  # image indexes inside image indexes
+NAMED_CONFIG = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?")
 
 
 @dataclass
@@ -41,7 +58,7 @@ class _Members:
                 self._index_in_place(links)
             else:
                 self._spool(kind, workdir, links)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except READ_ERRORS as exc:
             raise ImageError(
                 f"{path} is not a readable image archive ({exc})",
                 "give a docker-archive (docker save) or OCI archive; it may be truncated",
@@ -89,11 +106,53 @@ class _Members:
             raise ImageError(f"{self.path} lacks {name}", "the archive is incomplete or corrupt")
         return ref
 
-    def json(self, name: str) -> Any:
+    def blob(self, digest: str) -> BlobRef:
+        """The blob of a checked digest (an OCI layout's ``blobs/sha256/<hex>``)."""
+        return self.get(f"blobs/sha256/{hex_of(digest)}")
+
+    def blob_json(self, desc: imagejson.Descriptor) -> Any:
+        """The JSON blob ``desc`` names, checked against its digest and size."""
+        return self.json(f"blobs/sha256/{hex_of(desc.digest)}", desc.digest, desc.size)
+
+    def json(self, name: str, digest: str | None = None, size: int | None = None) -> Any:
+        """The JSON member ``name``; its bytes must match ``digest`` and ``size`` if given."""
+        ref = self.get(name)
+        if ref.size > MAX_JSON:
+            raise ImageError(
+                f"{self.path}: {name} is {ref.size} bytes, too large for image JSON",
+                "the image is corrupt or crafted",
+            )
+        data = ref.read()
+        if digest is not None and of_bytes(data) != digest:
+            raise ImageError(
+                f"{self.path}: {name} does not match its digest {digest}",
+                "the image is corrupt or was altered",
+            )
+        if size is not None and len(data) != size:
+            raise ImageError(
+                f"{self.path}: {name} is {len(data)} bytes, not the {size} its descriptor says",
+                "the image is corrupt or was altered",
+            )
         try:
-            return json.loads(self.get(name).read())
-        except ValueError as exc:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
             raise ImageError(f"{name} in {self.path} is not valid JSON", "corrupt archive") from exc
+
+
+class _DirMembers(_Members):
+    """The files of an OCI layout directory, each opened without following symlinks."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.refs = {}
+
+    def get(self, name: str) -> BlobRef:
+        fd = open_beneath(self.path, name, str(self.path))
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        return BlobRef(self.path / name, 0, size, below=self.path)
 
 
 def read_image(
@@ -115,91 +174,110 @@ def read_image(
     )
 
 
-class _DirMembers(_Members):
-    def __init__(self, path: Path):
-        self.path = path
-        self.refs = {
-            str(p.relative_to(path)): BlobRef.whole(p) for p in path.rglob("*") if p.is_file()
-        }
-
-
 def _pick_tags(name: str | None, tag: str | None) -> str | None:
     # The manual: name and tag select an image only together; either alone -> first image.
     return f"{name}:{tag}" if name and tag else None
 
 
-def _layers(members: _Members, config: dict[str, Any], paths: list[str], path: Path) -> list[Layer]:
-    diff_ids = config.get("rootfs", {}).get("diff_ids")
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(paths):
+def _layer(
+    ref: BlobRef, diff_id: str, digest: str | None, where: str, known: bool = False
+) -> Layer:
+    with ref.open() as f:
+        compression = sniff(f.read(min(4, ref.size)))
+    blob = CheckedBlob(ref, compression, where, diff_id=diff_id, digest=digest)
+    return Layer(diff_id, blob, compression, digest if known else None)
+
+
+def _count_check(path: Path, diff_ids: list[str], layers: int) -> None:
+    if len(diff_ids) != layers:
         raise ImageError(
-            f"{path}: the config lists {len(diff_ids or [])} diff_ids for {len(paths)} layers",
+            f"{path}: the config lists {len(diff_ids)} diff_ids for {layers} layers",
             "the archive is corrupt",
         )
-    layers = []
-    for diff_id, member in zip(diff_ids, paths, strict=True):
-        ref = members.get(member)
-        with ref.open() as f:
-            head = f.read(min(4, ref.size))
-        layers.append(Layer(diff_id, ref, sniff(head)))
+
+
+def _one_diff_id_each(path: Path, layers: list[Layer]) -> list[Layer]:
+    """The same blob listed twice must have one diff_id (writers store it once)."""
+    seen: dict[object, tuple[int, str]] = {}
+    for i, layer in enumerate(layers):
+        blob = layer.blob
+        if not isinstance(blob, CheckedBlob):
+            continue
+        key = blob.digest or blob.ref  # the digest a manifest gives, else the member
+        n, diff_id = seen.setdefault(key, (i, layer.diff_id))
+        if diff_id != layer.diff_id:
+            raise ImageError(
+                f"{path}: layers {n + 1} and {i + 1} are the same blob with different diff_ids",
+                "the image is corrupt or crafted",
+            )
     return layers
 
 
+def _named_digest(member: str) -> str | None:
+    """The digest a config member's name states (``<hex>.json``, ``blobs/sha256/<hex>``)."""
+    m = NAMED_CONFIG.fullmatch(posixpath.normpath(member.lstrip("./")))
+    return f"sha256:{m.group(1)}" if m else None
+
+
 def _read_docker(members: _Members, path: Path, name: str | None, tag: str | None) -> BaseImage:
-    manifest = members.json("manifest.json")
-    if not isinstance(manifest, list) or not manifest:
-        raise ImageError(f"{path}: manifest.json lists no image", "the archive is corrupt")
+    entries = imagejson.docker_manifest(members.json("manifest.json"), str(path))
     wanted = _pick_tags(name, tag)
-    entry = manifest[0]
+    entry = entries[0]
     if wanted:
-        matches = [e for e in manifest if wanted in (e.get("RepoTags") or [])]
+        matches = [e for e in entries if wanted in e.repo_tags]
         if not matches:
-            have = sorted(t for e in manifest for t in (e.get("RepoTags") or []))
+            have = sorted(t for e in entries for t in e.repo_tags)
             raise ImageError(
                 f"{path} has no image {wanted}",
                 f"it has: {', '.join(have) or 'untagged images only'}",
             )
         entry = matches[0]
-    try:
-        config = members.json(entry["Config"])
-        layer_paths = list(entry["Layers"])
-    except (KeyError, TypeError) as exc:
-        raise ImageError(f"{path}: manifest.json is malformed ({exc})", "corrupt archive") from exc
-    layers = _layers(members, config, layer_paths, path)
-    return BaseImage(config, layers, list(entry.get("RepoTags") or []))
+    raw = members.json(entry.config, _named_digest(entry.config))
+    config, diff_ids = imagejson.image_config(raw, str(path))
+    _count_check(path, diff_ids, len(entry.layers))
+    layers = [
+        _layer(members.get(member), diff_id, None, f"{path}: layer {i + 1}")
+        for i, (diff_id, member) in enumerate(zip(diff_ids, entry.layers, strict=True))
+    ]
+    return BaseImage(config, _one_diff_id_each(path, layers), entry.repo_tags)
 
 
 def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) -> BaseImage:
-    index = members.json("index.json")
-    descs = index.get("manifests") or []
-    if not descs:
-        raise ImageError(f"{path}: index.json lists no image", "the archive is corrupt")
+    where = str(path)
+    descs = imagejson.index_manifests(members.json("index.json"), where, "index.json")
     desc = descs[0]
     if name and tag:
         refs = {f"{name}:{tag}", tag}
-        matches = [d for d in descs if refs & set((d.get("annotations") or {}).values())]
+        matches = [d for d in descs if refs & set(d.annotations.values())]
         if not matches:
             raise ImageError(f"{path} has no image {name}:{tag}", "check fromImageName/Tag")
         desc = matches[0]
-    manifest = members.json(f"blobs/{desc['digest'].replace(':', '/')}")
-    while manifest.get("mediaType") in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in manifest:
+    value = members.blob_json(desc)
+    for _ in range(MAX_NESTING):
+        if not imagejson.is_index(value):
+            break
         arch = host_goarch()
         options = [
             m
-            for m in manifest.get("manifests", [])
-            if (m.get("platform") or {}).get("architecture") == arch
+            for m in imagejson.index_manifests(value, where, "the image index")
+            if m.architecture == arch
         ]
         if not options:
             raise ImageError(f"{path} has no image for {arch}", "pick an archive for this host")
-        manifest = members.json(f"blobs/{options[0]['digest'].replace(':', '/')}")
-    config = members.json(f"blobs/{manifest['config']['digest'].replace(':', '/')}")
-    paths = [f"blobs/{d['digest'].replace(':', '/')}" for d in manifest["layers"]]
-    layers = _layers(members, config, paths, path)
-    for layer, d in zip(layers, manifest["layers"], strict=True):
-        layer.known_digest = d["digest"]
-    tags = [
-        a
-        for d in descs
-        for a in [(d.get("annotations") or {}).get("io.containerd.image.name")]
-        if a
-    ]
-    return BaseImage(config, layers, tags)
+        value = members.blob_json(options[0])
+    else:
+        raise ImageError(f"{path}: image indexes nest too deep", "the image is corrupt")
+    manifest = imagejson.image_manifest(value, where)
+    config, diff_ids = imagejson.image_config(members.blob_json(manifest.config), where)
+    _count_check(path, diff_ids, len(manifest.layers))
+    layers = []
+    for i, (diff_id, d) in enumerate(zip(diff_ids, manifest.layers, strict=True)):
+        ref = members.blob(d.digest)
+        if d.size is not None and d.size != ref.size:
+            raise ImageError(
+                f"{path}: layer {i + 1} is {ref.size} bytes, not the {d.size} its descriptor says",
+                "the image is corrupt or was altered",
+            )
+        layers.append(_layer(ref, diff_id, d.digest, f"{path}: layer {i + 1}", known=True))
+    tags = [a for d in descs for a in [d.annotations.get("io.containerd.image.name")] if a]
+    return BaseImage(config, _one_diff_id_each(path, layers), tags)

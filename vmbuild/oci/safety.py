@@ -1,8 +1,13 @@
-"""Checks on untrusted tar member names and link targets (base images, pulled layers)."""
+"""Checks on untrusted tar member names and link targets (base images, pulled layers),
+and opening a file inside an image layout directory without following links."""
 
 from __future__ import annotations
 
+import errno
+import os
 import posixpath
+import stat
+from pathlib import Path
 
 from vmbuild.errors import ImageError
 
@@ -49,3 +54,58 @@ def whiteout_target(name: str, base: str, where: str) -> str:
     if target in ("", "."):
         raise ImageError(f"{where}: whiteout {name!r} names no file", "the layer is malformed")
     return target
+
+
+def open_beneath(root: Path, rel: str, where: str) -> int:
+    """A read-only fd for the regular file ``rel`` inside the directory ``root``.
+
+    No symlink is followed below ``root`` (``root`` itself is the user's path): each
+    directory on the way is opened with ``O_NOFOLLOW``, and the file must be a regular
+    file by ``lstat`` before it is opened and by ``fstat`` after.
+    """
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ImageError(f"{where}: unsafe path {rel!r}", "the image is malformed")
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            sub = _open_at(part, flags | os.O_DIRECTORY, fd, rel, where)
+            os.close(fd)
+            fd = sub
+        st = _lstat_at(parts[-1], fd, rel, where)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(rel, where)
+        leaf = _open_at(parts[-1], flags | os.O_NONBLOCK, fd, rel, where)
+    finally:
+        os.close(fd)
+    now = os.fstat(leaf)
+    if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(leaf)
+        raise _not_regular(rel, where)
+    return leaf
+
+
+def _not_regular(rel: str, where: str) -> ImageError:
+    return ImageError(
+        f"{where}: {rel} is a symbolic link or not a regular file",
+        "an image layout holds its blobs as regular files; it may have been crafted",
+    )
+
+
+def _lstat_at(name: str, dir_fd: int, rel: str, where: str) -> os.stat_result:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise ImageError(f"{where} lacks {rel}", "the image layout is incomplete") from None
+
+
+def _open_at(name: str, flags: int, dir_fd: int, rel: str, where: str) -> int:
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise ImageError(f"{where} lacks {rel}", "the image layout is incomplete") from None
+    except (NotADirectoryError, OSError) as exc:
+        if isinstance(exc, NotADirectoryError) or exc.errno == errno.ELOOP:
+            raise _not_regular(rel, where) from None
+        raise ImageError(f"{where}: cannot open {rel} ({exc.strerror})", "check the path") from None
