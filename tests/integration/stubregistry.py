@@ -49,8 +49,11 @@ def redirect(location: str, status: int = 307) -> Route:
     return answer(status, b"", {"Location": location})
 
 
-def big(status: int, size: int, headers: dict[str, str] | None = None) -> Route:
-    """An answer with a ``size``-byte body, made as it is sent (never held whole)."""
+def big(
+    status: int, size: int, headers: dict[str, str] | None = None, sent: list[int] | None = None
+) -> Route:
+    """An answer with a ``size``-byte body, made as it is sent (never held whole); how
+    many bytes the client took is appended to ``sent``."""
 
     def route(h: Stub) -> None:
         h.send_response(status)
@@ -68,6 +71,8 @@ def big(status: int, size: int, headers: dict[str, str] | None = None) -> Route:
         except OSError:
             pass  # the client hung up: what it should do
         h.close_connection = True
+        if sent is not None:
+            sent.append(size - left)
 
     return route
 
@@ -135,16 +140,19 @@ def image(
     compressed layer) as ``x/y:latest``; yields (host, manifest digest). ``routes``
     override or add answers ("{layer0}" in a path stands for the first layer's digest)."""
     config = config_of(diff_ids if diff_ids is not None else [sha(b) for b in layers])
-    raw = manifest or json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha(config), "size": len(config)},
-            "layers": [
-                {"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in layers
-            ],
-        }
-    ).encode()
+    raw = (
+        manifest
+        or json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": sha(config), "size": len(config)},
+                "layers": [
+                    {"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in layers
+                ],
+            }
+        ).encode()
+    )
     table: dict[str, Route] = {
         "/v2/": answer(200, b"{}"),
         f"/v2/{REPO}/manifests/latest": answer(200, raw, {"Content-Type": OCI_MANIFEST}),

@@ -358,7 +358,7 @@ class Client:
     ) -> http.client.HTTPResponse:
         """Send a request (``path`` under the registry, or an absolute URL) and return the
         response, whose status is in ``expect``; its body is for the caller to read."""
-        url = path if "://" in path else self.base() + path
+        url = start = path if "://" in path else self.base() + path
         origin = self.base()
         authed = False
         attempt = redirects = 0
@@ -388,7 +388,8 @@ class Client:
                 continue
             if status in REDIRECTS and resp.getheader("Location"):
                 discard(resp)
-                url = self._redirect(url, resp.getheader("Location") or "", redirects, what)
+                location = resp.getheader("Location") or ""
+                url = self._redirect(start, url, location, redirects, what)
                 redirects += 1
                 continue
             if status in RETRY_STATUS and attempt + 1 < RETRIES:
@@ -402,7 +403,7 @@ class Client:
                 raise self.error(resp, what, url if redirects else None)
             return resp
 
-    def _redirect(self, url: str, location: str, redirects: int, what: str) -> str:
+    def _redirect(self, start: str, url: str, location: str, redirects: int, what: str) -> str:
         target = urllib.parse.urljoin(url, location)
         parts = urllib.parse.urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -412,8 +413,8 @@ class Client:
             )
         if redirects >= MAX_REDIRECTS:
             raise RegistryError(
-                f"{what}: too many redirects (more than {MAX_REDIRECTS}; the last to "
-                f"{shown(target)})",
+                f"{what}: too many redirects from {shown(start)} (more than "
+                f"{MAX_REDIRECTS}; the last to {shown(target)})",
                 "the registry or its storage redirects in a loop",
             )
         return target
