@@ -80,11 +80,16 @@ def build(tmp: Path, host: str, digest: str, env: dict[str, str], *extra: str) -
 
 
 @pytest.mark.parametrize("command", ["prefetch", "build"])
-def test_ctrl_c_during_a_slow_download(command: str, tmp_path: Path, env: dict[str, str]) -> None:
-    """A registry sending one byte a second: Ctrl-C ends vmbuild at once, cleanly."""
+@pytest.mark.parametrize("slow_blob", ["layer", "config"])
+def test_ctrl_c_during_a_slow_download(
+    command: str, slow_blob: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A registry sending one byte a second: Ctrl-C ends vmbuild at once, cleanly,
+    whether a worker thread (a layer) or the main thread (the config) is downloading."""
     layer = layer_tar({"a": os.urandom(300)})
+    data = layer if slow_blob == "layer" else sr.config_of([sr.sha(layer)])
     started = threading.Event()
-    slow = {f"/v2/{sr.REPO}/blobs/{{layer0}}": sr.drip(layer, started, limit=20)}
+    slow = {f"/v2/{sr.REPO}/blobs/{sr.sha(data)}": sr.drip(data, started, limit=20)}
     with sr.image([layer], routes=slow) as (host, digest):
         if command == "prefetch":
             argv = [sys.executable, "-m", "vmbuild", "prefetch", "--image-name"]
