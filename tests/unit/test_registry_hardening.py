@@ -229,3 +229,18 @@ def test_interrupt_wakes_a_blocked_read() -> None:
         client.resume()
         assert _get(client, "/v2/") == b"{}"
         client.close()
+
+
+def test_what_a_server_or_image_chose_is_printed_safely() -> None:
+    """Terminal escape sequences in a member name or a registry's error text."""
+    problem = scan(tar_of([("a", "l", "../../\x1b[2J")]))
+    assert problem is not None and "\x1b" not in problem.message and "?[2J" in problem.message
+    problem = scan(tar_of([("\x1b]0;owned\x07", "h", "nothere")]))
+    assert problem is not None and "\x1b" not in problem.message
+    body = b'{"errors":[{"code":"DENIED","message":"\\u001b[2Jgo away"}]}'
+    with sr.serve({"/v2/": sr.answer(200, b"{}"), "/x": sr.answer(418, body)}) as host:
+        client = Client(host)
+        with pytest.raises(RegistryError) as err:
+            _get(client, "/x")
+        client.close()
+    assert "?[2Jgo away (DENIED)" in err.value.message and "\x1b" not in err.value.message

@@ -35,7 +35,7 @@ from vmbuild.errors import RegistryError
 from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, scopes
 from vmbuild.registry.auth import token_from_response as _token
 from vmbuild.registry.proxy import ProxyError, proxy_for
-from vmbuild.registry.reference import LOCAL_HOSTS
+from vmbuild.registry.reference import LOCAL_HOSTS, printable
 
 log = logging.getLogger("vmbuild")
 
@@ -70,7 +70,7 @@ def _origin(url: str) -> str:
 def shown(url: str) -> str:
     """``url`` for a message: without its query (a redirect's may hold a signature)."""
     parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return printable(f"{parts.scheme}://{parts.netloc}{parts.path}"[:300])
 
 
 def discard(resp: http.client.HTTPResponse) -> None:
@@ -109,7 +109,7 @@ def registry_message(body: bytes) -> str:
         text = "; ".join(p for p in parts if p)
     except (ValueError, AttributeError, TypeError):
         text = body[:200].decode(errors="replace").strip()
-    return " ".join(text.split())[:300]
+    return printable(" ".join(text.split())[:300])
 
 
 class Client:
@@ -265,7 +265,10 @@ class Client:
     def _authenticate(self, header: str | None, scope: str, what: str) -> None:
         challenge = parse_challenge(header or "")
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
-            raise RegistryError(f"{what}: {self.host} wants authentication ({header})", _LOGIN)
+            raise RegistryError(
+                f"{what}: {self.host} wants authentication ({printable(header or '')[:200]})",
+                _LOGIN,
+            )
         if challenge.scheme == "basic":
             if not self.credentials:
                 raise RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
@@ -300,24 +303,31 @@ class Client:
             raise RegistryError(f"{what}: {self.host} names a bad token realm {realm!r}", _NET)
         if parts.scheme == "http" and self.tls_verify and parts.hostname not in LOCAL_HOSTS:
             raise RegistryError(
-                f"{what}: token realm {realm} is not HTTPS", "set tlsVerify = false to allow it"
+                f"{what}: token realm {shown(realm)} is not HTTPS",
+                "set tlsVerify = false to allow it",
             )
         method, url, headers, form = self._token_request(challenge, scope, realm)
         try:
             resp = self._send(method, url, headers, form)
             body = read_bounded(resp, MAX_TOKEN_BODY + 1)
         except ProxyError as exc:
-            raise RegistryError(f"{what}: token server {realm}: {exc.message}", exc.hint) from exc
+            raise RegistryError(
+                f"{what}: token server {shown(realm)}: {exc.message}", exc.hint
+            ) from exc
         except OSError as exc:
-            raise RegistryError(f"{what}: cannot reach token server {realm}: {exc}", _NET) from exc
+            raise RegistryError(
+                f"{what}: cannot reach token server {shown(realm)}: {exc}", _NET
+            ) from exc
         if resp.status in (401, 403):
             raise self._refused(what)
         if resp.status != 200:
             msg = registry_message(body)
-            raise RegistryError(f"{what}: token server {realm} said {resp.status} {msg}", _NET)
+            raise RegistryError(
+                f"{what}: token server {shown(realm)} said {resp.status} {msg}", _NET
+            )
         if len(body) > MAX_TOKEN_BODY:
-            raise RegistryError(f"{what}: token server {realm} sent more than 1 MiB", _NET)
-        return _token(body, realm)
+            raise RegistryError(f"{what}: token server {shown(realm)} sent more than 1 MiB", _NET)
+        return _token(body, shown(realm))
 
     def _token_request(
         self, challenge: Challenge, scope: str, realm: str
@@ -433,7 +443,7 @@ class Client:
         """The error for an unexpected answer (``redirected``: the URL it came from, when
         that is where the registry sent us, not the registry)."""
         body = read_bounded(resp, MAX_ERROR_BODY)
-        msg = registry_message(body) or resp.reason
+        msg = registry_message(body) or printable(resp.reason)
         if redirected is not None:
             return RegistryError(
                 f"{what}: the redirect target {shown(redirected)} answered {resp.status} {msg}",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from vmbuild.errors import ImageError, VmbuildError
 from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.registry.reference import printable
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -96,8 +97,8 @@ class LayerScan:
         if self.error is None and not self._ended:
             try:
                 self._feed(memoryview(data))
-            except VmbuildError as exc:
-                self.error = exc
+            except VmbuildError as exc:  # names are the image's: print them safely
+                self.error = ImageError(printable(exc.message), exc.hint)
 
     def finish(self) -> VmbuildError | None:
         """The first problem found (the end included), or None."""
@@ -113,7 +114,9 @@ class LayerScan:
             for name, target in self._links:
                 if target not in self._names:
                     self.error = ImageError(
-                        f"{self.where}: hard link {name} -> {target} has no target in the layer",
+                        printable(
+                            f"{self.where}: hard link {name} -> {target} has no target in the layer"
+                        ),
                         _MALFORMED,
                     )
                     break
