@@ -40,7 +40,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     values = {"VMBUILD_CACHE_DIR": str(tmp_path / "cache"), "TMPDIR": str(scratch)}
     yield values
     assert list(scratch.iterdir()) == []
-    assert not [p for p in (tmp_path / "cache").rglob("*") if ".part" in p.name]
+    assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
 
 
 def one_line(stderr: str, message: str) -> None:
