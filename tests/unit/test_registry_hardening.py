@@ -4,19 +4,23 @@ Ctrl-C while a read blocks), against small servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import http.client
 import io
 import os
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.integration import stubregistry as sr
-from vmbuild.errors import RegistryError, VmbuildError
+from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client, Interrupted
+from vmbuild.registry.inflate import CachedBlob
 from vmbuild.registry.layerscan import LayerScan, _number
 
 Member = tuple[str, str, str]  # (name, type: f d l h, content or link target)
@@ -244,3 +248,21 @@ def test_what_a_server_or_image_chose_is_printed_safely() -> None:
             _get(client, "/x")
         client.close()
     assert "?[2Jgo away (DENIED)" in err.value.message and "\x1b" not in err.value.message
+
+
+@pytest.mark.parametrize("unpack", [True, False], ids=["docker-archive", "oci-archive"])
+def test_a_blob_is_verified_before_its_names_are_blamed(
+    unpack: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    plain = tar_of([("ok", "f", "1"), ("../up", "f", "2")])
+    blob = gzip.compress(plain, mtime=0)
+    path = tmp_path / "blob"
+    path.write_bytes(blob)
+    good = CachedBlob(path, sr.sha(blob), "gzip", len(blob), len(plain), unpack, scan=True)
+    with pytest.raises(ImageError, match=r"unsafe path '\.\./up'"):
+        good.copy_to(io.BytesIO())
+    wrong = dataclasses.replace(good, digest="sha256:" + "0" * 64)
+    with pytest.raises(RegistryError, match="changed on disk"):
+        wrong.copy_to(io.BytesIO())
+    assert not path.exists()  # a cached copy that changed is removed
