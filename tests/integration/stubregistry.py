@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 from tests.unit.httpstub import Handler
@@ -101,11 +103,16 @@ def drip(data: bytes, started: threading.Event, limit: float = 20.0) -> Route:
 
 
 @contextlib.contextmanager
-def serve(routes: dict[str, Route]) -> Iterator[str]:
-    """Run a stub answering ``routes`` (path -> answer); yields its ``host:port``."""
+def serve(routes: dict[str, Route], tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Run a stub answering ``routes`` (path -> answer), over TLS with ``tls`` (a
+    certificate and key); yields its ``host:port``."""
     handler = type("Routes", (Stub,), {"routes": routes, "seen": []})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import stubregistry as sr
+from tests.unit.test_registry_proxy import make_cert
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client, Interrupted
@@ -206,12 +207,13 @@ def test_redirect_loop_and_dead_targets() -> None:
         client.close()
 
 
-def test_interrupt_wakes_a_blocked_read() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_interrupt_wakes_a_blocked_read(tls: bool, tmp_path: Path) -> None:
     started = threading.Event()
     routes = {"/v2/": sr.answer(200, b"{}"), "/slow": sr.drip(b"z" * 100, started, 10)}
-    with sr.serve(routes) as host:
+    with sr.serve(routes, make_cert(tmp_path, "localhost") if tls else None) as host:
         client = Client(host)
-        client.base()
+        assert client.base().startswith("https://" if tls else "http://")
         got: list[BaseException | bytes] = []
 
         def read() -> None:
@@ -227,7 +229,7 @@ def test_interrupt_wakes_a_blocked_read() -> None:
         client.interrupt()
         worker.join(5)
         assert not worker.is_alive() and time.monotonic() - began < 1
-        assert isinstance(got[0], OSError | http.client.HTTPException), got
+        assert isinstance(got[0], OSError | http.client.HTTPException | Interrupted), got
         with pytest.raises(Interrupted):
             _get(client, "/v2/")
         client.resume()
