@@ -3,7 +3,8 @@
 Every byte passes through a :class:`~vmbuild.registry.inflate.Pipe`: it is hashed (the
 blob digest) and written to the cache under a temporary name, which is renamed to
 ``cache_dir()/blobs/sha256/<hex>`` only once the digest matched. A layer is inflated
-only once, by the archive writer, straight from the cache into the output; its tar
+only once, by the archive writer, straight from the cache into the output (for an
+oci-archive, which keeps it compressed, on the side to check its names); its tar
 size comes from the blob's own claim (gzip's trailer) and is checked then. What a
 layer unpacks to (diff_id, size) is remembered once checked, so a later cache hit
 costs no read until the archive is written (where the digest is checked once more).

@@ -1,5 +1,6 @@
 """Streams a blob passes through: hashing, inflating (gzip, zstd), and the cached-blob
-view that inflates a layer into an archive while checking the blob's digest again."""
+view that inflates a layer into an archive while checking the blob's digest again (and,
+with ``scan``, the tar's member names: :mod:`.layerscan`)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,11 @@ fixed, so the same digest and final name/tag give the same bytes anywhere. Each 
 tar is checked against its diff_id by prefetch and by any build whose hash does not
 match; a build whose hash matches has the very bytes such a check passed.
 ``--format oci-archive`` keeps the registry's manifest, its digest and the compressed
-blobs as they are.
+blobs as they are. Either way every layer's tar headers are read as it is written out
+(:mod:`.layerscan`): a layer with unsafe names (absolute, ``..``, links climbing out), or
+that is not a tar, fails the pull, and the archive is not kept. Every digest the
+registry names (descriptors, diff_ids) is checked against the digest grammar before it
+becomes part of a path or a member name.
 """
 
 from __future__ import annotations
