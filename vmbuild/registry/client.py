@@ -13,8 +13,8 @@ proxy's failure is not. A redirect is followed (at most :data:`MAX_REDIRECTS` ti
 HTTP(S) URLs only) without the registry's credentials unless it stays on the registry.
 
 A body nobody wants (a redirect's, a 401's, a retried answer's) is read only when it is
-small (:data:`DRAIN` bytes); a larger one costs its connection instead, so a hostile
-server cannot make vmbuild read or hold much. :meth:`Client.interrupt` wakes every
+small (see :func:`.answers.discard`); a larger one costs its connection instead, so a
+hostile server cannot make vmbuild read or hold much. :meth:`Client.interrupt` wakes every
 thread blocked on one of the client's sockets (Ctrl-C while downloads run in threads).
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import logging
 import socket
 import ssl
@@ -32,10 +31,20 @@ from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 from vmbuild.errors import RegistryError
-from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, scopes
+from vmbuild.registry.answers import (
+    Response,
+    discard,
+    origin_of,
+    printable,
+    read_bounded,
+    registry_message,
+    retry_after,
+    shown,
+)
+from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, token_request
 from vmbuild.registry.auth import token_from_response as _token
 from vmbuild.registry.proxy import ProxyError, proxy_for
-from vmbuild.registry.reference import LOCAL_HOSTS, printable
+from vmbuild.registry.reference import LOCAL_HOSTS
 
 log = logging.getLogger("vmbuild")
 
@@ -45,71 +54,13 @@ BACKOFF = 0.5
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
-DRAIN = 64 << 10  # an unwanted body up to this size is read (the connection kept)
 MAX_ERROR_BODY = 64 << 10
 MAX_TOKEN_BODY = 1 << 20
 USER_AGENT = "vmbuild/0.1"
-CLIENT_ID = "vmbuild"  # the OAuth2 client_id sent with an identity token
 
 
 class Interrupted(Exception):
     """The request was stopped by :meth:`Client.interrupt`."""
-
-
-class _Response(http.client.HTTPResponse):
-    """A response that knows its connection, so an unread body can cost just that."""
-
-    conn: http.client.HTTPConnection | None = None
-
-
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def shown(url: str) -> str:
-    """``url`` for a message: without its query (a redirect's may hold a signature)."""
-    parts = urllib.parse.urlsplit(url)
-    return printable(f"{parts.scheme}://{parts.netloc}{parts.path}"[:300])
-
-
-def discard(resp: http.client.HTTPResponse) -> None:
-    """Done with ``resp`` whatever its body: a small body is read (the connection can be
-    used again), a large or unknown one is not; its connection is closed instead."""
-    if resp.isclosed():
-        return
-    if resp.length is not None and resp.length <= DRAIN:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            resp.read()
-    elif resp.chunked:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            resp.read(DRAIN)
-    if not resp.isclosed():
-        resp.close()
-        conn = resp.conn if isinstance(resp, _Response) else None
-        if conn is not None:
-            conn.close()  # it reconnects when next used
-
-
-def read_bounded(resp: http.client.HTTPResponse, limit: int) -> bytes:
-    """At most ``limit`` bytes of the body; the connection is closed if more is left."""
-    body = resp.read(limit)
-    discard(resp)
-    return body
-
-
-def registry_message(body: bytes) -> str:
-    """The registry's error text (``errors[].message`` and code), one line."""
-    try:
-        errors = json.loads(body).get("errors") or []
-        parts = []
-        for e in errors:
-            msg, code = str(e.get("message") or "").strip(), str(e.get("code") or "")
-            parts.append(f"{msg} ({code})" if msg and code else msg or code)
-        text = "; ".join(p for p in parts if p)
-    except (ValueError, AttributeError, TypeError):
-        text = body[:200].decode(errors="replace").strip()
-    return printable(" ".join(text.split())[:300])
 
 
 class Client:
@@ -165,7 +116,7 @@ class Client:
                 )
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
-            conn.response_class = _Response
+            conn.response_class = Response
             with self._lock:
                 self._pool[key] = conn
         return conn
@@ -224,7 +175,7 @@ class Client:
         try:
             conn.request(method, target, body=data, headers=headers)
             resp = conn.getresponse()
-            if isinstance(resp, _Response):
+            if isinstance(resp, Response):
                 resp.conn = conn
             return resp
         except BaseException:
@@ -306,7 +257,8 @@ class Client:
                 f"{what}: token realm {shown(realm)} is not HTTPS",
                 "set tlsVerify = false to allow it",
             )
-        method, url, headers, form = self._token_request(challenge, scope, realm)
+        method, url, headers, form = token_request(challenge, scope, realm, self.credentials)
+        headers["User-Agent"] = USER_AGENT
         try:
             resp = self._send(method, url, headers, form)
             body = read_bounded(resp, MAX_TOKEN_BODY + 1)
@@ -329,30 +281,6 @@ class Client:
             raise RegistryError(f"{what}: token server {shown(realm)} sent more than 1 MiB", _NET)
         return _token(body, shown(realm))
 
-    def _token_request(
-        self, challenge: Challenge, scope: str, realm: str
-    ) -> tuple[str, str, dict[str, str], bytes | None]:
-        """(method, url, headers, body) asking ``realm`` for a token: a GET with the
-        credentials as basic auth, or with an identity token docker's OAuth2 form POST."""
-        service = challenge.params.get("service")
-        wanted = scopes(challenge.params.get("scope", ""), scope)
-        headers = {"User-Agent": USER_AGENT}
-        refresh = self.credentials.identity_token if self.credentials else None
-        if refresh:
-            # Scopes space-separated in one field, as OAuth2 has them.
-            fields = [("grant_type", "refresh_token"), ("client_id", CLIENT_ID)]
-            fields += [("service", service)] if service is not None else []
-            fields += [("scope", " ".join(wanted))] if wanted else []
-            fields += [("refresh_token", refresh)]
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            return "POST", realm, headers, urllib.parse.urlencode(fields).encode()
-        query = [("service", service)] if service is not None else []
-        query += [("scope", s) for s in wanted]
-        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
-        if self.credentials:
-            headers["Authorization"] = self.credentials.basic_header()
-        return "GET", realm + sep + urllib.parse.urlencode(query), headers, None
-
     # -- requests ----------------------------------------------------------------------
 
     def request(
@@ -373,7 +301,7 @@ class Client:
         authed = False
         attempt = redirects = 0
         while True:
-            ours = _origin(url) == origin  # only the registry gets its credentials
+            ours = origin_of(url) == origin  # only the registry gets its credentials
             hdrs = self._headers(scope) if ours else {"User-Agent": USER_AGENT}
             hdrs.update(headers or {})
             try:
@@ -405,7 +333,7 @@ class Client:
             if status in RETRY_STATUS and attempt + 1 < RETRIES:
                 discard(resp)
                 attempt += 1
-                delay = _retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
+                delay = retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
                 log.debug("%s: HTTP %d; retrying in %.1f s", what, status, delay)
                 self._sleep(delay)
                 continue
@@ -458,14 +386,6 @@ class Client:
                 f"{what}: {msg or 'not found'}", "check the image name, tag and digest"
             )
         return RegistryError(f"{what}: {self.host} answered {resp.status} {msg}", _NET)
-
-
-def _retry_after(resp: http.client.HTTPResponse) -> float | None:
-    value = resp.getheader("Retry-After")
-    try:
-        return min(float(value), 30.0) if value else None
-    except ValueError:
-        return None
 
 
 _NET = "check the registry address, the network and tlsVerify"

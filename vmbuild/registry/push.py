@@ -28,7 +28,8 @@ from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_j
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.reader import read_image
 from vmbuild.registry import blobs, known
-from vmbuild.registry.client import Client, discard
+from vmbuild.registry.answers import discard
+from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
 from vmbuild.registry.rawconfig import find_raw_config
