@@ -40,7 +40,7 @@ class Stub(Handler):
         else:
             route(self)
 
-    do_HEAD = do_GET
+    do_HEAD = do_POST = do_PUT = do_GET
 
 
 def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Route:

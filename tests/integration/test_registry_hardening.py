@@ -362,3 +362,44 @@ def test_unsafe_names_from_a_real_registry(tmp_path: Path, env: dict[str, str]) 
         assert res.returncode == 1
         one_line(res.stderr, "unsafe path '../../escaped'")
         assert not (tmp_path / "out.tar").exists()
+
+
+def test_ctrl_c_during_a_slow_upload(tmp_path: Path, env: dict[str, str]) -> None:
+    """A registry reading an upload one byte a second (the sender blocks once the
+    socket buffers are full): Ctrl-C ends ``vmbuild push`` at once."""
+    archive = make_archive(tmp_path / "big.tar", [{"data": os.urandom(32 << 20)}])
+    started = threading.Event()
+
+    def slow_reader(h: sr.Stub) -> None:
+        h.close_connection = True
+        end = time.monotonic() + 20
+        started.set()
+        while time.monotonic() < end and h.rfile.read(1):
+            time.sleep(1)
+
+    routes = {
+        "/v2/": sr.answer(200, b"{}"),
+        f"/v2/{sr.REPO}/blobs/uploads/": sr.answer(202, b"", {"Location": "/upload/1"}),
+        "/upload/1": slow_reader,
+    }
+    with sr.serve(routes) as host:
+        argv = [sys.executable, "-m", "vmbuild", "push", str(archive), f"docker://{host}/x/y:1"]
+        proc = subprocess.Popen(
+            [*argv, "--compress", "none", "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        try:
+            assert started.wait(30), "the upload never started"
+            time.sleep(1)  # the socket buffers fill up
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            took = time.monotonic() - sent
+        finally:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err) == (130, "vmbuild: interrupted\n")
+    assert took < 1.5, f"took {took:.1f} s"

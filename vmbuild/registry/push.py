@@ -278,6 +278,7 @@ def push(
                     blobs_sent = [f.result() for f in sent]
                 except BaseException:
                     pusher.stop.set()
+                    client.interrupt()  # wake uploads blocked on a slow registry
                     for f in sent:
                         f.cancel()
                     raise
