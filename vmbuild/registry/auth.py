@@ -17,6 +17,7 @@ import binascii
 import json
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from vmbuild.errors import RegistryError
 from vmbuild.registry import credhelper
 from vmbuild.registry.credhelper import HUB_KEYS as _HUB_KEYS
 from vmbuild.registry.credhelper import TOKEN_USER
+
+CLIENT_ID = "vmbuild"  # the OAuth2 client_id sent with an identity token
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
@@ -157,6 +160,31 @@ def scopes(*parts: str) -> list[str]:
         for s in part.split():
             seen.setdefault(s, None)
     return list(seen)
+
+
+def token_request(
+    challenge: Challenge, scope: str, realm: str, credentials: Credentials | None
+) -> tuple[str, str, dict[str, str], bytes | None]:
+    """(method, url, headers, body) asking ``realm`` for a token: a GET with the
+    credentials as basic auth, or with an identity token docker's OAuth2 form POST."""
+    service = challenge.params.get("service")
+    wanted = scopes(challenge.params.get("scope", ""), scope)
+    headers: dict[str, str] = {}
+    refresh = credentials.identity_token if credentials else None
+    if refresh:
+        # Scopes space-separated in one field, as OAuth2 has them.
+        fields = [("grant_type", "refresh_token"), ("client_id", CLIENT_ID)]
+        fields += [("service", service)] if service is not None else []
+        fields += [("scope", " ".join(wanted))] if wanted else []
+        fields += [("refresh_token", refresh)]
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return "POST", realm, headers, urllib.parse.urlencode(fields).encode()
+    query = [("service", service)] if service is not None else []
+    query += [("scope", s) for s in wanted]
+    sep = "&" if urllib.parse.urlsplit(realm).query else "?"
+    if credentials:
+        headers["Authorization"] = credentials.basic_header()
+    return "GET", realm + sep + urllib.parse.urlencode(query), headers, None
 
 
 def token_from_response(body: bytes, realm: str) -> str:

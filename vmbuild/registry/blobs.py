@@ -3,7 +3,8 @@
 Every byte passes through a :class:`~vmbuild.registry.inflate.Pipe`: it is hashed (the
 blob digest) and written to the cache under a temporary name, which is renamed to
 ``cache_dir()/blobs/sha256/<hex>`` only once the digest matched. A layer is inflated
-only once, by the archive writer, straight from the cache into the output; its tar
+only once, by the archive writer, straight from the cache into the output (for an
+oci-archive, which keeps it compressed, on the side to check its names); its tar
 size comes from the blob's own claim (gzip's trailer) and is checked then. What a
 layer unpacks to (diff_id, size) is remembered once checked, so a later cache hit
 costs no read until the archive is written (where the digest is checked once more).
@@ -15,7 +16,6 @@ import http.client
 import logging
 import os
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
 from vmbuild.registry import known
-from vmbuild.registry.client import Client
+from vmbuild.registry.client import Client, Interrupted
 from vmbuild.registry.inflate import (
     CHUNK,
     CachedBlob,
@@ -71,8 +71,9 @@ def cached(digest: str, size: int) -> Path | None:
         return None
 
 
-class Cancelled(Exception):
-    """Another transfer failed or the user interrupted: stop quietly."""
+# Another transfer failed or the user interrupted: stop quietly. The client raises it
+# too, for a request made or a retry waited for after Client.interrupt().
+Cancelled = Interrupted
 
 
 class Downloader:
@@ -214,6 +215,7 @@ class Downloader:
                 return
             except (OSError, http.client.HTTPException) as exc:
                 self.client.reset()
+                self._check_cancel()  # the socket was shut down to stop us
                 failures += 1
                 if failures > RETRIES:
                     raise RegistryError(
@@ -222,7 +224,8 @@ class Downloader:
                     ) from exc
                 log.debug("blob %s: %s; resuming at byte %d", desc.digest, exc, pipe.size)
                 self.progress.rewind(name, pipe.size)
-                time.sleep(BACKOFF * 2 ** (failures - 1))
+                if self.cancel.wait(BACKOFF * 2 ** (failures - 1)):
+                    raise Cancelled() from None
 
     def _check_length(self, resp: http.client.HTTPResponse, desc: Descriptor, start: int) -> None:
         length = resp.getheader("Content-Length")
@@ -270,8 +273,15 @@ class Fetching:
             raise
 
     def close(self) -> None:
+        """Stop what still runs (at once: blocked reads are woken) and wait for it, so
+        no partial file is left behind."""
         self.downloader.cancel.set()
+        running = not all(f.done() for f in self.futures.values())
+        if running:
+            self.downloader.client.interrupt()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if running:
+            self.downloader.client.resume()
         self.downloader.cancel.clear()
 
 

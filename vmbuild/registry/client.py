@@ -9,24 +9,39 @@ asked) once and repeats the request. An identity token (docker's ``<token>`` log
 traded for a bearer token as docker does it, by an OAuth2 form POST to the realm
 (``grant_type=refresh_token``); basic auth has no way to use one. Connection failures,
 429 and 5xx answers are retried with backoff when the request can be repeated; a
-proxy's failure is not.
+proxy's failure is not. A redirect is followed (at most :data:`MAX_REDIRECTS` times, to
+HTTP(S) URLs only) without the registry's credentials unless it stays on the registry.
+
+A body nobody wants (a redirect's, a 401's, a retried answer's) is read only when it is
+small (see :func:`.answers.discard`); a larger one costs its connection instead, so a
+hostile server cannot make vmbuild read or hold much. :meth:`Client.interrupt` wakes every
+thread blocked on one of the client's sockets (Ctrl-C while downloads run in threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
-import json
 import logging
 import socket
 import ssl
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 from vmbuild.errors import RegistryError
-from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, scopes
+from vmbuild.registry.answers import (
+    Response,
+    discard,
+    origin_of,
+    printable,
+    read_bounded,
+    registry_message,
+    retry_after,
+    shown,
+)
+from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, token_request
 from vmbuild.registry.auth import token_from_response as _token
 from vmbuild.registry.proxy import ProxyError, proxy_for
 from vmbuild.registry.reference import LOCAL_HOSTS
@@ -38,22 +53,14 @@ RETRIES = 4
 BACKOFF = 0.5
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+MAX_ERROR_BODY = 64 << 10
+MAX_TOKEN_BODY = 1 << 20
 USER_AGENT = "vmbuild/0.1"
-CLIENT_ID = "vmbuild"  # the OAuth2 client_id sent with an identity token
 
 
-def registry_message(body: bytes) -> str:
-    """The registry's error text (``errors[].message`` and code), one line."""
-    try:
-        errors = json.loads(body).get("errors") or []
-        parts = []
-        for e in errors:
-            msg, code = str(e.get("message") or "").strip(), str(e.get("code") or "")
-            parts.append(f"{msg} ({code})" if msg and code else msg or code)
-        text = "; ".join(p for p in parts if p)
-    except (ValueError, AttributeError):
-        text = body[:200].decode(errors="replace").strip()
-    return " ".join(text.split())
+class Interrupted(Exception):
+    """The request was stopped by :meth:`Client.interrupt`."""
 
 
 class Client:
@@ -79,6 +86,7 @@ class Client:
         self._bearer: Challenge | None = None
         self._tokens: dict[str, str] = {}
         self._pool: dict[tuple[int, str], http.client.HTTPConnection] = {}
+        self._stop = threading.Event()
 
     # -- connections -------------------------------------------------------------------
 
@@ -108,9 +116,36 @@ class Client:
                 )
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
+            conn.response_class = Response
             with self._lock:
                 self._pool[key] = conn
         return conn
+
+    def interrupt(self) -> None:
+        """Make every request of every thread stop soon: sockets are shut down (a blocked
+        read returns), and new requests and retry waits raise :class:`Interrupted`."""
+        self._stop.set()
+        with self._lock:
+            conns = list(self._pool.values())
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                # The plain socket's shutdown, also under TLS: it only wakes the reader.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """Allow requests again after :meth:`interrupt` (interrupted connections go)."""
+        self.close()
+        self._stop.clear()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Interrupted()
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise Interrupted()
 
     def reset(self) -> None:
         """Close this thread's connections (after a response was abandoned half read)."""
@@ -132,13 +167,17 @@ class Client:
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: Body
     ) -> http.client.HTTPResponse:
+        self._check_stop()
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._conn(parts.scheme, parts.netloc)
         data = body() if callable(body) else body
         try:
             conn.request(method, target, body=data, headers=headers)
-            return conn.getresponse()
+            resp = conn.getresponse()
+            if isinstance(resp, Response):
+                resp.conn = conn
+            return resp
         except BaseException:
             conn.close()
             raise
@@ -151,7 +190,7 @@ class Client:
         if self._scheme is None:
             try:
                 resp = self._send("GET", f"https://{self.host}/v2/", self._headers(), None)
-                resp.read()
+                discard(resp)
                 self._scheme = "https"
             except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
                 log.debug("%s: no TLS (%s); using plain HTTP", self.host, exc)
@@ -177,7 +216,10 @@ class Client:
     def _authenticate(self, header: str | None, scope: str, what: str) -> None:
         challenge = parse_challenge(header or "")
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
-            raise RegistryError(f"{what}: {self.host} wants authentication ({header})", _LOGIN)
+            raise RegistryError(
+                f"{what}: {self.host} wants authentication ({printable(header or '')[:200]})",
+                _LOGIN,
+            )
         if challenge.scheme == "basic":
             if not self.credentials:
                 raise RegistryError(f"{what}: {self.host} requires a login", _LOGIN)
@@ -212,46 +254,32 @@ class Client:
             raise RegistryError(f"{what}: {self.host} names a bad token realm {realm!r}", _NET)
         if parts.scheme == "http" and self.tls_verify and parts.hostname not in LOCAL_HOSTS:
             raise RegistryError(
-                f"{what}: token realm {realm} is not HTTPS", "set tlsVerify = false to allow it"
+                f"{what}: token realm {shown(realm)} is not HTTPS",
+                "set tlsVerify = false to allow it",
             )
-        method, url, headers, form = self._token_request(challenge, scope, realm)
+        method, url, headers, form = token_request(challenge, scope, realm, self.credentials)
+        headers["User-Agent"] = USER_AGENT
         try:
             resp = self._send(method, url, headers, form)
-            body = resp.read()
+            body = read_bounded(resp, MAX_TOKEN_BODY + 1)
         except ProxyError as exc:
-            raise RegistryError(f"{what}: token server {realm}: {exc.message}", exc.hint) from exc
+            raise RegistryError(
+                f"{what}: token server {shown(realm)}: {exc.message}", exc.hint
+            ) from exc
         except OSError as exc:
-            raise RegistryError(f"{what}: cannot reach token server {realm}: {exc}", _NET) from exc
+            raise RegistryError(
+                f"{what}: cannot reach token server {shown(realm)}: {exc}", _NET
+            ) from exc
         if resp.status in (401, 403):
             raise self._refused(what)
         if resp.status != 200:
             msg = registry_message(body)
-            raise RegistryError(f"{what}: token server {realm} said {resp.status} {msg}", _NET)
-        return _token(body, realm)
-
-    def _token_request(
-        self, challenge: Challenge, scope: str, realm: str
-    ) -> tuple[str, str, dict[str, str], bytes | None]:
-        """(method, url, headers, body) asking ``realm`` for a token: a GET with the
-        credentials as basic auth, or with an identity token docker's OAuth2 form POST."""
-        service = challenge.params.get("service")
-        wanted = scopes(challenge.params.get("scope", ""), scope)
-        headers = {"User-Agent": USER_AGENT}
-        refresh = self.credentials.identity_token if self.credentials else None
-        if refresh:
-            # Scopes space-separated in one field, as OAuth2 has them.
-            fields = [("grant_type", "refresh_token"), ("client_id", CLIENT_ID)]
-            fields += [("service", service)] if service is not None else []
-            fields += [("scope", " ".join(wanted))] if wanted else []
-            fields += [("refresh_token", refresh)]
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            return "POST", realm, headers, urllib.parse.urlencode(fields).encode()
-        query = [("service", service)] if service is not None else []
-        query += [("scope", s) for s in wanted]
-        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
-        if self.credentials:
-            headers["Authorization"] = self.credentials.basic_header()
-        return "GET", realm + sep + urllib.parse.urlencode(query), headers, None
+            raise RegistryError(
+                f"{what}: token server {shown(realm)} said {resp.status} {msg}", _NET
+            )
+        if len(body) > MAX_TOKEN_BODY:
+            raise RegistryError(f"{what}: token server {shown(realm)} sent more than 1 MiB", _NET)
+        return _token(body, shown(realm))
 
     # -- requests ----------------------------------------------------------------------
 
@@ -268,12 +296,13 @@ class Client:
     ) -> http.client.HTTPResponse:
         """Send a request (``path`` under the registry, or an absolute URL) and return the
         response, whose status is in ``expect``; its body is for the caller to read."""
-        url = path if "://" in path else self.base() + path
+        url = start = path if "://" in path else self.base() + path
         origin = self.base()
         authed = False
         attempt = redirects = 0
         while True:
-            hdrs = self._headers(scope) if url.startswith(origin) else {"User-Agent": USER_AGENT}
+            ours = origin_of(url) == origin  # only the registry gets its credentials
+            hdrs = self._headers(scope) if ours else {"User-Agent": USER_AGENT}
             hdrs.update(headers or {})
             try:
                 resp = self._send(method, url, hdrs, body)
@@ -282,38 +311,72 @@ class Client:
             except (OSError, http.client.HTTPException) as exc:
                 attempt += 1
                 if attempt >= RETRIES or isinstance(exc, ConnectionRefusedError | socket.gaierror):
-                    raise RegistryError(f"{what}: cannot reach {self.host}: {exc}", _NET) from exc
+                    raise self._unreachable(what, url, redirects, exc) from exc
                 log.debug("%s: %s; retrying", what, exc)
-                time.sleep(BACKOFF * 2 ** (attempt - 1))
+                self._sleep(BACKOFF * 2 ** (attempt - 1))
                 continue
             status = resp.status
-            if status == 401 and url.startswith(origin):
+            if status == 401 and ours:
                 header = resp.getheader("WWW-Authenticate")
-                resp.read()
+                discard(resp)
                 if authed or hdrs.get("Authorization", "").startswith("Basic"):
                     raise self._refused(what)
                 self._authenticate(header, scope, what)
                 authed = True
                 continue
-            if status in REDIRECTS and "Location" in resp.headers and redirects < 5:
-                resp.read()
-                url = urllib.parse.urljoin(url, resp.headers["Location"])
+            if status in REDIRECTS and resp.getheader("Location"):
+                discard(resp)
+                location = resp.getheader("Location") or ""
+                url = self._redirect(start, url, location, redirects, what)
                 redirects += 1
                 continue
             if status in RETRY_STATUS and attempt + 1 < RETRIES:
-                resp.read()
+                discard(resp)
                 attempt += 1
-                delay = _retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
+                delay = retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
                 log.debug("%s: HTTP %d; retrying in %.1f s", what, status, delay)
-                time.sleep(delay)
+                self._sleep(delay)
                 continue
             if status not in expect:
-                raise self.error(resp, what)
+                raise self.error(resp, what, url if redirects else None)
             return resp
 
-    def error(self, resp: http.client.HTTPResponse, what: str) -> RegistryError:
-        body = resp.read(65536)
-        msg = registry_message(body) or resp.reason
+    def _redirect(self, start: str, url: str, location: str, redirects: int, what: str) -> str:
+        target = urllib.parse.urljoin(url, location)
+        parts = urllib.parse.urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(
+                f"{what}: {shown(url)} redirects to {location[:200]!r}, not an HTTP(S) URL",
+                "the registry is misconfigured",
+            )
+        if redirects >= MAX_REDIRECTS:
+            raise RegistryError(
+                f"{what}: too many redirects from {shown(start)} (more than "
+                f"{MAX_REDIRECTS}; the last to {shown(target)})",
+                "the registry or its storage redirects in a loop",
+            )
+        return target
+
+    def _unreachable(self, what: str, url: str, redirects: int, exc: Exception) -> RegistryError:
+        if redirects:
+            return RegistryError(
+                f"{what}: cannot reach the redirect target {shown(url)}: {exc}",
+                "the registry sent it there; its storage may be down or misconfigured",
+            )
+        return RegistryError(f"{what}: cannot reach {self.host}: {exc}", _NET)
+
+    def error(
+        self, resp: http.client.HTTPResponse, what: str, redirected: str | None = None
+    ) -> RegistryError:
+        """The error for an unexpected answer (``redirected``: the URL it came from, when
+        that is where the registry sent us, not the registry)."""
+        body = read_bounded(resp, MAX_ERROR_BODY)
+        msg = registry_message(body) or printable(resp.reason)
+        if redirected is not None:
+            return RegistryError(
+                f"{what}: the redirect target {shown(redirected)} answered {resp.status} {msg}",
+                "the registry sent it there; its storage may be down or misconfigured",
+            )
         if resp.status == 401:
             return self._refused(what)
         if resp.status == 403:
@@ -323,14 +386,6 @@ class Client:
                 f"{what}: {msg or 'not found'}", "check the image name, tag and digest"
             )
         return RegistryError(f"{what}: {self.host} answered {resp.status} {msg}", _NET)
-
-
-def _retry_after(resp: http.client.HTTPResponse) -> float | None:
-    value = resp.getheader("Retry-After")
-    try:
-        return min(float(value), 30.0) if value else None
-    except ValueError:
-        return None
 
 
 _NET = "check the registry address, the network and tlsVerify"

@@ -1,5 +1,6 @@
 """Streams a blob passes through: hashing, inflating (gzip, zstd), and the cached-blob
-view that inflates a layer into an archive while checking the blob's digest again."""
+view that inflates a layer into an archive while checking the blob's digest again (and,
+with ``scan``, the tar's member names: :mod:`.layerscan`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from isal import isal_zlib
 from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, sniff
 from vmbuild.registry import known
+from vmbuild.registry.layerscan import LayerScan
 
 CHUNK = 1 << 20
 IN_SLICE = 64 << 10
@@ -40,6 +42,7 @@ class Gunzip:
     def __init__(self, write: Callable[[bytes], object]):
         self._write = write
         self._d = isal_zlib.decompressobj(31)
+        self._open = False  # inside a member (its end not seen yet)
 
     def feed(self, data: memoryview | bytes) -> None:
         # Small input slices keep ``unconsumed_tail`` (a copy) small when a slice
@@ -50,6 +53,7 @@ class Gunzip:
 
     def _feed(self, data: memoryview | bytes) -> None:
         while data:
+            self._open = True
             self._write(self._d.decompress(data, OUT_CHUNK))
             data = self._d.unconsumed_tail
             while data and not self._d.eof:
@@ -58,6 +62,7 @@ class Gunzip:
             if self._d.eof:
                 rest = self._d.unused_data
                 self._d = isal_zlib.decompressobj(31)
+                self._open = False
                 if not rest.strip(b"\0"):
                     return
                 data = rest
@@ -66,6 +71,8 @@ class Gunzip:
         tail = self._d.flush()
         if tail:
             self._write(tail)
+        if self._open and not self._d.eof:
+            raise INFLATE_ERRORS[0]("the gzip stream is truncated")
 
 
 class _Writer:
@@ -92,6 +99,16 @@ def inflater(kind: Compression, write: Callable[[bytes], object]) -> Inflater | 
     if kind == "zstd":
         return Unzstd(write)
     return None
+
+
+class _Feed:
+    """An uncompressed stream as an :class:`Inflater` (passes bytes on)."""
+
+    def __init__(self, write: Callable[[bytes], object]):
+        self.feed = write
+
+    def finish(self) -> None:
+        pass
 
 
 class SizeGuessWrong(Exception):
@@ -133,10 +150,15 @@ def count_plain(path: Path, kind: Compression) -> int:
     unpack = inflater(kind, count)
     if unpack is None:
         return path.stat().st_size
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            unpack.feed(chunk)
-    unpack.finish()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                unpack.feed(chunk)
+        unpack.finish()
+    except INFLATE_ERRORS as exc:
+        raise RegistryError(
+            f"layer sha256:{path.name} does not decompress ({exc})", "the image is corrupt"
+        ) from exc
     return total
 
 
@@ -196,6 +218,7 @@ class CachedBlob:
     verified: bool = False
     check_diff: bool = False
     size_exact: bool = True  # else plain_size is a guess, checked while writing
+    scan: bool = False  # check the tar's member names as it passes (see layerscan)
 
     @property
     def size(self) -> int:
@@ -204,17 +227,25 @@ class CachedBlob:
     def _produce(self, put: Callable[[object], None]) -> None:
         h = None if self.verified else hashlib.sha256()
         plain = hashlib.sha256() if self.check_diff else None
+        scan = LayerScan(f"layer {self.digest}") if self.scan else None
         plain_size = 0
-        if plain is not None:
+        if plain is not None or (scan is not None and self.unpack):
             emit = put
 
             def put(data: object) -> None:
                 nonlocal plain_size
-                plain.update(cast(bytes, data))
-                plain_size += len(cast(bytes, data))
+                if plain is not None:
+                    plain.update(cast(bytes, data))
+                    plain_size += len(cast(bytes, data))
+                if scan is not None:
+                    scan.feed(cast(bytes, data))
                 emit(data)
 
         unpack = inflater(self.compression, put) if self.unpack else None
+        # Copied as stored, a layer is still inflated on the side for the scan.
+        side = None
+        if scan is not None and not self.unpack:
+            side = inflater(self.compression, scan.feed) or cast(Inflater, _Feed(scan.feed))
         with open(self.path, "rb") as f:
             while chunk := f.read(OUT_CHUNK):
                 if h is not None:
@@ -223,10 +254,17 @@ class CachedBlob:
                     put(chunk)
                 else:
                     unpack.feed(chunk)
-            if unpack is not None:
-                unpack.finish()
+                if side is not None:
+                    side.feed(chunk)
+            for each in (unpack, side):
+                if each is not None:
+                    each.finish()
         if h is not None and "sha256:" + h.hexdigest() != self.digest:
             raise self._changed()
+        # Only a blob known to be the registry's is blamed for what it holds.
+        problem = scan.finish() if scan is not None else None
+        if problem is not None:
+            raise problem
         if plain is not None:
             got = "sha256:" + plain.hexdigest()
             if got != self.diff_id:

@@ -72,14 +72,19 @@ class Descriptor:
             raise RegistryError(f"{where}: malformed descriptor ({exc})", _BAD) from exc
         if not isinstance(digest, str) or not DIGEST_RE.match(digest):
             raise RegistryError(f"{where}: unsupported or malformed digest {digest!r}", _BAD)
-        if not isinstance(size, int) or size < 0:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise RegistryError(f"{where}: bad size {size!r} for {digest}", _BAD)
         platform = obj.get("platform")
         return cls(str(media_type), digest, size, platform if isinstance(platform, dict) else None)
 
     def platform_of(self) -> Platform:
         p = self.platform or {}
-        return Platform(str(p.get("os", "")), str(p.get("architecture", "")), p.get("variant"))
+        variant = p.get("variant")
+        return Platform(
+            str(p.get("os", "")),
+            str(p.get("architecture", "")),
+            variant if isinstance(variant, str) and variant else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ def parse(raw: bytes, content_type: str, digest: str, where: str) -> Manifest | 
     if not isinstance(obj, dict):
         raise RegistryError(f"{where}: the manifest is not a JSON object", _BAD)
     media_type = obj.get("mediaType") or content_type.split(";")[0].strip()
+    if not isinstance(media_type, str):
+        raise RegistryError(f"{where}: the manifest's mediaType is not a string", _BAD)
     if obj.get("schemaVersion") == 1:
         raise RegistryError(f"{where}: schema 1 manifests are not supported", "push it anew")
     if media_type in INDEX_TYPES or (not media_type and "manifests" in obj):

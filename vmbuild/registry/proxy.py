@@ -238,7 +238,7 @@ class _Forward(http.client.HTTPConnection):
     def getresponse(self) -> http.client.HTTPResponse:
         resp = super().getresponse()
         if resp.status == 407:
-            resp.read()
+            resp.close()  # its body is not wanted, and the connection goes anyway
             self.close()
             raise self.proxy.refused(self.origin, 407, resp.reason)
         return resp

@@ -7,7 +7,11 @@ fixed, so the same digest and final name/tag give the same bytes anywhere. Each 
 tar is checked against its diff_id by prefetch and by any build whose hash does not
 match; a build whose hash matches has the very bytes such a check passed.
 ``--format oci-archive`` keeps the registry's manifest, its digest and the compressed
-blobs as they are.
+blobs as they are. Either way every layer's tar headers are read as it is written out
+(:mod:`.layerscan`): a layer with unsafe names (absolute, ``..``, links climbing out), or
+that is not a tar, fails the pull, and the archive is not kept. Every digest the
+registry names (descriptors, diff_ids) is checked against the digest grammar before it
+becomes part of a path or a member name.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
 from vmbuild.registry.nixhash import to_sri
 from vmbuild.registry.progress import Progress
-from vmbuild.registry.reference import Repository
+from vmbuild.registry.reference import DIGEST_RE, Repository
 
 MTIME = 1  # what Nix gives every store file; fixed, so the archive is reproducible
 
@@ -148,7 +152,14 @@ def _diff_ids(raw_config: bytes, manifest: Manifest, what: str) -> list[str]:
             f"{what}: the config lists {count} diff_ids for {len(manifest.layers)} layers",
             "the image is malformed",
         )
-    return [str(d) for d in diff_ids]
+    for d in diff_ids:
+        # A diff_id names a member of the docker-archive: it must be a digest, nothing else.
+        if not isinstance(d, str) or not DIGEST_RE.match(d):
+            raise RegistryError(
+                f"{what}: the image config has a malformed diff_id {str(d)[:100]!r}",
+                "the image is malformed",
+            )
+    return list(diff_ids)
 
 
 class HashMismatch(RegistryError):
@@ -200,7 +211,8 @@ class _Pending:
         self._check = check
 
     def _blob(self) -> CachedBlob:
-        blob = self._fetching.get(self._digest)
+        # Every layer's member names are checked as it is written out (see layerscan).
+        blob = dataclasses.replace(self._fetching.get(self._digest), scan=True)
         exact = self._fetching.exact_sizes.get(self._digest)
         if exact is not None:
             blob = dataclasses.replace(blob, plain_size=exact, size_exact=True)

@@ -29,6 +29,7 @@ from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_j
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.reader import read_image
 from vmbuild.registry import blobs, known
+from vmbuild.registry.answers import discard
 from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
@@ -106,7 +107,7 @@ class Pusher:
             what=f"{self.what}: blob {digest}",
             expect=(200, 404),
         )
-        resp.read()
+        discard(resp)
         return resp.status == 200
 
     def ensure(self, blob: Blob) -> None:
@@ -125,7 +126,7 @@ class Pusher:
         resp = self.client.request(
             "POST", path, scope=scope, what=f"{self.what}: blob {blob.digest}", expect=(201, 202)
         )
-        resp.read()
+        discard(resp)
         if resp.status == 201:
             self._count("mounted")
             return
@@ -160,7 +161,7 @@ class Pusher:
                 },
                 body=body,
             )
-            resp.read()
+            discard(resp)
         except BaseException:
             self.progress.drop(name)
             raise
@@ -176,7 +177,7 @@ class Pusher:
             headers={"Content-Type": MT_OCI_MANIFEST},
             body=manifest,
         )
-        resp.read()
+        discard(resp)
         return of_bytes(manifest)
 
 
@@ -278,6 +279,7 @@ def push(
                     blobs_sent = [f.result() for f in sent]
                 except BaseException:
                     pusher.stop.set()
+                    client.interrupt()  # wake uploads blocked on a slow registry
                     for f in sent:
                         f.cancel()
                     raise

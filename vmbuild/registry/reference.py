@@ -83,6 +83,12 @@ def parse_repository(name: str, where: str = "image name") -> Repository:
     return Repository(host, path)
 
 
+def printable(text: str) -> str:
+    """``text`` a server or an image chose, safe to print: control characters (a
+    terminal's escape sequences among them) become ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def check_digest(digest: str, where: str = "imageDigest") -> str:
     if not DIGEST_RE.match(digest):
         hint = "give sha256: followed by 64 lowercase hex digits"
