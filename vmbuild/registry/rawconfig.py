@@ -16,7 +16,8 @@ MAX_CONFIG = 4 << 20
 
 def _candidates(image: Path, workdir: Path) -> Iterator[bytes]:
     if image.is_dir():
-        paths = [p for p in sorted(image.rglob("*")) if p.is_file()]
+        # a layout's own files only: a symlink (to a host file) is never read
+        paths = [p for p in sorted(image.rglob("*")) if p.is_file() and not p.is_symlink()]
     else:
         paths = [p for p in sorted(workdir.rglob("*")) if p.is_file()]  # spooled members
         if not paths:  # read in place: look inside the tar
