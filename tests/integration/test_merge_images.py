@@ -285,7 +285,7 @@ def _one(directory: Path, name: str = "one.tar", tag: str = "one:1", data: str =
             "images must be a non-empty list of image archives, got missing",
         ),
         ('function = "mergeImages"\nimages = []\n', "got empty"),
-        ('function = "mergeImages"\nimages = "one.tar"\n', "got 'one.tar'"),
+        ('function = "mergeImages"\nimages = "one.tar"\n', "got str 'one.tar'"),
         (
             'function = "mergeImages"\nimages = [1]\n',
             "images[0] must be the path of an image archive",

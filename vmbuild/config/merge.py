@@ -61,7 +61,9 @@ def _compression_of(fields: Fields, path: Path, key: str) -> Compression:
 def parse(fields: Fields, function: str = "mergeImages") -> MergeImagesSpec:
     raw = fields.peek("images")
     if not fields.has("images") or not isinstance(raw, list) or not raw:
-        got = "missing" if raw is None else ("empty" if raw == [] else f"{raw!r}")
+        got = (
+            "missing" if raw is None else "empty" if raw == [] else f"{type(raw).__name__} {raw!r}"
+        )
         raise SpecError(
             f"{fields.where}: images must be a non-empty list of image archives, got {got}",
             HINT,
