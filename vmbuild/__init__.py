@@ -32,6 +32,7 @@ __all__ = [
     "build_image",
     "build_layered_image",
     "export_image",
+    "merge_images",
     "pull_image",
     "stream_layered_image",
 ]
@@ -128,6 +129,21 @@ def export_image(
 ) -> BuildResult:
     """dockerTools.exportImage: the merged filesystem as one uncompressed tar."""
     return _run("exportImage", out, "docker-archive", "none", None, base_dir, kwargs)
+
+
+def merge_images(
+    *,
+    images: list[str | Path],
+    out: str | Path,
+    compress: Compression | None = None,
+    level: int | None = None,
+    base_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> BuildResult:
+    """dockerTools.mergeImages: the docker-archives ``images`` as one docker-archive,
+    compressed like the last of them unless ``compress`` (or ``compressor``) says."""
+    kwargs["images"] = images
+    return _run("mergeImages", out, "docker-archive", compress, level, base_dir, kwargs)
 
 
 def __getattr__(name: str) -> Any:

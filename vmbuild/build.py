@@ -20,6 +20,7 @@ BUILDERS = {
     "streamLayeredImage": "vmbuild.layers.layered",
     "pullImage": "vmbuild.registry.pull",
     "exportImage": "vmbuild.export",
+    "mergeImages": "vmbuild.image_merge",
 }
 STREAMING = ("buildLayeredImage", "streamLayeredImage")
 LAYOUTS = ("buildImage", "buildLayeredImage", "streamLayeredImage")  # --format oci: a dir

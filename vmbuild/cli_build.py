@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         "--compress",
         choices=COMPRESSIONS,
         default=None,
-        help="gzip (default; none for pullImage), zstd or none",
+        help="gzip (default; none for pullImage, the last input's for mergeImages), zstd or none",
     )
     p.add_argument(
         "--level",

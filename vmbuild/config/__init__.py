@@ -24,6 +24,7 @@ PARSERS = {
     "streamLayeredImage": "vmbuild.config.layered",
     "pullImage": "vmbuild.config.pull",
     "exportImage": "vmbuild.config.export",
+    "mergeImages": "vmbuild.config.merge",
 }
 
 
@@ -51,8 +52,11 @@ def output_options(
     loaded: Loaded, format: str, compress: Compression | None, level: int | None
 ) -> OutputOptions:
     """How to write ``loaded``'s image: ``compress`` (the command line's) wins over the
-    spec's ``compressor``; the default is gzip (none for pullImage, as nixpkgs)."""
+    spec's ``compressor``; the default is gzip (none for pullImage, as nixpkgs; for
+    mergeImages, the last input's compression, as nixpkgs)."""
     default: Compression = "none" if loaded.function == "pullImage" else "gzip"
+    if loaded.function == "mergeImages":
+        default = loaded.spec.last_compression
     chosen = compress or getattr(loaded.spec, "compressor", None) or default
     return OutputOptions(format, chosen, level)
 

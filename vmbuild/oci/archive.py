@@ -5,7 +5,9 @@
   ``manifest.json`` (Config, RepoTags, Layers) and the legacy ``repositories`` file.
   Members come layers first, metadata last, so the archive can be streamed. A writer
   may name the layer directories otherwise (``layer_ids``): docker load, podman,
-  skopeo and umoci find layers through manifest.json's ``Layers``.
+  skopeo and umoci find layers through manifest.json's ``Layers``. Several images can
+  share one archive (:func:`write_docker_images`): each layer and config stored once,
+  manifest.json listing every image.
 - OCI layout: ``oci-layout``, ``index.json`` and ``blobs/sha256/*``; the index names the
   manifest with ``org.opencontainers.image.ref.name`` = tag (what ``skopeo copy
   oci:DIR:TAG`` looks up) and ``io.containerd.image.name`` = name:tag.
@@ -19,19 +21,31 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
 from vmbuild.oci.tarstream import TarStreamWriter
 
 
-def _unique_layers(image: Image, ids: list[str]) -> list[tuple[str, Any]]:
-    seen: dict[str, Any] = {}
-    for layer_id, layer in zip(ids, image.layers, strict=True):
-        seen.setdefault(layer_id, layer)
-    return list(seen.items())
+@dataclass(frozen=True)
+class DockerEntry:
+    """One image of a docker-archive: its layers' directories and its RepoTags."""
+
+    image: Image
+    layer_ids: list[str]
+    repo_tags: list[str]
+
+
+def docker_entry(
+    image: Image, layer_ids: Sequence[str] | None = None, repo_tags: Sequence[str] | None = None
+) -> DockerEntry:
+    """``image`` as an entry: layers named ``layer_ids`` (default: each diff_id's hex),
+    tagged ``repo_tags`` (default: the image's name:tag)."""
+    tags = [image.ref] if repo_tags is None else list(repo_tags)
+    return DockerEntry(image, _layer_ids(image, layer_ids), tags)
 
 
 def _layer_ids(image: Image, layer_ids: Sequence[str] | None) -> list[str]:
@@ -43,17 +57,38 @@ def _layer_ids(image: Image, layer_ids: Sequence[str] | None) -> list[str]:
     return list(layer_ids)
 
 
-def docker_manifest(image: Image, layer_ids: Sequence[str] | None = None) -> bytes:
-    config_hex = hex_of(of_bytes(image.config_bytes()))
-    ids = _layer_ids(image, layer_ids)
+def split_ref(ref: str) -> tuple[str, str]:
+    """``name:tag`` -> (name, tag); a reference without a tag is ``latest``."""
+    name, colon, tag = ref.rpartition(":")
+    if not colon or "/" in tag:
+        return ref, "latest"
+    return name, tag
+
+
+def manifest_json(entries: Sequence[DockerEntry]) -> bytes:
     manifest = [
         {
-            "Config": f"{config_hex}.json",
-            "RepoTags": [image.ref],
-            "Layers": [f"{layer_id}/layer.tar" for layer_id in ids],
+            "Config": f"{hex_of(of_bytes(e.image.config_bytes()))}.json",
+            "RepoTags": e.repo_tags,
+            "Layers": [f"{layer_id}/layer.tar" for layer_id in e.layer_ids],
         }
+        for e in entries
     ]
     return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def repositories_json(entries: Sequence[DockerEntry]) -> bytes:
+    """The legacy ``repositories`` file: name -> tag -> the image's top layer."""
+    repositories: dict[str, dict[str, str]] = {}
+    for e in entries:
+        for ref in e.repo_tags:
+            name, tag = split_ref(ref)
+            repositories.setdefault(name, {})[tag] = e.layer_ids[-1] if e.layer_ids else ""
+    return json.dumps(repositories, separators=(",", ":")).encode()
+
+
+def docker_manifest(image: Image, layer_ids: Sequence[str] | None = None) -> bytes:
+    return manifest_json([docker_entry(image, layer_ids)])
 
 
 def write_docker_archive(
@@ -63,16 +98,28 @@ def write_docker_archive(
 
     ``layer_ids`` names each layer's directory (a repeated id is written once).
     """
+    write_docker_images([docker_entry(image, layer_ids)], sink, mtime)
+
+
+def write_docker_images(entries: Sequence[DockerEntry], sink: BinaryIO, mtime: int) -> None:
+    """Write several images as one docker-archive (uncompressed tar) to ``sink``: every
+    layer directory and config once (the first entry's blob for a repeated layer id),
+    then manifest.json listing the entries in order, and ``repositories``."""
     tar = TarStreamWriter(sink, mtime)
-    ids = _layer_ids(image, layer_ids)
-    for layer_id, layer in _unique_layers(image, ids):
-        tar.add_stream(f"{layer_id}/layer.tar", layer.blob.size, layer.blob.copy_to)
-    config = image.config_bytes()
-    tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
-    tar.add_bytes("manifest.json", docker_manifest(image, ids))
-    top = ids[-1] if ids else ""
-    repositories = {image.name: {image.tag: top}}
-    tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+    written: set[str] = set()
+    for e in entries:
+        for layer_id, layer in zip(e.layer_ids, e.image.layers, strict=True):
+            if layer_id not in written:
+                written.add(layer_id)
+                tar.add_stream(f"{layer_id}/layer.tar", layer.blob.size, layer.blob.copy_to)
+    for e in entries:
+        config = e.image.config_bytes()
+        name = f"{hex_of(of_bytes(config))}.json"
+        if name not in written:
+            written.add(name)
+            tar.add_bytes(name, config)
+    tar.add_bytes("manifest.json", manifest_json(entries))
+    tar.add_bytes("repositories", repositories_json(entries))
     tar.close()
 
 

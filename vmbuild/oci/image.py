@@ -196,19 +196,22 @@ class Layer:
 
 @dataclass
 class Image:
-    """What an archive writer needs. ``config`` is the full image config JSON object."""
+    """What an archive writer needs. ``config`` is the full image config JSON object;
+    ``config_raw``, when given, is its bytes as another writer stored them (kept as they
+    are, so the image ID stays), else the config is written as :func:`canonical_json`."""
 
     name: str
     tag: str
     config: dict[str, Any]
     layers: list[Layer] = field(default_factory=list)
+    config_raw: bytes | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.tag}"
 
     def config_bytes(self) -> bytes:
-        return canonical_json(self.config)
+        return self.config_raw if self.config_raw is not None else canonical_json(self.config)
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -42,6 +42,7 @@ class BaseImage:
     config: dict[str, Any]
     layers: list[Layer]
     repo_tags: list[str] = field(default_factory=list)
+    config_bytes: bytes | None = None  # the config as stored, where a reader keeps it
 
 
 class _Members:
@@ -114,8 +115,9 @@ class _Members:
         """The JSON blob ``desc`` names, checked against its digest and size."""
         return self.json(f"blobs/sha256/{hex_of(desc.digest)}", desc.digest, desc.size)
 
-    def json(self, name: str, digest: str | None = None, size: int | None = None) -> Any:
-        """The JSON member ``name``; its bytes must match ``digest`` and ``size`` if given."""
+    def raw(self, name: str, digest: str | None = None, size: int | None = None) -> bytes:
+        """The bytes of the JSON member ``name``, which must match ``digest`` and ``size``
+        if given (not yet parsed: a config's bytes are its image ID)."""
         ref = self.get(name)
         if ref.size > MAX_JSON:
             raise ImageError(
@@ -133,6 +135,13 @@ class _Members:
                 f"{self.path}: {name} is {len(data)} bytes, not the {size} its descriptor says",
                 "the image is corrupt or was altered",
             )
+        return data
+
+    def json(self, name: str, digest: str | None = None, size: int | None = None) -> Any:
+        """The JSON member ``name``, checked as :meth:`raw` does, parsed."""
+        return self.parse(name, self.raw(name, digest, size))
+
+    def parse(self, name: str, data: bytes) -> Any:
         try:
             return json.loads(data)
         except (ValueError, RecursionError) as exc:
@@ -232,14 +241,43 @@ def _read_docker(members: _Members, path: Path, name: str | None, tag: str | Non
                 f"it has: {', '.join(have) or 'untagged images only'}",
             )
         entry = matches[0]
-    raw = members.json(entry.config, _named_digest(entry.config))
-    config, diff_ids = imagejson.image_config(raw, str(path))
+    return _docker_entry(members, path, entry)
+
+
+def _docker_entry(members: _Members, path: Path, entry: imagejson.DockerEntry) -> BaseImage:
+    raw = members.raw(entry.config, _named_digest(entry.config))
+    config, diff_ids = imagejson.image_config(members.parse(entry.config, raw), str(path))
     _count_check(path, diff_ids, len(entry.layers))
     layers = [
         _layer(members.get(member), diff_id, None, f"{path}: layer {i + 1}")
         for i, (diff_id, member) in enumerate(zip(diff_ids, entry.layers, strict=True))
     ]
-    return BaseImage(config, _one_diff_id_each(path, layers), entry.repo_tags)
+    return BaseImage(config, _one_diff_id_each(path, layers), entry.repo_tags, raw)
+
+
+def read_docker_images(path: Path, workdir: Path) -> list[BaseImage]:
+    """Every image of the docker-archive ``path``, in manifest.json's order, each with its
+    config's bytes as stored (``config_bytes``). Its layers are checked as they are read,
+    as :func:`read_image`'s are; ``workdir`` receives a compressed archive's members."""
+    if not path.exists():
+        raise ImageError(f"{path} does not exist", "fix the path")
+    if path.is_dir():
+        oci = (path / "index.json").exists()
+        raise ImageError(
+            f"{path} is {'an OCI layout directory' if oci else 'a directory'}, "
+            "not a docker-archive",
+            "give a docker-archive file (docker save, or skopeo copy to docker-archive:)",
+        )
+    members = _Members(path, workdir)
+    if "manifest.json" not in members.refs:
+        oci = "index.json" in members.refs
+        raise ImageError(
+            f"{path} is {'an OCI archive' if oci else 'not an image archive'}"
+            f"{', not a docker-archive' if oci else ' (no manifest.json)'}",
+            "give a docker-archive (docker save, or skopeo copy to docker-archive:)",
+        )
+    entries = imagejson.docker_manifest(members.json("manifest.json"), str(path))
+    return [_docker_entry(members, path, entry) for entry in entries]
 
 
 def _read_oci(members: _Members, path: Path, name: str | None, tag: str | None) -> BaseImage:
