@@ -54,7 +54,7 @@ def test_extra_commands_with_bash_syntax(tmp_path: Path, function: str) -> None:
     ("spec", "status", "message"),
     [
         (
-            'extraCommands = "echo before\\nno-such-command"',
+            'extraCommands = "echo before\\nno-such-command\\necho after"',
             127,
             "extraCommands failed with status 127: before / "
             "extraCommands: line 2: no-such-command: command not found",
@@ -78,5 +78,5 @@ def test_a_failing_script_is_named_as_itself(
     assert proc.returncode == status, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"vmbuild: error: {message} -- "), line
-    assert "/dev/fd" not in line and "bash:" not in line
+    assert "/dev/fd" not in line and "bash:" not in line and "after" not in line
     assert not out.exists()

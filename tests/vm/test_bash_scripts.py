@@ -61,7 +61,12 @@ def test_bash_syntax_in_an_image_without_bash(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "status", "message", "line"),
     [
-        ('runAsRoot = "echo before; false"', 1, "runAsRoot failed with status 1: before", ""),
+        (
+            'runAsRoot = "echo before; false; echo after"',
+            1,
+            "runAsRoot failed with status 1: before",
+            "",
+        ),
         (
             'runAsRoot = "#!/bin/sh\\necho before\\nno-such-command"',
             127,
@@ -69,7 +74,8 @@ def test_bash_syntax_in_an_image_without_bash(tmp_path: Path) -> None:
             "runAsRoot: line 3: no-such-command: command not found",
         ),
         (
-            'runAsRoot = "true"\nextraCommands = "arr=(a b)\\necho ${arr[1]}; exit 3"',
+            'runAsRoot = "true"\n'
+            'extraCommands = "arr=(a b)\\necho ${arr[1]}\\n(exit 3)\\necho after"',
             3,
             "extraCommands failed with status 3: b",
             "",
@@ -90,6 +96,7 @@ def test_a_failing_script_is_named_without_internals(
     assert errors[0].startswith(f"vmbuild: error: {message}"), proc.stderr
     if line:
         assert line in proc.stderr.splitlines(), proc.stderr  # streamed as bash said it
+    assert "after" not in proc.stderr  # set -e
     for internal in ("vmbuild-step", "/.vmbuild", "/step/", "/dev/fd"):
         assert internal not in proc.stderr, proc.stderr
     assert not out.exists()

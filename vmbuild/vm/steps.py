@@ -160,10 +160,9 @@ def _run_step(
             SCRIPT_HINTS[stage],
             output_tail="\n".join(lines),
         )
-    doing = STAGES.get(stage or "", "starting")
+    doing = f" while {STAGES[stage]}" if stage in STAGES else ""
     raise VmError(
-        f"the build step in the VM failed while {doing} (status {status})"
-        + (f": {last}" if last else ""),
+        f"the build step in the VM failed{doing} (status {status})" + (f": {last}" if last else ""),
         "the base image may be malformed; rerun with --debug",
     )
 
