@@ -59,12 +59,14 @@ def run(
     what: str | None = None,
     umask: int = -1,
     die_with_parent: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion.
 
     ``capture`` collects stdout and stderr. With ``check`` a non-zero exit raises
     :class:`StepFailed` naming ``what`` (default: the program) with the tail of its
-    stderr when captured. ``die_with_parent`` as for :func:`spawn`.
+    stderr when captured. ``die_with_parent`` as for :func:`spawn`; ``pass_fds`` are
+    descriptors the child inherits (at the same numbers).
     """
     _log_cmd(argv)
     args = [os.fspath(a) for a in argv]
@@ -80,6 +82,7 @@ def run(
             check=False,
             umask=umask,
             preexec_fn=_die_with_parent() if die_with_parent else None,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc

@@ -3,7 +3,9 @@
 :func:`materialize` copies a :class:`Tree` into a fresh directory (files copied, never
 linked to their sources, so a script cannot change the inputs; hard links within the
 tree kept). :func:`run_script` runs a user script there with bash, as the invoking
-user, failing the build with the script's status and last lines.
+user, failing the build with the script's status and last lines. bash reads the script
+from an anonymous file (no size limit on one argument) and runs it with ``eval``, its
+``$0`` being the script's name, so its messages read ``extraCommands: line 3: ...``.
 """
 
 from __future__ import annotations
@@ -58,20 +60,35 @@ def materialize(tree: Tree, dest: Path) -> None:
         os.chmod(path, mode)
 
 
+def bash_argv(bash: str, fd: int, name: str) -> list[str]:
+    """``bash -e`` running the script readable at descriptor ``fd``, as ``$0`` = ``name``.
+
+    The descriptor is closed before the script runs; a leading ``#!`` line is a comment.
+    """
+    return [bash, "-e", "-c", f'eval "$(< /dev/fd/{fd})" {fd}<&-', name]
+
+
 def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
     """Run ``script`` with ``bash -e`` and umask 022 in ``cwd``; StepFailed names ``what``."""
     bash = which("bash", "bash")
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
     full_env.update({k: v for k, v in os.environ.items() if k in ("LANG", "TMPDIR", "USER")})
     full_env.update(env or {})
-    proc = run(
-        [bash, "-e", "-c", script],
-        cwd=cwd,
-        env=full_env,
-        capture=True,
-        check=False,
-        umask=0o022,  # as in a Nix build: the caller's umask must not change the layer
-    )
+    fd = os.memfd_create(what)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            f.write(script.encode())
+        proc = run(
+            bash_argv(bash, fd, what),
+            cwd=cwd,
+            env=full_env,
+            capture=True,
+            check=False,
+            umask=0o022,  # as in a Nix build: the caller's umask must not change the layer
+            pass_fds=(fd,),
+        )
+    finally:
+        os.close(fd)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-5:]
         raise StepFailed(

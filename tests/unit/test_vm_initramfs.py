@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from vmbuild.layers.elf import read_elf
 from vmbuild.layers.helpers import default_closure as closure
 from vmbuild.vm import cpio, initramfs
 from vmbuild.vm.keys import Keys
+from vmbuild.vm.stepfiles import step_tar
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,8 @@ def test_sh_is_dash_and_tar_is_gnu_not_busybox(members: dict[str, cpio.Entry]) -
 def test_tools_libraries_keys_and_init_are_there(members: dict[str, cpio.Entry]) -> None:
     for path in (
         "init",
+        "usr/bin/bash",  # runAsRoot and extraCommands are bash scripts
+        "usr/lib/x86_64-linux-gnu/libtinfo.so.6",
         "usr/sbin/dropbear",
         "usr/sbin/useradd",
         "usr/sbin/chpasswd",
@@ -67,3 +72,15 @@ def test_closure_follows_interpreter_libraries_and_links() -> None:
     assert any(p.startswith("/usr/lib/x86_64-linux-gnu/libacl.so.1") for p in found)
     assert "/lib64" in found  # the links the loader resolves through
     assert read_elf("/etc/passwd") is None
+
+
+def test_the_step_offers_bash_through_the_guests_loader() -> None:
+    """In the image's chroot, bash starts without the image's libc (or any shell)."""
+    with tarfile.open(fileobj=io.BytesIO(step_tar({"runAsRoot": b"true"}))) as tar:
+        wrapper = tar.extractfile("bin/bash")
+        assert wrapper is not None
+        text = wrapper.read().decode()
+        assert tar.extractfile("runAsRoot").read() == b"true"  # type: ignore[union-attr]
+    assert text.startswith("#!/.vmbuild/usr/bin/busybox sh\n")
+    assert "exec /.vmbuild/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path" in text
+    assert text.rstrip().endswith('/.vmbuild/usr/bin/bash "$@"')

@@ -76,7 +76,7 @@ def _script_argv(script: str, root: Path, chroot: bool) -> tuple[list[str], dict
         argv += [which("fakechroot", "fakechroot"), which("chroot", "coreutils"), str(root)]
         env["FAKECHROOT_EXCLUDE_PATH"] = ":".join(FAKECHROOT_EXCLUDE)
         env["HOME"] = "/"
-    return [*argv, bash, "-e", "-c", script], env
+    return [*argv, bash, "-e", "-c", script, "fakeRootCommands"], env  # $0 names it
 
 
 def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) -> Path:

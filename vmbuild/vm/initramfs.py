@@ -1,11 +1,12 @@
 """The guest's userland: an initramfs assembled from host files.
 
-Static busybox (every applet linked, except where a real tool takes the name), GNU tar,
-shadow's user and group tools, PAM's pam_unix for chpasswd/passwd, and dropbear, each
-with its shared-library closure at the same paths as on the host, in a merged-/usr
-tree. The guest's init and helpers come from package data (``vmbuild/guest``), and the
-controller's SSH keys from :mod:`vmbuild.vm.keys`. The archive is a deterministic newc
-cpio, cached under the sha256 of everything that goes into it.
+Static busybox (every applet linked, except where a real tool takes the name), bash
+(runAsRoot and extraCommands are bash scripts), GNU tar, shadow's user and group tools,
+PAM's pam_unix for chpasswd/passwd, and dropbear, each with its shared-library closure at
+the same paths as on the host, in a merged-/usr tree. The guest's init and helpers come
+from package data (``vmbuild/guest``), and the controller's SSH keys from
+:mod:`vmbuild.vm.keys`. The archive is a deterministic newc cpio, cached under the sha256
+of everything that goes into it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ GUEST_FILES = ("init", "vmbuild-exec", "exec.sh", "pam-other")
 TOOLS = (
     ("/usr/bin/busybox", "busybox-static"),
     ("/usr/bin/dash", "dash"),
+    ("/usr/bin/bash", "bash"),
     ("/usr/sbin/dropbear", "dropbear-bin"),
     ("/usr/bin/tar", "tar"),
     ("/usr/sbin/useradd", "passwd"),

@@ -3,9 +3,10 @@
 Besides the step script and the user's scripts, it carries ``bin/``: what the guest
 offers the user's script inside the image's chroot (where the guest's root is bind-mounted
 read-only at ``/.vmbuild``). Busybox applets are links to the static busybox; the dynamic
-tools (GNU tar, shadow's user and group tools) are wrappers that start them through the
-guest's own loader and libraries, so they work in images without a libc; ``shadowSetup``
-is the manual's helper as a command. Building this on the host costs the guest no forks.
+tools (bash, which runs runAsRoot itself, GNU tar, shadow's user and group tools) are
+wrappers that start them through the guest's own loader and libraries, so they work in
+images without a shell or libc; ``shadowSetup`` is the manual's helper as a command.
+Building this on the host costs the guest no forks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vmbuild.shadow import SHADOW_SETUP
 GUEST_ROOT = "/.vmbuild"
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 DYNAMIC_TOOLS = (
+    "bash",
     "tar",
     "useradd",
     "usermod",

@@ -15,6 +15,7 @@ Each build VM is bounded by ``vmbuild build --timeout`` / VMBUILD_TIMEOUT
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import sys
 from collections.abc import Iterator
@@ -44,7 +45,14 @@ MIB = 1024 * 1024
 DISK_OVERHEAD = 1.25
 DISK_MARGIN_MIB = 64
 RUN_AS_ROOT = "runAsRoot"
+EXTRA_COMMANDS = "extraCommands"
+SCRIPT_HINTS = {
+    RUN_AS_ROOT: "fix the script; it runs as root in the image with bash -e, in /",
+    EXTRA_COMMANDS: "fix the script; it runs with bash -e in the new layer's root",
+}
 EXPORT_MERGE = "exportImage's merge in the VM (mergeInVM)"
+# the guest's own stages (vmbuild/guest/root-step), as a failure names them
+STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
 
 
 class _Tail:
@@ -66,7 +74,7 @@ class _Tail:
 
     def lines(self, n: int = 5) -> list[str]:
         text = self.data.decode(errors="replace")
-        return [ln for ln in text.splitlines() if ln.strip() and "vmbuild-step" not in ln][-n:]
+        return [ln for ln in text.splitlines() if ln.strip()][-n:]
 
 
 def lowers_disk(base: BaseImage | None, workdir: Path) -> tuple[Path, list[str]]:
@@ -140,25 +148,35 @@ def _run_step(
     if status == 0:
         return
     text = tail.data.decode(errors="replace")
-    last = " / ".join(tail.lines())
+    lines = tail.lines()
+    last = " / ".join(lines)
     if "No space left on device" in text:
         raise _disk_full(disk_size, needed)
-    if "vmbuild-step-script-failed" in text:
+    stage = _failed_stage(vm, status)
+    if stage in SCRIPT_HINTS:
         raise StepFailed(
-            f"runAsRoot failed with status {status}: {last}",
+            f"{stage} failed with status {status}" + (f": {last}" if last else ""),
             status,
-            "fix the script; it runs as root in the image with sh -e",
+            SCRIPT_HINTS[stage],
+            output_tail="\n".join(lines),
         )
-    if "vmbuild-step-extra-failed" in text:
-        raise StepFailed(
-            f"extraCommands failed with status {status}: {last}",
-            status,
-            "fix the script; it runs with sh -e in the new layer's root",
-        )
+    doing = f" while {STAGES[stage]}" if stage in STAGES else ""
     raise VmError(
-        f"the build step in the VM failed (status {status}): {last}",
+        f"the build step in the VM failed{doing} (status {status})" + (f": {last}" if last else ""),
         "the base image may be malformed; rerun with --debug",
     )
+
+
+def _failed_stage(vm: Machine, status: int) -> str | None:
+    """The stage the guest's status record (``/step/status``: STAGE STATUS) names.
+
+    None when there is no record, or it is for another status than ``status``.
+    """
+    out = io.BytesIO()
+    if vm.run(["cat", "/step/status"], stdout=out, stderr=io.BytesIO()) != 0:
+        return None
+    stage, _, code = out.getvalue().decode(errors="replace").strip().partition(" ")
+    return stage if code == str(status) else None
 
 
 def _disk_full(disk_size: int, needed: int) -> VmError:
@@ -216,8 +234,8 @@ def run_as_root(
         ) as vm,
     ):
         files = {
-            "script": (spec.run_as_root or "").encode(),
-            "extra": spec.extra_commands.encode(),
+            RUN_AS_ROOT: (spec.run_as_root or "").encode(),
+            EXTRA_COMMANDS: spec.extra_commands.encode(),
         }
         _run_step(
             vm,
