@@ -152,7 +152,7 @@ def __getattr__(name: str) -> Any:
 
         return BuildResult
     if name == "SHADOW_SETUP":
-        from vmbuild.shadow import SHADOW_SETUP
+        from vmbuild.resources import shadow_setup
 
-        return SHADOW_SETUP
+        return shadow_setup()
     raise AttributeError(name)

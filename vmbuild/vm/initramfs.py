@@ -4,7 +4,7 @@ Static busybox (every applet linked, except where a real tool takes the name), b
 (runAsRoot and extraCommands are bash scripts), GNU tar, shadow's user and group tools,
 PAM's pam_unix for chpasswd/passwd, and dropbear, each with its shared-library closure at
 the same paths as on the host, in a merged-/usr tree. The guest's init and helpers come
-from package data (``vmbuild/guest``), and the controller's SSH keys from
+from ``guest/`` (:mod:`vmbuild.resources`), and the controller's SSH keys from
 :mod:`vmbuild.vm.keys`. The archive is a deterministic newc cpio, cached under the sha256
 of everything that goes into it.
 """
@@ -12,7 +12,6 @@ of everything that goes into it.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import os
 import stat
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from vmbuild import cache
 from vmbuild.errors import ToolMissing
+from vmbuild.resources import guest_file
 from vmbuild.run import run
 from vmbuild.vm import cpio
 
@@ -96,10 +96,6 @@ class Initramfs:
     digest: str
 
 
-def _guest_file(name: str) -> bytes:
-    return importlib.resources.files("vmbuild.guest").joinpath(name).read_bytes()
-
-
 def _usr(path: str) -> str:
     """A host path as it sits in the guest's merged-/usr tree (relative)."""
     rel = path.lstrip("/")
@@ -161,10 +157,10 @@ def entries(keys: Keys) -> list[cpio.Entry]:
     for entry in _busybox_links(taken):
         found.setdefault(entry.path, entry)
     files = {
-        "init": (_guest_file("init"), 0o755),
-        "usr/bin/vmbuild-exec": (_guest_file("vmbuild-exec"), 0o755),
-        "usr/lib/vmbuild/exec.sh": (_guest_file("exec.sh"), 0o644),
-        "etc/pam.d/other": (_guest_file("pam-other"), 0o644),
+        "init": (guest_file("init"), 0o755),
+        "usr/bin/vmbuild-exec": (guest_file("vmbuild-exec"), 0o755),
+        "usr/lib/vmbuild/exec.sh": (guest_file("exec.sh"), 0o644),
+        "etc/pam.d/other": (guest_file("pam-other"), 0o644),
         "etc/passwd": (PASSWD.encode(), 0o644),
         "etc/group": (GROUP.encode(), 0o644),
         "etc/shadow": (SHADOW.encode(), 0o640),
@@ -207,7 +203,7 @@ def quick_key(keys: Keys) -> str:
         except OSError:
             parts.append(f"{path}:-")
     for name in GUEST_FILES:
-        parts.append(_guest_file(name).decode(errors="replace"))
+        parts.append(guest_file(name).decode(errors="replace"))
     return cache.key(parts)
 
 

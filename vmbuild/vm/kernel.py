@@ -1,7 +1,7 @@
 """The guest kernel: the user's, a cached build, a fresh build, or Debian's cloud kernel.
 
 The preferred kernel is built once from Debian's ``linux-source-6.1`` tarball:
-``make tinyconfig``, merge ``vmbuild/kernels/guest.config``, ``make bzImage``. It is
+``make tinyconfig``, merge ``kernels/guest.config``, ``make bzImage``. It is
 cached under the hash of the recipe, the fragment and the tarball's identity, so a new
 fragment or a new linux-source package gives a new build. The build holds the cache
 entry's lock (concurrent first builds wait for one) and is published only whole. Without
@@ -13,7 +13,6 @@ always wins.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from vmbuild import cache, tempdirs
 from vmbuild.errors import ToolMissing, VmbuildError
+from vmbuild.resources import kernel_file
 from vmbuild.run import run, spawn
 
 log = logging.getLogger("vmbuild")
@@ -57,7 +57,7 @@ class Kernel:
 
 
 def fragment() -> bytes:
-    return importlib.resources.files("vmbuild.kernels").joinpath("guest.config").read_bytes()
+    return kernel_file("guest.config")
 
 
 def build_key() -> str:
@@ -189,7 +189,7 @@ def _check_config(config: Path) -> None:
     if lost:
         raise VmbuildError(
             "the guest kernel config lost " + ", ".join(lost),
-            "vmbuild/kernels/guest.config does not fit this linux-source",
+            "kernels/guest.config does not fit this linux-source",
         )
 
 

@@ -48,7 +48,7 @@ __all__ = ["Disk", "Machine"]
 log = logging.getLogger("vmbuild")
 
 BOOT_TIMEOUT = 60.0
-EXEC = ". /usr/lib/vmbuild/exec.sh; vmbuild_exec "  # see vmbuild/guest/exec.sh
+EXEC = ". /usr/lib/vmbuild/exec.sh; vmbuild_exec "  # see guest/exec.sh
 
 
 class Machine:

@@ -12,14 +12,13 @@ Building this on the host costs the guest no forks.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import io
 import os
 import shutil
 import tarfile
 
+from vmbuild.resources import guest_file, shadow_setup
 from vmbuild.run import run, which
-from vmbuild.shadow import SHADOW_SETUP
 
 GUEST_ROOT = "/.vmbuild"
 LOADER = "/lib64/ld-linux-x86-64.so.2"
@@ -60,7 +59,7 @@ def wrappers() -> dict[str, str]:
                 f"{SHELL}exec {GUEST_ROOT}{loader} --library-path {GUEST_ROOT}{libdir} "
                 f'{GUEST_ROOT}{real} "$@"\n'
             )
-    out["shadowSetup"] = SHELL + SHADOW_SETUP
+    out["shadowSetup"] = SHELL + shadow_setup()
     return out
 
 
@@ -74,7 +73,7 @@ def step_tar(files: dict[str, bytes]) -> bytes:
     """A tar of ``root-step``, ``files`` (by name) and ``bin/``, to unpack at /step."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        script = importlib.resources.files("vmbuild.guest").joinpath("root-step").read_bytes()
+        script = guest_file("root-step")
         _add(tar, "root-step", script, 0o755)
         for name, data in sorted(files.items()):
             _add(tar, name, data, 0o644)

@@ -4,7 +4,7 @@ The base image's layers are rewritten into overlayfs lowers on the host as tar s
 (each what its layer changed in the tree a runtime unpacks, see ``vmbuild.oci.rootfs``)
 and laid end to end on one read-only disk; copyToRoot goes in as a second tar disk; a
 sparse output disk of diskSize MiB receives the result. The guest script
-``vmbuild/guest/root-step`` unpacks the lowers, stacks them under an overlay whose upper
+``guest/root-step`` unpacks the lowers, stacks them under an overlay whose upper
 dir is the new layer, runs the script chrooted in the merged tree, and packs the upper
 dir (or, for exportImage, the merged tree). Back on the host the result is rewritten
 into image form deterministically.
@@ -51,7 +51,7 @@ SCRIPT_HINTS = {
     EXTRA_COMMANDS: "fix the script; it runs with bash -e in the new layer's root",
 }
 EXPORT_MERGE = "exportImage's merge in the VM (mergeInVM)"
-# the guest's own stages (vmbuild/guest/root-step), as a failure names them
+# the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
 
 
