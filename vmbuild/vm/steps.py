@@ -49,7 +49,7 @@ class RootStep:
     """What one root step in the build VM is given (the builders make it from a spec)."""
 
     name: str  # names the step when it runs out of time, e.g. "runAsRoot"
-    disk_size: int  # MiB: the output disk, which holds the lowers' copy-ups too
+    disk_size: int  # MiB of the VM's work disk: the lowers unpacked, the result made
     memory: int  # MiB of the build VM
     script: str = ""  # runAsRoot: run as root, chrooted in the merged tree
     extra_commands: str = ""  # run after it, in the new layer's root
