@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from vmbuild.builders.layered import assemble
 from vmbuild.config import load_spec
 from vmbuild.errors import VmbuildError
-from vmbuild.layers.layered import assemble
 from vmbuild.layers.lazy import diff_id_of
 from vmbuild.layers.units import Graph
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vmbuild.errors import VmbuildError
 
 if TYPE_CHECKING:  # the API imports its machinery on first use: `vmbuild --help` stays fast
+    from vmbuild.builders.result import BuildResult
     from vmbuild.oci.compress import Compression
-    from vmbuild.output import BuildResult
 
 __all__ = [
     "SHADOW_SETUP",
@@ -69,7 +69,7 @@ def _run(
     base_dir: str | Path | None,
     kwargs: dict[str, Any],
 ) -> BuildResult:
-    from vmbuild.build import build
+    from vmbuild.builders import build
     from vmbuild.config import output_options, parse_table
 
     loaded = parse_table(_table(function, kwargs), function, Path(base_dir or ".").resolve())
@@ -106,7 +106,7 @@ def stream_layered_image(
     *, sink: BinaryIO, base_dir: str | Path | None = None, **kwargs: Any
 ) -> None:
     """dockerTools.streamLayeredImage: the uncompressed docker-archive, written to ``sink``."""
-    from vmbuild.build import stream
+    from vmbuild.builders import stream
     from vmbuild.config import parse_table
 
     table = _table("streamLayeredImage", kwargs)
@@ -148,7 +148,7 @@ def merge_images(
 
 def __getattr__(name: str) -> Any:
     if name == "BuildResult":
-        from vmbuild.output import BuildResult
+        from vmbuild.builders.result import BuildResult
 
         return BuildResult
     if name == "SHADOW_SETUP":

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild import timeouts
-from vmbuild.build import build, stream
+from vmbuild.builders import build, stream
 from vmbuild.config import load_spec, output_options
-from vmbuild.config.common import FORMATS
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS
+from vmbuild.oci.output import FORMATS
 
 
 def register(sub: Any) -> None:

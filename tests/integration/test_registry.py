@@ -26,10 +26,11 @@ from tests.integration.registry_fixture import (
     registry,
     skopeo,
 )
-from vmbuild.config.common import Fields, OutputOptions
+from vmbuild.builders import pull_image
+from vmbuild.config.common import Fields
 from vmbuild.config.pull import parse
 from vmbuild.errors import RegistryError
-from vmbuild.registry import pull as pull_mod
+from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.nixhash import to_sri
 
 pytestmark = [
@@ -131,11 +132,11 @@ def pull_to(tmp: Path, world: World, fmt: str = "docker-archive", **table: objec
     fields = Fields(spec, "spec", tmp)
     out = tmp / f"out-{fmt}.tar"
     with pytest.raises(RegistryError, match="hash mismatch") as err:
-        pull_mod.build(parse(fields), out, OutputOptions(fmt, "none"))
+        pull_image.build(parse(fields), out, OutputOptions(fmt, "none"))
     assert not out.exists()
     got = str(err.value.message).split("got ")[1].split(",")[0]
     spec["hash"] = got
-    pull_mod.build(parse(Fields(spec, "spec", tmp)), out, OutputOptions(fmt, "none"))
+    pull_image.build(parse(Fields(spec, "spec", tmp)), out, OutputOptions(fmt, "none"))
     assert sha_sri(out) == got
     return out
 
@@ -227,7 +228,7 @@ def test_index_resolves_platform(tmp_path: Path, world: World) -> None:
     with pytest.raises(
         RegistryError, match=r"no image for linux/s390x.*linux/amd64, linux/arm64/v8"
     ):
-        pull_mod.build(parse(fields), tmp_path / "x.tar", OutputOptions("docker-archive", "none"))
+        pull_image.build(parse(fields), tmp_path / "x.tar", OutputOptions("docker-archive", "none"))
     assert not (tmp_path / "x.tar").exists()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from vmbuild.__main__ import main
 from vmbuild.errors import ToolMissing, VmbuildError
-from vmbuild.vm import Disk, Machine, accel, initramfs, kernel, keys, workdir
+from vmbuild.vm import Disk, Machine, accel, bootkernel, initramfs, kernel, keys, workdir
 from vmbuild.vm.cli import _disk
 
 
@@ -38,7 +38,7 @@ def fake_guest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Kernel, initramfs, keys and accelerator without building or probing anything."""
     k = tmp_path / "vmlinux"
     k.write_bytes(b"")
-    monkeypatch.setattr(kernel, "resolve", lambda path=None: kernel.Kernel(k, "built"))
+    monkeypatch.setattr(bootkernel, "resolve", lambda path=None: kernel.Kernel(k, "built"))
     monkeypatch.setattr(keys, "load", lambda: None)
     monkeypatch.setattr(
         initramfs, "ensure", lambda _keys: initramfs.Initramfs(tmp_path / "i.cpio", "x")
@@ -69,7 +69,7 @@ def test_missing_mkfs_says_what_to_install_and_leaves_nothing(
 
 def test_missing_user_kernel_is_named() -> None:
     with pytest.raises(VmbuildError, match="kernel /nonexistent/bzImage does not exist"):
-        kernel.resolve(Path("/nonexistent/bzImage"))
+        bootkernel.resolve(Path("/nonexistent/bzImage"))
 
 
 def test_no_kernel_and_no_way_to_build_one_says_what_to_install(
@@ -78,7 +78,7 @@ def test_no_kernel_and_no_way_to_build_one_says_what_to_install(
     monkeypatch.setattr(kernel, "SOURCE", Path("/nonexistent/linux-source-6.1.tar.xz"))
     hide(monkeypatch, "apt-get", "apt-cache")
     with pytest.raises(ToolMissing) as info:
-        kernel.resolve(None)
+        bootkernel.resolve(None)
     assert info.value.hint and "linux-source-6.1" in info.value.hint
 
 

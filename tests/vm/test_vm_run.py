@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import REPO, vmbuild_cli
 from vmbuild.errors import VmError
-from vmbuild.vm import Disk, Machine, kernel
+from vmbuild.vm import Disk, Machine, bootkernel
 
 pytestmark = pytest.mark.vm
 
@@ -339,7 +339,7 @@ def test_debian_cloud_kernel_fallback_boots_and_mounts_overlays(
 
 def test_a_users_kernel_boots(private_tmp: Path) -> None:
     """--kernel PATH: here the bzImage of vmbuild's own build, booted the classic way."""
-    built = kernel.resolve(None)  # found in the cache (or built once)
+    built = bootkernel.resolve(None)  # found in the cache (or built once)
     assert built.origin == "built"
     with Machine(memory_mib=128, disk_size_mib=16, kernel=built.path.parent / "bzImage") as m:
         assert run(m, "cat", "/proc/cmdline")[1].startswith(b"console=ttyS0")

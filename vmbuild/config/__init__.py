@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vmbuild.config.common import Fields, OutputOptions
+from vmbuild.config.common import Fields
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.output import OutputOptions
 
 # function -> module with parse(fields, function)
 PARSERS = {

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vmbuild.errors import SpecError
-from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level
+from vmbuild.oci.compress import Compression
+from vmbuild.oci.names import check_name, check_tag
 
 T = TypeVar("T")
 
 EPOCH_DEFAULT = "1970-01-01T00:00:01Z"
-FORMATS = ("docker-archive", "oci-archive", "oci")
 
 # Arguments nixpkgs takes that mean nothing without a Nix store: accepted, with a warning.
 NIX_ONLY = {
@@ -40,24 +38,6 @@ _TYPE_NAMES = {
     list: "a list",
     dict: "a table",
 }
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """How an image is written: format, and compression (of layers, or of a docker-archive)."""
-
-    format: str = "docker-archive"
-    compression: Compression = "gzip"
-    level: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise SpecError(f"unknown format {self.format!r}", f"use one of {', '.join(FORMATS)}")
-        if self.compression not in COMPRESSIONS:
-            raise SpecError(
-                f"unknown compression {self.compression!r}", f"use one of {', '.join(COMPRESSIONS)}"
-            )
-        check_level(self.compression, self.level)
 
 
 class Fields:
@@ -251,32 +231,6 @@ def _iso(value: dt.date | dt.time) -> str:
 def created_epoch(created: str) -> int:
     """Whole seconds since the epoch of an RFC 3339 string made by :func:`parse_created`."""
     return int(dt.datetime.fromisoformat(created).timestamp())
-
-
-NAME_RE = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_name(name: str, where: str) -> str:
-    host, _, rest = name.partition("/")
-    path = rest if rest and ("." in host or ":" in host or host == "localhost") else name
-    if not NAME_RE.match(path):
-        raise SpecError(
-            f"{where}: name {name!r} is not a valid image name",
-            "use lowercase letters, digits and . _ - separators, / between path parts",
-        )
-    return name
-
-
-def check_tag(tag: str, where: str) -> str:
-    if not TAG_RE.match(tag):
-        raise SpecError(
-            f"{where}: tag {tag!r} is not a valid tag",
-            "use up to 128 letters, digits, _ . -, not starting with . or -",
-        )
-    return tag
 
 
 def name_and_tag(fields: Fields) -> tuple[str, str | None]:

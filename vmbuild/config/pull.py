@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmbuild.config.common import Fields, check_name
+from vmbuild.config.common import Fields
 from vmbuild.errors import SpecError
+from vmbuild.oci.names import check_name
 from vmbuild.registry.manifest import Platform, parse_platform
 from vmbuild.registry.nixhash import parse_sha256, to_sri
 from vmbuild.registry.reference import Repository, check_digest, check_tag, parse_repository

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from vmbuild.config.common import OutputOptions
 from vmbuild.oci.compress import COMPRESSIONS, Compression
+from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.manifest import parse_platform
 from vmbuild.registry.prefetch import prefetch, report
 from vmbuild.registry.progress import Progress, Silent

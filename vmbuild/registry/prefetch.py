@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from vmbuild import tempdirs
-from vmbuild.config.common import OutputOptions, check_name
+from vmbuild.oci.names import check_name
+from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.manifest import Platform, resolve
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for, pull

@@ -1,4 +1,4 @@
-"""pullImage: fetch an image by digest and write it as the manual's archive, hash-checked.
+"""Pulling: fetch an image by digest and write it as pullImage's archive, hash-checked.
 
 The docker-archive holds the registry's config byte for byte (so the image ID is the
 config digest, as after ``docker pull``) and the layers uncompressed, like ``skopeo copy
@@ -11,7 +11,8 @@ blobs as they are. Either way every layer's tar headers are read as it is writte
 (:mod:`.layerscan`): a layer with unsafe names (absolute, ``..``, links climbing out), or
 that is not a tar, fails the pull, and the archive is not kept. Every digest the
 registry names (descriptors, diff_ids) is checked against the digest grammar before it
-becomes part of a path or a member name.
+becomes part of a path or a member name. The spec's side, ``function = "pullImage"``,
+is :mod:`vmbuild.builders.pull_image`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from vmbuild.config.common import OutputOptions
-from vmbuild.config.pull import PullImageSpec
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import Compression, compressor, threads
 from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.tarstream import TarStreamWriter
-from vmbuild.output import BuildResult, atomic_file, result_for
 from vmbuild.registry import blobs, known
 from vmbuild.registry.auth import load_credentials
 from vmbuild.registry.client import Client
@@ -350,20 +349,4 @@ def write_oci_archive(image: PulledImage, manifest: Manifest, sink: BinaryIO) ->
     tar.close()
 
 
-def build(spec: PullImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    """The ``function = "pullImage"`` build step."""
-    pulled = pull(
-        spec.repo,
-        spec.image_digest,
-        spec.platform,
-        spec.final_image_name,
-        spec.final_image_tag,
-        out,
-        opts,
-        tls_verify=spec.tls_verify,
-        expected=spec.sha256,
-    )
-    return result_for(pulled.image, out, opts, spec.build_args())
-
-
-__all__ = ["Pulled", "PulledImage", "build", "pull"]
+__all__ = ["Pulled", "PulledImage", "pull"]

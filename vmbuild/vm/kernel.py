@@ -191,35 +191,3 @@ def _check_config(config: Path) -> None:
             "the guest kernel config lost " + ", ".join(lost),
             "kernels/guest.config does not fit this linux-source",
         )
-
-
-def resolve(user_kernel: Path | None = None, *, allow_build: bool = True) -> Kernel:
-    """The kernel to boot: ``--kernel``, the cached build, a new build, or the fallback."""
-    if user_kernel is not None:
-        if not user_kernel.is_file():
-            raise VmbuildError(
-                f"kernel {user_kernel} does not exist",
-                "give --kernel the path of a bzImage or vmlinuz",
-            )
-        return Kernel(user_kernel, "user")
-    if os.environ.get("VMBUILD_GUEST_KERNEL") == "cloud":
-        from vmbuild.vm import cloudkernel
-
-        return cloudkernel.ensure()
-    built = cached_build()
-    if built:
-        return Kernel(built, "built")
-    lacking = missing_build_tools()
-    if allow_build and not lacking:
-        return Kernel(build(), "built")
-    from vmbuild.vm import cloudkernel
-
-    try:
-        return cloudkernel.ensure()
-    except VmbuildError as exc:
-        raise ToolMissing(
-            "no guest kernel: cannot build one (missing "
-            + ", ".join(lacking)
-            + f") and the fallback, Debian's cloud kernel, failed: {exc.message}",
-            "install the kernel build tools: apt-get install " + " ".join(lacking),
-        ) from exc

@@ -33,7 +33,7 @@ from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import spawn, terminate, which
 from vmbuild.tempdirs import OwnedDir
 from vmbuild.vm import accel as accel_mod
-from vmbuild.vm import faults, initramfs, kernel
+from vmbuild.vm import bootkernel, faults, initramfs
 from vmbuild.vm.console import Console
 from vmbuild.vm.faults import HostWatch, VmTimeout
 from vmbuild.vm.qemu import Disk, VmSpec, argv
@@ -131,7 +131,7 @@ class Machine:
 
         t0 = time.monotonic()
         qemu = which("qemu-system-x86_64", "qemu-system-x86")
-        kern = kernel.resolve(self.kernel_path)
+        kern = bootkernel.resolve(self.kernel_path)
         ssh_keys = keys.load()
         initrd = initramfs.ensure(ssh_keys).path
         if kern.modules is not None:

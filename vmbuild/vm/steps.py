@@ -19,12 +19,11 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from vmbuild import timeouts
-from vmbuild.config.build_image import BuildImageSpec
-from vmbuild.config.export import ExportImageSpec
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
@@ -50,9 +49,21 @@ SCRIPT_HINTS = {
     RUN_AS_ROOT: "fix the script; it runs as root in the image with bash -e, in /",
     EXTRA_COMMANDS: "fix the script; it runs with bash -e in the new layer's root",
 }
-EXPORT_MERGE = "exportImage's merge in the VM (mergeInVM)"
 # the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
+
+
+@dataclass(frozen=True)
+class RootStep:
+    """What one root step in the build VM is given (the builders make it from a spec)."""
+
+    name: str  # names the step when it runs out of time, e.g. "runAsRoot"
+    disk_size: int  # MiB of the VM's work disk: the lowers unpacked, the result made
+    memory: int  # MiB of the build VM
+    script: str = ""  # runAsRoot: run as root, chrooted in the merged tree
+    extra_commands: str = ""  # run after it, in the new layer's root
+    uid: int = 0  # the owner of copyToRoot's files in the content disk
+    gid: int = 0
 
 
 class _Tail:
@@ -208,7 +219,7 @@ def _bounded(step: str) -> Iterator[float | None]:
 
 
 def run_as_root(
-    spec: BuildImageSpec,
+    step: RootStep,
     base: BaseImage | None,
     tree: Tree,
     workdir: Path,
@@ -220,29 +231,29 @@ def run_as_root(
     content = workdir / "content.tar"
     with open(content, "wb") as f:
         layer_writer.pack(
-            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(spec.uid, spec.gid)
+            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(step.uid, step.gid)
         )
-    needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, spec.disk_size)
-    out = _sparse(workdir / "out.img", spec.disk_size)
+    needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, step.disk_size)
+    out = _sparse(workdir / "out.img", step.disk_size)
     with (
-        _bounded(RUN_AS_ROOT) as timeout,
+        _bounded(step.name) as timeout,
         Machine(
-            memory_mib=spec.build_vm_memory_size,
-            disk_size_mib=spec.disk_size,
+            memory_mib=step.memory,
+            disk_size_mib=step.disk_size,
             disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
             timeout=timeout,
         ) as vm,
     ):
         files = {
-            RUN_AS_ROOT: (spec.run_as_root or "").encode(),
-            EXTRA_COMMANDS: spec.extra_commands.encode(),
+            RUN_AS_ROOT: step.script.encode(),
+            EXTRA_COMMANDS: step.extra_commands.encode(),
         }
         _run_step(
             vm,
             "build",
             ranges,
-            spec.disk_size,
-            spec.build_vm_memory_size,
+            step.disk_size,
+            step.memory,
             needed,
             files,
             has_content=bool(tree.entries),
@@ -255,20 +266,20 @@ def run_as_root(
 
 
 def export_in_vm(
-    spec: ExportImageSpec, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
+    step: RootStep, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
 ) -> Packed:
     """The merged filesystem of ``base``, flattened by the VM's overlay, into ``sink``."""
     lowers, ranges = lowers_disk(base, workdir)
-    needed = check_disk(lowers.stat().st_size, spec.disk_size)
-    out = _sparse(workdir / "out.img", spec.disk_size)
+    needed = check_disk(lowers.stat().st_size, step.disk_size)
+    out = _sparse(workdir / "out.img", step.disk_size)
     with (
-        _bounded(EXPORT_MERGE) as timeout,
+        _bounded(step.name) as timeout,
         Machine(
-            memory_mib=spec.build_vm_memory_size,
-            disk_size_mib=spec.disk_size,
+            memory_mib=step.memory,
+            disk_size_mib=step.disk_size,
             disks=[Disk(out), Disk(lowers, readonly=True)],
             timeout=timeout,
         ) as vm,
     ):
-        _run_step(vm, "export", ranges, spec.disk_size, spec.build_vm_memory_size, needed)
+        _run_step(vm, "export", ranges, step.disk_size, step.memory, needed)
     return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")

@@ -11,17 +11,18 @@ import logging
 from pathlib import Path
 
 from vmbuild import tempdirs
-from vmbuild.basepull import base_path
+from vmbuild.builders.basepull import base_path
+from vmbuild.builders.imageconfig import default_tag, image_config
+from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec
-from vmbuild.config.common import OutputOptions, created_epoch
-from vmbuild.imageconfig import default_tag, image_config
+from vmbuild.config.common import created_epoch
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.tree import Tree, from_roots
-from vmbuild.output import BuildResult, result_for, write_image
 from vmbuild.stage import materialize, run_script
 
 log = logging.getLogger("vmbuild")
@@ -65,9 +66,18 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     if spec.run_as_root is not None:
-        from vmbuild.vm.steps import run_as_root
+        from vmbuild.vm.steps import RootStep, run_as_root
 
-        new_layer = run_as_root(spec, base, tree, workdir, layer_compression(opts), mtime)
+        step = RootStep(
+            name="runAsRoot",
+            disk_size=spec.disk_size,
+            memory=spec.build_vm_memory_size,
+            script=spec.run_as_root,
+            extra_commands=spec.extra_commands,
+            uid=spec.uid,
+            gid=spec.gid,
+        )
+        new_layer = run_as_root(step, base, tree, workdir, layer_compression(opts), mtime)
     else:
         if spec.extra_commands:
             root = workdir / "root"

@@ -1,4 +1,4 @@
-"""Writing a finished image to --out atomically, and what a build reports.
+"""How an image is written (:class:`OutputOptions`), and writing it to --out atomically.
 
 The image is written under a temporary name in the destination's directory and renamed
 into place only when complete, so --out never holds half an image. A docker-archive is
@@ -17,40 +17,34 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
-from vmbuild.config.common import OutputOptions
-from vmbuild.errors import VmbuildError
+from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
-from vmbuild.oci.compress import compressor
-from vmbuild.oci.digest import of_bytes
+from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
 from vmbuild.oci.image import Image
+
+FORMATS = ("docker-archive", "oci-archive", "oci")
 
 
 @dataclass(frozen=True)
-class BuildResult:
-    """What `vmbuild build --json` prints (the manual's passthru, and more)."""
+class OutputOptions:
+    """How an image is written: format, and compression (of layers, or of a docker-archive)."""
 
-    out: Path
-    image_name: str
-    image_tag: str
-    build_args: dict[str, Any]
-    config_digest: str
-    layers: list[dict[str, str]] = field(default_factory=list)
     format: str = "docker-archive"
+    compression: Compression = "gzip"
+    level: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "imageName": self.image_name,
-            "imageTag": self.image_tag,
-            "format": self.format,
-            "configDigest": self.config_digest,
-            "layers": self.layers,
-            "buildArgs": self.build_args,
-        }
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise SpecError(f"unknown format {self.format!r}", f"use one of {', '.join(FORMATS)}")
+        if self.compression not in COMPRESSIONS:
+            raise SpecError(
+                f"unknown compression {self.compression!r}", f"use one of {', '.join(COMPRESSIONS)}"
+            )
+        check_level(self.compression, self.level)
 
 
 def _output_error(out: Path, exc: OSError) -> VmbuildError:
@@ -245,21 +239,3 @@ def _write_layout(image: Image, out: Path) -> None:
         raise
     finally:
         os.close(fd)
-
-
-def result_for(
-    image: Image, out: Path, opts: OutputOptions, build_args: dict[str, Any]
-) -> BuildResult:
-    layers = [
-        {"diffId": layer.diff_id, "digest": layer.digest, "mediaType": layer.media_type}
-        for layer in image.layers
-    ]
-    return BuildResult(
-        out=out,
-        image_name=image.name,
-        image_tag=image.tag,
-        build_args=build_args,
-        config_digest=of_bytes(image.config_bytes()),
-        layers=layers,
-        format=opts.format,
-    )

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vmbuild import tempdirs
-from vmbuild.basepull import base_path
-from vmbuild.config.common import OutputOptions, created_epoch
+from vmbuild.builders.basepull import base_path
+from vmbuild.builders.imageconfig import default_tag, image_config
+from vmbuild.builders.result import BuildResult, result_for
+from vmbuild.config.common import created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
-from vmbuild.imageconfig import default_tag, image_config
 from vmbuild.layers.custom import Custom, customisation
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
@@ -36,9 +37,9 @@ from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.blocks import BlockWriter, widen_pipe
 from vmbuild.oci.compress import BLOCK_SIZE, compressor
 from vmbuild.oci.image import BlobRef, Image, Layer
+from vmbuild.oci.output import OutputOptions, atomic_file, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree
-from vmbuild.output import BuildResult, atomic_file, result_for, write_image
 
 log = logging.getLogger("vmbuild")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from vmbuild.cache import cache_dir
 from vmbuild.config.base import BaseSource
-from vmbuild.config.common import OutputOptions
+from vmbuild.oci.output import OutputOptions
 
 if TYPE_CHECKING:
     from vmbuild.config.pull import PullImageSpec
@@ -32,9 +32,9 @@ def base_path(source: BaseSource) -> Path:
     path = pulled_path(source)
     if path.is_file():
         return path
-    from vmbuild.registry import pull
+    from vmbuild.builders import pull_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("pulling %s@%s for fromImage", source.image_name, source.image_digest)
-    pull.build(source, path, OutputOptions("docker-archive", "none"))
+    pull_image.build(source, path, OutputOptions("docker-archive", "none"))
     return path

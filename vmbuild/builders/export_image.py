@@ -11,14 +11,15 @@ import logging
 from pathlib import Path
 
 from vmbuild import tempdirs
-from vmbuild.basepull import base_path
-from vmbuild.config.common import OutputOptions, created_epoch, parse_created
+from vmbuild.builders.basepull import base_path
+from vmbuild.builders.result import BuildResult
+from vmbuild.config.common import created_epoch, parse_created
 from vmbuild.config.export import ExportImageSpec
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import canonical_json
 from vmbuild.oci.merge import flatten
+from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.reader import BaseImage, read_image
-from vmbuild.output import BuildResult, atomic_file
 
 log = logging.getLogger("vmbuild")
 
@@ -49,9 +50,14 @@ def build(spec: ExportImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
         mtime = export_mtime(base)
         with atomic_file(out) as sink:
             if spec.merge_in_vm:
-                from vmbuild.vm.steps import export_in_vm
+                from vmbuild.vm.steps import RootStep, export_in_vm
 
-                packed = export_in_vm(spec, base, workdir, sink, mtime)
+                step = RootStep(
+                    name="exportImage's merge in the VM (mergeInVM)",
+                    disk_size=spec.disk_size,
+                    memory=spec.build_vm_memory_size,
+                )
+                packed = export_in_vm(step, base, workdir, sink, mtime)
             else:
                 packed = flatten(base.layers, sink, workdir, mtime)
         log.info("exported %d layers to %s", len(base.layers), out)

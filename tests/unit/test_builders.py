@@ -1,0 +1,47 @@
+"""The builders' table: one Builder per function the spec loader knows."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmbuild.builders import BUILDERS, stream
+from vmbuild.config import PARSERS, parse_table
+from vmbuild.errors import SpecError
+
+
+def test_every_function_a_spec_can_name_has_a_builder() -> None:
+    assert set(BUILDERS) == set(PARSERS)
+
+
+def test_the_layered_functions_stream_and_write_layouts() -> None:
+    streaming = {name for name, builder in BUILDERS.items() if builder.stream is not None}
+    assert streaming == {"buildLayeredImage", "streamLayeredImage"}
+    layouts = {name for name, builder in BUILDERS.items() if builder.layout}
+    assert layouts == {"buildImage", "buildLayeredImage", "streamLayeredImage"}
+    assert [n for n, b in BUILDERS.items() if not b.compresses] == ["exportImage"]
+
+
+def test_stream_refuses_a_function_that_does_not_stream(tmp_path: Path) -> None:
+    loaded = parse_table({"name": "x"}, "spec", tmp_path)
+    sink = io.BytesIO()
+    with pytest.raises(SpecError, match="works with streamLayeredImage specs, not buildImage"):
+        stream(loaded, sink)
+    assert sink.getvalue() == b""
+
+
+def test_the_table_loads_no_vm_or_registry_code() -> None:
+    code = (
+        "import sys\n"
+        "import vmbuild.builders\n"
+        "lower = ('vmbuild.vm', 'vmbuild.registry')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(lower)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,111 @@
+"""The builders: one module per dockerTools function, reached through one typed table.
+
+A builder turns a validated spec (:mod:`vmbuild.config`) into a result: it reads the
+inputs the spec names, has the layers made (host steps, closures, the build VM, the
+registry) and writes the image to --out.
+
+- :mod:`.build_image`: buildImage.
+- :mod:`.layered`: buildLayeredImage and streamLayeredImage.
+- :mod:`.pull_image`: pullImage.
+- :mod:`.export_image`: exportImage.
+- :mod:`.merge_images`: mergeImages (nixpkgs', beyond the manual).
+
+Beside them what they share: :mod:`.imageconfig` (the image config JSON),
+:mod:`.basepull` (a pullImage ``fromImage``, pulled once into the cache) and
+:mod:`.result` (what a build reports). :func:`build` and :func:`stream` are the entry
+for the command line and the API: they pick the function's :class:`Builder` from
+:data:`BUILDERS`. No argv parsing, no printing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
+
+from vmbuild.builders import build_image, export_image, layered, merge_images, pull_image
+from vmbuild.builders.result import BuildResult
+from vmbuild.errors import SpecError
+from vmbuild.oci.output import OutputOptions, resolve_out
+
+if TYPE_CHECKING:
+    from vmbuild.config import Loaded
+    from vmbuild.config.build_image import BuildImageSpec
+    from vmbuild.config.export import ExportImageSpec
+    from vmbuild.config.layered import LayeredSpec
+    from vmbuild.config.merge import MergeImagesSpec
+    from vmbuild.config.pull import PullImageSpec
+
+Spec = TypeVar("Spec")
+
+
+@dataclass(frozen=True)
+class Builder(Generic[Spec]):
+    """One dockerTools function: how its spec is built into --out, and streamed if it can."""
+
+    build: Callable[[Spec, Path, OutputOptions], BuildResult]
+    stream: Callable[[Spec, BinaryIO], None] | None = None
+    layout: bool = False  # --format oci writes a layout directory (else a file)
+    # its docker-archive is compressed as --compress says (so --out's suffix is checked)
+    compresses: bool = True
+
+
+_BUILD_IMAGE: Builder[BuildImageSpec] = Builder(build_image.build, layout=True)
+_LAYERED: Builder[LayeredSpec] = Builder(layered.build, layered.stream, layout=True)
+_PULL_IMAGE: Builder[PullImageSpec] = Builder(pull_image.build)
+_EXPORT_IMAGE: Builder[ExportImageSpec] = Builder(export_image.build, compresses=False)
+_MERGE_IMAGES: Builder[MergeImagesSpec] = Builder(merge_images.build)
+
+# function -> its builder; the spec's type is the one config's parser gives for it
+BUILDERS: dict[str, Builder[Any]] = {
+    "buildImage": _BUILD_IMAGE,
+    "buildLayeredImage": _LAYERED,
+    "streamLayeredImage": _LAYERED,
+    "pullImage": _PULL_IMAGE,
+    "exportImage": _EXPORT_IMAGE,
+    "mergeImages": _MERGE_IMAGES,
+}
+
+
+def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
+    """Build ``loaded`` into ``out`` (checked before any work; a symlink there is followed)."""
+    builder = BUILDERS[loaded.function]
+    layout = opts.format == "oci" and builder.layout
+    if opts.format == "docker-archive" and builder.compresses:
+        warn_on_suffix(out, opts.compression)
+    target = resolve_out(out, directory=layout)
+    result = builder.build(loaded.spec, target, opts)
+    return dataclasses.replace(result, out=out)
+
+
+# what an archive's name ends in, by how it is compressed
+SUFFIXES = {"gzip": (".gz", ".tgz"), "zstd": (".zst", ".zstd"), "none": (".tar",)}
+
+
+def warn_on_suffix(out: Path, compression: str) -> None:
+    """Warn when --out's name says another compression than the archive will have."""
+    name = out.name.lower()
+    said = next((c for c, ends in SUFFIXES.items() if name.endswith(ends)), None)
+    if said is None or said == compression:
+        return
+    flag = f"--compress {said}"
+    warnings.warn(
+        f"--out {out.name} looks {said if said != 'none' else 'uncompressed'}, but the "
+        f"archive is {compression if compression != 'none' else 'uncompressed'}: pass "
+        f"{flag} (or compressor in the spec), or rename it",
+        UserWarning,
+        2,
+    )
+
+
+def stream(loaded: Loaded, sink: BinaryIO) -> None:
+    builder = BUILDERS[loaded.function]
+    if builder.stream is None:
+        raise SpecError(
+            f"vmbuild stream works with streamLayeredImage specs, not {loaded.function}",
+            'set function = "streamLayeredImage", or use vmbuild build',
+        )
+    builder.stream(loaded.spec, sink)
