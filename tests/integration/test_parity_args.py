@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Containers, skopeo, vmbuild_cli
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import Containers, skopeo
 
 
 def build(tmp_path: Path, text: str, out: str = "out.tar") -> subprocess.CompletedProcess[str]:

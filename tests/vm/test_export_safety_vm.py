@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
-from tests.integration.export_cases import (
+from tests.support.cli import vmbuild_cli
+from tests.support.export_cases import (
     Tree,
     assert_no_member_below_a_non_directory,
     combined,
