@@ -35,7 +35,7 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.registry_fixture import registry  # noqa: E402
+from tests.support.registry_fixture import registry  # noqa: E402
 from vmbuild.oci.archive import write_docker_archive  # noqa: E402
 from vmbuild.oci.digest import of_file  # noqa: E402
 from vmbuild.oci.image import BlobRef, Image, Layer  # noqa: E402

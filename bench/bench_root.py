@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.images import image_from_layers, layer_tar  # noqa: E402
+from tests.support.images import image_from_layers, layer_tar  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:

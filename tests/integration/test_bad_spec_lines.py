@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
+from tests.support.cli import vmbuild_cli
 
 CASES = [
     ('created = "9999-12-31T23:59:59-01:00"', "out of range"),

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.conftest import skopeo
-from tests.integration.crafted import (
+from tests.support.containers import skopeo
+from tests.support.crafted import (
     Members,
     build_base,
     config_for,

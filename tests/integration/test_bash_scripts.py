@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
+from tests.support.cli import vmbuild_cli
 
 # More than one argument may hold (128 KiB): the script is never passed as one.
 LONG_COMMENT = "# " + "x" * 200_000

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Containers, skopeo, vmbuild_cli
-from tests.integration.images import multi_image_archive, rich_tree
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import Containers, skopeo
+from tests.support.images import multi_image_archive, rich_tree
 
 pytestmark = pytest.mark.tools
 
@@ -178,7 +179,7 @@ def test_from_oci_archive_and_multi_image_selection(tmp_path: Path) -> None:
 
 @pytest.mark.vm  # the example's runAsRoot step boots the build VM
 def test_example_runs_under_buildah(tmp_path: Path, containers: Containers) -> None:
-    from tests.conftest import REPO
+    from tests.support.cli import REPO
 
     out = tmp_path / "hello.tar.gz"
     proc = vmbuild_cli("build", REPO / "examples" / "hello" / "image.toml", "--out", out)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
-from tests.integration.images import rich_tree
+from tests.support.cli import vmbuild_cli
+from tests.support.images import rich_tree
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import skopeo, vmbuild_cli
-from tests.integration.images import image_from_layers, layer_tar
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import skopeo
+from tests.support.images import image_from_layers, layer_tar
 
 
 def export(tmp_path: Path, image: Path, *extra: str) -> Path:

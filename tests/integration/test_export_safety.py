@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
-from tests.integration.export_cases import (
+from tests.support.cli import vmbuild_cli
+from tests.support.export_cases import (
     CASES,
     REFUSED,
     ROOT_OPAQUE,

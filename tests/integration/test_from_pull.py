@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import skopeo, vmbuild_cli
-from tests.integration.registry_fixture import Registry, make_archive, push_archive, registry
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import skopeo
+from tests.support.registry_fixture import Registry, make_archive, push_archive, registry
 
 pytestmark = pytest.mark.tools
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Containers
+from tests.support.containers import Containers
 
 pytestmark = pytest.mark.tools  # every test here runs the real CLI and host tools
 

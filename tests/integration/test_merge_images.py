@@ -14,8 +14,9 @@ import pytest
 import zstandard
 
 import vmbuild
-from tests.conftest import Containers, skopeo, vmbuild_cli
-from tests.integration import crafted
+from tests.support import crafted
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import Containers, skopeo
 
 STAT = "/usr/bin/stat"
 

@@ -11,8 +11,8 @@ import pytest
 import zstandard
 
 import vmbuild
-from tests.conftest import vmbuild_cli
-from tests.integration import crafted
+from tests.support import crafted
+from tests.support.cli import vmbuild_cli
 
 
 def _sha(data: bytes) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
+from tests.support.cli import vmbuild_cli
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Containers, skopeo, vmbuild_cli
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import Containers, skopeo
 
 
 def build(tmp_path: Path, text: str, out: str = "out.tar") -> subprocess.CompletedProcess[str]:
@@ -77,6 +78,7 @@ def test_unknown_argument_suggests(tmp_path: Path, text: str, wanted: str) -> No
     assert wanted in error_line(build(tmp_path, text))
 
 
+@pytest.mark.tools
 def test_architecture_aliases_warn_and_are_corrected(tmp_path: Path) -> None:
     proc = vmbuild_cli(
         "build",
@@ -296,6 +298,7 @@ def test_include_store_paths_false_keeps_only_the_customisation_layer(tmp_path: 
     assert not any(n.startswith(("usr/lib", "lib", "bin/sh")) for n in names), names
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize(
     ("function", "wanted"),
     [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.registry_fixture import (
+from tests.support.registry_fixture import (
     Registry,
     have_tools,
     make_archive,
@@ -384,7 +384,7 @@ def test_multi_member_gzip_layer(tmp_path: Path, world: World) -> None:
     """A layer gzipped in several members: its trailer lies about the tar's size."""
     import gzip
 
-    from tests.integration.registry_fixture import layer_tar
+    from tests.support.registry_fixture import layer_tar
     from vmbuild.oci.archive import write_oci_layout
     from vmbuild.oci.image import BlobRef, Image, Layer
 
@@ -436,7 +436,7 @@ def test_push_keeps_config_bytes(tmp_path: Path, world: World) -> None:
     """A config written with spaces and unsorted keys keeps its bytes (the image ID)."""
     import io
 
-    from tests.integration.registry_fixture import layer_tar
+    from tests.support.registry_fixture import layer_tar
 
     tar_bytes = layer_tar({"etc/x": b"x"})
     diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
@@ -466,7 +466,7 @@ def test_config_lying_about_diff_ids(tmp_path: Path, world: World) -> None:
     them too, so a hash it prints is always of checked layers."""
     import gzip
 
-    from tests.integration.registry_fixture import layer_tar
+    from tests.support.registry_fixture import layer_tar
     from vmbuild.oci.archive import write_oci_layout
     from vmbuild.oci.image import BlobRef, Image, Layer
 

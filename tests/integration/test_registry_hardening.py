@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import vmbuild_cli
-from tests.integration import stubregistry as sr
-from tests.integration.registry_fixture import (
+from tests.support import stubregistry as sr
+from tests.support.cli import vmbuild_cli
+from tests.support.registry_fixture import (
     have_tools,
     layer_tar,
     make_archive,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.registry_fixture import have_tools, make_archive, registry
-from tests.unit.test_registry_proxy import NAME, FakeProxy, make_cert
+from tests.support.proxy import NAME, FakeProxy, make_cert
+from tests.support.registry_fixture import have_tools, make_archive, registry
 
 pytestmark = [
     pytest.mark.tools,

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tests.integration.registry_fixture import (
+from tests.support.registry_fixture import (
     Registry,
     have_tools,
     make_archive,

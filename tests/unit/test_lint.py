@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO
+import pytest
+
+from tests.support.cli import REPO
+
+pytestmark = pytest.mark.lint
 
 
 def test_mypy_strict() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import skopeo, vmbuild_cli
-from tests.integration.crafted import build_base, layer_kinds
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import skopeo
+from tests.support.crafted import build_base, layer_kinds
 
 pytestmark = [pytest.mark.vm, pytest.mark.tools]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
-from tests.vm.test_root_steps import build, umoci_rootfs
+from tests.support.cli import vmbuild_cli
+from tests.support.rootsteps import build, umoci_rootfs
 
 pytestmark = [pytest.mark.vm, pytest.mark.tools]
 

@@ -1,6 +1,6 @@
 """The build VM's overlay sees the host merge's tree on the crafted symlink and whiteout cases.
 
-All of ``tests/integration/export_cases.py``'s cases go in one image (each in a directory
+All of ``tests/support/export_cases.py``'s cases go in one image (each in a directory
 of its own, above a root-level opaque marker), so two boots cover them: one export with
 ``mergeInVM``, one runAsRoot listing its view of the base.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vmbuild_cli
-from tests.integration.export_cases import (
+from tests.support.cli import vmbuild_cli
+from tests.support.export_cases import (
     Tree,
     assert_no_member_below_a_non_directory,
     combined,

@@ -5,25 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Containers, skopeo, vmbuild_cli
-from tests.integration.images import image_from_layers, layer_tar
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import Containers
+from tests.support.images import image_from_layers, layer_tar
+from tests.support.rootsteps import build, umoci_rootfs
 
 pytestmark = [pytest.mark.vm, pytest.mark.tools]
-
-
-def build(tmp_path: Path, text: str, name: str = "out.tar", *extra: str) -> Path:
-    spec = tmp_path / f"{name}.toml"
-    spec.write_text(text)
-    out = tmp_path / name
-    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none", *extra)
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 def layers_of(archive: Path) -> list[dict[str, tarfile.TarInfo]]:
@@ -37,17 +29,6 @@ def layers_of(archive: Path) -> list[dict[str, tarfile.TarInfo]]:
             with tarfile.open(fileobj=blob) as layer:
                 out.append({m.name.rstrip("/"): m for m in layer})
     return out
-
-
-def umoci_rootfs(tmp_path: Path, archive: Path, tag: str = "t") -> Path:
-    skopeo("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'oci'}:{tag}")
-    bundle = tmp_path / "bundle"
-    subprocess.run(
-        ["umoci", "unpack", "--image", f"{tmp_path / 'oci'}:{tag}", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    return bundle / "rootfs"
 
 
 SHADOW = '''

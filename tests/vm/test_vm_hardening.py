@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, vmbuild_cli
-from tests.integration.images import image_from_layers, layer_tar
-from tests.vm.test_vm_run import qemu_mentioning
+from tests.support.cli import REPO, vmbuild_cli
+from tests.support.images import image_from_layers, layer_tar
+from tests.support.qemuprocs import qemu_mentioning
 
 SLEEPER = """
 name = "sleeper"

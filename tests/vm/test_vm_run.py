@@ -21,27 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, vmbuild_cli
+from tests.support.cli import REPO, vmbuild_cli
+from tests.support.qemuprocs import qemu_mentioning
 from vmbuild.errors import VmError
 from vmbuild.vm import Disk, Machine, bootkernel
 
 pytestmark = pytest.mark.vm
-
-
-def qemu_mentioning(text: str) -> list[int]:
-    """PIDs of live QEMU processes whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and text.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def open_sockets() -> int:

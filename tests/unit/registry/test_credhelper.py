@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from tests.unit.httpstub import Handler
+from tests.support.httpstub import Handler
 from vmbuild.errors import RegistryError
 from vmbuild.registry import credhelper
 from vmbuild.registry.auth import Credentials, load_credentials

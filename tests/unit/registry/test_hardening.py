@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import stubregistry as sr
-from tests.unit.test_registry_proxy import make_cert
+from tests.support import stubregistry as sr
+from tests.support.proxy import make_cert
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client, Interrupted

@@ -14,7 +14,7 @@ from typing import Any, cast
 import pytest
 import zstandard
 
-from tests.integration.crafted import sha, tar_bytes
+from tests.support.crafted import sha, tar_bytes
 from vmbuild.errors import ImageError
 from vmbuild.oci import imagejson
 from vmbuild.oci.digest import check_digest, hex_of

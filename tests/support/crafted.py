@@ -12,7 +12,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import skopeo, vmbuild_cli
+from tests.support.cli import vmbuild_cli
+from tests.support.containers import skopeo
 
 Members = list[tuple[str, str, bytes | str]]
 

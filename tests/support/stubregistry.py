@@ -14,7 +14,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.unit.httpstub import Handler
+from tests.support.httpstub import Handler
 
 Route = Callable[["Stub"], None]
 REPO = "x/y"

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 
-from tests.unit.httpstub import Handler
+from tests.support.httpstub import Handler
 from vmbuild.errors import RegistryError
 from vmbuild.registry.auth import Credentials, load_credentials, parse_challenge
 from vmbuild.registry.blobs import Downloader, get_many, store_path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.cli import REPO
 from vmbuild import cache
 from vmbuild.vm import accel, cloudkernel, kernel
 

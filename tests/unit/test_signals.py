@@ -112,7 +112,7 @@ def test_a_child_dies_with_a_killed_parent(how: str) -> None:
     import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.support.cli import REPO
 
     start = {
         "spawn": "ctx = spawn(['sleep', '60'], die_with_parent=True); p = ctx.__enter__()\n"

@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from tests.integration.images import layer_tar
+from tests.support.images import layer_tar
 from vmbuild.oci.overlay import from_overlay, to_overlay
 
 
