@@ -4,6 +4,7 @@ architecture names, and hints for arguments of the wrong function."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -342,3 +343,14 @@ def test_symlinks_in_the_customisation_layer_bring_their_closure(
     assert "etc/hostname" not in names  # not a program: the link stays as it is
     said = containers.run_image(out, "/bin/sh", "-c", "echo $BASH_VERSION")
     assert said.strip()
+
+
+def test_a_customisation_symlink_to_a_host_fifo_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    spec = _spec(
+        tmp_path,
+        f'function = "buildLayeredImage"\nname = "f"\nextraCommands = "ln -s {fifo} pipe"\n',
+    )
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "f.tar.gz")
+    assert proc.returncode == 0, proc.stderr

@@ -27,6 +27,7 @@ from vmbuild.config.common import created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.layers.custom import Custom, customisation
+from vmbuild.layers.elf import elf_kind
 from vmbuild.layers.elfcache import ElfCache
 from vmbuild.layers.helpers import Helper, add_helper
 from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
@@ -92,19 +93,11 @@ def add_references(graph: Graph, custom: Custom, helpers: list[str]) -> None:
     added = False
     for target in custom.link_targets():
         real = os.path.realpath(target)
-        if not graph.provides(target) and is_elf(real):
+        if not graph.provides(target) and elf_kind(real) is not None:
             graph.path(target, "a symlink in the customisation layer")
             added = True
     if added:
         graph.settle_trees(helpers)
-
-
-def is_elf(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return os.path.isfile(path) and f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
 
 
 def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,12 +39,18 @@ class ElfInfo:
 
 
 def elf_kind(path: str) -> tuple[int, int] | None:
-    """``(class, machine)`` from the ELF header, or None if ``path`` is not ELF."""
+    """``(class, machine)`` from the ELF header, or None if ``path`` is not a regular ELF
+    file (opened without blocking: a FIFO is not waited on)."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            head = f.read(20)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        head = os.read(fd, 20) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
         return None
     order = "<" if head[5] == 1 else ">"
