@@ -15,7 +15,7 @@ import zstandard
 
 import vmbuild
 from tests.support import crafted
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import build_ok, write_spec
 from tests.support.containers import Containers, skopeo
 
 STAT = "/usr/bin/stat"
@@ -56,17 +56,6 @@ def _manifest(members: dict[str, bytes]) -> list[dict[str, Any]]:
     return doc
 
 
-def _spec(directory: Path, text: str, name: str = "spec.toml") -> Path:
-    spec = directory / name
-    spec.write_text(text)
-    return spec
-
-
-def _build(spec: Path, out: Path, *args: str) -> None:
-    proc = vmbuild_cli("build", spec, "--out", out, *args)
-    assert proc.returncode == 0, proc.stderr
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A layered base (bash, stat), and on it alpha (buildImage, gzip, owned by uid 1000)
@@ -76,8 +65,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (d / f"root-{name}" / "app").mkdir(parents=True)
         (d / f"root-{name}" / "app" / name).write_text(f"{name}\n")
     base = d / "base.tar"
-    _build(
-        _spec(
+    build_ok(
+        write_spec(
             d,
             'function = "buildLayeredImage"\nname = "base"\ntag = "1"\n'
             f'contents = ["binSh", {{ path = "{STAT}", closure = true }}]\n',
@@ -88,8 +77,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "none",
     )
     alpha = d / "alpha.tar.gz"
-    _build(
-        _spec(
+    build_ok(
+        write_spec(
             d,
             'name = "alpha"\ntag = "1"\nfromImage = "base.tar"\ncopyToRoot = ["./root-a"]\n'
             "uid = 1000\ngid = 1000\n",
@@ -100,8 +89,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "gzip",
     )
     beta = d / "beta.tar.zst"
-    _build(
-        _spec(
+    build_ok(
+        write_spec(
             d,
             'function = "buildLayeredImage"\nname = "beta"\ntag = "2"\nfromImage = "base.tar"\n'
             'contents = ["./root-b"]\n',
@@ -116,8 +105,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _merge(directory: Path, images: list[Path], out: Path, *args: str, extra: str = "") -> None:
     listed = ", ".join(f'"{p}"' for p in images)
-    spec = _spec(directory, f'function = "mergeImages"\nimages = [{listed}]\n{extra}', "m.toml")
-    _build(spec, out, *args)
+    spec = write_spec(
+        directory, f'function = "mergeImages"\nimages = [{listed}]\n{extra}', "m.toml"
+    )
+    build_ok(spec, out, *args)
 
 
 def _image_ids(path: Path, into: Path) -> dict[str, str]:

@@ -12,26 +12,15 @@ import zstandard
 
 import vmbuild
 from tests.support import crafted
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import build_ok, vmbuild_cli, write_spec
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _spec(directory: Path, text: str, name: str = "spec.toml") -> Path:
-    spec = directory / name
-    spec.write_text(text)
-    return spec
-
-
-def _build(spec: Path, out: Path, *args: str) -> None:
-    proc = vmbuild_cli("build", spec, "--out", out, *args)
-    assert proc.returncode == 0, proc.stderr
-
-
 def _refused(directory: Path, text: str, *args: str) -> str:
-    spec = _spec(directory, text)
+    spec = write_spec(directory, text)
     outdir = directory / "out"
     outdir.mkdir(exist_ok=True)
     proc = vmbuild_cli("build", spec, "--out", outdir / "merged", *args)
@@ -86,8 +75,8 @@ def test_bad_images_argument(tmp_path: Path, text: str, wanted: str) -> None:
 @pytest.mark.tools
 @pytest.mark.parametrize("fmt", ["oci", "oci-archive"])
 def test_oci_inputs_are_not_docker_archives(tmp_path: Path, fmt: str) -> None:
-    _spec(tmp_path, 'name = "o"\ntag = "1"\n', "o.toml")
-    _build(tmp_path / "o.toml", tmp_path / "o", "--format", fmt)
+    write_spec(tmp_path, 'name = "o"\ntag = "1"\n', "o.toml")
+    build_ok(tmp_path / "o.toml", tmp_path / "o", "--format", fmt)
     line = _refused(tmp_path, 'function = "mergeImages"\nimages = ["o"]\n')
     what = "an OCI layout directory" if fmt == "oci" else "an OCI archive"
     assert f"{tmp_path / 'o'} is {what}, not a docker-archive" in line, line

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import vmbuild_cli, write_spec
 from tests.support.containers import Containers, skopeo
 
 
@@ -83,7 +83,7 @@ def test_unknown_argument_suggests(tmp_path: Path, text: str, wanted: str) -> No
 def test_architecture_aliases_warn_and_are_corrected(tmp_path: Path) -> None:
     proc = vmbuild_cli(
         "build",
-        _spec(tmp_path, 'name = "a"\narchitecture = "aarch64"\n'),
+        write_spec(tmp_path, 'name = "a"\narchitecture = "aarch64"\n'),
         "--out",
         tmp_path / "a.tar",
         "--compress",
@@ -94,12 +94,6 @@ def test_architecture_aliases_warn_and_are_corrected(tmp_path: Path) -> None:
     assert 'architecture "aarch64" is spelled "arm64"' in proc.stderr
     info = json.loads(skopeo("inspect", f"docker-archive:{tmp_path / 'a.tar'}").stdout)
     assert info["Architecture"] == "arm64"
-
-
-def _spec(tmp_path: Path, text: str) -> Path:
-    spec = tmp_path / "spec.toml"
-    spec.write_text(text)
-    return spec
 
 
 @pytest.mark.parametrize(
@@ -159,7 +153,9 @@ def _compression_of(path: Path) -> str:
 def test_compressor_argument(
     tmp_path: Path, function: str, compressor: str, flag: str | None, wanted: str
 ) -> None:
-    spec = _spec(tmp_path, f'function = "{function}"\nname = "c"\ncompressor = "{compressor}"\n')
+    spec = write_spec(
+        tmp_path, f'function = "{function}"\nname = "c"\ncompressor = "{compressor}"\n'
+    )
     extra = ["--compress", flag] if flag else []
     proc = vmbuild_cli("build", spec, "--out", tmp_path / "img", *extra)
     assert proc.returncode == 0, proc.stderr
@@ -185,7 +181,7 @@ def test_compressor_bad_value(tmp_path: Path) -> None:
 def test_out_suffix_contradicting_compression_warns(
     tmp_path: Path, out: str, flags: list[str], warned: str | None
 ) -> None:
-    spec = _spec(tmp_path, 'name = "c"\n')
+    spec = write_spec(tmp_path, 'name = "c"\n')
     proc = vmbuild_cli("build", spec, "--out", tmp_path / out, *flags)
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: warning:")]
@@ -223,7 +219,7 @@ def test_layered_mtime_sets_every_file_mtime(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / "f").write_text("x")
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         'function = "buildLayeredImage"\nname = "m"\nmtime = "2020-02-02T00:00:00Z"\n'
         f'contents = ["{root}", {{ path = "/usr/bin/env", closure = true }}]\n',
@@ -251,7 +247,7 @@ def _layer_members(archive: Path) -> list[list[tarfile.TarInfo]]:
 
 @pytest.mark.tools
 def test_layered_unit_layers_owned_by_uid_gid(tmp_path: Path, containers: Containers) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         'function = "buildLayeredImage"\nname = "nonroot"\ntag = "1"\n'
         'uid = 1000\ngid = 1000\nuname = "app"\ngname = "app"\n'
@@ -269,7 +265,7 @@ def test_layered_unit_layers_owned_by_uid_gid(tmp_path: Path, containers: Contai
 
 
 def test_layered_default_owner_is_root_by_name(tmp_path: Path) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         'function = "buildLayeredImage"\nname = "r"\n'
         'contents = [{ path = "/usr/bin/env", closure = true }]\n',
@@ -284,7 +280,7 @@ def test_include_store_paths_false_keeps_only_the_customisation_layer(tmp_path: 
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "app.conf").write_text("x")
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         'function = "buildLayeredImage"\nname = "nostore"\nincludeStorePaths = false\n'
         f'contents = ["{root}", "binSh", {{ path = "/usr/bin/env", closure = true }}]\n'
@@ -310,7 +306,7 @@ def test_include_store_paths_false_keeps_only_the_customisation_layer(tmp_path: 
 def test_env_merged_with_the_base_as_nixpkgs(
     tmp_path: Path, function: str, wanted: list[str]
 ) -> None:
-    base = _spec(tmp_path, 'name = "base"\nconfig.Env = ["A=1", "B=2", "C=3"]\n')
+    base = write_spec(tmp_path, 'name = "base"\nconfig.Env = ["A=1", "B=2", "C=3"]\n')
     assert vmbuild_cli("build", base, "--out", tmp_path / "base.tar", "--compress", "none")
     spec = tmp_path / "top.toml"
     spec.write_text(
@@ -329,7 +325,7 @@ def test_env_merged_with_the_base_as_nixpkgs(
 def test_symlinks_in_the_customisation_layer_bring_their_closure(
     tmp_path: Path, containers: Containers, key: str
 ) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         f'function = "buildLayeredImage"\nname = "refs"\ntag = "1"\n'
         f'{key} = "mkdir -p bin && ln -s /usr/bin/bash bin/sh && ln -s /etc/hostname host"\n',
@@ -348,7 +344,7 @@ def test_symlinks_in_the_customisation_layer_bring_their_closure(
 def test_a_customisation_symlink_to_a_host_fifo_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         f'function = "buildLayeredImage"\nname = "f"\nextraCommands = "ln -s {fifo} pipe"\n',
     )

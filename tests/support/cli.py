@@ -25,3 +25,16 @@ def vmbuild_cli(
         timeout=900,
         check=False,
     )
+
+
+def write_spec(directory: Path, text: str, name: str = "spec.toml") -> Path:
+    """Write a spec file ``name`` holding ``text`` in ``directory``; its path."""
+    spec = directory / name
+    spec.write_text(text)
+    return spec
+
+
+def build_ok(spec: Path, out: Path, *args: str) -> None:
+    """``vmbuild build SPEC --out OUT ARGS``, which must succeed."""
+    proc = vmbuild_cli("build", spec, "--out", out, *args)
+    assert proc.returncode == 0, proc.stderr
