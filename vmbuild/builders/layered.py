@@ -17,10 +17,10 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild import tempdirs
-from vmbuild.builders.basepull import base_path
+from vmbuild.builders.basepull import base_path, base_ref
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.common import created_epoch
@@ -42,6 +42,9 @@ from vmbuild.oci.output import OutputOptions, atomic_file, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree
 
+if TYPE_CHECKING:
+    from vmbuild.sbom.attest import Record
+
 log = logging.getLogger("vmbuild")
 
 
@@ -50,6 +53,8 @@ class Assembled:
     base: BaseImage | None
     layers: list[LazyLayer]
     comments: list[str]
+    graph: Graph | None = None
+    custom: Custom | None = None
 
 
 def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]]:
@@ -154,7 +159,7 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
         len(base.layers) if base else 0,
         plan.layer_count,
     )
-    return Assembled(base, layers, comments)
+    return Assembled(base, layers, comments, graph, custom)
 
 
 def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
@@ -207,9 +212,40 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
     return layers, kept
 
 
+def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> None:
+    """What went in, for the SBOM: the base (and its packages), every unit of the graph
+    with its references, and the customisation layer's files no unit accounts for."""
+    from vmbuild.sbom import collect
+    from vmbuild.sbom.inventory import files_of
+
+    if asm.base is not None:
+        assert spec.from_image is not None
+        record.add_base(base_ref(spec.from_image, asm.base), asm.base)
+    units = []
+    if asm.graph is not None:
+        for name, unit in sorted(asm.graph.units.items()):
+            units.append(collect.host_unit(name, unit.entries, unit.refs))
+    record.add(*units)
+    custom = asm.custom
+    if custom is not None and custom.tar is not None:
+        files = collect.tar_files(custom.tar, "the customisation layer")
+    else:
+        files = files_of(collect.entries(custom.tree.entries if custom and custom.tree else {}))
+    record.add(collect.unattributed("layer:customisation", files, units, "customisation layer"))
+    diff_id = image.layers[-1].diff_id
+    record.depend(
+        "contents",
+        diff_id,
+        None,
+        paths=[str(getattr(i, "name", None) or getattr(i, "path", i)) for i in spec.contents],
+    )
+
+
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    with tempdirs.workdir("vmbuild-") as wd:
+    from vmbuild.sbom.attest import recording
+
+    with tempdirs.workdir("vmbuild-") as wd, recording(opts, spec.function, spec.build_args) as rec:
         workdir = Path(wd)
         asm = assemble(spec, workdir)
         mtime = created_epoch(spec.created)
@@ -220,6 +256,12 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
                 image, _ = write_streaming(base, asm.layers, finish, z, mtime, BLOCK_SIZE)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
-            write_image(image, out, opts, mtime)
+            if rec is not None:
+                _note(rec, spec, asm, image)
+            write_image(image, out, opts, mtime, rec.referrers(image) if rec else [])
+        if rec is not None:
+            if opts.format == "docker-archive":
+                _note(rec, spec, asm, image)
+            rec.write(image, out)
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})
