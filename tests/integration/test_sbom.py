@@ -91,11 +91,11 @@ def test_spec_sbom_and_provenance_beside_the_output(tmp_path: Path) -> None:
 
 
 def test_dpkg_packages_of_the_base_all_appear(tmp_path: Path) -> None:
-    status = Path("/var/lib/dpkg/status")
-    layer = layer_tar(
-        tmp_path / "dpkg.tar",
-        [("var/lib/dpkg/status", "f", status.read_bytes())],
-    )
+    # the host's own dpkg database, its first 60 packages (spdx-tools' validator is
+    # quadratic: the whole database takes it a minute)
+    paragraphs = Path("/var/lib/dpkg/status").read_text().split("\n\n")[:60]
+    status = "\n\n".join(paragraphs).strip() + "\n"
+    layer = layer_tar(tmp_path / "dpkg.tar", [("var/lib/dpkg/status", "f", status)])
     base = image_from_layers(tmp_path / "base.tar", [layer], name="debianish:1")
     spec = spec_with_tree(tmp_path, f'fromImage = "{base}"\n')
     out = tmp_path / "img.oci"

@@ -19,6 +19,7 @@ from debian.deb822 import Deb822
 from vmbuild.oci.image import Layer
 from vmbuild.sbom.inventory import Component, deb_component
 from vmbuild.sbom.layerfiles import LayerScan, hides, scan
+from vmbuild.sbom.licenses import licensing
 
 STATUS = "var/lib/dpkg/status"
 GONE = {"not-installed", "config-files"}
@@ -87,7 +88,6 @@ def license_of(data: bytes | None) -> str | None:
     if data is None:
         return None
     from debian.copyright import Copyright
-    from license_expression import get_spdx_licensing
 
     with contextlib.suppress(Exception):
         parsed = Copyright(data.decode("utf-8", "replace").splitlines(), strict=False)
@@ -95,7 +95,7 @@ def license_of(data: bytes | None) -> str | None:
         if para is None or para.license is None:
             return None
         synopsis = str(getattr(para.license, "synopsis", "")).strip()
-        licensing = get_spdx_licensing()
-        if synopsis and not licensing.validate(synopsis).errors:
-            return str(licensing.parse(synopsis))
+        spdx = licensing()
+        if synopsis and not spdx.validate(synopsis).errors:
+            return str(spdx.parse(synopsis))
     return None

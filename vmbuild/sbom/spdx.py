@@ -33,11 +33,10 @@ from spdx_tools.spdx.model import (
     RelationshipType,
     SpdxNoAssertion,
 )
-from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 from spdx_tools.spdx.writer.json.json_writer import write_document_to_stream
 
-from vmbuild.errors import VmbuildError
 from vmbuild.sbom.inventory import Component, FileEntry, Inventory
+from vmbuild.sbom.licenses import licensing
 
 MEDIA_TYPE = "application/spdx+json"
 IMAGE_ID = "SPDXRef-Image"
@@ -83,10 +82,9 @@ def _verification(files: list[FileEntry]) -> Any:
 def _license(expression: str | None) -> Any:
     if not expression:
         return SpdxNoAssertion()
-    from license_expression import get_spdx_licensing
 
     try:
-        return get_spdx_licensing().parse(expression, validate=True)
+        return licensing().parse(expression, validate=True)
     except Exception:
         return SpdxNoAssertion()
 
@@ -157,14 +155,9 @@ def document(inv: Inventory) -> Any:
 
 
 def render(inv: Inventory) -> bytes:
-    """The SPDX 2.3 JSON bytes of ``inv`` (validated; an invalid one is vmbuild's bug)."""
+    """The SPDX 2.3 JSON bytes of ``inv``. spdx-tools' validator is the tests' job: it
+    is quadratic in the relationships (about 40 s for an image of 800 packages)."""
     doc = document(inv)
-    problems = validate_full_spdx_document(doc)
-    if problems:
-        raise VmbuildError(
-            f"the SPDX document is invalid: {problems[0].validation_message}",
-            "this is a bug in vmbuild: please report it",
-        )
     out = io.StringIO()
     write_document_to_stream(doc, out, validate=False)
     # spdx-tools writes indent=4 and the model's order; keys sorted for stable bytes
