@@ -17,14 +17,14 @@ from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
-from vmbuild.layers.helpers import Helper, add_helper
+from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree, from_roots
-from vmbuild.stage import materialize, run_script
+from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
     from vmbuild.sbom.attest import Record
