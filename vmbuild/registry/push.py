@@ -188,6 +188,24 @@ class Pusher:
         self.subject_seen = resp.getheader("OCI-Subject") is not None
         return of_bytes(manifest)
 
+    def send_bytes(self, data: bytes, media_type: str) -> None:
+        """Make sure the registry has the blob ``data``."""
+        self.ensure(Blob(of_bytes(data), len(data), media_type, data=data))
+
+    def get_manifest(self, reference: str, accept: str, limit: int) -> bytes | None:
+        """The manifest at ``reference`` (None when there is none or it is too large)."""
+        resp = self.client.request(
+            "GET",
+            f"/v2/{self.repo}/manifests/{reference}",
+            scope=f"repository:{self.repo}:pull,push",
+            what=f"{self.what}: manifest {reference}",
+            expect=(200, 404),
+            headers={"Accept": accept},
+        )
+        body = resp.read(limit + 1)
+        discard(resp)
+        return body if resp.status == 200 and len(body) <= limit else None
+
 
 def _compress(layer: Layer, kind: Compression, level: int | None, stop: threading.Event) -> Blob:
     """The compressed form of an uncompressed layer, from the cache or made now."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import MT_OCI_INDEX
@@ -26,21 +26,30 @@ from vmbuild.oci.referrers import (
     referrers_index,
 )
 
-if TYPE_CHECKING:
-    from vmbuild.registry.push import Pusher
-
 MAX_INDEX = 4 << 20
 
 
-def push_referrers(pusher: Pusher, found: Sequence[Found], subject: dict[str, Any]) -> None:
-    from vmbuild.registry.push import Blob
+class Sender(Protocol):
+    """What pushing referrers needs of a push (:class:`vmbuild.registry.push.Pusher`)."""
 
-    pusher.ensure(Blob(of_bytes(EMPTY), len(EMPTY), MT_EMPTY, data=EMPTY))
+    subject_seen: bool
+
+    def send_bytes(self, data: bytes, media_type: str) -> None: ...
+
+    def put_manifest(
+        self, manifest: bytes, reference: str | None = None, media_type: str = ...
+    ) -> str: ...
+
+    def get_manifest(self, reference: str, accept: str, limit: int) -> bytes | None: ...
+
+
+def push_referrers(pusher: Sender, found: Sequence[Found], subject: dict[str, Any]) -> None:
+    pusher.send_bytes(EMPTY, MT_EMPTY)
     entries = []
     listed = True
     for f in found:
         artifact = Artifact(f.artifact_type, f.data, f.annotations)
-        pusher.ensure(Blob(of_bytes(f.data), len(f.data), f.artifact_type, data=f.data))
+        pusher.send_bytes(f.data, f.artifact_type)
         manifest = artifact_manifest(artifact, subject)
         pusher.put_manifest(manifest, of_bytes(manifest))
         listed = listed and pusher.subject_seen
@@ -48,24 +57,15 @@ def push_referrers(pusher: Pusher, found: Sequence[Found], subject: dict[str, An
     if listed:
         return
     tag = fallback_tag(subject["digest"])
-    merged = _existing(pusher, tag)
+    merged = _existing(pusher.get_manifest(tag, MT_OCI_INDEX, MAX_INDEX))
     have = {e.get("digest") for e in merged}
     merged += [e for e in entries if e["digest"] not in have]
     pusher.put_manifest(referrers_index(merged), tag, MT_OCI_INDEX)
 
 
-def _existing(pusher: Pusher, tag: str) -> list[dict[str, Any]]:
+def _existing(body: bytes | None) -> list[dict[str, Any]]:
     """The manifests the fallback tag lists already (none if it does not exist)."""
-    resp = pusher.client.request(
-        "GET",
-        f"/v2/{pusher.repo}/manifests/{tag}",
-        scope=f"repository:{pusher.repo}:pull,push",
-        what=f"{pusher.what}: referrers tag {tag}",
-        expect=(200, 404),
-        headers={"Accept": MT_OCI_INDEX},
-    )
-    body = resp.read(MAX_INDEX + 1)
-    if resp.status != 200 or len(body) > MAX_INDEX:
+    if body is None:
         return []
     try:
         value = json.loads(body)
