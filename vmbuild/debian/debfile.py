@@ -30,7 +30,10 @@ from vmbuild.errors import ImageError
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
 CONTROL_FILES = ("control", "md5sums", "conffiles", "preinst", "postinst", "prerm",
                  "postrm", "triggers", "shlibs", "symbols", "templates", "config")
-FORMAT = "1"  # change when the unpacked layout changes
+FORMAT = "2"  # change when the unpacked layout changes
+# The payload starts with this line, so no member's bytes are at offset 0 (a range at
+# offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
+PAYLOAD_HEAD = b"vmbuild .deb payload\n"
 
 
 class DebError(ImageError):
@@ -140,7 +143,13 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
             raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
         (tmp / "members.json").write_text(json.dumps([asdict(m) for m in members]))
         (tmp / "format").write_text(FORMAT)
-        os.replace(tmp, dest)
+        if dest.exists() and not is_current(dest):
+            shutil.rmtree(dest)  # an older layout
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not is_current(dest):  # else another build made it meanwhile
+                raise
     except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
@@ -163,7 +172,8 @@ def _read_control(tar: tarfile.TarFile, out: Path, what: str) -> None:
 def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMember]:
     out: list[DebMember] = []
     names: dict[str, int] = {}  # shipped path -> index in out
-    offset = 0
+    payload.write(PAYLOAD_HEAD)
+    offset = len(PAYLOAD_HEAD)
     with tar:
         for ti in tar:
             if ti.name in (".", "./", ""):
@@ -221,6 +231,11 @@ def _check_symlink(path: str, target: str, what: str) -> None:
             f"{what}: symlink {path} -> {target} points outside the image",
             "the package is broken or hostile",
         )
+
+
+def is_current(unpacked: Path) -> bool:
+    fmt = unpacked / "format"
+    return fmt.is_file() and fmt.read_text() == FORMAT
 
 
 def read_members(unpacked: Path) -> list[DebMember]:

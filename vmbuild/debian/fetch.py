@@ -32,8 +32,7 @@ def unpacked_path(pkg: Locked) -> Path:
 
 def _one(mirror: str, pkg: Locked) -> Path:
     done = unpacked_path(pkg)
-    fmt = done / "format"
-    if fmt.is_file() and fmt.read_text() == debfile.FORMAT:
+    if debfile.is_current(done):
         return done
     deb = deb_path(pkg)
     if not deb.is_file():
@@ -46,7 +45,7 @@ def _one(mirror: str, pkg: Locked) -> Path:
 def fetch_all(mirror: str, packages: Sequence[Locked]) -> dict[str, Path]:
     """name -> the unpacked directory of each package (fetched as needed)."""
     debs_dir().mkdir(parents=True, exist_ok=True)
-    missing = [p for p in packages if not (unpacked_path(p) / "format").is_file()]
+    missing = [p for p in packages if not debfile.is_current(unpacked_path(p))]
     if missing:
         log.info("fetching %d Debian packages", len(missing))
     with ThreadPoolExecutor(WORKERS) as pool:
