@@ -18,7 +18,7 @@ from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content
 from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.lock import Lock
-from vmbuild.debian.packages import current_lock, fetch, settings
+from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.debian.resolve import Request
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
@@ -39,16 +39,12 @@ class DebContent:
         return any(rel in e for e in self.packages.values())
 
 
-def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none)."""
-    requests = list(
-        dict.fromkeys(Request(i.name, i.version) for i in items if isinstance(i, DebItem))
-    )
-    if not requests or table is None:
-        return None
-    s = settings(
+def requests_of(items: Iterable[object]) -> list[Request]:
+    return list(dict.fromkeys(Request(i.name, i.version) for i in items if isinstance(i, DebItem)))
+
+
+def settings_of(table: DebianTable, goarch: str) -> Settings:
+    return settings(
         goarch=goarch,
         lock=table.lock,
         suite=table.suite,
@@ -58,6 +54,30 @@ def deb_content(
         recommends=table.recommends,
         essential=table.essential,
     )
+
+
+def lock_spec(spec: object) -> Lock | None:
+    """``vmbuild lock``: resolve a spec's packages again and write its lock file."""
+    items: Iterable[object] = (
+        getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
+    )
+    table = getattr(spec, "debian", None)
+    requests = requests_of(items)
+    if not requests or table is None:
+        return None
+    return current_lock(
+        settings_of(table, getattr(spec, "architecture", "")), requests, relock=True
+    )
+
+
+def deb_content(
+    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
+) -> DebContent | None:
+    """The packages ``items`` name (None when they name none)."""
+    requests = requests_of(items)
+    if not requests or table is None:
+        return None
+    s = settings_of(table, goarch)
     lock = current_lock(s, requests)
     unpacked = fetch(s, lock)
     out = DebContent(lock)
@@ -75,7 +95,9 @@ def add_units(graph: Graph, debs: DebContent) -> None:
     graph.units[USR_UNIT] = Unit(USR_UNIT, dict(debs.links))
     for pkg in debs.lock.packages:
         refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
-        graph.units[f"deb:{pkg.name}"] = Unit(f"deb:{pkg.name}", dict(debs.packages[pkg.name]), refs)
+        graph.units[f"deb:{pkg.name}"] = Unit(
+            f"deb:{pkg.name}", dict(debs.packages[pkg.name]), refs
+        )
     graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(debs.status))
 
 

@@ -70,7 +70,7 @@ def get_debian(fields: Fields) -> DebianTable:
     if mirror is not None and not mirror.startswith(("http://", "https://", "file:///")):
         raise SpecError(
             f"{sub.where}: mirror = {mirror!r} is not an http(s) or file URL",
-            'write the archive\'s root, as in apt\'s sources ("http://HOST/debian")',
+            "write the archive's root, as in apt's sources (\"http://HOST/debian\")",
         )
 
     def component(value: Any, where: str) -> str:

@@ -44,9 +44,7 @@ def package_entries(unpacked: Path) -> Entries:
             payload, m.mode, m.uid, m.gid, m.size, m.offset, m.linkname, m.rdev, group
         )
     info = dpkgdb.info_name(dpkgdb.control_of(unpacked))
-    out[f"{INFO}/{info}.list"] = _file(
-        _generated(unpacked, "list", dpkgdb.list_file(members))
-    )
+    out[f"{INFO}/{info}.list"] = _file(_generated(unpacked, "list", dpkgdb.list_file(members)))
     md5 = unpacked / "control" / "md5sums"
     if md5.is_file():
         out[f"{INFO}/{info}.md5sums"] = _file(md5)
@@ -56,8 +54,12 @@ def package_entries(unpacked: Path) -> Entries:
 def usr_links(entries: Iterable[Entries], anchor: Path) -> Entries:
     """``bin`` -> ``usr/bin`` (and sbin, lib, lib64, ...) for each such directory the
     packages ship, as a merged-/usr Debian has them."""
-    used = {name.split("/")[1] for e in entries for name in e if name.startswith("usr/")
-            and name.count("/") >= 1}
+    used = {
+        name.split("/")[1]
+        for e in entries
+        for name in e
+        if name.startswith("usr/") and name.count("/") >= 1
+    }
     return {
         top: BlobSource(anchor, stat.S_IFLNK | 0o777, linkname=f"usr/{top}")
         for top in debfile.MERGED

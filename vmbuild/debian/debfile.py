@@ -28,8 +28,20 @@ import zstandard
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
-CONTROL_FILES = ("control", "md5sums", "conffiles", "preinst", "postinst", "prerm",
-                 "postrm", "triggers", "shlibs", "symbols", "templates", "config")
+CONTROL_FILES = (
+    "control",
+    "md5sums",
+    "conffiles",
+    "preinst",
+    "postinst",
+    "prerm",
+    "postrm",
+    "triggers",
+    "shlibs",
+    "symbols",
+    "templates",
+    "config",
+)
 FORMAT = "2"  # change when the unpacked layout changes
 # The payload starts with this line, so no member's bytes are at offset 0 (a range at
 # offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
@@ -96,7 +108,8 @@ def ar_members(f: BinaryIO, what: str) -> Iterator[tuple[str, int]]:
 def _tar_stream(raw: BinaryIO, name: str, what: str) -> tarfile.TarFile:
     if name.endswith(".zst"):
         return tarfile.open(
-            fileobj=zstandard.ZstdDecompressor().stream_reader(raw), mode="r|"  # type: ignore[arg-type]
+            fileobj=zstandard.ZstdDecompressor().stream_reader(raw),
+            mode="r|",
         )
     modes = {".gz": "r|gz", ".xz": "r|xz", ".tar": "r|"}
     for suffix, mode in modes.items():
@@ -106,7 +119,7 @@ def _tar_stream(raw: BinaryIO, name: str, what: str) -> tarfile.TarFile:
 
 
 def merged_usr(path: str) -> str:
-    top, _, rest = path.partition("/")
+    top = path.partition("/")[0]
     return f"usr/{path}" if top in MERGED else path
 
 
@@ -205,18 +218,25 @@ def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMe
                 group = first.link_group or first.name
                 out[at] = DebMember(**{**asdict(first), "link_group": group})
                 member = DebMember(
-                    mode=first.mode, size=first.size, offset=first.offset, link_group=group,
+                    mode=first.mode,
+                    size=first.size,
+                    offset=first.offset,
+                    link_group=group,
                     **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
                 )
             elif ti.ischr() or ti.isblk():
                 kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
                 member = DebMember(
-                    mode=kind | perms, rdev=os.makedev(ti.devmajor, ti.devminor), **common  # type: ignore[arg-type]
+                    mode=kind | perms,
+                    rdev=os.makedev(ti.devmajor, ti.devminor),
+                    **common,  # type: ignore[arg-type]
                 )
             elif ti.isfifo():
                 member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
             else:
-                raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")
+                raise DebError(
+                    f"{what}: member {path} has an unknown type", "the package is broken"
+                )
             names[path] = len(out)
             out.append(member)
     return out

@@ -59,7 +59,5 @@ def status_paragraph(unpacked: Path, md5s: dict[str, str] | None = None) -> str:
 
 
 def status_file(unpacked: Iterable[Path]) -> bytes:
-    paras = sorted(
-        (str(control_of(u)["Package"]), status_paragraph(u)) for u in unpacked
-    )
+    paras = sorted((str(control_of(u)["Package"]), status_paragraph(u)) for u in unpacked)
     return "\n".join(p for _, p in paras).encode("utf-8", "surrogateescape")

@@ -62,9 +62,7 @@ def download(url: str, dest: Path, size: int, sha256: str) -> None:
     elif have < size:
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
-            resp = _POOL.request(
-                "GET", url, headers=headers, preload_content=False, timeout=60
-            )
+            resp = _POOL.request("GET", url, headers=headers, preload_content=False, timeout=60)
         except urllib3.exceptions.HTTPError as exc:
             raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
         try:

@@ -64,7 +64,10 @@ def _from_paragraph(p: Packages) -> Candidate:
 
 
 def parse_packages(text: str) -> list[Candidate]:
-    return [_from_paragraph(p) for p in Packages.iter_paragraphs(text.splitlines(True), use_apt_pkg=False)]
+    return [
+        _from_paragraph(p)
+        for p in Packages.iter_paragraphs(text.splitlines(True), use_apt_pkg=False)
+    ]
 
 
 def _decompress(name: str, data: bytes) -> bytes:
@@ -75,9 +78,7 @@ def _decompress(name: str, data: bytes) -> bytes:
     return data
 
 
-def fetch_index(
-    mirror: str, release: ReleaseInfo, component: str, arch: str
-) -> list[Candidate]:
+def fetch_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> list[Candidate]:
     """The packages of ``component`` for ``arch`` (``Architecture: all`` included)."""
     base = f"{component}/binary-{arch}/Packages"
     for suffix in (".xz", ".gz", ""):

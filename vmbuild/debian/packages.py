@@ -107,7 +107,7 @@ def current_lock(s: Settings, requests: Sequence[Request], relock: bool = False)
         if LOCKED_ONLY.get():
             raise SpecError(
                 f"lock file {s.lock} does not cover the spec's packages or [debian] settings",
-                f"run vmbuild lock on the spec (or build without --locked)",
+                "run vmbuild lock on the spec (or build without --locked)",
             )
         log.info("lock file %s is stale: resolving again", s.lock)
     elif LOCKED_ONLY.get():

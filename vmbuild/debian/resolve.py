@@ -9,10 +9,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from debian.debian_support import version_compare
 from debian.deb822 import PkgRelation
+from debian.debian_support import version_compare
 
 from vmbuild.debian.index import Candidate
 from vmbuild.errors import VmbuildError
@@ -45,7 +45,9 @@ class Resolution:
 
 
 def relations(text: str) -> list[list[Relation]]:
-    return PkgRelation.parse_relations(text) if text.strip() else []
+    if not text.strip():
+        return []
+    return cast(list[list[Relation]], PkgRelation.parse_relations(text))
 
 
 def satisfies(version: str, constraint: tuple[str, str] | None) -> bool:
@@ -182,12 +184,13 @@ def _pick(universe: Universe, res: Resolution, group: list[Relation]) -> Candida
         for c in universe.by_name.get(rel["name"], []):
             if satisfies(c.version, rel.get("version")):
                 return c
-        for prov, ver in sorted(
-            universe.providers.get(rel["name"], []), key=lambda p: p[0].name
-        ):
-            if prov.name not in res.chosen and _provided_ok(ver, rel.get("version")):
-                if universe.by_name[prov.name][0] is prov:
-                    return prov
+        for prov, ver in sorted(universe.providers.get(rel["name"], []), key=lambda p: p[0].name):
+            if (
+                prov.name not in res.chosen
+                and _provided_ok(ver, rel.get("version"))
+                and universe.by_name[prov.name][0] is prov
+            ):
+                return prov
     return None
 
 

@@ -40,7 +40,8 @@ def materialize(tree: Tree, dest: Path) -> None:
             dirs.append((target, stat.S_IMODE(mode)))
             os.chmod(target, 0o700 | stat.S_IMODE(mode))
         elif stat.S_ISLNK(mode):
-            os.symlink(src.linkname if isinstance(src, BlobSource) else os.readlink(src.host), target)
+            link = src.linkname if isinstance(src, BlobSource) else os.readlink(src.host)
+            os.symlink(link, target)
         elif stat.S_ISREG(mode) and isinstance(src, BlobSource):
             _copy_range(src, target, links)
         elif stat.S_ISREG(mode):
