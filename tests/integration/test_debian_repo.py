@@ -19,8 +19,12 @@ LIB = "usr/lib/x86_64-linux-gnu"
 PACKAGES = [
     Pkg("libfoo", "1.0", files={f"{LIB}/libfoo.so.1": b"old\n"}),
     Pkg("libfoo", "2.0", fields={"Multi-Arch": "same"}, files={f"{LIB}/libfoo.so.1": b"new\n"}),
-    Pkg("app", fields={"Depends": "libfoo (>= 2.0), missing-thing | helper-b, mta"},
-        files={"bin/app": b"#!/bin/sh\necho app\n"}, symlinks={"usr/bin/app-link": "app"}),
+    Pkg(
+        "app",
+        fields={"Depends": "libfoo (>= 2.0), missing-thing | helper-b, mta"},
+        files={"bin/app": b"#!/bin/sh\necho app\n"},
+        symlinks={"usr/bin/app-link": "app"},
+    ),
     Pkg("helper-b", arch="all", files={"usr/share/helper-b/README": b"b\n"}),
     Pkg("fake-mta", fields={"Provides": "mta"}, files={"usr/sbin/fake-mta": b"mta\n"}),
     Pkg("perlish", arch="all", fields={"Multi-Arch": "allowed"}),
@@ -46,7 +50,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, 
     for bad in ("badsig", "badindex", "baddeb"):
         shutil.copytree(root / "www" / "good", root / "www" / bad)
     inrelease = root / "www" / "badsig" / "dists" / SUITE / "InRelease"
-    inrelease.write_bytes(inrelease.read_bytes().replace(b"Origin: vmbuild-test", b"Origin: tampered"))
+    inrelease.write_bytes(
+        inrelease.read_bytes().replace(b"Origin: vmbuild-test", b"Origin: tampered")
+    )
     index = root / "www" / "badindex" / "dists" / SUITE / "main" / "binary-amd64"
     (index / "Packages.gz").write_bytes((index / "Packages.gz").read_bytes() + b"\0")
     (index / "Packages").write_bytes((index / "Packages").read_bytes() + b"\n")
@@ -56,7 +62,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, 
         yield url, root, keys.keyring
 
 
-def _spec(tmp: Path, url: str, keyring: Path, contents: str, where: str = "good", **extra: str) -> Path:
+def _spec(
+    tmp: Path, url: str, keyring: Path, contents: str, where: str = "good", **extra: str
+) -> Path:
     lines = "".join(f"{k} = {v}\n" for k, v in extra.items())
     return write_spec(
         tmp,
@@ -77,7 +85,9 @@ def _lock(tmp: Path, spec: Path) -> dict[str, dict[str, object]]:
 
 
 def _fails(tmp: Path, spec: Path, *words: str, command: str = "lock") -> str:
-    args = ["lock", spec] if command == "lock" else ["build", spec, "--out", tmp / "o.tar"]
+    args: list[str | Path] = (
+        ["lock", spec] if command == "lock" else ["build", spec, "--out", tmp / "o.tar"]
+    )
     proc = vmbuild_cli(*args, env=_env(tmp))
     assert proc.returncode != 0
     line = proc.stderr.strip().splitlines()[-1]

@@ -53,10 +53,10 @@ def build_deb(pkg: Pkg, out_dir: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         target.chmod(0o755 if path.split("/")[-2:-1] == ["bin"] else 0o644)
-    for path, target in pkg.symlinks.items():
+    for path, dest in pkg.symlinks.items():
         link = root / path
         link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, link)
+        os.symlink(dest, link)
     deb = out_dir / f"{pkg.name}_{pkg.version}_{pkg.arch}.deb"
     subprocess.run(
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
@@ -111,9 +111,11 @@ class Keys:
 
     def _gpg(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
-             *args],
-            env=self.env, input=input, capture_output=True, check=True,
+            ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            check=True,
         )
 
     def clearsign(self, text: bytes) -> bytes:
