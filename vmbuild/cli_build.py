@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     p.add_argument("--sbom", type=Path, help="write an SBOM of the image here (SPDX 2.3 JSON)")
     p.add_argument("--sbom-format", help="spdx (default) or cyclonedx (CycloneDX 1.5 JSON)")
     p.add_argument("--provenance", type=Path, help="write an in-toto SLSA v1 provenance here")
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail if the spec's Debian packages are not all in its lock file",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -64,6 +69,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = output_options(loaded, args.format, args.compress, args.level)
     attest = attest_options(loaded, Path(args.out), args.sbom, args.sbom_format, args.provenance)
     opts = dataclasses.replace(opts, attest=attest)
+    if args.locked:
+        from vmbuild.debian.packages import LOCKED_ONLY
+
+        LOCKED_ONLY.set(True)
     with timeouts.limit(timeout):
         result = build(loaded, Path(args.out), opts)
     if args.json:

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
+from vmbuild.builders.debcontent import DebContent, add_to_tree, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
+from vmbuild.config.debian import DebItem
 from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
@@ -41,9 +43,16 @@ def layer_compression(opts: OutputOptions) -> Compression:
     return "none" if opts.format == "docker-archive" else opts.compression
 
 
-def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
+def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
+    debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
+    if debs is not None:
+        add_to_tree(tree, debs)
+        if found is not None:
+            found.append(debs)  # for the SBOM
     for item in spec.copy_to_root:
+        if isinstance(item, DebItem):
+            continue
         if isinstance(item, Helper):
             add_helper(tree, item, workdir)
         else:
@@ -68,7 +77,8 @@ def assemble(
         if spec.from_image
         else None
     )
-    tree = gather(spec, workdir)
+    debs: list[DebContent] = []
+    tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     if spec.run_as_root is not None:
@@ -93,7 +103,7 @@ def assemble(
         new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
     layers = [*(base.layers if base else []), new_layer]
     if record is not None:
-        _note(record, spec, base, new_layer, workdir)
+        _note(record, spec, base, new_layer, workdir, debs)
     config = image_config(
         architecture=spec.architecture,
         created=spec.created,
@@ -107,7 +117,12 @@ def assemble(
 
 
 def _note(
-    record: Record, spec: BuildImageSpec, base: BaseImage | None, layer: Layer, workdir: Path
+    record: Record,
+    spec: BuildImageSpec,
+    base: BaseImage | None,
+    layer: Layer,
+    workdir: Path,
+    debs: list[DebContent],
 ) -> None:
     """What went in, for the SBOM: the base (and its packages), each copyToRoot item, and
     the new layer's files no item accounts for (extraCommands', runAsRoot's)."""
@@ -117,8 +132,12 @@ def _note(
         assert spec.from_image is not None
         record.add_base(base_ref(spec.from_image, base), base)
     items = []
+    for found in debs:
+        items += collect.deb_packages(found.lock.packages, found.packages)
     for i, item in enumerate(spec.copy_to_root):
         one = Tree()
+        if isinstance(item, DebItem):
+            continue
         if isinstance(item, Helper):
             add_helper(one, item, workdir / f"sbom-helper-{i}")
             items.append(collect.tree_item(f"helper:{item.name}", item.name, one.entries, ""))
@@ -133,7 +152,7 @@ def _note(
 
 
 def _named(item: CopyItem) -> str:
-    return item.name if isinstance(item, Helper) else str(item)
+    return item.name if isinstance(item, Helper | DebItem) else str(item)
 
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:

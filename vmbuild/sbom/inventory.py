@@ -11,13 +11,14 @@ same build gives the same documents.
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from vmbuild.oci.tree import BlobSource, Entry
 
 Kind = Literal["host-file", "helper", "base-image", "deb", "file-set", "tree"]
 
@@ -80,15 +81,28 @@ def hash_bytes(data: bytes) -> tuple[str, str]:
     return hashlib.sha256(data).hexdigest(), hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def files_of(entries: Iterable[tuple[str, Path]]) -> list[FileEntry]:
-    """The regular files among (image path, host path) entries, hashed, in path order.
-    Symlinks and directories are not files of their own here."""
+def read_entry(entry: Entry) -> bytes:
+    """The bytes of a regular-file layer entry (a host file, or a range of a payload)."""
+    with open(entry.host, "rb") as f:
+        if isinstance(entry, BlobSource):
+            f.seek(entry.offset)
+            return f.read(entry.size)
+        return f.read()
+
+
+def files_of(entries: Mapping[str, Entry]) -> list[FileEntry]:
+    """The regular files among a tree's entries, hashed, in path order. Symlinks and
+    directories are not files of their own here."""
     out: list[FileEntry] = []
-    for rel, host in sorted(entries):
-        st = os.lstat(host)
+    for rel, entry in sorted(entries.items()):
+        st = entry.stat()
         if not stat.S_ISREG(st.st_mode):
             continue
-        sha256, sha1, size = hash_file(host)
+        if isinstance(entry, BlobSource):
+            sha256, sha1 = hash_bytes(read_entry(entry))
+            size = entry.size
+        else:
+            sha256, sha1, size = hash_file(entry.host)
         out.append(FileEntry(rel.lstrip("/"), sha256, sha1, size))
     return out
 
@@ -110,9 +124,10 @@ def deb_component(
     sha256: str | None = None,
     license: str | None = None,
     depends: Iterable[str] = (),
+    ref: str | None = None,
 ) -> Component:
     return Component(
-        ref=f"deb:{name}:{arch or ''}",
+        ref=ref or f"deb:{name}:{arch or ''}",
         kind="deb",
         name=name,
         version=version,
