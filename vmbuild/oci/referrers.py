@@ -130,6 +130,26 @@ def find_referrers(members: Any, where: str) -> list[Found]:
     return found
 
 
+def is_oci(path: Path) -> bool:
+    """Whether ``path`` is an OCI layout, or an uncompressed archive with ``index.json``
+    (headers only are read: an uncompressed tar is seeked through). A compressed archive
+    is taken for a docker-archive (it holds no referrers)."""
+    if path.is_dir():
+        return (path / "index.json").is_file()
+    import tarfile
+
+    from vmbuild.oci.compress import sniff
+
+    try:
+        with open(path, "rb") as f:
+            if sniff(f.read(4)) != "none":
+                return False
+        with tarfile.open(path, mode="r:") as tar:
+            return any(m.name.lstrip("./") == "index.json" for m in tar)
+    except (tarfile.TarError, OSError):
+        return False
+
+
 def read_referrers(path: Path, workdir: Path) -> list[Found]:
     """The referrer artifacts stored in the OCI layout or archive at ``path``."""
     from vmbuild.oci import reader

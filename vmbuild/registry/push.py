@@ -28,7 +28,7 @@ from vmbuild.oci.digest import HashingWriter, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.reader import read_image
-from vmbuild.oci.referrers import read_referrers
+from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.registry import blobs, known
 from vmbuild.registry.answers import discard
 from vmbuild.registry.client import Client
@@ -260,19 +260,6 @@ def _layer_blob(layer: Layer, kind: Compression, level: int | None, stop: thread
     return _compress(layer, kind, level, stop)
 
 
-def _is_oci(path: Path) -> bool:
-    """Whether ``path`` is an OCI layout or archive (which may carry referrers)."""
-    if path.is_dir():
-        return (path / "index.json").is_file()
-    import tarfile
-
-    try:
-        with tarfile.open(path) as tar:
-            return any(m.name.lstrip("./") == "index.json" for m in tar)
-    except (tarfile.TarError, OSError):
-        return False
-
-
 def push(
     image: Path,
     dest: Reference,
@@ -289,7 +276,7 @@ def push(
     pusher = Pusher(client, dest, progress)
     with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))
-        found = read_referrers(image, Path(work)) if _is_oci(image) else []
+        found = read_referrers(image, Path(work)) if is_oci(image) else []
         config = find_raw_config(image, Path(work), base.config) or canonical_json(base.config)
         config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)
         started: set[str] = set()

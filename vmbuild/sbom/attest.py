@@ -51,6 +51,7 @@ class Record:
     components: list[Component] = field(default_factory=list)
     deps: list[provenance.Dependency] = field(default_factory=list)
     boots: list[tuple[Path, Path]] = field(default_factory=list)
+    _sbom: tuple[str, bytes] | None = None
 
     @property
     def attest(self) -> AttestOptions:
@@ -83,7 +84,12 @@ class Record:
         )
 
     def sbom(self, image: Image) -> tuple[str, bytes]:
-        """(media type, bytes) of the SBOM in the chosen format."""
+        """(media type, bytes) of the SBOM in the chosen format (made once)."""
+        if self._sbom is None:
+            self._sbom = self._render(image)
+        return self._sbom
+
+    def _render(self, image: Image) -> tuple[str, bytes]:
         inv = self.inventory(image)
         if self.attest.sbom_format == "cyclonedx":
             from vmbuild.sbom import cyclonedx

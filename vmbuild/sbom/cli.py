@@ -20,7 +20,7 @@ from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import Image, canonical_json
 from vmbuild.oci.output import SBOM_FORMATS, AttestOptions
 from vmbuild.oci.reader import read_image
-from vmbuild.oci.referrers import read_referrers
+from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.sbom import cyclonedx, dpkg, spdx
 from vmbuild.sbom.attest import version
 from vmbuild.sbom.inventory import Component, Inventory
@@ -49,7 +49,7 @@ def sbom_of(path: Path, fmt: str, explicit: bool = False) -> bytes:
     with tempdirs.workdir("vmbuild-sbom-") as wd:
         work = Path(wd)
         base = read_image(path, work)
-        if path.is_dir() or _has_index(path):
+        if is_oci(path):
             wanted = [TYPES[fmt]] if explicit else [TYPES[f] for f in SBOM_FORMATS]
             for found in read_referrers(path, work):
                 if found.artifact_type in wanted:
@@ -83,13 +83,3 @@ def sbom_of(path: Path, fmt: str, explicit: bool = False) -> bytes:
             components=components,
         )
         return cyclonedx.render(inv) if fmt == "cyclonedx" else spdx.render(inv)
-
-
-def _has_index(path: Path) -> bool:
-    import tarfile
-
-    try:
-        with tarfile.open(path) as tar:
-            return any(m.name.lstrip("./") == "index.json" for m in tar)
-    except (tarfile.TarError, OSError):
-        return False
