@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import stat
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,13 +107,12 @@ def files_of(entries: Mapping[str, Entry]) -> list[FileEntry]:
 
 
 def deb_purl(name: str, version: str, arch: str | None) -> str:
-    """The package URL of a Debian package: ``pkg:deb/debian/NAME@VERSION?arch=ARCH``."""
-    purl = f"pkg:deb/debian/{_q(name)}@{_q(version)}"
-    return purl + (f"?arch={_q(arch)}" if arch else "")
+    """The package URL of a Debian package: ``pkg:deb/debian/NAME@VERSION?arch=ARCH``
+    (packageurl-python's encoding: ``+`` is ``%2B``)."""
+    from packageurl import PackageURL
 
-
-def _q(value: str) -> str:
-    return urllib.parse.quote(value, safe="+.~-_")
+    qualifiers = {"arch": arch} if arch else None
+    return str(PackageURL("deb", "debian", name, version, qualifiers).to_string())
 
 
 def deb_component(
