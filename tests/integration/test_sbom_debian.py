@@ -31,6 +31,12 @@ PACKAGES = [
 ]
 
 
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def unpack_oci(layout: Path, root: Path) -> None:
     """The built image's layers, unpacked here (the test's own output)."""
     index = json.loads((layout / "index.json").read_text())
@@ -63,6 +69,8 @@ def test_every_installed_package_is_in_the_sbom(tmp_path: Path) -> None:
             "oci",
             "--sbom",
             tmp_path / "s.json",
+            "--provenance",
+            tmp_path / "p.json",
             env={"VMBUILD_CACHE_DIR": str(tmp_path / "cache")},
         )
         assert proc.returncode == 0, proc.stderr
@@ -96,6 +104,14 @@ def test_every_installed_package_is_in_the_sbom(tmp_path: Path) -> None:
         sums = {c["algorithm"]: c["checksumValue"] for c in package["checksums"]}
         assert sums["SHA256"] == locked[name]["sha256"]
     assert by_name["app"]["licenseDeclared"] == "MIT"
+    provenance = json.loads((tmp_path / "p.json").read_text())
+    inputs = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+    lock_file = spec.with_name("spec.toml.lock")
+    assert {
+        "name": "lock file",
+        "uri": lock_file.name,
+        "digest": {"sha256": sha256_of(lock_file)},
+    } in inputs
     ids = {p["name"]: p["SPDXID"] for p in doc["packages"]}
     depends = {
         (r["spdxElementId"], r["relatedSpdxElement"])

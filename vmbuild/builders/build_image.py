@@ -134,6 +134,7 @@ def _note(
     items = []
     for found in debs:
         items += collect.deb_packages(found.lock.packages, found.packages)
+        record.add_debs(spec.debian.lock if spec.debian else None)
     for i, item in enumerate(spec.copy_to_root):
         one = Tree()
         if isinstance(item, DebItem):

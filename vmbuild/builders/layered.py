@@ -239,6 +239,7 @@ def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> No
     units = []
     for debs in asm.debs:
         units += collect.deb_packages(debs.lock.packages, debs.packages)
+        record.add_debs(spec.debian.lock if spec.debian else None)
     packaged = {u.ref for u in units}
     if asm.graph is not None:
         for name, unit in sorted(asm.graph.units.items()):

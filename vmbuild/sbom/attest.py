@@ -68,6 +68,11 @@ class Record:
         self.add(*collect.base_image(ref, config, base.layers, "fromImage"))
         self.depend("fromImage", of_bytes(config), ref, layers=[x.digest for x in base.layers])
 
+    def add_debs(self, lock: Path | None) -> None:
+        """The lock file the Debian packages were fetched by, as an input."""
+        if lock is not None and lock.is_file():
+            self.depend("lock file", "sha256:" + hash_file(lock)[0], lock.name)
+
     def depend(self, name: str, digest: str, uri: str | None = None, **notes: Any) -> None:
         self.deps.append(provenance.Dependency(name, digest.split(":", 1)[-1], uri, notes))
 
