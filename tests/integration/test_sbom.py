@@ -65,6 +65,11 @@ def test_cyclonedx_of_a_layered_image_validates(tmp_path: Path) -> None:
     build_ok(spec, out, "--sbom", str(tmp_path / "s.json"), "--sbom-format", "cyclonedx")
     text = (tmp_path / "s.json").read_text()
     assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    again = tmp_path / "again.tar.gz"
+    build_ok(spec, again, "--sbom", str(tmp_path / "s2.json"), "--sbom-format", "cyclonedx")
+    assert (tmp_path / "s2.json").read_text() == text  # the same bytes from another build
+    build_ok(spec, tmp_path / "img.oci", "--format", "oci", "--sbom", str(tmp_path / "s.spdx.json"))
+    spdx_valid(tmp_path / "s.spdx.json")
     bom = json.loads(text)
     refs = {c["bom-ref"] for c in bom["components"]}
     real = str(Path(BASH).resolve())
