@@ -165,6 +165,8 @@ def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     ):
         image = assemble(spec, Path(wd), opts, record)
         refs = record.referrers(image) if record else []
+        if record:
+            record.prepare(image)
         write_image(image, out, opts, created_epoch(spec.created), refs)
         if record:
             record.write(image, out)

@@ -274,14 +274,15 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
                 finish = _finisher(spec, asm)
                 image, _ = write_streaming(base, asm.layers, finish, z, mtime, BLOCK_SIZE)
+                if rec is not None:  # before the archive is in place: none without the other
+                    _note(rec, spec, asm, image)
+                    rec.prepare(image)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
             if rec is not None:
                 _note(rec, spec, asm, image)
             write_image(image, out, opts, mtime, rec.referrers(image) if rec else [])
         if rec is not None:
-            if opts.format == "docker-archive":
-                _note(rec, spec, asm, image)
             rec.write(image, out)
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

@@ -132,6 +132,12 @@ class Record:
             Artifact(provenance.MEDIA_TYPE, self.provenance(image), created),
         ]
 
+    def prepare(self, image: Image) -> None:
+        """Render the SBOM now (before the image is put in place), so a failure leaves
+        neither; only the provenance of a docker-archive waits for the archive's hash."""
+        if self.attest.sbom is not None:
+            self.sbom(image)
+
     def write(self, image: Image, out: Path) -> None:
         """Write --sbom and --provenance (each under a temporary name, then renamed)."""
         archive = out if self.opts.format == "docker-archive" and out.is_file() else None
