@@ -30,10 +30,12 @@ from vmbuild.errors import VmbuildError
 COMMANDS = {
     "build": "vmbuild.cli_build",
     "stream": "vmbuild.cli_build",
+    "lock": "vmbuild.cli_lock",
     "vm": "vmbuild.vm.cli",
     "doctor": "vmbuild.vm.cli",
     "prefetch": "vmbuild.registry.cli",
     "push": "vmbuild.registry.cli",
+    "sbom": "vmbuild.sbom.cli",
 }
 # errno values of a local file system that is full or read-only
 LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from vmbuild import timeouts
 from vmbuild.builders import build, stream
-from vmbuild.config import load_spec, output_options
+from vmbuild.config import attest_options, load_spec, output_options
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS
 from vmbuild.oci.output import FORMATS
@@ -41,6 +42,14 @@ def register(sub: Any) -> None:
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
         "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
     )
+    p.add_argument("--sbom", type=Path, help="write an SBOM of the image here (SPDX 2.3 JSON)")
+    p.add_argument("--sbom-format", help="spdx (default) or cyclonedx (CycloneDX 1.5 JSON)")
+    p.add_argument("--provenance", type=Path, help="write an in-toto SLSA v1 provenance here")
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail if the spec's Debian packages are not all in its lock file",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -58,6 +67,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
+    attest = attest_options(loaded, Path(args.out), args.sbom, args.sbom_format, args.provenance)
+    opts = dataclasses.replace(opts, attest=attest)
+    if args.locked:
+        from vmbuild.debian.packages import LOCKED_ONLY
+
+        LOCKED_ONLY.set(True)
     with timeouts.limit(timeout):
         result = build(loaded, Path(args.out), opts)
     if args.json:
