@@ -29,7 +29,9 @@ def test_the_layered_functions_stream_and_write_layouts() -> None:
 def test_stream_refuses_a_function_that_does_not_stream(tmp_path: Path) -> None:
     loaded = parse_table({"name": "x"}, "spec", tmp_path)
     sink = io.BytesIO()
-    with pytest.raises(SpecError, match="works with streamLayeredImage and streamNixShellImage specs, not buildImage"):
+    with pytest.raises(
+        SpecError, match="streamLayeredImage and streamNixShellImage specs, not buildImage"
+    ):
         stream(loaded, sink)
     assert sink.getvalue() == b""
 

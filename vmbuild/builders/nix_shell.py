@@ -28,9 +28,9 @@ from vmbuild.config.arch import parse_architecture
 from vmbuild.config.layered import Closure, ContentItem, LayeredSpec
 from vmbuild.config.nixshell import NixShellSpec, Recipe
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import CA_BUNDLE, Helper
 from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.nixhash import to_base32
+from vmbuild.units.helpers import CA_BUNDLE, Helper
 
 SHELL_DIR = "/nix-shell"  # the recipe's own files in the image
 SETUP = f"{SHELL_DIR}/setup"
@@ -40,10 +40,11 @@ STORE = "/nix/store"
 BUILD_DIR = "/build"  # Nix's sandbox build directory
 # stdenv's own tools, from the host: what the setup file's phases run
 TOOLS = (
-    "basename cat chmod cp cut date dirname echo env expr false head id install ln ls "
-    "mkdir mktemp mv printf readlink realpath rm rmdir sleep sort stat tail tee test "
-    "touch tr true uname uniq wc tar gzip sed grep find xargs"
-).split()
+    "basename", "cat", "chmod", "cp", "cut", "date", "dirname", "echo", "env", "expr", "false",
+    "head", "id", "install", "ln", "ls", "mkdir", "mktemp", "mv", "printf", "readlink",
+    "realpath", "rm", "rmdir", "sleep", "sort", "stat", "tail", "tee", "test", "touch", "tr",
+    "true", "uname", "uniq", "wc", "tar", "gzip", "sed", "grep", "find", "xargs",
+)
 OPTIONAL_TOOLS = ("bzip2", "xz", "diff", "cmp", "patch", "awk")
 HOST_BIN = ("/usr/bin", "/bin")
 TREE_BINS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")

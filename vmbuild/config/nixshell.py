@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor
-from vmbuild.config.layered import Closure, ContentItem, check_elf, content_item
+from vmbuild.config.layered import ContentItem, check_elf, content_item
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.names import check_name, check_tag
