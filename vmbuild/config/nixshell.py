@@ -226,4 +226,3 @@ def parse(fields: Fields, function: str = "buildNixShellImage") -> NixShellSpec:
     )
     fields.finish()
     return spec
-
