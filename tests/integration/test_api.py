@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,7 @@ def _members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
 
 
 def test_nix_shell_image_build_and_stream_agree(tmp_path: Path) -> None:
-    args = dict(
+    args: dict[str, Any] = dict(
         drv={"pname": "tool", "version": "2", "outputs": ["out", "doc"]},
         uid=1234,
         gid=99,
