@@ -30,6 +30,7 @@ from vmbuild.errors import VmbuildError
 COMMANDS = {
     "build": "vmbuild.cli_build",
     "stream": "vmbuild.cli_build",
+    "lock": "vmbuild.cli_lock",
     "vm": "vmbuild.vm.cli",
     "doctor": "vmbuild.vm.cli",
     "prefetch": "vmbuild.registry.cli",

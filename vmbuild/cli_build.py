@@ -41,6 +41,11 @@ def register(sub: Any) -> None:
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
         "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
     )
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail if the spec's Debian packages are not all in its lock file",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -58,6 +63,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
+    if args.locked:
+        from vmbuild.debian.packages import LOCKED_ONLY
+
+        LOCKED_ONLY.set(True)
     with timeouts.limit(timeout):
         result = build(loaded, Path(args.out), opts)
     if args.json:

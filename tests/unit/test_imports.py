@@ -28,9 +28,10 @@ LOWER = (
     "vmbuild.streaming",
     "vmbuild.hoststeps",
     "vmbuild.layering",
+    "vmbuild.debian",
 )
 # Top-level modules that sit above the builders (the command line and the API).
-ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli_build"}
+ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli_build", "vmbuild.cli_lock"}
 
 
 def module_names() -> dict[str, Path]:

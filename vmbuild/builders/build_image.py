@@ -12,10 +12,12 @@ from pathlib import Path
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path
+from vmbuild.builders.debcontent import add_to_tree, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import created_epoch
+from vmbuild.config.debian import DebItem
 from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
@@ -39,7 +41,12 @@ def layer_compression(opts: OutputOptions) -> Compression:
 
 def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
     tree = Tree()
+    debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
+    if debs is not None:
+        add_to_tree(tree, debs)
     for item in spec.copy_to_root:
+        if isinstance(item, DebItem):
+            continue
         if isinstance(item, Helper):
             add_helper(tree, item, workdir)
         else:

@@ -21,9 +21,11 @@ from typing import Any, BinaryIO
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path
+from vmbuild.builders.debcontent import add_units, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.common import created_epoch
+from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.hoststeps.custom import Custom, customisation
@@ -66,9 +68,14 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]
         return Graph(), tree, []
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, Closure))
     graph = Graph(read_elf=elf.read)
+    debs = deb_content(spec.contents, spec.debian, spec.architecture, workdir)
+    if debs is not None:
+        add_units(graph, debs)
     tree = Tree()
     helpers: list[str] = []
     for i, item in enumerate(spec.contents):
+        if isinstance(item, DebItem):
+            continue
         if isinstance(item, Closure):
             graph.path(str(item.path), f"contents[{i}]")
         elif isinstance(item, Helper):
@@ -80,6 +87,8 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]
     graph.settle_trees(helpers)
     for program in config_programs(spec.config or {}):
         # A path the contents provide (binSh's /bin/sh) is not taken from the host.
+        if debs is not None and debs.provides(program):
+            continue
         if program.lstrip("/") not in tree.entries and not graph.provides(program):
             graph.path(program, "config")
     graph.settle_trees(helpers)

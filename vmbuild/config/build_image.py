@@ -20,6 +20,7 @@ from vmbuild.config.common import (
     get_compressor,
     name_and_tag,
 )
+from vmbuild.config.debian import DebianTable, DebItem, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
@@ -28,7 +29,7 @@ from vmbuild.units.helpers import Helper, parse_helper
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
 
-CopyItem = Path | Helper
+CopyItem = Path | Helper | DebItem
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,14 @@ class BuildImageSpec:
     build_vm_memory_size: int = MEMORY_DEFAULT
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
+    debian: DebianTable | None = None
 
 
 def copy_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> CopyItem:
+        deb = deb_item(value, f"{fields.where}: {where}")
+        if deb is not None:
+            return deb
         helper = parse_helper(value, f"{fields.where}: {where}")
         if helper is not None:
             return helper
@@ -108,6 +113,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         or MEMORY_DEFAULT,
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
+        debian=get_debian(fields),
     )
     fields.finish()
     programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]

@@ -24,6 +24,7 @@ from vmbuild.config.common import (
     get_compressor,
     name_and_tag,
 )
+from vmbuild.config.debian import DebianTable, DebItem, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
@@ -43,7 +44,7 @@ class Closure:
     path: Path
 
 
-ContentItem = Path | Helper | Closure
+ContentItem = Path | Helper | Closure | DebItem
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class LayeredSpec:
     enable_fakechroot: bool = False
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
+    debian: DebianTable | None = None
 
     @property
     def streaming(self) -> bool:
@@ -110,6 +112,9 @@ def check_elf(path: Path, where: str) -> None:
 def content_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> ContentItem:
         place = f"{fields.where}: {where}"
+        deb = deb_item(value, place)
+        if deb is not None:
+            return deb
         helper = parse_helper(value, place)
         if helper is not None:
             return helper
@@ -187,6 +192,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         enable_fakechroot=fields.get_bool("enableFakechroot"),
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
+        debian=get_debian(fields),
     )
     fields.finish()
     programs = [
