@@ -4,10 +4,12 @@ The image is a layered image (:mod:`vmbuild.builders.layered`) whose contents ar
 binSh, usrBinEnv, caCertificates, fakeNss with the ``nixbld`` build user, the shell,
 a base toolset like stdenv's (the host's coreutils, tar, gzip, sed, grep, find, ...)
 and the recipe's inputs, each content unit shared with other images built from the
-same sources; the customisation layer holds what is the recipe's own (``/nix-shell``:
-the setup file, the rc file, ``buildDerivation``, passAsFile files and the source), and
-the build user's ``/build``, home and ``/nix/store``. A new src or hook changes only
-that layer and the config.
+same sources. When the inputs are Debian packages, so are the shell and the toolset
+(bash, coreutils, tar, ...: ``/bin/sh`` is a link to bash, env is coreutils'), so no
+host program sits beside the packages' libraries. The customisation layer holds what
+is the recipe's own (``/nix-shell``: the setup file, the rc file, ``buildDerivation``,
+passAsFile files and the source), and the build user's ``/build``, home and
+``/nix/store``. A new src or hook changes only that layer and the config.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vmbuild import resources, tempdirs
 from vmbuild.builders import layered
 from vmbuild.builders.result import BuildResult
 from vmbuild.config.arch import parse_architecture
+from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import Closure, ContentItem, LayeredSpec
 from vmbuild.config.nixshell import NixShellSpec, Recipe
 from vmbuild.errors import SpecError
@@ -46,6 +49,21 @@ TOOLS = (
     "true", "uname", "uniq", "wc", "tar", "gzip", "sed", "grep", "find", "xargs",
 )
 OPTIONAL_TOOLS = ("bzip2", "xz", "diff", "cmp", "patch", "awk")
+# the same toolset as Debian packages, for recipes whose inputs are packages
+DEB_TOOLS = (
+    "bash",
+    "coreutils",
+    "tar",
+    "gzip",
+    "sed",
+    "grep",
+    "findutils",
+    "diffutils",
+    "patch",
+    "bzip2",
+    "xz-utils",
+    "mawk",
+)
 HOST_BIN = ("/usr/bin", "/bin")
 TREE_BINS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
 
@@ -71,7 +89,7 @@ def program_dirs(item: ContentItem) -> list[str]:
         return {"binSh": ["/bin"], "usrBinEnv": ["/usr/bin"]}.get(item.name, [])
     if isinstance(item, Path):
         return [f"/{d}" for d in TREE_BINS if (item / d).is_dir()]
-    return list(getattr(item, "program_dirs", ()))
+    return ["/usr/bin", "/usr/sbin"]  # a Debian package (merged /usr)
 
 
 def describe(item: ContentItem) -> str:
@@ -80,7 +98,9 @@ def describe(item: ContentItem) -> str:
         return str(item.path)
     if isinstance(item, Helper):
         return item.name
-    return str(getattr(item, "name", item))
+    if isinstance(item, DebItem):
+        return item.name + (f"={item.version}" if item.version else "")
+    return str(item)
 
 
 def _tree_digest(root: Path) -> Iterator[bytes]:
@@ -201,6 +221,9 @@ def recipe_tree(spec: NixShellSpec, root: Path) -> Path:
         else:
             shutil.copyfile(src, target)
             os.chmod(target, 0o644)
+    if spec.from_debian:  # /bin/sh: bash, as binSh gives it (/bin is usr/bin there)
+        (root / "usr" / "bin").mkdir(parents=True)
+        os.symlink("bash", root / "usr" / "bin" / "sh")
     for d in [root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())]:
         os.chmod(d, 0o755)
     return root
@@ -218,13 +241,17 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
     passwd = f"nixbld:x:{spec.uid}:{spec.gid}:Build user:{spec.home}:/noshell"
     nss = Helper("fakeNss", (passwd,), (f"nixbld:!:{spec.gid}:",))
     inputs = [i for _, items in spec.drv.inputs for i in items]
+    base: list[ContentItem]
+    if spec.from_debian:
+        base = [DebItem(name) for name in DEB_TOOLS]
+        base += [Closure(spec.shell)] if spec.shell_given else []
+    else:
+        base = [Helper("binSh"), Helper("usrBinEnv"), Closure(spec.shell)]
+        base += [Closure(t) for t in host_tools()]
     contents: list[ContentItem] = [
-        Helper("binSh"),
-        Helper("usrBinEnv"),
         Helper("caCertificates"),
         nss,
-        Closure(spec.shell),
-        *(Closure(t) for t in host_tools()),
+        *base,
         *inputs,
         recipe_tree(spec, workdir / "recipe"),
     ]
@@ -245,6 +272,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
         created=spec.created,
         fake_root_commands=fake_root_commands(spec, outputs),
         compressor=spec.compressor,
+        debian=spec.debian,
         build_args=spec.build_args,
     )
 

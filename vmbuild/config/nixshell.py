@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor
+from vmbuild.config.debian import DebianTable, DebItem, get_debian
 from vmbuild.config.layered import ContentItem, check_elf, content_item
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
@@ -66,15 +67,22 @@ class NixShellSpec:
     gid: int = 1000
     home: str = "/build"
     shell: Path = DEFAULT_SHELL
+    shell_given: bool = False  # else bash comes from where the inputs come from
     command: str | None = None
     run: str | None = None
     created: str = EPOCH_DEFAULT
     compressor: Compression | None = None
+    debian: DebianTable | None = None  # where { deb = ... } inputs come from
     build_args: dict[str, Any] | None = None
 
     @property
     def streaming(self) -> bool:
         return self.function == "streamNixShellImage"
+
+    @property
+    def from_debian(self) -> bool:
+        """Whether the recipe's inputs are Debian packages: then so are its base tools."""
+        return any(isinstance(i, DebItem) for _, items in self.drv.inputs for i in items)
 
 
 def env_value(value: Any, where: str) -> str:
@@ -217,11 +225,13 @@ def parse(fields: Fields, function: str = "buildNixShellImage") -> NixShellSpec:
         uid=fields.get_int("uid", 1000, minimum=0, maximum=2**32 - 2) or 0,
         gid=fields.get_int("gid", 1000, minimum=0, maximum=2**32 - 2) or 0,
         home=_home(fields),
+        shell_given=fields.peek("shell") is not None,
         shell=_shell(fields),
         command=command,
         run=run,
         created=fields.get_date("created"),
         compressor=get_compressor(fields),
+        debian=get_debian(fields),
         build_args=dict(fields.given),
     )
     fields.finish()
