@@ -64,11 +64,7 @@ class Built:
     config: dict[str, Any]
 
 
-def unpacked(out: Path) -> Built:
-    assert out.read_bytes()[:2] == b"\x1f\x8b"  # buildNixShellImage writes a gzip archive
-    plain = out.with_suffix("")
-    with gzip.open(out) as src, open(plain, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+def read_archive(plain: Path) -> Built:
     with tarfile.open(plain) as tar:
         f = tar.extractfile("manifest.json")
         assert f is not None
@@ -76,6 +72,14 @@ def unpacked(out: Path) -> Built:
         g = tar.extractfile(config_name)
         assert g is not None
         return Built(plain, json.load(g))
+
+
+def unpacked(out: Path) -> Built:
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # buildNixShellImage writes a gzip archive
+    plain = out.with_suffix("")
+    with gzip.open(out) as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return read_archive(plain)
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +241,58 @@ def test_streamed_run_gives_its_status_and_only_the_top_layer_changes(
         containers.buildah("rm", ctr)
     assert run.returncode == 3, run.stderr.decode()
     assert run.stdout.decode().splitlines() == ["another hook", "run ran"]
+
+
+# A C program with a configure script of its own: configurePhase passes --prefix=$out.
+HELLO_C = """\
+#include <stdio.h>
+int main(void) { printf("Hello, %s!\\n", GREETING); return 0; }
+"""
+CONFIGURE = """\
+#!/bin/sh
+for arg; do case "$arg" in --prefix=*) echo "PREFIX = ${arg#--prefix=}" > config.mk ;; esac; done
+"""
+C_MAKEFILE = """\
+include config.mk
+hello: hello.c
+\t$(CC) -DGREETING='"$(WHO)"' -o $@ hello.c
+check: hello
+\t./hello | grep -q Hello
+install: hello
+\tmkdir -p $(PREFIX)/bin
+\tcp hello $(PREFIX)/bin/hello
+"""
+
+
+def test_gcc_and_make_from_debian_build_a_c_program(tmp_path: Path, containers: Containers) -> None:
+    tree = tmp_path / "hello-2.0"
+    tree.mkdir()
+    (tree / "hello.c").write_text(HELLO_C)
+    (tree / "Makefile").write_text(C_MAKEFILE)
+    (tree / "configure").write_text(CONFIGURE)
+    (tree / "configure").chmod(0o755)
+    with tarfile.open(tmp_path / "hello-2.0.tar.gz", "w:gz") as tar:
+        tar.add(tree, "hello-2.0")
+    spec = write_spec(
+        tmp_path,
+        'function = "buildNixShellImage"\n'
+        "maxLayers = 3\n"  # buildah's vfs storage copies every lower layer for each layer
+        "[drv]\n"
+        'pname = "hello"\nversion = "2.0"\nsrc = "./hello-2.0.tar.gz"\n'
+        'nativeBuildInputs = [{ deb = "gcc" }, { deb = "make" }, { deb = "libc6-dev" }]\n'
+        'makeFlags = ["CC=gcc", "WHO=debian"]\ndoCheck = true\n',
+    )
+    built = tmp_path / "c.tar"
+    build_ok(spec, built, "--compress", "none")  # 270 MB: gzip is not what is tested here
+    image = read_archive(built)
+    ctr = containers.buildah("from", "-q", f"docker-archive:{image.archive}").stdout
+    script = "readlink /bin/sh; buildDerivation > log 2>&1 || cat log; $out/bin/hello; cat log"
+    run = subprocess.run(
+        buildah_run(containers, ctr.decode().strip(), "bash", "-c", script), capture_output=True
+    )
+    lines = run.stdout.decode().splitlines()
+    assert lines[:2] == ["bash", "Hello, debian!"], run.stdout.decode() + run.stderr.decode()
+    phases = [w.split()[-1] for w in lines if "Running phase" in w]
+    assert phases[3:5] == ["buildPhase", "checkPhase"]
+    out = dict(item.split("=", 1) for item in image.config["config"]["Env"])["out"]
+    assert f"configure flags: --prefix={out}" in lines

@@ -270,6 +270,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
         config=config,
         architecture=parse_architecture(None, spec.function),
         created=spec.created,
+        max_layers=spec.max_layers,
         fake_root_commands=fake_root_commands(spec, outputs),
         compressor=spec.compressor,
         debian=spec.debian,

@@ -27,7 +27,13 @@ from typing import Any
 
 from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor
 from vmbuild.config.debian import DebianTable, DebItem, get_debian
-from vmbuild.config.layered import ContentItem, check_elf, content_item
+from vmbuild.config.layered import (
+    MAX_LAYERS_DEFAULT,
+    MAX_LAYERS_LIMIT,
+    ContentItem,
+    check_elf,
+    content_item,
+)
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.names import check_name, check_tag
@@ -71,6 +77,7 @@ class NixShellSpec:
     command: str | None = None
     run: str | None = None
     created: str = EPOCH_DEFAULT
+    max_layers: int = MAX_LAYERS_DEFAULT  # vmbuild's: streamLayeredImage's, passed on
     compressor: Compression | None = None
     debian: DebianTable | None = None  # where { deb = ... } inputs come from
     build_args: dict[str, Any] | None = None
@@ -230,6 +237,10 @@ def parse(fields: Fields, function: str = "buildNixShellImage") -> NixShellSpec:
         command=command,
         run=run,
         created=fields.get_date("created"),
+        max_layers=fields.get_int(
+            "maxLayers", MAX_LAYERS_DEFAULT, minimum=2, maximum=MAX_LAYERS_LIMIT
+        )
+        or MAX_LAYERS_DEFAULT,
         compressor=get_compressor(fields),
         debian=get_debian(fields),
         build_args=dict(fields.given),

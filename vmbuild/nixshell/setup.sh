@@ -101,7 +101,7 @@ configurePhase() {
             grep -q dependency-tracking -- "$configureScript"; then
             flags+=(--disable-dependency-tracking)
         fi
-        echo "configure flags: ${flags[*]} ${configureFlags:-}"
+        echo "configure flags: ${flags[*]}${configureFlags:+ $configureFlags}"
         # shellcheck disable=SC2086
         $configureScript "${flags[@]}" ${configureFlags:-}
     else
