@@ -26,7 +26,6 @@ from typing import BinaryIO
 from vmbuild import resources, tempdirs
 from vmbuild.builders import layered
 from vmbuild.builders.result import BuildResult
-from vmbuild.config.arch import parse_architecture
 from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import Closure, ContentItem, LayeredSpec
 from vmbuild.config.nixshell import NixShellSpec, Recipe
@@ -49,21 +48,6 @@ TOOLS = (
     "true", "uname", "uniq", "wc", "tar", "gzip", "sed", "grep", "find", "xargs",
 )
 OPTIONAL_TOOLS = ("bzip2", "xz", "diff", "cmp", "patch", "awk")
-# the same toolset as Debian packages, for recipes whose inputs are packages
-DEB_TOOLS = (
-    "bash",
-    "coreutils",
-    "tar",
-    "gzip",
-    "sed",
-    "grep",
-    "findutils",
-    "diffutils",
-    "patch",
-    "bzip2",
-    "xz-utils",
-    "mawk",
-)
 HOST_BIN = ("/usr/bin", "/bin")
 TREE_BINS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
 
@@ -240,11 +224,9 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
     outputs = output_paths(spec.drv)
     passwd = f"nixbld:x:{spec.uid}:{spec.gid}:Build user:{spec.home}:/noshell"
     nss = Helper("fakeNss", (passwd,), (f"nixbld:!:{spec.gid}:",))
-    inputs = [i for _, items in spec.drv.inputs for i in items]
     base: list[ContentItem]
-    if spec.from_debian:
-        base = [DebItem(name) for name in DEB_TOOLS]
-        base += [Closure(spec.shell)] if spec.shell_given else []
+    if spec.from_debian:  # spec.contents: the Debian toolset, then the inputs
+        base = [Closure(spec.shell)] if spec.shell_given else []
     else:
         base = [Helper("binSh"), Helper("usrBinEnv"), Closure(spec.shell)]
         base += [Closure(t) for t in host_tools()]
@@ -252,7 +234,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
         Helper("caCertificates"),
         nss,
         *base,
-        *inputs,
+        *spec.contents,
         recipe_tree(spec, workdir / "recipe"),
     ]
     cmd = [str(spec.shell), "--rcfile", RCFILE] if spec.run is None else [str(spec.shell), RCFILE]
@@ -268,7 +250,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
         tag=spec.tag,
         contents=tuple(contents),
         config=config,
-        architecture=parse_architecture(None, spec.function),
+        architecture=spec.architecture,
         created=spec.created,
         max_layers=spec.max_layers,
         fake_root_commands=fake_root_commands(spec, outputs),

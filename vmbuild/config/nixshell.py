@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmbuild.config.arch import parse_architecture
 from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor
 from vmbuild.config.debian import DebianTable, DebItem, get_debian
 from vmbuild.config.layered import (
@@ -46,6 +47,21 @@ INPUT_KEYS = (
     "propagatedBuildInputs",
     "nativeCheckInputs",
     "checkInputs",
+)
+# stdenv's base tools as Debian packages, for recipes whose inputs are packages
+DEB_TOOLS = (
+    "bash",
+    "coreutils",
+    "tar",
+    "gzip",
+    "sed",
+    "grep",
+    "findutils",
+    "diffutils",
+    "patch",
+    "bzip2",
+    "xz-utils",
+    "mawk",
 )
 _OUTPUT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DRV_NAME = re.compile(r"[A-Za-z0-9+_?=-][A-Za-z0-9+._?=-]*\Z")  # as Nix's store names
@@ -77,6 +93,7 @@ class NixShellSpec:
     command: str | None = None
     run: str | None = None
     created: str = EPOCH_DEFAULT
+    architecture: str = ""  # the host's: the image holds host or host-architecture files
     max_layers: int = MAX_LAYERS_DEFAULT  # vmbuild's: streamLayeredImage's, passed on
     compressor: Compression | None = None
     debian: DebianTable | None = None  # where { deb = ... } inputs come from
@@ -90,6 +107,15 @@ class NixShellSpec:
     def from_debian(self) -> bool:
         """Whether the recipe's inputs are Debian packages: then so are its base tools."""
         return any(isinstance(i, DebItem) for _, items in self.drv.inputs for i in items)
+
+    @property
+    def contents(self) -> tuple[ContentItem, ...]:
+        """The inputs, and the base tools when they come from Debian (what ``vmbuild
+        lock`` resolves)."""
+        inputs = tuple(i for _, items in self.drv.inputs for i in items)
+        if not self.from_debian:
+            return inputs
+        return (*(DebItem(name) for name in DEB_TOOLS), *inputs)
 
 
 def env_value(value: Any, where: str) -> str:
@@ -237,6 +263,7 @@ def parse(fields: Fields, function: str = "buildNixShellImage") -> NixShellSpec:
         command=command,
         run=run,
         created=fields.get_date("created"),
+        architecture=parse_architecture(None, where),
         max_layers=fields.get_int(
             "maxLayers", MAX_LAYERS_DEFAULT, minimum=2, maximum=MAX_LAYERS_LIMIT
         )

@@ -12,6 +12,7 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from vmbuild.config.common import Fields
+from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import Closure
 from vmbuild.config.nixshell import NixShellSpec, parse
 from vmbuild.errors import SpecError
@@ -120,3 +121,15 @@ def test_a_shell_must_be_a_program(host: FakeFilesystem) -> None:
     host.create_file("/specs/script", contents="#!/bin/sh\n", st_mode=0o100755)
     with pytest.raises(SpecError, match="is not an ELF file"):
         spec({"drv": {"name": "x"}, "shell": "script"})
+
+
+def test_debian_inputs_bring_the_base_tools_as_packages(host: FakeFilesystem) -> None:
+    s = spec({"drv": {"name": "x", "nativeBuildInputs": [{"deb": "gcc"}]}})
+    assert s.from_debian and s.debian is not None
+    assert s.debian.lock == Path("/specs/s.toml.lock")
+    names = [i.name for i in s.contents if isinstance(i, DebItem)]
+    assert names[0] == "bash" and "coreutils" in names and names[-1] == "gcc"
+    plain = spec(
+        {"drv": {"name": "x", "buildInputs": [{"path": "/usr/bin/make", "closure": True}]}}
+    )
+    assert not plain.from_debian and plain.contents == (Closure(Path("/usr/bin/make")),)
