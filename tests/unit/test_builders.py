@@ -19,10 +19,16 @@ def test_every_function_a_spec_can_name_has_a_builder() -> None:
 
 
 def test_the_layered_functions_stream_and_write_layouts() -> None:
+    layered = {
+        "buildLayeredImage",
+        "streamLayeredImage",
+        "buildNixShellImage",
+        "streamNixShellImage",
+    }
     streaming = {name for name, builder in BUILDERS.items() if builder.stream is not None}
-    assert streaming == {"buildLayeredImage", "streamLayeredImage"}
+    assert streaming == layered
     layouts = {name for name, builder in BUILDERS.items() if builder.layout}
-    assert layouts == {"buildImage", "buildLayeredImage", "streamLayeredImage"}
+    assert layouts == {"buildImage", *layered}
     assert [n for n, b in BUILDERS.items() if not b.compresses] == ["exportImage"]
 
 
