@@ -20,10 +20,11 @@ from vmbuild.config.common import (
     get_compressor,
     name_and_tag,
 )
-from vmbuild.config.debian import DebianTable, DebItem, deb_item, get_debian
+from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import host_goarch
 from vmbuild.units.helpers import Helper, parse_helper
 
 DISK_SIZE_DEFAULT = 1024
@@ -116,6 +117,8 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         debian=get_debian(fields),
     )
     fields.finish()
+    if spec.debian is not None:
+        check_configure(spec.debian, spec.architecture, host_goarch(), where)
     programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]
     check_host_programs(
         spec.architecture, (p for p in programs if p in PROGRAM_HELPERS), f"{where}: copyToRoot"

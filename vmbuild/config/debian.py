@@ -92,3 +92,21 @@ def get_debian(fields: Fields) -> DebianTable:
     )
     sub.finish()
     return spec
+
+
+def check_configure(table: DebianTable, architecture: str, host: str, where: str) -> None:
+    """``configure = true`` runs maintainer scripts in the build VM, which runs the
+    host's architecture only."""
+    if table.configure and architecture != host:
+        raise SpecError(
+            f"{where}: [debian] configure = true needs the build VM to run {architecture} "
+            f"programs, but it runs {host} only",
+            "leave configure out (packages are unpacked, not configured) or build for " + host,
+        )
+    if table.configure:
+        raise SpecError(
+            f"{where}: [debian] configure = true (maintainer scripts in the build VM) is not "
+            "implemented yet",
+            "leave it out: packages are unpacked with a dpkg database, their scripts not run; "
+            "add users with fakeNss or runAsRoot",
+        )

@@ -24,10 +24,11 @@ from vmbuild.config.common import (
     get_compressor,
     name_and_tag,
 )
-from vmbuild.config.debian import DebianTable, DebItem, deb_item, get_debian
+from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import host_goarch
 from vmbuild.units.graph import config_programs
 from vmbuild.units.helpers import Helper, parse_helper
 
@@ -195,6 +196,8 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         debian=get_debian(fields),
     )
     fields.finish()
+    if spec.debian is not None:
+        check_configure(spec.debian, spec.architecture, host_goarch(), where)
     programs = [
         *(str(i.path) for i in spec.contents if isinstance(i, Closure)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),

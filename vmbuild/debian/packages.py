@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmbuild.debian import aptconf
 from vmbuild.debian.fetch import fetch_all
-from vmbuild.debian.index import Candidate, fetch_index
+from vmbuild.debian.index import RawIndex, fetch_index
 from vmbuild.debian.lock import For, Lock, Locked, read_lock, write_lock
 from vmbuild.debian.release import fetch_release
 from vmbuild.debian.resolve import Request, Universe, resolve
@@ -75,10 +75,10 @@ def settings(
 def make_lock(s: Settings, requests: Sequence[Request]) -> Lock:
     """Resolve ``requests`` against the suite's verified indexes."""
     release = fetch_release(s.mirror, s.suite, s.keyring)
-    candidates: list[Candidate] = []
+    raw = RawIndex()
     for component in s.components:
-        candidates += fetch_index(s.mirror, release, component, s.architecture)
-    res = resolve(Universe(candidates, s.architecture), requests, s.recommends, s.essential)
+        raw.add_text(fetch_index(s.mirror, release, component, s.architecture))
+    res = resolve(Universe(raw, s.architecture), requests, s.recommends, s.essential)
     packages = tuple(
         Locked(
             name=c.name,

@@ -52,8 +52,10 @@ def verify(signed: bytes, keyring: Path, url: str) -> bytes:
                 env={"LANG": "C", "PATH": "/usr/bin:/bin", "GNUPGHOME": tmp},
             )
         except StepFailed as exc:
+            lines = [ln.removeprefix("gpgv:").strip() for ln in exc.output_tail.splitlines()]
+            why = lines[-1] if lines else "gpgv failed"
             raise SignatureError(
-                f"{url}: the signature does not verify against {keyring} ({exc.output_tail})",
+                f"{url}: the signature does not verify against {keyring} ({why})",
                 "the mirror serves an index not signed by a trusted key; check the keyring",
             ) from exc
         return out.read_bytes()

@@ -7,14 +7,14 @@ set are errors naming both packages."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from debian.deb822 import PkgRelation
 from debian.debian_support import version_compare
 
-from vmbuild.debian.index import Candidate
+from vmbuild.debian.index import Candidate, RawIndex, candidate
 from vmbuild.errors import VmbuildError
 
 Relation = dict[str, Any]  # one alternative as PkgRelation.parse_relations gives it
@@ -58,27 +58,46 @@ def satisfies(version: str, constraint: tuple[str, str] | None) -> bool:
 
 
 class Universe:
-    """The packages of one architecture (and ``all``), newest version first."""
+    """The packages of one architecture (and ``all``), newest version first; each
+    package's paragraphs are parsed when it is first looked at."""
 
-    def __init__(self, candidates: Iterable[Candidate], arch: str):
+    def __init__(self, raw: RawIndex, arch: str):
         self.arch = arch
-        self.by_name: dict[str, list[Candidate]] = {}
-        self.providers: dict[str, list[tuple[Candidate, str | None]]] = {}
-        for c in candidates:
-            if c.architecture not in (arch, "all"):
-                continue
-            self.by_name.setdefault(c.name, []).append(c)
-        for name, versions in self.by_name.items():
-            versions.sort(key=_VersionKey, reverse=True)
-            for c in versions:
-                for group in relations(c.provides):
+        self.raw = raw
+        self._parsed: dict[str, list[Candidate]] = {}
+        self._providers: dict[str, list[tuple[str, str | None]]] | None = None
+
+    def versions(self, name: str) -> list[Candidate]:
+        found = self._parsed.get(name)
+        if found is None:
+            found = [candidate(p) for p in self.raw.paragraphs.get(name, [])]
+            found = [c for c in found if c.architecture in (self.arch, "all")]
+            found.sort(key=_VersionKey, reverse=True)
+            self._parsed[name] = found
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self.raw.paragraphs)
+
+    def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
+        """(package, the version it provides) for each package providing ``virtual``."""
+        if self._providers is None:
+            self._providers = {}
+            for name, text in self.raw.provides:
+                for group in relations(text):
                     for rel in group:
                         ver = rel["version"][1] if rel.get("version") else None
-                        self.providers.setdefault(rel["name"], []).append((c, ver))
-            del name
+                        self._providers.setdefault(rel["name"], []).append((name, ver))
+        out: list[tuple[Candidate, str | None]] = []
+        for name, ver in self._providers.get(virtual, []):
+            for c in self.versions(name):
+                if any(r["name"] == virtual for g in relations(c.provides) for r in g):
+                    out.append((c, ver))
+                    break
+        return out
 
     def essential(self) -> list[str]:
-        return sorted(n for n, vs in self.by_name.items() if vs[0].essential)
+        return sorted(n for n in self.raw.essential if self.versions(n))
 
 
 class _VersionKey:
@@ -145,12 +164,12 @@ def resolve(
 
 
 def _requested(universe: Universe, req: Request) -> Candidate:
-    versions = universe.by_name.get(req.name)
+    versions = universe.versions(req.name)
     if not versions:
-        providers = universe.providers.get(req.name)
+        providers = universe.providers(req.name)
         if providers and req.version is None:
             return sorted(providers, key=lambda p: p[0].name)[0][0]
-        close = difflib.get_close_matches(req.name, list(universe.by_name), n=3)
+        close = difflib.get_close_matches(req.name, universe.names(), n=3)
         raise ResolveError(
             f"no package {req.name!r} for {universe.arch} in the suite",
             f"did you mean {', '.join(close)}?" if close else "check the name (apt-cache search)",
@@ -174,21 +193,21 @@ def _pick(universe: Universe, res: Resolution, group: list[Relation]) -> Candida
         c = res.chosen.get(rel["name"])
         if c is not None and satisfies(c.version, rel.get("version")):
             return c
-        for prov, ver in universe.providers.get(rel["name"], []):
+        for prov, ver in universe.providers(rel["name"]):
             chosen = res.chosen.get(prov.name)
             if chosen is prov and _provided_ok(ver, rel.get("version")):
                 return prov
     for rel in usable:
         if rel["name"] in res.chosen:
             continue  # chosen at a version that does not fit: try the next alternative
-        for c in universe.by_name.get(rel["name"], []):
+        for c in universe.versions(rel["name"]):
             if satisfies(c.version, rel.get("version")):
                 return c
-        for prov, ver in sorted(universe.providers.get(rel["name"], []), key=lambda p: p[0].name):
+        for prov, ver in sorted(universe.providers(rel["name"]), key=lambda p: p[0].name):
             if (
                 prov.name not in res.chosen
                 and _provided_ok(ver, rel.get("version"))
-                and universe.by_name[prov.name][0] is prov
+                and universe.versions(prov.name)[0] is prov
             ):
                 return prov
     return None
