@@ -52,7 +52,9 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_build)
 
-    s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
+    s = sub.add_parser(
+        "stream", help="write a streamLayeredImage or streamNixShellImage spec's image to stdout"
+    )
     s.add_argument("spec", type=Path)
     s.set_defaults(func=cmd_stream)
 
