@@ -34,6 +34,7 @@ COMMANDS = {
     "doctor": "vmbuild.vm.cli",
     "prefetch": "vmbuild.registry.cli",
     "push": "vmbuild.registry.cli",
+    "cache": "vmbuild.cli_cache",
 }
 # errno values of a local file system that is full or read-only
 LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
