@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmbuild.cache import cache_dir
 from vmbuild.config.base import BaseSource
 from vmbuild.oci.output import OutputOptions
 
@@ -22,15 +21,19 @@ log = logging.getLogger("vmbuild")
 
 
 def pulled_path(spec: PullImageSpec) -> Path:
-    return cache_dir() / "pulled" / f"{spec.sha256.hex()}.tar"
+    from vmbuild.registry.pulledcache import path_for
+
+    return path_for(spec.sha256)
 
 
 def base_path(source: BaseSource) -> Path:
     """The archive for ``source``: a path as it is, a pullImage pulled (or cached)."""
     if isinstance(source, Path):
         return source
+    from vmbuild.registry.pulledcache import trusted
+
     path = pulled_path(source)
-    if path.is_file():
+    if trusted(source.sha256) is not None:  # (a pull hard-links its output there)
         return path
     from vmbuild.builders import pull_image
 
