@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import timeouts
+from vmbuild import stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import load_spec, output_options
 from vmbuild.errors import SpecError
@@ -41,6 +41,11 @@ def register(sub: Any) -> None:
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
         "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every root step (runAsRoot) even when the step cache has its result",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -58,7 +63,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
-    with timeouts.limit(timeout):
+    with timeouts.limit(timeout), stepcache.disabled(args.no_cache):
         result = build(loaded, Path(args.out), opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))

@@ -17,16 +17,18 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from vmbuild import timeouts
+from vmbuild import stepcache, timeouts
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
-from vmbuild.oci.compress import Compression
+from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed
 from vmbuild.oci.merge import open_layers
@@ -37,6 +39,7 @@ from vmbuild.oci.tree import Tree
 from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
 from vmbuild.vm.stepfiles import step_tar
+from vmbuild.vm.stepkey import guest_identity
 
 log = logging.getLogger("vmbuild")
 MIB = 1024 * 1024
@@ -218,6 +221,45 @@ def _bounded(step: str) -> Iterator[float | None]:
         ) from exc
 
 
+def _content(step: RootStep, tree: Tree, workdir: Path, mtime: int) -> tuple[Path, str | None]:
+    """copyToRoot as a plain tar owned by uid/gid, and its diff_id (None when empty)."""
+    content = workdir / "content.tar"
+    with open(content, "wb") as f:
+        packed = layer_writer.pack(
+            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(step.uid, step.gid)
+        )
+    return content, packed.diff_id if tree.entries else None
+
+
+def step_inputs(
+    step: RootStep, base: BaseImage | None, content_id: str | None, mtime: int
+) -> dict[str, object]:
+    """Everything the new layer depends on (see :mod:`vmbuild.vm.stepkey`)."""
+    return {
+        "step": "runAsRoot",
+        "base": [layer.diff_id for layer in (base.layers if base else [])],
+        "content": content_id,
+        "script": step.script,
+        "extraCommands": step.extra_commands,
+        "uid": step.uid,
+        "gid": step.gid,
+        "mtime": mtime,
+        "guest": guest_identity(),
+    }
+
+
+def _as_layer(plain: Path, diff_id: str, workdir: Path, compression: Compression) -> Layer:
+    """The image layer of the plain tar ``plain``, compressed as asked."""
+    if compression == "none":
+        return Layer(diff_id, BlobRef.whole(plain), compression, diff_id)
+    blob = workdir / "layer-vm"
+    with open(plain, "rb") as src, open(blob, "wb") as f:
+        hashed = HashingWriter(f)
+        with compressor(cast(BinaryIO, hashed), compression) as z:
+            shutil.copyfileobj(src, z, 1 << 20)
+    return Layer(diff_id, BlobRef.whole(blob), compression, hashed.digest)
+
+
 def run_as_root(
     step: RootStep,
     base: BaseImage | None,
@@ -226,13 +268,34 @@ def run_as_root(
     compression: Compression,
     mtime: int,
 ) -> Layer:
-    """The new layer: copyToRoot, then runAsRoot (as root, in the VM), then extraCommands."""
+    """The new layer: copyToRoot, then runAsRoot (as root, in the VM), then extraCommands.
+
+    An unchanged step (same inputs, :func:`step_inputs`) comes from the step cache
+    without booting the VM.
+    """
+    content, content_id = _content(step, tree, workdir, mtime)
+    key = stepcache.step_key(step_inputs(step, base, content_id, mtime))
+    hit = stepcache.lookup(key)
+    if hit is not None:
+        log.info("%s: unchanged, the new layer comes from the step cache", step.name)
+        return _as_layer(hit.layer, hit.diff_id, workdir, compression)
+    plain = workdir / "layer-vm.tar"
+    diff_id = _build_in_vm(step, base, content, content_id is not None, workdir, plain, mtime)
+    stored = stepcache.publish(key, plain, diff_id, {"step": step.name})
+    return _as_layer(stored.layer, stored.diff_id, workdir, compression)
+
+
+def _build_in_vm(
+    step: RootStep,
+    base: BaseImage | None,
+    content: Path,
+    has_content: bool,
+    workdir: Path,
+    plain: Path,
+    mtime: int,
+) -> str:
+    """Run the step in a build VM; write the new layer (plain tar) to ``plain``."""
     lowers, ranges = lowers_disk(base, workdir)
-    content = workdir / "content.tar"
-    with open(content, "wb") as f:
-        layer_writer.pack(
-            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(step.uid, step.gid)
-        )
     needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
     with (
@@ -256,13 +319,12 @@ def run_as_root(
             step.memory,
             needed,
             files,
-            has_content=bool(tree.entries),
+            has_content=has_content,
         )
-    blob = workdir / "layer-vm"
-    with open(blob, "wb") as f:
-        packed = from_overlay(out, f, compression=compression, mtime=mtime)
+    with open(plain, "wb") as f:
+        packed = from_overlay(out, f, compression="none", mtime=mtime)
     out.unlink()
-    return Layer(packed.diff_id, BlobRef.whole(blob), compression, packed.digest)
+    return packed.diff_id
 
 
 def export_in_vm(
