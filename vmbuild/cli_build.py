@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import stepcache, timeouts
+from vmbuild import remotecache, stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import load_spec, output_options
 from vmbuild.errors import SpecError
@@ -46,6 +46,20 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run every root step (runAsRoot) even when the step cache has its result",
     )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="docker://HOST/REPO",
+        help="a remote cache to ask on a local miss (repeatable; default: the spec's "
+        "cacheFrom, else $VMBUILD_CACHE_REPO)",
+    )
+    p.add_argument(
+        "--cache-to",
+        metavar="docker://HOST/REPO",
+        help="push this build's cache entries there afterwards (default: the spec's cacheTo, "
+        "else $VMBUILD_CACHE_REPO)",
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -63,8 +77,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
-    with timeouts.limit(timeout), stepcache.disabled(args.no_cache):
+    remotes = remotecache.remotes_for(
+        args.cache_from, args.cache_to, loaded.cache_from, loaded.cache_to
+    )
+    with (
+        timeouts.limit(timeout),
+        stepcache.disabled(args.no_cache),
+        remotecache.using(remotes),
+    ):
         result = build(loaded, Path(args.out), opts)
+        if remotes is not None:
+            remotes.flush()  # the output is in place: Ctrl-C from here leaves it intact
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from vmbuild import cache
 
@@ -37,6 +38,31 @@ META = "meta.json"
 FORMAT = "vmbuild-step-cache-1"
 ENV = "VMBUILD_STEP_CACHE"
 _enabled: ContextVar[bool] = ContextVar("vmbuild_step_cache", default=True)
+
+
+class Remote(Protocol):
+    """Remote caches behind this one (:mod:`vmbuild.remotecache` implements it)."""
+
+    def fetch(self, key: str) -> bool:
+        """On a local miss: bring ``key``'s entry into the local cache; whether it did."""
+        ...
+
+    def offer(self, key: str, step: CachedStep) -> None:
+        """A local entry was used or made: the remote caches may want it."""
+        ...
+
+
+_remote: ContextVar[Remote | None] = ContextVar("vmbuild_step_remote", default=None)
+
+
+@contextlib.contextmanager
+def remote(source: Remote | None) -> Iterator[None]:
+    """Ask ``source`` on a local miss, and offer it every entry, within the block."""
+    token = _remote.set(source)
+    try:
+        yield
+    finally:
+        _remote.reset(token)
 
 
 def step_key(inputs: Mapping[str, object]) -> str:
@@ -106,9 +132,20 @@ def _read(where: Path) -> CachedStep | None:
 
 
 def lookup(key: str) -> CachedStep | None:
-    """The entry for ``key``; None on a miss, a corrupt entry, or under :func:`disabled`."""
+    """The entry for ``key``; None on a miss, a corrupt entry, or under :func:`disabled`.
+    A local miss asks the remote caches (:func:`remote`), if any."""
     if not enabled():
         return None
+    found = _lookup_local(key)
+    source = _remote.get()
+    if found is None and source is not None and source.fetch(key):
+        found = _lookup_local(key)
+    if found is not None and source is not None:
+        source.offer(key, found)
+    return found
+
+
+def _lookup_local(key: str) -> CachedStep | None:
     found_at = entry(key)
     if not found_at.is_dir():
         return None
@@ -162,5 +199,8 @@ def publish(key: str, layer: Path, diff_id: str, meta: Mapping[str, object]) -> 
         _publish_once(final, layer, diff_id, meta)
         stored = _read(final)
         if stored is not None:
+            source = _remote.get()
+            if source is not None:
+                source.offer(key, stored)
             return stored
     raise OSError(f"cannot publish the step cache entry {final}")

@@ -33,6 +33,8 @@ PARSERS = {
 class Loaded:
     function: str
     spec: Any
+    cache_from: tuple[str, ...] = ()  # the spec's cacheFrom (docker://HOST/REPO each)
+    cache_to: str | None = None  # the spec's cacheTo
 
 
 def parse_table(table: dict[str, Any], where: str, base_dir: Path) -> Loaded:
@@ -43,10 +45,28 @@ def parse_table(table: dict[str, Any], where: str, base_dir: Path) -> Loaded:
             f"{where}: unknown function {function!r}",
             f"use one of {', '.join(PARSERS)}",
         )
+    cache_from, cache_to = _cache_keys(table, where)
     module = importlib.import_module(PARSERS[function])
     fields = Fields(table, where, base_dir)
     spec = module.parse(fields) if function == "pullImage" else module.parse(fields, function)
-    return Loaded(function, spec)
+    return Loaded(function, spec, cache_from, cache_to)
+
+
+def _cache_keys(table: dict[str, Any], where: str) -> tuple[tuple[str, ...], str | None]:
+    """``cacheFrom`` (a string or a list of them) and ``cacheTo`` (a string), taken out
+    of ``table``: the remote caches (vmbuild.remotecache checks the references)."""
+    froms = table.pop("cacheFrom", [])
+    to = table.pop("cacheTo", None)
+    if isinstance(froms, str):
+        froms = [froms]
+    if not isinstance(froms, list) or not all(isinstance(f, str) for f in froms):
+        raise SpecError(f"{where}: cacheFrom must be a string or a list of strings", _CACHE)
+    if to is not None and not isinstance(to, str):
+        raise SpecError(f"{where}: cacheTo must be a string", _CACHE)
+    return tuple(froms), to
+
+
+_CACHE = 'e.g. cacheFrom = ["docker://registry.example.com/team/cache"]'
 
 
 def output_options(
