@@ -15,17 +15,36 @@ import pytest
 from tests.support.cli import REPO, vmbuild_cli
 from tests.support.images import image_from_layers, layer_tar
 from tests.support.registry_fixture import free_port, registry
+from vmbuild.cache import cache_dir
 
 pytestmark = [pytest.mark.vm, pytest.mark.tools]
 
 SCRIPT = "mkdir -p /srv && echo shared > /srv/x && chown 3:4 /srv/x"
 
 
+# What a CI runner's image would carry: the guest kernel and userland (made once, not
+# what a remote cache is for). Every other kind (blobs, steps, ...) is the runner's own.
+VM_KINDS = (
+    "kernel",
+    "initramfs",
+    "initramfs-index",
+    "cloud-kernel",
+    "cloud-initrd",
+    "accel-probe",
+    "ssh-keys",
+)
+
+
 def _runner(tmp_path: Path, name: str) -> dict[str, str]:
-    return {
-        "VMBUILD_CACHE_DIR": str(tmp_path / name / "cache"),
-        "VMBUILD_STEP_CACHE": str(tmp_path / name / "steps"),
-    }
+    """Runner ``name``'s own cache directory (the guest's kinds linked from the user's)."""
+    cache = tmp_path / name / "cache"
+    if not cache.exists():
+        cache.mkdir(parents=True)
+        shared = cache_dir()
+        for kind in VM_KINDS:
+            if (shared / kind).is_dir():
+                (cache / kind).symlink_to(shared / kind)
+    return {"VMBUILD_CACHE_DIR": str(cache), "VMBUILD_STEP_CACHE": str(tmp_path / name / "steps")}
 
 
 def _no_qemu(tmp_path: Path) -> tuple[dict[str, str], Path]:
