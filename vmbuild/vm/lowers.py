@@ -8,11 +8,11 @@ no root: the lower's tar is unpacked under ``fakeroot`` and ``mke2fs -d`` writes
 image in the same session (:mod:`vmbuild.vm.ext4image`). The guest mounts each image
 read-only and stacks them under the overlay, so a step reads only what it touches.
 
-A build VM has a limited number of disks: with more than :data:`MAX_DISKS` lowers, the
-bottom ones are merged on the host into one image (the tree they make together), cached
-under the chain id of the topmost of them. A layer that changes nothing has no image.
-An entry is published atomically; one that is not a whole ext4 image of its recorded
-size is ignored and made again.
+A build VM has few disks (``vm.qemu.MAX_DISKS``): with more lowers than the disks left
+for them, the bottom ones are merged on the host into one image (the tree they make
+together), cached under the chain id of the topmost of them. A layer that changes
+nothing has no image. An entry is published atomically; one that is not a whole ext4
+image of its recorded size is ignored and made again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tarfile
 from collections.abc import Callable, Sequence
@@ -44,8 +45,6 @@ FORMAT = "ext4-lower-v1"
 IMAGE = "lower.ext4"
 EMPTY = "empty"
 META = "meta.json"
-# Lowers attached as disks of their own; the rest are merged into the bottom one.
-MAX_DISKS = 16
 EXT4_MAGIC_AT = 1024 + 0x38
 # Called with (lowers done, lowers in all, bytes of images made so far).
 Progress = Callable[[int, int, int], None]
@@ -71,7 +70,7 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     return out
 
 
-def plan(layers: Sequence[Layer], max_disks: int = MAX_DISKS) -> list[Group]:
+def plan(layers: Sequence[Layer], max_disks: int) -> list[Group]:
     """Which layers make which lower: one each, the bottom ones merged beyond ``max_disks``."""
     chains = chain_ids([layer.diff_id for layer in layers])
     merged = max(0, len(layers) - max_disks + 1)
@@ -102,9 +101,12 @@ def _cached(group: Group) -> Path | bool | None:
         return False
 
 
-def images(layers: Sequence[Layer], workdir: Path, progress: Progress | None = None) -> list[Path]:
-    """The lower images of ``layers``, bottom first, made (and cached) where missing."""
-    groups = plan(layers)
+def images(
+    layers: Sequence[Layer], workdir: Path, max_disks: int, progress: Progress | None = None
+) -> list[Path]:
+    """The lower images of ``layers`` (at most ``max_disks``), bottom first, made (and
+    cached) where missing."""
+    groups = plan(layers, max_disks)
     found = {g.key: _cached(g) for g in groups}
     missing = [g for g in groups if found[g.key] is False]
     if missing:
@@ -150,6 +152,11 @@ _HINT = "the layer is malformed"
 
 def _publish(group: Group, entries: dict[str, Entry], workdir: Path, where: str) -> Path | None:
     final = cache.entry(KIND, group.key)
+    if final.exists():  # a corrupt entry (a good one would have been used): out of the way
+        trash = final.with_name(f".{group.key[:12]}-bad-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
     with cache.publish(KIND, group.key) as tmp:
         if not entries:
             (tmp / META).write_text(json.dumps({"format": FORMAT, "empty": True}))

@@ -38,6 +38,7 @@ from vmbuild.oci.tree import Tree
 from vmbuild.vm import lowers
 from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
+from vmbuild.vm.qemu import MAX_DISKS
 from vmbuild.vm.stepfiles import step_tar
 from vmbuild.vm.stepkey import guest_identity
 
@@ -91,9 +92,10 @@ class _Tail:
         return [ln for ln in text.splitlines() if ln.strip()][-n:]
 
 
-def lower_disks(base: BaseImage | None, workdir: Path) -> list[Disk]:
-    """The base's lowers (ext4 images, bottom first) as read-only disks."""
-    made = lowers.images(base.layers if base else [], workdir)
+def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
+    """The base's lowers (ext4 images, bottom first) as read-only disks, as many as fit
+    beside the scratch disk and ``others`` more."""
+    made = lowers.images(base.layers if base else [], workdir, MAX_DISKS - 1 - others)
     return [Disk(path, readonly=True) for path in made]
 
 
@@ -303,7 +305,7 @@ def _build_in_vm(
     mtime: int,
 ) -> str:
     """Run the step in a build VM; write the new layer (plain tar) to ``plain``."""
-    lower = lower_disks(base, workdir)
+    lower = lower_disks(base, workdir, 2)
     needed = check_disk(2 * content.stat().st_size, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
     with (
@@ -340,7 +342,7 @@ def export_in_vm(
     step: RootStep, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
 ) -> Packed:
     """The merged filesystem of ``base``, flattened by the VM's overlay, into ``sink``."""
-    lower = lower_disks(base, workdir)
+    lower = lower_disks(base, workdir, 1)
     # the merged tree is packed onto the output disk: about the size of the lowers' data
     needed = check_disk(sum(d.path.stat().st_blocks * 512 for d in lower), step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
