@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import stepcache, timeouts
+from vmbuild import progress, stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import load_spec, output_options
 from vmbuild.errors import SpecError
@@ -46,6 +46,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run every root step (runAsRoot) even when the step cache has its result",
     )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print no progress (errors still show)"
+    )
+    p.add_argument(
+        "--timings", action="store_true", help="print where the build's time went (stderr)"
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -63,7 +69,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
-    with timeouts.limit(timeout), stepcache.disabled(args.no_cache):
+    report = progress.Report(quiet=args.quiet, timings=args.timings)
+    with (
+        timeouts.limit(timeout),
+        stepcache.disabled(args.no_cache),
+        progress.reporting(report),
+    ):
         result = build(loaded, Path(args.out), opts)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))

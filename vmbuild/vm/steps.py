@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from vmbuild import stepcache, timeouts
+from vmbuild import progress, stepcache, timeouts
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression, compressor
@@ -35,6 +35,7 @@ from vmbuild.oci.overlay import from_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
+from vmbuild.progress import human
 from vmbuild.vm import lowers
 from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
@@ -53,6 +54,12 @@ SCRIPT_HINTS = {
     RUN_AS_ROOT: "fix the script; it runs as root in the image with bash -e, in /",
     EXTRA_COMMANDS: "fix the script; it runs with bash -e in the new layer's root",
 }
+# the build's progress stages (vmbuild.progress)
+PREPARING = "preparing base layers"
+BOOTING = "booting the build VM"
+MERGING = "merging the layers in the build VM"
+PACKING = "packing the new layer"
+PACKING_EXPORT = "packing the exported tree"
 # the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
 
@@ -95,8 +102,26 @@ class _Tail:
 def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
     """The base's lowers (ext4 images, bottom first) as read-only disks, as many as fit
     beside the scratch disk and ``others`` more."""
-    made = lowers.images(base.layers if base else [], workdir, MAX_DISKS - 1 - others)
+    with progress.current().stage(PREPARING) as stage:
+
+        def shown(done: int, total: int, made: int) -> None:
+            stage.detail(f"{done} of {total}" + (f", {human(made)} made" if made else ""))
+
+        made = lowers.images(base.layers if base else [], workdir, MAX_DISKS - 1 - others, shown)
     return [Disk(path, readonly=True) for path in made]
+
+
+@contextlib.contextmanager
+def _booted(
+    memory: int, disk_size: int, disks: list[Disk], timeout: float | None
+) -> Iterator[Machine]:
+    """A build VM, its boot timed as a stage of the build's progress."""
+    with contextlib.ExitStack() as stack:
+        with progress.current().stage(BOOTING):
+            vm = stack.enter_context(
+                Machine(memory_mib=memory, disk_size_mib=disk_size, disks=disks, timeout=timeout)
+            )
+        yield vm
 
 
 def check_disk(needed_bytes: int, disk_size: int) -> int:
@@ -287,7 +312,7 @@ def run_as_root(
     key = stepcache.step_key(step_inputs(step, base, content_id, mtime))
     hit = stepcache.lookup(key)
     if hit is not None:
-        log.info("%s: unchanged, the new layer comes from the step cache", step.name)
+        progress.current().note(f"{step.name}: unchanged, its layer comes from the step cache")
         return _as_layer(hit.layer, hit.diff_id, workdir, compression)
     plain = workdir / "layer-vm.tar"
     diff_id = _build_in_vm(step, base, content, content_id is not None, workdir, plain, mtime)
@@ -308,14 +333,12 @@ def _build_in_vm(
     lower = lower_disks(base, workdir, 2)
     needed = check_disk(2 * content.stat().st_size, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
+    disks = [Disk(out), Disk(content, readonly=True), *lower]
+    report = progress.current()
     with (
         _bounded(step.name) as timeout,
-        Machine(
-            memory_mib=step.memory,
-            disk_size_mib=step.disk_size,
-            disks=[Disk(out), Disk(content, readonly=True), *lower],
-            timeout=timeout,
-        ) as vm,
+        _booted(step.memory, step.disk_size, disks, timeout) as vm,
+        report.stage(f"running {step.name}", streams=True),
     ):
         files = {
             RUN_AS_ROOT: step.script.encode(),
@@ -332,7 +355,7 @@ def _build_in_vm(
             files,
             has_content=has_content,
         )
-    with open(plain, "wb") as f:
+    with report.stage(PACKING), open(plain, "wb") as f:
         packed = from_overlay(out, f, compression="none", mtime=mtime)
     out.unlink()
     return packed.diff_id
@@ -346,14 +369,12 @@ def export_in_vm(
     # the merged tree is packed onto the output disk: about the size of the lowers' data
     needed = check_disk(sum(d.path.stat().st_blocks * 512 for d in lower), step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
+    report = progress.current()
     with (
         _bounded(step.name) as timeout,
-        Machine(
-            memory_mib=step.memory,
-            disk_size_mib=step.disk_size,
-            disks=[Disk(out), *lower],
-            timeout=timeout,
-        ) as vm,
+        _booted(step.memory, step.disk_size, [Disk(out), *lower], timeout) as vm,
+        report.stage(MERGING),
     ):
         _run_step(vm, "export", 2, len(lower), step.disk_size, step.memory, needed)
-    return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")
+    with report.stage(PACKING_EXPORT):
+        return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")
