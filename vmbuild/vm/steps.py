@@ -292,6 +292,7 @@ def _as_layer(plain: Path, diff_id: str, workdir: Path, compression: Compression
         hashed = HashingWriter(f)
         with compressor(cast(BinaryIO, hashed), compression) as z:
             shutil.copyfileobj(src, z, 1 << 20)
+            z.flush()  # as the layer writer does at its end: the same bytes (zstd flushes a block)
     return Layer(diff_id, BlobRef.whole(blob), compression, hashed.digest)
 
 
