@@ -45,7 +45,7 @@ def host_mirror(suite: str = "bookworm") -> str:
 
 
 def _podman(store: Path, *args: str) -> None:
-    subprocess.run(
+    done = subprocess.run(
         [
             "podman",
             "--root",
@@ -58,9 +58,36 @@ def _podman(store: Path, *args: str) -> None:
             "cgroupfs",
             *args,
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    if done.returncode:
+        raise SystemExit(f"podman {args[0]} failed: {done.stderr.strip()}")
+
+
+HOOK_1G = (
+    '--customize-hook=mkdir -p "$1/opt/big" && for i in $(seq 1 112); do '
+    'head -c 8388608 /dev/urandom > "$1/opt/big/blob$i"; done'
+)
+
+
+def _mmdebstrap(mirror: str, rootfs: Path, big: bool) -> None:
+    part = rootfs.with_name(rootfs.name + ".part.tar")
+    subprocess.run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--mode=root",
+            "--variant=apt",
+            *([HOOK_1G] if big else []),
+            "bookworm",
+            str(part),
+            f"deb {mirror} bookworm main",
+        ],
+        check=True,
+    )
+    os.rename(part, rootfs)
 
 
 def debian_base(big: bool = False) -> Path:
@@ -70,33 +97,14 @@ def debian_base(big: bool = False) -> Path:
     out = out_dir / ("debian-bookworm-apt-1g.tar" if big else "debian-bookworm-apt.tar")
     if out.exists():
         return out
+    rootfs = out.with_name(out.stem + ".rootfs.tar")  # kept: mmdebstrap is the slow part
+    if not rootfs.exists():
+        _mmdebstrap(host_mirror(), rootfs, big)
     work = Path(tempfile.mkdtemp(prefix="vmbuild-bench-base-"))
     try:
-        rootfs = work / "rootfs.tar"
-        mirror = host_mirror()
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                "--mode=root",
-                "--variant=apt",
-                "bookworm",
-                str(rootfs),
-                f"deb {mirror} bookworm main",
-                *(
-                    [
-                        '--customize-hook=mkdir -p "$1/opt/big" && for i in $(seq 1 112); do '
-                        'head -c 8388608 /dev/urandom > "$1/opt/big/blob$i"; done'
-                    ]
-                    if big
-                    else []
-                ),
-            ],
-            check=True,
-        )
         store = work / "store"
-        _podman(store, "import", str(rootfs), "bench-debian:12")
         tag = "bench-debian:12"
+        _podman(store, "import", str(rootfs), tag)
         part = out.with_name(out.name + ".part")
         _podman(store, "save", "--format", "docker-archive", "-o", str(part), tag)
         os.rename(part, out)
