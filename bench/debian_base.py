@@ -52,6 +52,8 @@ def _podman(store: Path, *args: str) -> None:
             str(store / "root"),
             "--runroot",
             str(store / "run"),
+            "--tmpdir",
+            str(store / "tmp"),
             "--storage-driver",
             "vfs",
             "--cgroup-manager",

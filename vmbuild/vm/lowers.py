@@ -4,9 +4,9 @@ Each lower is what its layer changed in the tree a runtime unpacks (see
 :mod:`vmbuild.oci.rootfs`), in overlay form (see :mod:`vmbuild.oci.overlay`), so it
 depends on the layers below it too: it is cached under the layer's chain id (the
 diff_ids from the bottom up to it), in ``cache_dir()/lowers/<key>/``. Making one needs
-no root: the lower's tar is unpacked under ``fakeroot`` and ``mke2fs -d`` writes the
-image in the same session (:mod:`vmbuild.vm.ext4image`). The guest mounts each image
-read-only and stacks them under the overlay, so a step reads only what it touches.
+no root: ``mke2fs -d`` and ``debugfs`` write the image (:mod:`vmbuild.vm.ext4image`).
+The guest mounts each image read-only and stacks them under the overlay, so a step
+reads only what it touches.
 
 A build VM has few disks (``vm.qemu.MAX_DISKS``): with more lowers than the disks left
 for them, the bottom ones are merged on the host into one image (the tree they make
@@ -23,20 +23,19 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from vmbuild import cache
 from vmbuild.errors import ImageError
 from vmbuild.oci.image import Layer
-from vmbuild.oci.layer import open_tar
 from vmbuild.oci.merge import open_layers
 from vmbuild.oci.retar import Entry, write_entries
 from vmbuild.oci.rootfs import Rootfs
-from vmbuild.run import run, which
+from vmbuild.vm import ext4image
 
 log = logging.getLogger("vmbuild")
 
@@ -168,27 +167,14 @@ def _publish(group: Group, entries: dict[str, Entry], workdir: Path, where: str)
 
 
 def _convert(entries: dict[str, Entry], image: Path, workdir: Path, where: str) -> None:
-    """``entries`` as an ext4 image at ``image``, under fakeroot (see ``ext4image``)."""
-    lower = workdir / "lower.tar"
+    """``entries`` as an ext4 image at ``image`` (see :mod:`vmbuild.vm.ext4image`)."""
+
+    def write(stager: ext4image.Stager) -> None:
+        write_entries(entries, cast(tarfile.TarFile, stager), None)
+
     try:
-        with open(lower, "wb") as f, open_tar(f) as out:
-            write_entries(entries, out, None)
+        ext4image.convert(write, image, workdir)
     except (tarfile.TarError, EOFError) as exc:
         raise ImageError(f"{where}: not a readable tar ({exc})", _HINT) from exc
-    fakeroot = which("fakeroot", "fakeroot")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    staging = workdir / "lower-staging"
-    done = run(
-        [fakeroot, "--", sys.executable, "-m", "vmbuild.vm.ext4image", lower, staging, image],
-        env=env,
-        capture=True,
-        check=False,
-    )
-    lower.unlink()
-    if done.returncode != 0:
-        text = done.stderr.decode(errors="replace").strip().splitlines()
-        raise ImageError(
-            f"{where} cannot be made into a lower image: {text[-1] if text else 'failed'}",
-            _HINT,
-        )
+    except ext4image.Unconvertible as exc:
+        raise ImageError(f"{where} cannot be made into a lower image: {exc}", _HINT) from exc
