@@ -206,7 +206,7 @@ def main() -> int:
         if not args.only_debian:
             vm_overhead(work, 2 if args.small else 5)
             export_paths(work, 20 if args.small else 130, 1 << 16 if args.small else 1 << 20)
-        if args.debian or args.only_debian:
+        if args.debian or (args.only_debian and not args.debian_big):
             debian_case(work, 1 if args.small else 3, big=False)
         if args.debian_big:
             debian_case(work, 1, big=True)
