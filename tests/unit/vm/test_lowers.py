@@ -97,3 +97,29 @@ def test_an_unconvertible_layer_is_named_and_nothing_is_cached(
         lowers.images(_layers([good, bad]), tmp_path, 5)
     made = sorted(p.name for p in (lower_cache / "lowers").iterdir() if not p.name.startswith("."))
     assert made == [lowers.plan(_layers([good]), 5)[0].key]  # only the good one
+
+
+def test_an_interrupted_conversion_leaves_nothing_behind(
+    tmp_path: Path, lower_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmbuild.vm import ext4image
+
+    path = layer_tar(
+        tmp_path / "l.tar", [("d", "d", ""), *((f"d/f{i}", "f", "x") for i in range(9))]
+    )
+    real = ext4image.Stager.addfile
+    seen = []
+
+    def interrupted(self: ext4image.Stager, *args: object, **kw: object) -> None:
+        seen.append(1)
+        if len(seen) == 5:
+            raise KeyboardInterrupt  # Ctrl-C halfway through the staging
+        real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ext4image.Stager, "addfile", interrupted)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        lowers.images(_layers([path]), work, 5)
+    assert list((lower_cache / "lowers").iterdir()) == []  # no entry, no temporary one
+    assert list(work.iterdir()) == []  # no staging tree
