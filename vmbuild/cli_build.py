@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import remotecache, stepcache, timeouts
+from vmbuild import progress, remotecache, stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import load_spec, output_options
 from vmbuild.errors import SpecError
@@ -60,6 +60,12 @@ def register(sub: Any) -> None:
         help="push this build's cache entries there afterwards (default: the spec's cacheTo, "
         "else $VMBUILD_CACHE_REPO)",
     )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print no progress (errors still show)"
+    )
+    p.add_argument(
+        "--timings", action="store_true", help="print where the build's time went (stderr)"
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
@@ -80,9 +86,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     remotes = remotecache.remotes_for(
         args.cache_from, args.cache_to, loaded.cache_from, loaded.cache_to
     )
+    report = progress.Report(quiet=args.quiet, timings=args.timings)
     with (
         timeouts.limit(timeout),
         stepcache.disabled(args.no_cache),
+        progress.reporting(report),
         remotecache.using(remotes),
     ):
         result = build(loaded, Path(args.out), opts)

@@ -18,13 +18,15 @@ CAP_PAX = CAP.decode("utf-8", "surrogateescape")
 Member = tuple[str, bytes, str, dict[str, object]]
 
 
-def _tar(path: Path, members: list[Member]) -> Path:
+def member_tar(path: Path, members: list[Member]) -> Path:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, type_, payload, attrs in members:
             ti = tarfile.TarInfo(name)
             ti.type, ti.mtime, ti.mode = type_, 100, 0o644
             if type_ == tarfile.DIRTYPE:
                 ti.mode = 0o755
+            elif type_ == tarfile.SYMTYPE:
+                ti.mode = 0o777
             for key, value in attrs.items():
                 setattr(ti, key, value)
             if type_ == tarfile.REGTYPE:
@@ -116,7 +118,7 @@ EXPECTED = "sha256:366295273d33f902e21483c48775c621e7c50ce1f43cef405a7d503adce3b
 
 def rich_base(directory: Path) -> Path:
     """The base image (docker-archive) of ``LAYERS``."""
-    paths = [_tar(directory / f"base-{n}.tar", m) for n, m in enumerate(LAYERS)]
+    paths = [member_tar(directory / f"base-{n}.tar", m) for n, m in enumerate(LAYERS)]
     return image_from_layers(directory / "rich-base.tar", paths, "rich-base:1")
 
 

@@ -60,12 +60,22 @@ def test_unchanged_step_boots_no_vm_and_every_input_counts(tmp_path: Path) -> No
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err
+        stages = [ln.split(" (")[0] for ln in err.splitlines() if ln.startswith("vmbuild> ")]
+        assert stages[:3] == [
+            "vmbuild> preparing base layers: 1 of 1, " + stages[0].split(", ", 1)[1],
+            "vmbuild> booting the build VM",
+            "vmbuild> running runAsRoot ...",
+        ], err
+        assert any(s.startswith("vmbuild> built cached:t in ") for s in stages), err
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
     env, mark = _no_qemu(tmp_path)
     hit = vmbuild_cli("build", spec, "--out", tmp_path / "hit.tar", env=env)
     assert hit.returncode == 0, hit.stderr
     assert not mark.exists()  # no VM was started
+    assert "vmbuild> runAsRoot: unchanged, its layer comes from the step cache" in hit.stderr
+    quiet = vmbuild_cli("build", spec, "--out", tmp_path / "hit.tar", "-q", env=env)
+    assert quiet.returncode == 0 and "vmbuild>" not in quiet.stderr, quiet.stderr
     assert (tmp_path / "hit.tar").read_bytes() == outs[0].read_bytes()
 
     other_base = image_from_layers(

@@ -7,10 +7,11 @@ the deterministic layer writer and written with the base's layers kept byte for 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
-from vmbuild import tempdirs
+from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
@@ -30,6 +31,9 @@ log = logging.getLogger("vmbuild")
 # Every file in the new layer has this mtime, as in nixpkgs: `created` is the config's
 # date only, so a new `created` ("now") gives the same layer.
 LAYER_MTIME = 1
+WRITING = "writing the image"
+# the stages of vm.steps that are the build VM's time (for the summary)
+VM_STAGES = ("booting the build VM", "running runAsRoot", "merging the layers in the build VM")
 
 
 def layer_compression(opts: OutputOptions) -> Compression:
@@ -99,8 +103,11 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
 
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
+    report = progress.current()
     with tempdirs.workdir("vmbuild-") as wd:
         image = assemble(spec, Path(wd), opts)
-        write_image(image, out, opts, created_epoch(spec.created))
+        with report.stage(WRITING) if report.active else contextlib.nullcontext():
+            write_image(image, out, opts, created_epoch(spec.created))
+        report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

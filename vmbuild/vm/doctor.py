@@ -89,7 +89,7 @@ def _kernel(r: Report) -> Path | None:
     r.line(
         NOTE,
         "guest kernel",
-        f"not built yet; the first VM builds it from {kernel.SOURCE} (about 3-6 minutes)",
+        f"not built yet; the first VM builds it from {kernel.SOURCE} ({kernel.estimate()})",
         "build it now: scripts/build-kernel",
     )
     return None
