@@ -4,6 +4,7 @@ cache directories standing in for two runners; no VM (the step layers are made h
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import subprocess
 import threading
@@ -181,3 +182,52 @@ def test_an_unreachable_cache_is_one_warning(
         stepcache.publish(stepcache.step_key({"k": 3}), layer, diff_id, {})
         remotes.flush()
     assert len(caught) == 1
+
+
+class _RefusesArtifacts(http.server.BaseHTTPRequestHandler):
+    """A registry that has every blob but refuses every manifest it is sent."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(200, b"{}")
+
+    def do_HEAD(self) -> None:
+        self._answer(404 if "/manifests/" in self.path else 200)
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        error = {"errors": [{"code": "MANIFEST_INVALID", "message": "artifacts refused"}]}
+        self._answer(400, json.dumps(error).encode())
+
+
+def test_a_registry_that_refuses_artifacts_is_one_warning_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _runner(tmp_path, "a", monkeypatch)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesArtifacts)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"docker://127.0.0.1:{server.server_address[1]}/team/cache"
+        remotes = remotes_for([], url)
+        assert remotes is not None
+        layer, diff_id = _layer(tmp_path, "refused")
+        with pytest.warns(UserWarning, match="push failed.*400") as caught, using(remotes):
+            stepcache.publish(stepcache.step_key({"k": "refused"}), layer, diff_id, {})
+            stepcache.publish(stepcache.step_key({"k": "refused2"}), layer, diff_id, {})
+            remotes.flush()
+        assert len(caught) == 1
+        assert "artifacts refused" in str(caught[0].message)
+    finally:
+        server.shutdown()
+        server.server_close()
