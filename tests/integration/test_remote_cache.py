@@ -8,13 +8,21 @@ import http.server
 import json
 import subprocess
 import threading
+import tomllib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.registry_fixture import Registry, free_port, registry
+from tests.support.cli import vmbuild_cli
+from tests.support.registry_fixture import (
+    Registry,
+    free_port,
+    make_archive,
+    push_archive,
+    registry,
+)
 from vmbuild import stepcache
 from vmbuild.registry.pull import client_for
 from vmbuild.remotecache import artifact, remotes_for, using
@@ -231,3 +239,48 @@ def test_a_registry_that_refuses_artifacts_is_one_warning_naming_it(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_pulled_base_comes_from_the_remote_cache_once_upstream_is_gone(
+    tmp_path: Path, reg: Registry
+) -> None:
+    """fromImage = a pullImage table: runner A pulls it and pushes it to the cache; with
+    the upstream registry stopped, runner B (empty caches) builds from the cache alone."""
+    url = f"docker://{reg.host}/team/bases"
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "app").write_text("mine\n")
+
+    def env(name: str) -> dict[str, str]:
+        return {
+            "VMBUILD_CACHE_DIR": str(tmp_path / name / "cache"),
+            "VMBUILD_STEP_CACHE": str(tmp_path / name / "steps"),
+        }
+
+    with registry(tmp_path / "upstream") as up:
+        archive = make_archive(tmp_path / "base.tar", [{"etc/base": b"upstream\n"}])
+        push_archive(up, archive, "team/base:1")
+        name = f"{up.host}/team/base"
+        found = vmbuild_cli("prefetch", "--image-name", name, "--image-tag", "1", env=env("p"))
+        assert found.returncode == 0, found.stderr
+        table = {
+            k: v
+            for k, v in tomllib.loads(found.stdout).items()
+            if k in ("imageName", "imageDigest", "hash", "finalImageName", "finalImageTag")
+        }
+        inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+        spec = tmp_path / "image.toml"
+        spec.write_text(
+            f'name = "ontop"\ntag = "1"\ncopyToRoot = ["{tmp_path / "root"}"]\n'
+            f'fromImage = {{ function = "pullImage", {inline} }}\n'
+        )
+        a = vmbuild_cli(
+            "build", spec, "--out", tmp_path / "a.tar.gz", "--cache-to", url, env=env("a")
+        )
+        assert a.returncode == 0, a.stderr
+        assert "pulled" in a.stderr and "pushed to the remote cache" in a.stderr
+    b = vmbuild_cli(
+        "build", spec, "--out", tmp_path / "b.tar.gz", "--cache-from", url, env=env("b")
+    )
+    assert b.returncode == 0, b.stderr
+    assert "from the remote cache" in b.stderr and "warning" not in b.stderr
+    assert (tmp_path / "b.tar.gz").read_bytes() == (tmp_path / "a.tar.gz").read_bytes()

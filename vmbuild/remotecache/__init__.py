@@ -8,5 +8,6 @@ the spec and the environment, and :func:`using` wires them into a build.
 """
 
 from vmbuild.remotecache.options import parse_cache_repo, remotes_for, using
+from vmbuild.remotecache.remotes import PULLED, current
 
-__all__ = ["parse_cache_repo", "remotes_for", "using"]
+__all__ = ["PULLED", "current", "parse_cache_repo", "remotes_for", "using"]

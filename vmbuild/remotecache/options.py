@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from vmbuild import stepcache
 from vmbuild.errors import SpecError
 from vmbuild.registry.reference import Repository, parse_repository
-from vmbuild.remotecache.remotes import Remotes
+from vmbuild.remotecache.remotes import Remotes, _current
 
 ENV = "VMBUILD_CACHE_REPO"
 
@@ -55,8 +55,10 @@ def using(remotes: Remotes | None) -> Iterator[None]:
     if remotes is None:
         yield
         return
+    token = _current.set(remotes)
     try:
         with stepcache.remote(remotes):
             yield
     finally:
+        _current.reset(token)
         remotes.close()
