@@ -36,6 +36,7 @@ COMMANDS = {
     "prefetch": "vmbuild.registry.cli",
     "push": "vmbuild.registry.cli",
     "sbom": "vmbuild.sbom.cli",
+    "cache": "vmbuild.cli_cache",
 }
 # errno values of a local file system that is full or read-only
 LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import timeouts
+from vmbuild import progress, remotecache, stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import attest_options, load_spec, output_options
 from vmbuild.errors import SpecError
@@ -50,6 +50,31 @@ def register(sub: Any) -> None:
         action="store_true",
         help="fail if the spec's Debian packages are not all in its lock file",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every root step (runAsRoot) even when the step cache has its result",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="docker://HOST/REPO",
+        help="a remote cache to ask on a local miss (repeatable; default: the spec's "
+        "cacheFrom, else $VMBUILD_CACHE_REPO)",
+    )
+    p.add_argument(
+        "--cache-to",
+        metavar="docker://HOST/REPO",
+        help="push this build's cache entries there afterwards (default: the spec's cacheTo, "
+        "else $VMBUILD_CACHE_REPO)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print no progress (errors still show)"
+    )
+    p.add_argument(
+        "--timings", action="store_true", help="print where the build's time went (stderr)"
+    )
     p.set_defaults(func=cmd_build)
 
     s = sub.add_parser(
@@ -75,8 +100,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         from vmbuild.debian.packages import LOCKED_ONLY
 
         LOCKED_ONLY.set(True)
-    with timeouts.limit(timeout):
+    remotes = remotecache.remotes_for(
+        args.cache_from, args.cache_to, loaded.cache_from, loaded.cache_to
+    )
+    report = progress.Report(quiet=args.quiet, timings=args.timings)
+    with (
+        timeouts.limit(timeout),
+        stepcache.disabled(args.no_cache),
+        progress.reporting(report),
+        remotecache.using(remotes),
+    ):
         result = build(loaded, Path(args.out), opts)
+        if remotes is not None:
+            remotes.flush()  # the output is in place: Ctrl-C from here leaves it intact
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

@@ -7,11 +7,12 @@ the deterministic layer writer and written with the base's layers kept byte for 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmbuild import tempdirs
+from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
 from vmbuild.builders.debcontent import DebContent, add_to_tree, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
@@ -36,6 +37,9 @@ log = logging.getLogger("vmbuild")
 # Every file in the new layer has this mtime, as in nixpkgs: `created` is the config's
 # date only, so a new `created` ("now") gives the same layer.
 LAYER_MTIME = 1
+WRITING = "writing the image"
+# the stages of vm.steps that are the build VM's time (for the summary)
+VM_STAGES = ("booting the build VM", "running runAsRoot", "merging the layers in the build VM")
 
 
 def layer_compression(opts: OutputOptions) -> Compression:
@@ -159,6 +163,7 @@ def _named(item: CopyItem) -> str:
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     from vmbuild.sbom.attest import recording
 
+    report = progress.current()
     with (
         tempdirs.workdir("vmbuild-") as wd,
         recording(opts, "buildImage", spec.build_args) as record,
@@ -167,8 +172,10 @@ def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
         refs = record.referrers(image) if record else []
         if record:
             record.prepare(image)
-        write_image(image, out, opts, created_epoch(spec.created), refs)
+        with report.stage(WRITING) if report.active else contextlib.nullcontext():
+            write_image(image, out, opts, created_epoch(spec.created), refs)
         if record:
             record.write(image, out)
+        report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

@@ -39,6 +39,8 @@ class Loaded:
     # the spec's own sbom / sbomFormat / provenance (what the build states beside it)
     attest: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None  # the spec file
+    cache_from: tuple[str, ...] = ()  # the spec's cacheFrom (docker://HOST/REPO each)
+    cache_to: str | None = None  # the spec's cacheTo
 
 
 ATTEST_KEYS = {"sbom": bool, "sbomFormat": str, "provenance": bool}
@@ -60,10 +62,11 @@ def parse_table(table: dict[str, Any], where: str, base_dir: Path) -> Loaded:
             f"{where}: unknown function {function!r}",
             f"use one of {', '.join(PARSERS)}",
         )
+    cache_from, cache_to = _cache_keys(table, where)
     module = importlib.import_module(PARSERS[function])
     fields = Fields(table, where, base_dir)
     spec = module.parse(fields) if function == "pullImage" else module.parse(fields, function)
-    return Loaded(function, spec, attest)
+    return Loaded(function, spec, attest, cache_from=cache_from, cache_to=cache_to)
 
 
 def attest_options(
@@ -82,6 +85,23 @@ def attest_options(
     if provenance is None and loaded.attest.get("provenance"):
         provenance = out.with_name(out.name + ".intoto.json")
     return AttestOptions(sbom, fmt, provenance, loaded.source)
+
+
+def _cache_keys(table: dict[str, Any], where: str) -> tuple[tuple[str, ...], str | None]:
+    """``cacheFrom`` (a string or a list of them) and ``cacheTo`` (a string), taken out
+    of ``table``: the remote caches (vmbuild.remotecache checks the references)."""
+    froms = table.pop("cacheFrom", [])
+    to = table.pop("cacheTo", None)
+    if isinstance(froms, str):
+        froms = [froms]
+    if not isinstance(froms, list) or not all(isinstance(f, str) for f in froms):
+        raise SpecError(f"{where}: cacheFrom must be a string or a list of strings", _CACHE)
+    if to is not None and not isinstance(to, str):
+        raise SpecError(f"{where}: cacheTo must be a string", _CACHE)
+    return tuple(froms), to
+
+
+_CACHE = 'e.g. cacheFrom = ["docker://registry.example.com/team/cache"]'
 
 
 def output_options(

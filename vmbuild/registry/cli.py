@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from vmbuild.oci.compress import COMPRESSIONS, Compression
-from vmbuild.oci.output import OutputOptions
-from vmbuild.registry.manifest import parse_platform
-from vmbuild.registry.prefetch import prefetch, report
 from vmbuild.registry.progress import Progress, Silent
-from vmbuild.registry.push import push
 from vmbuild.registry.reference import parse_docker_url
+
+# Each command imports its own machinery when it runs: a re-push of an unchanged image
+# is a few HEAD requests, and Python's imports would otherwise be most of its time.
 
 
 def register(sub: Any) -> None:
@@ -82,6 +81,10 @@ def _tls_option(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
+    from vmbuild.oci.output import OutputOptions
+    from vmbuild.registry.manifest import parse_platform
+    from vmbuild.registry.prefetch import prefetch, report
+
     platform = parse_platform(args.os, args.arch, "--arch")
     result = prefetch(
         args.image_name,
@@ -104,6 +107,8 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from vmbuild.registry.push import push
+
     dest = parse_docker_url(args.dest)
     result = push(
         args.image,

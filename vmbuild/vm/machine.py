@@ -36,7 +36,7 @@ from vmbuild.vm import accel as accel_mod
 from vmbuild.vm import booted, bootkernel, faults, initramfs
 from vmbuild.vm.console import Console
 from vmbuild.vm.faults import HostWatch, VmTimeout
-from vmbuild.vm.qemu import Disk, VmSpec, argv
+from vmbuild.vm.qemu import MAX_DISKS, Disk, VmSpec, argv
 from vmbuild.vm.workdir import TMP_PREFIX, make_scratch, sweep_stale
 
 if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
@@ -85,6 +85,11 @@ class Machine:
             raise VmbuildError(f"--memory {memory_mib} MiB is too small", "give at least 64")
         if disk_size_mib < 8:
             raise VmbuildError(f"--disk-size {disk_size_mib} MiB is too small", "give at least 8")
+        if len(disks) > MAX_DISKS - 1:
+            raise VmbuildError(
+                f"{len(disks)} extra disks: a build VM takes at most {MAX_DISKS - 1}",
+                "give fewer disks",
+            )
         for d in disks:
             if not d.path.is_file():
                 raise VmbuildError(f"disk {d.path} does not exist", "give an existing file")
