@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import progress, remotecache, stepcache, timeouts
+from vmbuild import progress, stepcache, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.config import attest_options, load_spec, output_options
 from vmbuild.errors import SpecError
@@ -85,6 +85,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from vmbuild import remotecache  # the registry client: not loaded by `vmbuild stream`
+
     if not args.out:
         raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
     timeout = (
