@@ -28,12 +28,12 @@ from vmbuild.errors import VmbuildError
 
 # Command -> the module that registers it (see module docstring).
 COMMANDS = {
-    "build": "vmbuild.cli_build",
-    "stream": "vmbuild.cli_build",
-    "vm": "vmbuild.vm.cli",
-    "doctor": "vmbuild.vm.cli",
-    "prefetch": "vmbuild.registry.cli",
-    "push": "vmbuild.registry.cli",
+    "build": "vmbuild.cli.build",
+    "stream": "vmbuild.cli.build",
+    "vm": "vmbuild.cli.vm",
+    "doctor": "vmbuild.cli.vm",
+    "prefetch": "vmbuild.cli.registry",
+    "push": "vmbuild.cli.registry",
 }
 # errno values of a local file system that is full or read-only
 LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

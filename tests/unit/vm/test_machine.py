@@ -12,7 +12,7 @@ import pytest
 from vmbuild.__main__ import main
 from vmbuild.errors import ToolMissing, VmbuildError
 from vmbuild.vm import Disk, Machine, accel, bootkernel, initramfs, kernel, keys, workdir
-from vmbuild.vm.cli import _disk
+from vmbuild.cli.vm import _disk
 
 
 @pytest.fixture
