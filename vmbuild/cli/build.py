@@ -1,26 +1,60 @@
-"""`vmbuild build SPEC --out PATH` and `vmbuild stream SPEC`."""
+"""`vmbuild build SPEC [-o PATH|-]` and `vmbuild stream SPEC`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from vmbuild import timeouts
+from vmbuild import tempdirs, timeouts
 from vmbuild.builders import build, stream
-from vmbuild.config import load_spec, output_options
+from vmbuild.builders.result import BuildResult
+from vmbuild.cli.common import add_command
+from vmbuild.config import Loaded, load_spec, output_options
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS
-from vmbuild.oci.output import FORMATS
+from vmbuild.oci.output import FORMATS, OutputOptions
+
+# what a default --out ends in, by format and (for a docker-archive) compression
+ARCHIVE_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("build", help="build the image a spec describes")
+    p = add_command(
+        sub,
+        "build",
+        help="build the image a spec describes",
+        description="Build the image SPEC describes (any dockerTools function: buildImage, "
+        "buildLayeredImage, streamLayeredImage, pullImage, exportImage, mergeImages) and "
+        "print where it went. Without --out the image is ./NAME-TAG.tar.gz (the spec's "
+        "name and tag; .tar.zst or .tar by --compress; NAME-TAG.oci.tar for oci-archive, "
+        "a directory NAME-TAG for oci).",
+        examples=[
+            "vmbuild build image.toml",
+            "vmbuild build image.toml -o - | podman load",
+            "vmbuild build image.toml --format oci -o ./layout --json",
+        ],
+    )
     p.add_argument("spec", type=Path, help="the spec file (TOML)")
-    p.add_argument("--out", "-o", required=True, help="where to write the image")
-    p.add_argument("--format", choices=FORMATS, default="docker-archive")
+    p.add_argument(
+        "--out",
+        "-o",
+        metavar="PATH",
+        help="where to write the image; - for stdout (an archive, never to a terminal); "
+        "default ./NAME-TAG.tar.gz",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="docker-archive",
+        help="docker-archive (default; docker/podman load), oci-archive, or oci (a layout "
+        "directory)",
+    )
     p.add_argument(
         "--compress",
         choices=COMPRESSIONS,
@@ -43,13 +77,45 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_build)
 
-    s = sub.add_parser("stream", help="write a streamLayeredImage spec's image to stdout")
-    s.add_argument("spec", type=Path)
+    s = add_command(
+        sub,
+        "stream",
+        help="write a streamLayeredImage spec's image to stdout",
+        description="Write the image a streamLayeredImage (or buildLayeredImage) spec "
+        "describes to stdout as an uncompressed docker-archive, in one pass, as nixpkgs' "
+        "stream script does.",
+        examples=[
+            "vmbuild stream app.toml | podman load",
+            "vmbuild stream app.toml | gzip > app.tar.gz",
+        ],
+    )
+    s.add_argument("spec", type=Path, help="the spec file (TOML)")
     s.set_defaults(func=cmd_stream)
 
 
+def _safe(text: str) -> str:
+    """``text`` as one file-name component (``team/app`` -> ``team-app``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "image"
+
+
+def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
+    """``./NAME-TAG`` plus the format's suffix, named from the spec (``NAME`` alone when
+    the tag is the content hash, unknown before the build)."""
+    spec = loaded.spec
+    name = getattr(spec, "name", None) or getattr(spec, "final_image_name", None)
+    tag = getattr(spec, "tag", None) or getattr(spec, "final_image_tag", None)
+    if not name:
+        name = "merged" if loaded.function == "mergeImages" else "image"
+    stem = _safe(name) + (f"-{_safe(tag)}" if tag else "")
+    if opts.format == "oci":
+        return Path(stem)
+    if opts.format == "oci-archive":
+        return Path(stem + ".oci.tar")
+    return Path(stem + ARCHIVE_SUFFIXES[opts.compression])
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    if not args.out:
+    if args.out == "":
         raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
     timeout = (
         timeouts.parse(args.timeout, "--timeout")
@@ -59,20 +125,45 @@ def cmd_build(args: argparse.Namespace) -> int:
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
     with timeouts.limit(timeout):
-        result = build(loaded, Path(args.out), opts)
+        if args.out == "-":
+            result = _build_to_stdout(loaded, opts)
+        else:
+            out = Path(args.out) if args.out else default_out(loaded, opts)
+            result = build(loaded, out, opts)
+    report = sys.stderr if args.out == "-" else sys.stdout
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    else:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True), file=report)
+    elif args.out != "-":
         print(result.out)
     return 0
 
 
+def _build_to_stdout(loaded: Loaded, opts: OutputOptions) -> BuildResult:
+    """Build into a private temporary file, then copy it to stdout."""
+    if opts.format == "oci":
+        raise SpecError(
+            "--out - writes an archive, and --format oci is a directory",
+            "use --format oci-archive or docker-archive, or give --out a directory",
+        )
+    _refuse_terminal()
+    with tempdirs.workdir() as tmp:
+        result = build(loaded, tmp / "image", opts)
+        with open(tmp / "image", "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    return dataclasses.replace(result, out=Path("-"))
+
+
+def _refuse_terminal() -> None:
+    if sys.stdout.isatty():
+        raise SpecError(
+            "refusing to write an image to a terminal", "pipe it: | podman load, or > image.tar"
+        )
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     loaded = load_spec(args.spec)
-    if sys.stdout.isatty():
-        from vmbuild.errors import VmbuildError
-
-        raise VmbuildError("refusing to write an image to a terminal", "pipe it: | docker load")
+    _refuse_terminal()
     stream(loaded, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0

@@ -36,7 +36,6 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, help="also keep the pulled image here")
     _tls_option(p)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
     p.set_defaults(func=cmd_prefetch)
 
     q = sub.add_parser(
@@ -57,7 +56,6 @@ def register(sub: Any) -> None:
     )
     _tls_option(q)
     q.add_argument("--jobs", type=int, default=4, help="parallel uploads (default 4)")
-    q.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     q.set_defaults(func=cmd_push)
 
 
