@@ -17,12 +17,14 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    describe_toml,
     get_compressor,
+    missing_item_hint,
     name_and_tag,
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import Helper, parse_helper
+from vmbuild.layers.helpers import HELPERS, Helper, parse_helper
 from vmbuild.oci.compress import Compression
 
 DISK_SIZE_DEFAULT = 1024
@@ -60,14 +62,15 @@ def copy_item(fields: Fields) -> Any:
             return helper
         if not isinstance(value, str) or not value:
             raise SpecError(
-                f"{fields.where}: {where} must be a path or a helper name, got {value!r}",
+                f"{fields.where}: {where} must be a path or a helper name, "
+                f"got {describe_toml(value)}",
                 'write a path string, or e.g. "fakeNss"',
             )
         path = fields.resolve(value)
         if not path.exists() and not path.is_symlink():
             raise SpecError(
                 f"{fields.where}: {where}: {value} does not exist",
-                "fix the path (relative paths resolve against the spec file's directory)",
+                missing_item_hint(value, HELPERS, closures=False),
             )
         return path
 
