@@ -21,6 +21,7 @@ import errno
 import importlib
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from typing import TextIO
@@ -123,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: int = args.func(args)
         return status
     except VmbuildError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, then the same line and exit status as without
+            traceback.print_exc()
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)
         return exc.exit_code

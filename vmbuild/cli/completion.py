@@ -166,8 +166,8 @@ def zsh(parser: argparse.ArgumentParser) -> str:
         if taking:
             alts = "|".join(sorted(taking))
             lines.append(f'      case "$prev" in ({alts}) _files; return;; esac')
-        cmds = " ".join(_q(_zq(f"{k}:{v}")) for k, v in n.commands.items())
-        opts = " ".join(_q(_zq(k) + ":" + _zq(v)) for k, v in sorted(n.options.items()))
+        cmds = " ".join(_q(_zq(k) + ":" + v) for k, v in n.commands.items())
+        opts = " ".join(_q(_zq(k) + ":" + v) for k, v in sorted(n.options.items()))
         lines.append(f"      cmds=({cmds})")
         lines.append(f"      opts=({opts})")
         lines.append("      ;;")

@@ -42,9 +42,9 @@ def kernel_version(path: Path) -> str | None:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             found = re.search(rb"Linux version (\S+)", m)
+            return bytes(found.group(1)).decode(errors="replace") if found else None
     except (OSError, ValueError):
         return None
-    return found.group(1).decode(errors="replace") if found else None
 
 
 def guest_kernel() -> dict[str, Any]:
