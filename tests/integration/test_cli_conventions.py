@@ -77,11 +77,11 @@ def test_every_command_and_option_has_help_text() -> None:
 
 
 def test_global_options_before_or_after_the_command(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, 'tag = "x"\n')
+    spec = str(write_spec(tmp_path, 'tag = "x"\n'))
     for argv in (["--debug", "build", spec], ["build", spec, "--debug"]):
         proc = vmbuild_cli(*argv, "-o", tmp_path / "o.tar")
         assert proc.returncode == 2 and "Traceback" in proc.stderr, argv
-    good = write_spec(tmp_path, 'name = "q"\ntag = "1"\n', "good.toml")
+    good = str(write_spec(tmp_path, 'name = "q"\ntag = "1"\n', "good.toml"))
     for argv in (["-q", "build", good], ["build", good, "--quiet"], ["build", "-v", good]):
         proc = vmbuild_cli(*argv, "-o", tmp_path / "o.tar")
         assert proc.returncode == 0, proc.stderr
