@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import re
@@ -37,7 +38,7 @@ def register(sub: Any) -> None:
         examples=[
             "vmbuild build image.toml",
             "vmbuild build image.toml -o - | podman load",
-            "vmbuild build image.toml --format oci -o ./layout --json",
+            "vmbuild build root.toml --shell-on-failure   # debug a failing runAsRoot",
         ],
     )
     p.add_argument("spec", type=Path, help="the spec file (TOML)")
@@ -74,6 +75,13 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
         "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+    )
+    p.add_argument(
+        "--shell-on-failure",
+        "--keep-vm-on-failure",
+        action="store_true",
+        help="when runAsRoot fails, keep the build VM up and open a shell in the failed "
+        "tree (chrooted as the script was); leaving it tears everything down",
     )
     p.set_defaults(func=cmd_build)
 
@@ -122,9 +130,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         if args.timeout is not None
         else timeouts.from_env()
     )
+    if args.shell_on_failure and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise SpecError(
+            "--shell-on-failure needs a terminal (stdin and stdout)",
+            "run it from an interactive shell, or drop the option",
+        )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
-    with timeouts.limit(timeout):
+    with timeouts.limit(timeout), _failure_shell(args.shell_on_failure):
         if args.out == "-":
             result = _build_to_stdout(loaded, opts)
         else:
@@ -136,6 +149,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif args.out != "-":
         print(result.out)
     return 0
+
+
+def _failure_shell(on: bool) -> contextlib.AbstractContextManager[None]:
+    if not on:
+        return contextlib.nullcontext()
+    from vmbuild.vm import shell  # only then: it is the VM's side
+
+    return shell.enabled()
 
 
 def _build_to_stdout(loaded: Loaded, opts: OutputOptions) -> BuildResult:
