@@ -19,7 +19,7 @@ ENVIRONMENT = {
     "VMBUILD_CACHE_DIR": "the cache (kernels, pulled blobs, ELF scans); "
     "default $XDG_CACHE_HOME/vmbuild",
     "XDG_CACHE_HOME": "the cache's parent when VMBUILD_CACHE_DIR is unset; default ~/.cache",
-    "VMBUILD_GUEST_KERNEL": "boot this guest kernel instead of building or downloading one",
+    "VMBUILD_GUEST_KERNEL": "cloud: boot Debian's packaged cloud kernel instead of building one",
     "VMBUILD_LINUX_SOURCE": "a Linux source tarball or tree to build the guest kernel from",
     "VMBUILD_TIMEOUT": "default for build --timeout (seconds a build VM may run)",
     "TMPDIR": "where scratch trees and VM disks go (vmbuild-* directories)",
