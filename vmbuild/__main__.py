@@ -17,6 +17,7 @@ is one line too.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import importlib
 import logging
@@ -95,6 +96,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     """``argv`` parsed; an unknown option is refused with its command's usage."""
     command = command_of(argv)
     parser = build_parser((COMMANDS[command],) if command else COMMAND_MODULES)
+    first = next((a for a in argv if a not in GLOBAL_OPTIONS), None)
+    if first is not None and not first.startswith("-") and first not in COMMANDS:
+        close = difflib.get_close_matches(first, sorted(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        parser.error(f"unknown command {first!r}{hint} (vmbuild --help lists them)")
     args, extra = parser.parse_known_args(argv)
     if extra:
         owner: argparse.ArgumentParser = getattr(args, "_parser", parser)

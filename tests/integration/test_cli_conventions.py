@@ -101,6 +101,11 @@ def test_an_unknown_option_prints_that_commands_usage(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.startswith("usage: vmbuild inspect ")
 
 
+def test_an_unknown_command_names_the_closest(tmp_path: Path) -> None:
+    proc = vmbuild_cli("biuld", tmp_path / "s.toml")
+    assert proc.returncode == 2 and "unknown command 'biuld'; did you mean build?" in proc.stderr
+
+
 def _error(proc: subprocess.CompletedProcess[str]) -> str:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vmbuild: error: ")]
     assert errors and "Traceback" not in proc.stderr, proc.stderr
