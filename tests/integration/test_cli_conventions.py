@@ -126,6 +126,11 @@ def test_exit_codes_by_kind(tmp_path: Path) -> None:
     failing = write_spec(tmp_path, 'name = "f"\nextraCommands = "exit 9"\n', "f.toml")
     proc = vmbuild_cli("build", failing, "-o", out)
     assert proc.returncode == 4 and "status 9" in _error(proc)
+    fake = write_spec(
+        tmp_path, 'function = "buildLayeredImage"\nname = "f"\nfakeRootCommands = "exit 6"\n'
+    )
+    proc = vmbuild_cli("build", fake, "-o", out)
+    assert proc.returncode == 4 and "fakeRootCommands failed with status 6" in _error(proc)
     # 5: a registry that cannot be reached (a closed port on 127.0.0.1)
     proc = vmbuild_cli("push", out, "docker://127.0.0.1:9/x/y:1")
     assert proc.returncode == 5 and "cannot reach" in _error(proc), proc.stderr
