@@ -98,6 +98,18 @@ def test_default_out_without_a_tag_is_the_name(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "plain.tar.gz", proc.stderr
 
 
+def test_default_out_of_an_export_is_a_plain_tar(spec: Path, tmp_path: Path) -> None:
+    image = tmp_path / "image.tar.gz"
+    assert vmbuild_cli("build", spec, "-o", image).returncode == 0
+    export = write_spec(tmp_path, f'function = "exportImage"\nfromImage = "{image}"\n', "e.toml")
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = vmbuild_cli("build", export, cwd=work)
+    assert proc.returncode == 0 and proc.stdout.strip() == "rootfs.tar", proc.stderr
+    with tarfile.open(work / "rootfs.tar", "r:") as tar:  # plain, as the name says
+        assert "f0" in [m.name.lstrip("./") for m in tar]
+
+
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive", "oci"])
 def test_an_out_of_the_wrong_kind_is_one_error_and_kept(
     spec: Path, tmp_path: Path, fmt: str

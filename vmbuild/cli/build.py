@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
         "buildLayeredImage, streamLayeredImage, pullImage, exportImage, mergeImages) and "
         "print where it went. Without --out the image is ./NAME-TAG.tar.gz (the spec's "
         "name and tag; .tar.zst or .tar by --compress; NAME-TAG.oci.tar for oci-archive, "
-        "a directory NAME-TAG for oci).",
+        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage).",
         examples=[
             "vmbuild build image.toml",
             "vmbuild build image.toml -o - | podman load",
@@ -113,8 +113,10 @@ def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
     name = getattr(spec, "name", None) or getattr(spec, "final_image_name", None)
     tag = getattr(spec, "tag", None) or getattr(spec, "final_image_tag", None)
     if not name:
-        name = "merged" if loaded.function == "mergeImages" else "image"
+        name = {"mergeImages": "merged", "exportImage": "rootfs"}.get(loaded.function, "image")
     stem = _safe(name) + (f"-{_safe(tag)}" if tag else "")
+    if loaded.function == "exportImage":  # one plain root filesystem tar, whatever --format
+        return Path(stem + ".tar")
     if opts.format == "oci":
         return Path(stem)
     if opts.format == "oci-archive":
