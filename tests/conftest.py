@@ -21,7 +21,7 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]
         check=False,
     )
     subprocess.run(
-        ["podman", *c.store, "--storage-driver", "vfs", "system", "reset", "-f"],
+        [*c.podman_argv, "--storage-driver", "vfs", "system", "reset", "-f"],
         capture_output=True,
         check=False,
     )

@@ -45,6 +45,8 @@ COMMANDS = {
     "stream": "vmbuild.cli.build",
     "inspect": "vmbuild.cli.inspect",
     "load": "vmbuild.cli.load",
+    "lock": "vmbuild.cli.lock",
+    "sbom": "vmbuild.cli.sbom",
     "prefetch": "vmbuild.cli.registry",
     "push": "vmbuild.cli.registry",
     "vm": "vmbuild.cli.vm",

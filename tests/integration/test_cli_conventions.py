@@ -15,7 +15,19 @@ import pytest
 
 from tests.support.cli import REPO, vmbuild_cli, write_spec
 
-COMMANDS = ("build", "stream", "inspect", "load", "prefetch", "push", "vm", "doctor", "version")
+COMMANDS = (
+    "build",
+    "stream",
+    "inspect",
+    "load",
+    "lock",
+    "sbom",
+    "prefetch",
+    "push",
+    "vm",
+    "doctor",
+    "version",
+)
 
 
 def test_version() -> None:

@@ -28,6 +28,8 @@ LOWER = (
     "vmbuild.streaming",
     "vmbuild.hoststeps",
     "vmbuild.layering",
+    "vmbuild.sbom",
+    "vmbuild.debian",
 )
 # Top-level modules that sit above the builders (the command line and the API).
 ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli"}

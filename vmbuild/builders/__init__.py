@@ -50,6 +50,7 @@ class Builder(Generic[Spec]):
     layout: bool = False  # --format oci writes a layout directory (else a file)
     # its docker-archive is compressed as --compress says (so --out's suffix is checked)
     compresses: bool = True
+    attests: bool = False  # it reports what went in (--sbom, --provenance)
 
 
 # Each builder's module is imported when that function runs, not before: `vmbuild stream`
@@ -92,8 +93,8 @@ def _merge_images(spec: MergeImagesSpec, out: Path, opts: OutputOptions) -> Buil
     return merge_images.build(spec, out, opts)
 
 
-_BUILD_IMAGE: Builder[BuildImageSpec] = Builder(_build_image, layout=True)
-_LAYERED: Builder[LayeredSpec] = Builder(_build_layered, _stream_layered, layout=True)
+_BUILD_IMAGE: Builder[BuildImageSpec] = Builder(_build_image, layout=True, attests=True)
+_LAYERED: Builder[LayeredSpec] = Builder(_build_layered, _stream_layered, layout=True, attests=True)
 _PULL_IMAGE: Builder[PullImageSpec] = Builder(_pull_image)
 _EXPORT_IMAGE: Builder[ExportImageSpec] = Builder(_export_image, compresses=False)
 _MERGE_IMAGES: Builder[MergeImagesSpec] = Builder(_merge_images)
@@ -116,6 +117,16 @@ def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
     if opts.format == "docker-archive" and builder.compresses:
         warn_on_suffix(out, opts.compression)
     target = resolve_out(out, directory=layout)
+    if opts.attest.wanted:
+        if not builder.attests:
+            raise SpecError(
+                f"--sbom and --provenance work with buildImage and buildLayeredImage specs, "
+                f"not {loaded.function}",
+                "drop them, or run vmbuild sbom on the image for its inventory",
+            )
+        from vmbuild.sbom.attest import check_paths
+
+        check_paths(opts.attest)
     result = builder.build(loaded.spec, target, opts)
     return dataclasses.replace(result, out=out)
 

@@ -17,6 +17,7 @@ from vmbuild.oci.output import OutputOptions
 
 if TYPE_CHECKING:
     from vmbuild.config.pull import PullImageSpec
+    from vmbuild.oci.reader import BaseImage
 
 log = logging.getLogger("vmbuild")
 
@@ -38,3 +39,10 @@ def base_path(source: BaseSource) -> Path:
     log.info("pulling %s@%s for fromImage", source.image_name, source.image_digest)
     pull_image.build(source, path, OutputOptions("docker-archive", "none"))
     return path
+
+
+def base_ref(source: BaseSource, base: BaseImage) -> str:
+    """How the SBOM names a base image: the pulled reference, else the archive's tag."""
+    if not isinstance(source, Path):
+        return f"{source.image_name}@{source.image_digest}"
+    return base.repo_tags[0] if base.repo_tags else source.name

@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmbuild import tempdirs
-from vmbuild.builders.basepull import base_path
+from vmbuild.builders.basepull import base_path, base_ref
+from vmbuild.builders.debcontent import DebContent, add_to_tree, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
-from vmbuild.config.build_image import BuildImageSpec
+from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
+from vmbuild.config.debian import DebItem
 from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
-from vmbuild.oci.reader import read_image
+from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.units.helpers import Helper, add_helper
+
+if TYPE_CHECKING:
+    from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
 
@@ -37,9 +43,16 @@ def layer_compression(opts: OutputOptions) -> Compression:
     return "none" if opts.format == "docker-archive" else opts.compression
 
 
-def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
+def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
+    debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
+    if debs is not None:
+        add_to_tree(tree, debs)
+        if found is not None:
+            found.append(debs)  # for the SBOM
     for item in spec.copy_to_root:
+        if isinstance(item, DebItem):
+            continue
         if isinstance(item, Helper):
             add_helper(tree, item, workdir)
         else:
@@ -56,13 +69,16 @@ def pack_tree(
     return Layer(packed.diff_id, BlobRef.whole(path), compression, packed.digest)
 
 
-def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
+def assemble(
+    spec: BuildImageSpec, workdir: Path, opts: OutputOptions, record: Record | None = None
+) -> Image:
     base = (
         read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )
-    tree = gather(spec, workdir)
+    debs: list[DebContent] = []
+    tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     if spec.run_as_root is not None:
@@ -86,6 +102,8 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
             tree = from_roots([root], keep_dirlinks=True)
         new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
     layers = [*(base.layers if base else []), new_layer]
+    if record is not None:
+        _note(record, spec, base, new_layer, workdir, debs)
     config = image_config(
         architecture=spec.architecture,
         created=spec.created,
@@ -98,9 +116,59 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
     return Image(spec.name, tag, config, layers)
 
 
+def _note(
+    record: Record,
+    spec: BuildImageSpec,
+    base: BaseImage | None,
+    layer: Layer,
+    workdir: Path,
+    debs: list[DebContent],
+) -> None:
+    """What went in, for the SBOM: the base (and its packages), each copyToRoot item, and
+    the new layer's files no item accounts for (extraCommands', runAsRoot's)."""
+    from vmbuild.sbom import collect
+
+    if base is not None:
+        assert spec.from_image is not None
+        record.add_base(base_ref(spec.from_image, base), base)
+    items = []
+    for found in debs:
+        items += collect.deb_packages(found.lock.packages, found.packages)
+        record.add_debs(spec.debian.lock if spec.debian else None)
+    for i, item in enumerate(spec.copy_to_root):
+        one = Tree()
+        if isinstance(item, DebItem):
+            continue
+        if isinstance(item, Helper):
+            add_helper(one, item, workdir / f"sbom-helper-{i}")
+            items.append(collect.tree_item(f"helper:{item.name}", item.name, one.entries, ""))
+        else:
+            one.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
+            items.append(collect.tree_item(f"copyToRoot:{item}", str(item), one.entries, ""))
+    record.add(*items)
+    if spec.run_as_root is not None or spec.extra_commands:
+        files = collect.layer_files(layer, "the new layer")
+        record.add(collect.unattributed("layer:new", files, items, "the new layer's other files"))
+    record.depend("copyToRoot", layer.diff_id, None, paths=[_named(i) for i in spec.copy_to_root])
+
+
+def _named(item: CopyItem) -> str:
+    return item.name if isinstance(item, Helper | DebItem) else str(item)
+
+
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    with tempdirs.workdir("vmbuild-") as wd:
-        image = assemble(spec, Path(wd), opts)
-        write_image(image, out, opts, created_epoch(spec.created))
+    from vmbuild.sbom.attest import recording
+
+    with (
+        tempdirs.workdir("vmbuild-") as wd,
+        recording(opts, "buildImage", spec.build_args) as record,
+    ):
+        image = assemble(spec, Path(wd), opts, record)
+        refs = record.referrers(image) if record else []
+        if record:
+            record.prepare(image)
+        write_image(image, out, opts, created_epoch(spec.created), refs)
+        if record:
+            record.write(image, out)
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

@@ -16,7 +16,7 @@ from vmbuild import tempdirs, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.builders.result import BuildResult
 from vmbuild.cli.common import add_command
-from vmbuild.config import Loaded, load_spec, output_options
+from vmbuild.config import Loaded, attest_options, load_spec, output_options
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS
 from vmbuild.oci.output import FORMATS, OutputOptions
@@ -83,6 +83,14 @@ def register(sub: Any) -> None:
         help="when runAsRoot fails, keep the build VM up and open a shell in the failed "
         "tree (chrooted as the script was); leaving it tears everything down",
     )
+    p.add_argument("--sbom", type=Path, help="write an SBOM of the image here (SPDX 2.3 JSON)")
+    p.add_argument("--sbom-format", help="spdx (default) or cyclonedx (CycloneDX 1.5 JSON)")
+    p.add_argument("--provenance", type=Path, help="write an in-toto SLSA v1 provenance here")
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail if the spec's Debian packages are not all in its lock file",
+    )
     p.set_defaults(func=cmd_build)
 
     s = add_command(
@@ -139,12 +147,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
+    out = default_out(loaded, opts) if args.out in (None, "-") else Path(args.out)
+    attest = attest_options(loaded, out, args.sbom, args.sbom_format, args.provenance)
+    opts = dataclasses.replace(opts, attest=attest)
+    if args.locked:
+        from vmbuild.debian.packages import LOCKED_ONLY
+
+        LOCKED_ONLY.set(True)
     with timeouts.limit(timeout), _failure_shell(args.shell_on_failure):
-        if args.out == "-":
-            result = _build_to_stdout(loaded, opts)
-        else:
-            out = Path(args.out) if args.out else default_out(loaded, opts)
-            result = build(loaded, out, opts)
+        result = _build_to_stdout(loaded, opts) if args.out == "-" else build(loaded, out, opts)
     report = sys.stderr if args.out == "-" else sys.stdout
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True), file=report)

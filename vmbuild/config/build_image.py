@@ -22,15 +22,17 @@ from vmbuild.config.common import (
     missing_item_hint,
     name_and_tag,
 )
+from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import host_goarch
 from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
 
-CopyItem = Path | Helper
+CopyItem = Path | Helper | DebItem
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,14 @@ class BuildImageSpec:
     build_vm_memory_size: int = MEMORY_DEFAULT
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
+    debian: DebianTable | None = None
 
 
 def copy_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> CopyItem:
+        deb = deb_item(value, f"{fields.where}: {where}")
+        if deb is not None:
+            return deb
         helper = parse_helper(value, f"{fields.where}: {where}")
         if helper is not None:
             return helper
@@ -111,8 +117,11 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         or MEMORY_DEFAULT,
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
+        debian=get_debian(fields),
     )
     fields.finish()
+    if spec.debian is not None:
+        check_configure(spec.debian, spec.architecture, host_goarch(), where)
     programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]
     check_host_programs(
         spec.architecture, (p for p in programs if p in PROGRAM_HELPERS), f"{where}: copyToRoot"

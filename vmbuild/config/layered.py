@@ -27,9 +27,11 @@ from vmbuild.config.common import (
     missing_item_hint,
     name_and_tag,
 )
+from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.image import host_goarch
 from vmbuild.units.graph import config_programs
 from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
@@ -46,7 +48,7 @@ class Closure:
     path: Path
 
 
-ContentItem = Path | Helper | Closure
+ContentItem = Path | Helper | Closure | DebItem
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class LayeredSpec:
     enable_fakechroot: bool = False
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
+    debian: DebianTable | None = None
 
     @property
     def streaming(self) -> bool:
@@ -130,6 +133,9 @@ def check_elf(path: Path, where: str) -> None:
 def content_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> ContentItem:
         place = f"{fields.where}: {where}"
+        deb = deb_item(value, place)
+        if deb is not None:
+            return deb
         helper = parse_helper(value, place)
         if helper is not None:
             return helper
@@ -207,8 +213,11 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         enable_fakechroot=fields.get_bool("enableFakechroot"),
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
+        debian=get_debian(fields),
     )
     fields.finish()
+    if spec.debian is not None:
+        check_configure(spec.debian, spec.architecture, host_goarch(), where)
     programs = [
         *(str(i.path) for i in spec.contents if isinstance(i, Closure)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),

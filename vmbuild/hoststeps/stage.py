@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vmbuild.errors import SpecError, StepFailed
 from vmbuild.oci.layer import with_parents
-from vmbuild.oci.tree import Tree
+from vmbuild.oci.tree import BlobSource, Tree
 from vmbuild.run import run, which
 
 
@@ -40,7 +40,10 @@ def materialize(tree: Tree, dest: Path) -> None:
             dirs.append((target, stat.S_IMODE(mode)))
             os.chmod(target, 0o700 | stat.S_IMODE(mode))
         elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src.host), target)
+            link = src.linkname if isinstance(src, BlobSource) else os.readlink(src.host)
+            os.symlink(link, target)
+        elif stat.S_ISREG(mode) and isinstance(src, BlobSource):
+            _copy_range(src, target, links)
         elif stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in links:
@@ -58,6 +61,26 @@ def materialize(tree: Tree, dest: Path) -> None:
             )
     for path, mode in reversed(dirs):
         os.chmod(path, mode)
+
+
+def _copy_range(src: BlobSource, target: Path, links: dict[tuple[int, int], Path]) -> None:
+    """A package member's bytes (a range of its payload) as the file ``target``."""
+    key = (hash(src.link_group), src.offset)
+    if src.link_group and key in links:
+        os.link(links[key], target)
+        return
+    with open(src.host, "rb") as f, open(target, "wb") as out:
+        f.seek(src.offset)
+        left = src.size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise SpecError(f"{src.host} is shorter than planned", "clear the package cache")
+            out.write(chunk)
+            left -= len(chunk)
+    os.chmod(target, stat.S_IMODE(src.mode))
+    if src.link_group:
+        links[key] = target
 
 
 def bash_argv(bash: str, fd: int, name: str) -> list[str]:

@@ -22,7 +22,7 @@ from vmbuild.oci.compress import BLOCK_SIZE, Compression, compressor
 from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
-from vmbuild.oci.tree import Source, Tree
+from vmbuild.oci.tree import BlobSource, Entry, Source, Tree
 
 COPY_BUFSIZE = 1 << 20
 SKIPPED_XATTRS = ("security.selinux",)
@@ -82,6 +82,7 @@ class Member:
     header: bytes
     host: str = ""
     size: int = 0
+    offset: int = 0
 
 
 def _info(name: str, mtime: int, uid: int, gid: int, mode: int, owner: Owner) -> tarfile.TarInfo:
@@ -108,7 +109,7 @@ def with_parents(names: Iterable[str]) -> Iterator[tuple[str, bool]]:
 
 
 # Called with each entry of the tree and its stat, as :func:`members` reaches it.
-OnEntry = Callable[[str, Source, os.stat_result], None]
+OnEntry = Callable[[str, Entry, os.stat_result], None]
 
 
 def members(
@@ -118,6 +119,7 @@ def members(
     tar members, for packing (:func:`write_members`, :func:`pack`) and planning
     (:func:`vmbuild.oci.tarplan.plan_tree`) alike."""
     links: dict[tuple[int, int], str] = {}
+    groups: dict[str, str] = {}  # a BlobSource's link_group -> the name holding its data
     names = tree.sorted_names()
     provided = set(names)
     for name, synthetic in with_parents(names):
@@ -134,9 +136,43 @@ def members(
             raise cannot_read(src.host, exc) from exc
         if on_entry is not None:
             on_entry(name, src, st)
+        if isinstance(src, BlobSource):
+            yield _blob_member(name, src, mtime, owner, groups)
+            continue
         member = _member(name, src, st, mtime, owner, links)
         if member is not None:
             yield member
+
+
+def _blob_member(
+    name: str, src: BlobSource, mtime: int, owner: Owner, groups: dict[str, str]
+) -> Member:
+    """A member whose metadata the source gives (a package's owners are kept)."""
+    ti = _info(name, mtime, src.uid, src.gid, stat.S_IMODE(src.mode), owner)
+    mode = src.mode
+    if stat.S_ISREG(mode):
+        if src.link_group and src.link_group in groups:
+            ti.type = tarfile.LNKTYPE
+            ti.linkname = groups[src.link_group]
+            return Member(member_header(ti))
+        if src.link_group:
+            groups[src.link_group] = name
+        ti.size = src.size
+        return Member(member_header(ti), str(src.host), src.size, src.offset)
+    if stat.S_ISDIR(mode):
+        ti.name = name + "/"
+        ti.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        ti.type = tarfile.SYMTYPE
+        ti.linkname = src.linkname
+        ti.mode = 0o777
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        ti.devmajor = os.major(src.rdev)
+        ti.devminor = os.minor(src.rdev)
+    else:
+        ti.type = tarfile.FIFOTYPE
+    return Member(member_header(ti))
 
 
 def _member(
@@ -218,7 +254,7 @@ def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
         out.write(member.header)
         done += len(member.header)
         if member.size:
-            out.copy_file(member.host, member.size)
+            out.copy_file(member.host, member.size, member.offset)
             pad = -member.size % BLOCK
             out.zeros(pad)
             done += member.size + pad

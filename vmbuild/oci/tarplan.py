@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from vmbuild.oci.inputs import cannot_read
 from vmbuild.oci.layer import BLOCK, Member, Owner, end_size, members
-from vmbuild.oci.tree import Source, Tree
+from vmbuild.oci.tree import Entry, Tree
 
 __all__ = ["BLOCK", "FORMAT", "Member", "TarPlan", "plan_tree", "stats_of"]
 
@@ -50,7 +50,7 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
     fingerprint = hashlib.sha256(f"{FORMAT}\0{mtime}\0{owner.uid}:{owner.gid}".encode())
     stats = hashlib.sha256()
 
-    def seen(name: str, src: Source, st: os.stat_result) -> None:
+    def seen(name: str, src: Entry, st: os.stat_result) -> None:
         stats.update(_stat_line(name, src, st))
         plan.newest_ns = max(plan.newest_ns, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -64,7 +64,7 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
     return plan
 
 
-def _stat_line(name: str, src: Source, st: os.stat_result) -> bytes:
+def _stat_line(name: str, src: Entry, st: os.stat_result) -> bytes:
     return (
         f"{name}\0{src.host}\0{int(src.follow)}\0{st.st_dev}:{st.st_ino}:{st.st_mode}:"
         f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}:"

@@ -31,9 +31,39 @@ class Source:
         return os.stat(self.host) if self.follow else os.lstat(self.host)
 
 
+@dataclass(frozen=True)
+class BlobSource:
+    """One layer entry whose metadata is given, not read from the host: a member of a
+    Debian package. A regular file's bytes are ``size`` bytes of ``host`` from
+    ``offset`` (a content-addressed payload in the cache, never the member's own name);
+    entries sharing a ``link_group`` are one file (the first in the layer holds the
+    data, the others are tar hard links to it)."""
+
+    host: Path
+    mode: int  # file type and permission bits
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    offset: int = 0
+    linkname: str = ""
+    rdev: int = 0
+    link_group: str = ""
+    follow: bool = False
+
+    def stat(self) -> os.stat_result:
+        nlink = 2 if self.link_group else 1
+        return os.stat_result(
+            (self.mode, self.offset, 0, nlink, self.uid, self.gid, self.size, 0, 0, 0),
+            {"st_rdev": self.rdev, "st_mtime_ns": 0, "st_ctime_ns": 0},
+        )
+
+
+Entry = Source | BlobSource
+
+
 @dataclass
 class Tree:
-    entries: dict[str, Source] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     # The file type of each entry as gathered (S_IFMT bits), so that merging roots does
     # not lstat every parent of every entry again; packing stats each entry afresh.
     _types: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
@@ -83,7 +113,7 @@ class Tree:
             else:
                 self._put(name, Source(host), keep, _type_of(child))
 
-    def _put(self, name: str, src: Source, keep: bool, kind: int | None = None) -> str:
+    def _put(self, name: str, src: Entry, keep: bool, kind: int | None = None) -> str:
         """Record ``name`` (of file type ``kind``, if known); returns where its children
         go (differs under a kept dirlink)."""
         name = self._resolve_parent_links(name) if keep else name
@@ -103,9 +133,9 @@ class Tree:
         self._types[name] = kind
         return name
 
-    def _link_target(self, name: str, src: Source) -> str | None:
+    def _link_target(self, name: str, src: Entry) -> str | None:
         """The in-tree directory a symlink entry points at, if it is one."""
-        link = os.readlink(src.host)
+        link = src.linkname if isinstance(src, BlobSource) else os.readlink(src.host)
         base = posixpath.dirname(name)
         target = posixpath.normpath(
             link.lstrip("/") if link.startswith("/") else posixpath.join(base, link)
@@ -117,7 +147,7 @@ class Tree:
             return target
         return None
 
-    def _kind(self, name: str, src: Source) -> int:
+    def _kind(self, name: str, src: Entry) -> int:
         """The file type of entry ``name`` (looked up once: entries given to the
         constructor were not gathered here)."""
         kind = self._types.get(name)

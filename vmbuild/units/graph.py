@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.errors import SpecError
-from vmbuild.oci.tree import Source, Tree
+from vmbuild.oci.tree import Entry, Source, Tree
 from vmbuild.units.elf import LD_SO_CACHE, ElfInfo, LibrarySearch, read_elf
 
 
 @dataclass
 class Unit:
     name: str
-    entries: dict[str, Source] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     refs: set[str] = field(default_factory=set)
 
     @property
@@ -133,7 +133,7 @@ class Graph:
         owned = {rel for u in self.units.values() if u.name not in keep for rel in u.entries}
         for name in sorted(keep):
             unit = self.units[name]
-            moved: dict[str, Source] = {}
+            moved: dict[str, Entry] = {}
             for rel, src in unit.entries.items():
                 rel = self._through_links(rel)
                 if rel not in owned:

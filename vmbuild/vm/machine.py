@@ -33,7 +33,7 @@ from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import spawn, terminate, which
 from vmbuild.tempdirs import OwnedDir
 from vmbuild.vm import accel as accel_mod
-from vmbuild.vm import bootkernel, faults, initramfs
+from vmbuild.vm import booted, bootkernel, faults, initramfs
 from vmbuild.vm.console import Console
 from vmbuild.vm.faults import HostWatch, VmTimeout
 from vmbuild.vm.qemu import Disk, VmSpec, argv
@@ -140,6 +140,7 @@ class Machine:
             from vmbuild.vm.cloudkernel import with_modules
 
             initrd = with_modules(initrd, kern.modules)
+        booted.note(kern.path, initrd)
         self.accel = accel_mod.choose(self.accel_requested, qemu, kern.path)
         log.debug(
             "vmbuild: %s kernel %s, %s: %s",

@@ -1,0 +1,109 @@
+"""A spec's Debian packages, ready to be layered: the lock (read, or made), the
+unpacked packages, each package's layer entries, the merged-/usr links and the dpkg
+status. The layered builders make a content unit of each package
+(:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`).
+
+Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
+``DebContent.lock.packages`` (:class:`vmbuild.debian.lock.Locked`), one per unit
+``deb:<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmbuild.config.debian import DebianTable, DebItem
+from vmbuild.debian import content
+from vmbuild.debian.debfile import merged_usr
+from vmbuild.debian.lock import Lock
+from vmbuild.debian.packages import Settings, current_lock, fetch, settings
+from vmbuild.debian.resolve import Request
+from vmbuild.oci.tree import Tree
+from vmbuild.units.graph import Graph, Unit
+
+USR_UNIT = "deb:usr-merge"
+STATUS_UNIT = "deb:dpkg-status"
+
+
+@dataclass
+class DebContent:
+    lock: Lock
+    packages: dict[str, content.Entries] = field(default_factory=dict)  # name -> entries
+    links: content.Entries = field(default_factory=dict)
+    status: content.Entries = field(default_factory=dict)
+
+    def provides(self, path: str) -> bool:
+        rel = merged_usr(path.lstrip("/"))
+        return any(rel in e for e in self.packages.values())
+
+
+def requests_of(items: Iterable[object]) -> list[Request]:
+    return list(dict.fromkeys(Request(i.name, i.version) for i in items if isinstance(i, DebItem)))
+
+
+def settings_of(table: DebianTable, goarch: str) -> Settings:
+    return settings(
+        goarch=goarch,
+        lock=table.lock,
+        suite=table.suite,
+        mirror=table.mirror,
+        components=table.components,
+        keyring=table.keyring,
+        recommends=table.recommends,
+        essential=table.essential,
+    )
+
+
+def lock_spec(spec: object) -> Lock | None:
+    """``vmbuild lock``: resolve a spec's packages again and write its lock file."""
+    items: Iterable[object] = (
+        getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
+    )
+    table = getattr(spec, "debian", None)
+    requests = requests_of(items)
+    if not requests or table is None:
+        return None
+    return current_lock(
+        settings_of(table, getattr(spec, "architecture", "")), requests, relock=True
+    )
+
+
+def deb_content(
+    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
+) -> DebContent | None:
+    """The packages ``items`` name (None when they name none)."""
+    requests = requests_of(items)
+    if not requests or table is None:
+        return None
+    s = settings_of(table, goarch)
+    lock = current_lock(s, requests)
+    unpacked = fetch(s, lock)
+    out = DebContent(lock)
+    for name in sorted(unpacked):
+        out.packages[name] = content.package_entries(unpacked[name])
+    anchor = next(iter(unpacked.values())) / "members.json"
+    out.links = content.usr_links(out.packages.values(), anchor)
+    out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir)
+    return out
+
+
+def add_units(graph: Graph, debs: DebContent) -> None:
+    """One unit per package (``deb:NAME``), referencing its dependencies' units and the
+    merged-/usr links; the dpkg status is a unit of its own."""
+    graph.units[USR_UNIT] = Unit(USR_UNIT, dict(debs.links))
+    for pkg in debs.lock.packages:
+        refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
+        graph.units[f"deb:{pkg.name}"] = Unit(
+            f"deb:{pkg.name}", dict(debs.packages[pkg.name]), refs
+        )
+    graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(debs.status))
+
+
+def add_to_tree(tree: Tree, debs: DebContent) -> None:
+    """Every package's entries, the links and the status in ``tree`` (buildImage)."""
+    for name in sorted(debs.packages):
+        tree.entries.update(debs.packages[name])
+    tree.entries.update(debs.links)
+    tree.entries.update(debs.status)

@@ -1,0 +1,105 @@
+"""Debian packages in a spec: the content item ``{ deb = "name", version = "..." }``
+and the optional ``[debian]`` table (where packages come from). Every key of the table
+may be left out: the build takes it from the host's apt configuration
+(:mod:`vmbuild.debian.packages`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmbuild.config.common import Fields
+from vmbuild.errors import SpecError
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+_SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+@dataclass(frozen=True)
+class DebItem:
+    """A Debian package and everything it depends on."""
+
+    name: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class DebianTable:
+    lock: Path
+    suite: str | None = None
+    mirror: str | None = None
+    components: tuple[str, ...] = ("main",)
+    keyring: Path | None = None
+    recommends: bool = False
+    essential: bool = False
+    configure: bool = False
+
+
+def deb_item(value: Any, place: str) -> DebItem | None:
+    """``{ deb = ..., version = ... }`` as a DebItem; None when ``value`` is not one."""
+    if not isinstance(value, dict) or "deb" not in value:
+        return None
+    extra = set(value) - {"deb", "version"}
+    if extra:
+        raise SpecError(
+            f"{place}: unknown key {sorted(extra)[0]!r}",
+            'write { deb = "redis-server" } or { deb = "bash", version = "5.2.15-2+b2" }',
+        )
+    name, version = value["deb"], value.get("version")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError(f"{place}: deb = {name!r} is not a Debian package name", "fix the name")
+    if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
+        raise SpecError(f"{place}: version = {version!r} is not a Debian version", "fix it")
+    return DebItem(name, version)
+
+
+def get_debian(fields: Fields) -> DebianTable:
+    """The ``[debian]`` table, checked (its defaults are the host's, filled in later)."""
+    default_lock = fields.base_dir / (Path(fields.where).name + ".lock")
+    table = fields.get_table("debian")
+    if table is None:
+        return DebianTable(lock=default_lock)
+    sub = Fields(table, f"{fields.where}: [debian]", fields.base_dir)
+    suite = sub.get_str("suite")
+    if suite is not None and not _SUITE.fullmatch(suite):
+        raise SpecError(f"{sub.where}: suite = {suite!r} is not a suite name", "fix it")
+    mirror = sub.get_str("mirror")
+    if mirror is not None and not mirror.startswith(("http://", "https://", "file:///")):
+        raise SpecError(
+            f"{sub.where}: mirror = {mirror!r} is not an http(s) or file URL",
+            "write the archive's root, as in apt's sources (\"http://HOST/debian\")",
+        )
+
+    def component(value: Any, where: str) -> str:
+        if not isinstance(value, str) or not _SUITE.fullmatch(value):
+            raise SpecError(f"{sub.where}: {where} = {value!r} is not a component", "fix it")
+        return value
+
+    components = tuple(sub.get_list("components", component)) or ("main",)
+    keyring = sub.get_path("keyring")
+    spec = DebianTable(
+        lock=sub.get_path("lock") or default_lock,
+        suite=suite,
+        mirror=mirror,
+        components=components,
+        keyring=keyring,
+        recommends=sub.get_bool("recommends"),
+        essential=sub.get_bool("essential"),
+        configure=sub.get_bool("configure"),
+    )
+    sub.finish()
+    return spec
+
+
+def check_configure(table: DebianTable, architecture: str, host: str, where: str) -> None:
+    """``configure = true`` runs maintainer scripts in the build VM, which runs the
+    host's architecture only."""
+    if table.configure and architecture != host:
+        raise SpecError(
+            f"{where}: [debian] configure = true needs the build VM to run {architecture} "
+            f"programs, but it runs {host} only",
+            "leave configure out (packages are unpacked, not configured) or build for " + host,
+        )

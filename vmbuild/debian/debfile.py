@@ -1,0 +1,262 @@
+"""Reading a ``.deb`` on the host without unpacking it under its own names.
+
+A ``.deb`` is an ``ar`` archive of ``debian-binary``, ``control.tar.*`` and
+``data.tar.*`` (gz, xz, zst or none). Both tars are read as streams. The data's
+members are checked (no absolute name, no ``..``, no hard link to a name not met
+before, no relative symlink climbing out of the root) and mapped to merged-/usr
+(``bin/x`` -> ``usr/bin/x``); regular files' bytes are appended to one payload file
+in the cache, beside a JSON list of every member's metadata and where its bytes
+are. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from vmbuild.errors import ImageError
+
+MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
+CONTROL_FILES = (
+    "control",
+    "md5sums",
+    "conffiles",
+    "preinst",
+    "postinst",
+    "prerm",
+    "postrm",
+    "triggers",
+    "shlibs",
+    "symbols",
+    "templates",
+    "config",
+)
+FORMAT = "2"  # change when the unpacked layout changes
+# The payload starts with this line, so no member's bytes are at offset 0 (a range at
+# offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
+PAYLOAD_HEAD = b"vmbuild .deb payload\n"
+
+
+class DebError(ImageError):
+    """A ``.deb`` is malformed or holds unsafe member names."""
+
+
+@dataclass(frozen=True)
+class DebMember:
+    name: str  # in the image (merged-/usr), no leading slash
+    path: str  # as the package ships it (dpkg's list), no leading "./"
+    mode: int
+    uid: int
+    gid: int
+    size: int = 0
+    offset: int = 0
+    linkname: str = ""
+    rdev: int = 0
+    link_group: str = ""
+
+
+class _Range(io.RawIOBase):
+    """``size`` bytes of ``f`` from its current position."""
+
+    def __init__(self, f: BinaryIO, size: int):
+        self.f, self.left = f, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), self.left)
+        if n <= 0:
+            return 0
+        data = self.f.read(n)
+        b[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
+def ar_members(f: BinaryIO, what: str) -> Iterator[tuple[str, int]]:
+    """(name, size) of each member of the ar archive ``f``, positioned at its data."""
+    if f.read(8) != b"!<arch>\n":
+        raise DebError(f"{what} is not a .deb (no ar header)", "the file is corrupt")
+    while True:
+        head = f.read(60)
+        if not head:
+            return
+        if len(head) != 60 or head[58:60] != b"`\n":
+            raise DebError(f"{what}: truncated ar member header", "the file is corrupt")
+        name = head[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(head[48:58].decode().strip())
+        except ValueError as exc:
+            raise DebError(f"{what}: bad ar member size", "the file is corrupt") from exc
+        start = f.tell()
+        yield name, size
+        f.seek(start + size + (size & 1))
+
+
+def _tar_stream(raw: BinaryIO, name: str, what: str) -> tarfile.TarFile:
+    if name.endswith(".zst"):
+        return tarfile.open(
+            fileobj=zstandard.ZstdDecompressor().stream_reader(raw),
+            mode="r|",
+        )
+    modes = {".gz": "r|gz", ".xz": "r|xz", ".tar": "r|"}
+    for suffix, mode in modes.items():
+        if name.endswith(suffix):
+            return tarfile.open(fileobj=raw, mode=mode)  # type: ignore[call-overload, no-any-return]
+    raise DebError(f"{what}: unknown member {name}", "vmbuild reads gz, xz, zst or plain tars")
+
+
+def merged_usr(path: str) -> str:
+    top = path.partition("/")[0]
+    return f"usr/{path}" if top in MERGED else path
+
+
+def _clean(raw: str, what: str) -> str:
+    name = (raw[2:] if raw.startswith("./") else raw).rstrip("/")
+    parts = name.split("/") if name else []
+    if raw.startswith("/") or ".." in parts or any(p in ("", ".") for p in parts):
+        raise DebError(
+            f"{what} holds an unsafe member name {raw!r}", "the package is broken or hostile"
+        )
+    return name
+
+
+def unpack(deb: Path, dest: Path, what: str) -> None:
+    """Read ``deb`` into the directory ``dest`` (made here, under a temporary name):
+    ``payload``, ``members.json`` and the control files under ``control/``."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "control").mkdir(parents=True)
+    try:
+        members: list[DebMember] = []
+        seen_data = seen_control = False
+        with open(deb, "rb") as f:
+            for name, size in ar_members(f, what):
+                if name.startswith("control.tar"):
+                    _read_control(_tar_stream(_Range(f, size), name, what), tmp / "control", what)  # type: ignore[arg-type]
+                    seen_control = True
+                elif name.startswith("data.tar"):
+                    with open(tmp / "payload", "wb") as payload:
+                        tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
+                        members = _read_data(tar, payload, what)
+                    seen_data = True
+        if not (seen_data and seen_control):
+            raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
+        (tmp / "members.json").write_text(json.dumps([asdict(m) for m in members]))
+        (tmp / "format").write_text(FORMAT)
+        if dest.exists() and not is_current(dest):
+            shutil.rmtree(dest)  # an older layout
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not is_current(dest):  # else another build made it meanwhile
+                raise
+    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise DebError(f"{what} cannot be read: {exc}", "the file is corrupt") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_control(tar: tarfile.TarFile, out: Path, what: str) -> None:
+    with tar:
+        for ti in tar:
+            name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
+            if ti.isfile() and name in CONTROL_FILES:
+                src = tar.extractfile(ti)
+                assert src is not None
+                (out / name).write_bytes(src.read(16 << 20))
+                os.chmod(out / name, 0o755 if ti.mode & 0o100 else 0o644)
+
+
+def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMember]:
+    out: list[DebMember] = []
+    names: dict[str, int] = {}  # shipped path -> index in out
+    payload.write(PAYLOAD_HEAD)
+    offset = len(PAYLOAD_HEAD)
+    with tar:
+        for ti in tar:
+            if ti.name in (".", "./", ""):
+                continue
+            path = _clean(ti.name, what)
+            name = merged_usr(path)
+            perms = ti.mode & 0o7777
+            common = {"name": name, "path": path, "uid": ti.uid, "gid": ti.gid}
+            if ti.isreg():
+                src = tar.extractfile(ti)
+                assert src is not None
+                shutil.copyfileobj(src, payload, 1 << 20)
+                member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
+                offset += ti.size
+            elif ti.isdir():
+                member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
+            elif ti.issym():
+                _check_symlink(path, ti.linkname, what)
+                member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
+            elif ti.islnk():
+                target = _clean(ti.linkname, what)
+                at = names.get(target)
+                if at is None or not stat.S_ISREG(out[at].mode):
+                    raise DebError(
+                        f"{what}: hard link {path} points to {ti.linkname!r}, not a file before it",
+                        "the package is broken or hostile",
+                    )
+                first = out[at]
+                group = first.link_group or first.name
+                out[at] = DebMember(**{**asdict(first), "link_group": group})
+                member = DebMember(
+                    mode=first.mode,
+                    size=first.size,
+                    offset=first.offset,
+                    link_group=group,
+                    **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
+                )
+            elif ti.ischr() or ti.isblk():
+                kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
+                member = DebMember(
+                    mode=kind | perms,
+                    rdev=os.makedev(ti.devmajor, ti.devminor),
+                    **common,  # type: ignore[arg-type]
+                )
+            elif ti.isfifo():
+                member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
+            else:
+                raise DebError(
+                    f"{what}: member {path} has an unknown type", "the package is broken"
+                )
+            names[path] = len(out)
+            out.append(member)
+    return out
+
+
+def _check_symlink(path: str, target: str, what: str) -> None:
+    if target.startswith("/"):
+        return  # resolved against the image's root
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(merged_usr(path)), target))
+    if joined == ".." or joined.startswith("../"):
+        raise DebError(
+            f"{what}: symlink {path} -> {target} points outside the image",
+            "the package is broken or hostile",
+        )
+
+
+def is_current(unpacked: Path) -> bool:
+    fmt = unpacked / "format"
+    return fmt.is_file() and fmt.read_text() == FORMAT
+
+
+def read_members(unpacked: Path) -> list[DebMember]:
+    return [DebMember(**m) for m in json.loads((unpacked / "members.json").read_text())]

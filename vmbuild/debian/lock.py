@@ -1,0 +1,165 @@
+"""The lock file: every package of a spec pinned (name, version, architecture, pool
+path, size, SHA256, the names it depends on) with what it was resolved for (the
+requests, suite, architecture, Release date). JSON, keys sorted: the same resolution
+writes the same bytes. A build from a lock reads no index."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmbuild.debian.resolve import Request
+from vmbuild.errors import SpecError
+
+LOCK_VERSION = 1
+_SHA = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+
+
+@dataclass(frozen=True)
+class Locked:
+    """One pinned package (what an SBOM needs: name, version, architecture, sha256)."""
+
+    name: str
+    version: str
+    architecture: str
+    filename: str
+    size: int
+    sha256: str
+    depends: tuple[str, ...] = ()
+    multi_arch: str = ""
+    essential: bool = False
+
+
+@dataclass(frozen=True)
+class For:
+    """What a lock was resolved for: a spec asking for something else makes it stale."""
+
+    suite: str
+    architecture: str
+    requests: tuple[Request, ...]
+    recommends: bool = False
+    essential: bool = False
+
+
+@dataclass(frozen=True)
+class Lock:
+    made_for: For
+    release_date: str = ""
+    packages: tuple[Locked, ...] = field(default_factory=tuple)
+
+    def by_name(self) -> dict[str, Locked]:
+        return {p.name: p for p in self.packages}
+
+    def covers(self, wanted: For) -> bool:
+        have = self.made_for
+        return (
+            have.suite == wanted.suite
+            and have.architecture == wanted.architecture
+            and have.recommends == wanted.recommends
+            and have.essential == wanted.essential
+            and set(wanted.requests) <= set(have.requests)
+        )
+
+
+def to_json(lock: Lock) -> str:
+    data: dict[str, Any] = {
+        "lockVersion": LOCK_VERSION,
+        "suite": lock.made_for.suite,
+        "architecture": lock.made_for.architecture,
+        "recommends": lock.made_for.recommends,
+        "essential": lock.made_for.essential,
+        "requests": [
+            {"name": r.name, **({"version": r.version} if r.version else {})}
+            for r in sorted(lock.made_for.requests, key=lambda r: (r.name, r.version or ""))
+        ],
+        "releaseDate": lock.release_date,
+        "packages": [
+            {**asdict(p), "depends": list(p.depends)}
+            for p in sorted(lock.packages, key=lambda p: p.name)
+        ],
+    }
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def write_lock(path: Path, lock: Lock) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(to_json(lock))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _bad(path: Path, why: str) -> SpecError:
+    return SpecError(
+        f"lock file {path} is malformed: {why}",
+        f"delete it and run vmbuild lock {path.with_suffix('') if path.suffix == '.lock' else ''}",
+    )
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"cannot read lock file {path}: {exc.strerror}", "check it") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(path, f"not JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("lockVersion") != LOCK_VERSION:
+        raise _bad(path, f"lockVersion is not {LOCK_VERSION}")
+    try:
+        made_for = For(
+            suite=_str(data["suite"]),
+            architecture=_str(data["architecture"]),
+            requests=tuple(
+                Request(_str(r["name"]), _str(r["version"]) if "version" in r else None)
+                for r in data["requests"]
+            ),
+            recommends=bool(data["recommends"]),
+            essential=bool(data["essential"]),
+        )
+        packages = tuple(_package(p) for p in data["packages"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad(path, f"{type(exc).__name__}: {exc}") from exc
+    names = {p.name for p in packages}
+    for p in packages:
+        missing = [d for d in p.depends if d not in names]
+        if missing:
+            raise _bad(path, f"{p.name} depends on {missing[0]}, which it does not list")
+    return Lock(made_for, _str(data.get("releaseDate", "")), packages)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def _package(p: dict[str, Any]) -> Locked:
+    locked = Locked(
+        name=_str(p["name"]),
+        version=_str(p["version"]),
+        architecture=_str(p["architecture"]),
+        filename=_str(p["filename"]),
+        size=int(p["size"]),
+        sha256=_str(p["sha256"]),
+        depends=tuple(_str(d) for d in p["depends"]),
+        multi_arch=_str(p.get("multi_arch", "")),
+        essential=bool(p.get("essential", False)),
+    )
+    if not _NAME.fullmatch(locked.name):
+        raise ValueError(f"bad package name {locked.name!r}")
+    if not _SHA.fullmatch(locked.sha256):
+        raise ValueError(f"{locked.name}: bad sha256")
+    if ".." in locked.filename.split("/") or locked.filename.startswith("/"):
+        raise ValueError(f"{locked.name}: bad filename {locked.filename!r}")
+    return locked
+
+
+def requests_of(items: Sequence[tuple[str, str | None]]) -> tuple[Request, ...]:
+    return tuple(dict.fromkeys(Request(n, v) for n, v in items))
