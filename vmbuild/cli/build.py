@@ -96,8 +96,8 @@ def register(sub: Any) -> None:
     s = add_command(
         sub,
         "stream",
-        help="write a streamLayeredImage spec's image to stdout",
-        description="Write the image a streamLayeredImage (or buildLayeredImage) spec "
+        help="write a streamLayeredImage or streamNixShellImage spec's image to stdout",
+        description="Write the image a streamLayeredImage or streamNixShellImage spec "
         "describes to stdout as an uncompressed docker-archive, in one pass, as nixpkgs' "
         "stream script does.",
         examples=[

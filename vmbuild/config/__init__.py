@@ -27,6 +27,8 @@ PARSERS = {
     "pullImage": "vmbuild.config.pull",
     "exportImage": "vmbuild.config.export",
     "mergeImages": "vmbuild.config.merge",
+    "buildNixShellImage": "vmbuild.config.nixshell",
+    "streamNixShellImage": "vmbuild.config.nixshell",
 }
 
 

@@ -103,3 +103,10 @@ def check_configure(table: DebianTable, architecture: str, host: str, where: str
             f"programs, but it runs {host} only",
             "leave configure out (packages are unpacked, not configured) or build for " + host,
         )
+    if table.configure:
+        raise SpecError(
+            f"{where}: [debian] configure = true (maintainer scripts in the build VM) is not "
+            "implemented yet",
+            "leave it out: packages are unpacked with a dpkg database, their scripts not run; "
+            "add users with fakeNss or runAsRoot",
+        )
