@@ -93,26 +93,26 @@ def resolve_out(out: Path, directory: bool) -> Path:
     """
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
     if target.name in ("", ".", ".."):
-        raise VmbuildError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
+        raise SpecError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
     parent = target.parent
     if not parent.is_dir():
-        raise VmbuildError(f"output directory {parent} does not exist", "create it first")
+        raise SpecError(f"output directory {parent} does not exist", "create it first")
     try:
         st = target.stat()
     except FileNotFoundError:
         st = None
     if st is not None and directory and not stat.S_ISDIR(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} exists and is not a directory",
             "--format oci writes a layout directory: remove the file or give another path",
         )
     if st is not None and not directory and stat.S_ISDIR(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} is a directory",
             "give a file name for the archive, or --format oci for a layout directory",
         )
     if st is not None and not directory and not stat.S_ISREG(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} is a special file (a device, pipe or socket), not a regular file",
             "give the path of a regular file; to write to a pipe, use vmbuild stream",
         )

@@ -31,7 +31,7 @@ from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.registry import blobs, known, pulledcache
-from vmbuild.registry.auth import load_credentials
+from vmbuild.registry.auth import Credentials, load_credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
@@ -62,8 +62,11 @@ class Pulled:
         return to_sri(self.sha256)
 
 
-def client_for(repo: Repository, tls_verify: bool) -> Client:
-    creds = load_credentials(repo.host, repo.path)
+def client_for(
+    repo: Repository, tls_verify: bool, credentials: Credentials | None = None
+) -> Client:
+    """A client for ``repo``: with ``credentials``, else those the auth file has."""
+    creds = credentials or load_credentials(repo.host, repo.path)
     return Client(repo.api_host, credentials=creds, tls_verify=tls_verify)
 
 

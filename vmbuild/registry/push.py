@@ -31,6 +31,7 @@ from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.registry import blobs, known
 from vmbuild.registry.answers import discard
+from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
@@ -269,10 +270,12 @@ def push(
     level: int | None = None,
     jobs: int = 4,
     progress: Progress | None = None,
+    credentials: Credentials | None = None,
 ) -> PushResult:
-    """Push the image archive or layout at ``image`` to ``dest``."""
+    """Push the image archive or layout at ``image`` to ``dest`` (as ``credentials``,
+    else with those the auth file has for it)."""
     progress = progress or Progress("pushed")
-    client = client_for(dest.repo, tls_verify)
+    client = client_for(dest.repo, tls_verify, credentials)
     pusher = Pusher(client, dest, progress)
     with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))

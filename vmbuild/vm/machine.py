@@ -40,6 +40,8 @@ from vmbuild.vm.qemu import MAX_DISKS, Disk, VmSpec, argv
 from vmbuild.vm.workdir import TMP_PREFIX, make_scratch, sweep_stale
 
 if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
+    import paramiko
+
     from vmbuild.vm.channel import Channel
     from vmbuild.vm.qmp import Monitor
 
@@ -310,6 +312,13 @@ class Machine:
         if status != 0:
             self._check_faults(bytes(errtail))
         return status
+
+    def open_session(self) -> paramiko.Channel:
+        """A new SSH session to the guest, for a caller that drives it itself (the
+        failure shell's pseudo-terminal)."""
+        if self._channel is None:
+            raise VmError("the VM is not running", "use Machine as a context manager")
+        return self._channel.transport.open_session()
 
     def put_file(self, data: bytes, guest_path: str, mode: int = 0o755) -> None:
         """Write a small file (a script) into the guest over SSH; bulk data uses disks."""

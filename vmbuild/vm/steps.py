@@ -36,7 +36,7 @@ from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
 from vmbuild.progress import human
-from vmbuild.vm import lowers
+from vmbuild.vm import lowers, shell
 from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
 from vmbuild.vm.qemu import MAX_DISKS
@@ -202,6 +202,8 @@ def _run_step(
     if "No space left on device" in text:
         raise _disk_full(disk_size, needed)
     stage = _failed_stage(vm, status)
+    if stage == RUN_AS_ROOT:
+        shell.failure_shell(vm, status)  # with --shell-on-failure: until the user leaves
     if stage in SCRIPT_HINTS:
         raise StepFailed(
             f"{stage} failed with status {status}" + (f": {last}" if last else ""),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild import tempdirs
+from vmbuild.cli.common import add_command
 from vmbuild.errors import ImageError
 from vmbuild.oci.archive import split_ref
 from vmbuild.oci.digest import of_bytes
@@ -29,7 +30,15 @@ TYPES = {"spdx": spdx.MEDIA_TYPE, "cyclonedx": cyclonedx.MEDIA_TYPE}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("sbom", help="print the SBOM of an image archive or layout")
+    p = add_command(
+        sub,
+        "sbom",
+        help="print the SBOM of an image archive or layout",
+        examples=[
+            "vmbuild sbom ./layout                       # the SBOM the build attached",
+            "vmbuild sbom image.tar.gz --sbom-format cyclonedx > image.cdx.json",
+        ],
+    )
     p.add_argument("archive", type=Path, help="docker-archive, OCI archive or OCI layout")
     p.add_argument("--sbom-format", help="spdx (default) or cyclonedx")
     p.set_defaults(func=cmd_sbom)
