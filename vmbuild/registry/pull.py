@@ -28,6 +28,7 @@ from vmbuild.oci import archive
 from vmbuild.oci.compress import Compression, compressor, threads
 from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.names import DIGEST_RE
 from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.registry import blobs, known
@@ -37,7 +38,7 @@ from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
 from vmbuild.registry.nixhash import to_sri
 from vmbuild.registry.progress import Progress
-from vmbuild.registry.reference import DIGEST_RE, Repository
+from vmbuild.registry.reference import Repository
 
 MTIME = 1  # what Nix gives every store file; fixed, so the archive is reproducible
 
