@@ -8,11 +8,21 @@ unless ``--debug`` is given.
 
 from __future__ import annotations
 
+# how many lines of a failed step's output the error shows (``--debug``: all of them)
+TAIL_LINES = 20
+
+
+def last_lines(text: str, n: int = TAIL_LINES) -> list[str]:
+    """The last ``n`` non-blank lines of ``text`` (a program's output), for an error."""
+    return [ln.rstrip() for ln in text.splitlines() if ln.strip()][-n:]
+
 
 class VmbuildError(Exception):
     """A failure the user can act on: ``message`` says what, ``hint`` says how to fix it."""
 
     exit_code = 1
+    # what a failed step printed (as much as was kept): the CLI shows its last lines
+    output = ""
 
     def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None):
         super().__init__(message)
@@ -46,12 +56,16 @@ class VmError(VmbuildError):
 
 
 class StepFailed(VmbuildError):
-    """A user command (extraCommands, runAsRoot, a `vm run` command) exited non-zero."""
+    """A user command (extraCommands, runAsRoot, a `vm run` command) exited non-zero.
 
-    def __init__(self, message: str, status: int, hint: str | None = None, output_tail: str = ""):
+    ``output`` is what it printed: the CLI shows the last :data:`TAIL_LINES` lines of it
+    under the error, each on its own line (``--debug``: all of it).
+    """
+
+    def __init__(self, message: str, status: int, hint: str | None = None, output: str = ""):
         super().__init__(message, hint, exit_code=status if 0 < status < 256 else 1)
         self.status = status
-        self.output_tail = output_tail
+        self.output = output
 
 
 class RegistryError(VmbuildError):

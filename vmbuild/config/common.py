@@ -150,10 +150,6 @@ class Fields:
             else "fix the path (relative paths resolve against the spec file's directory)",
         )
 
-    def get_path(self, key: str) -> Path | None:
-        value = self.get_str(key)
-        return self.resolve(value) if value is not None else None
-
     def resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
