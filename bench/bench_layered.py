@@ -33,8 +33,8 @@ from pathlib import Path
 from vmbuild.builders.layered import assemble
 from vmbuild.config import load_spec
 from vmbuild.errors import VmbuildError
-from vmbuild.layers.lazy import diff_id_of
-from vmbuild.layers.units import Graph
+from vmbuild.streaming.lazy import diff_id_of
+from vmbuild.units.graph import Graph
 
 ROOTS = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/libexec")
 

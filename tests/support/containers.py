@@ -7,6 +7,17 @@ from pathlib import Path
 from typing import IO
 
 
+def _checked(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    """Run ARGV; on failure, an AssertionError that shows what the tool printed."""
+    done: subprocess.CompletedProcess[bytes] = subprocess.run(
+        argv, capture_output=True, timeout=300, **kwargs  # type: ignore[call-overload]
+    )
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace")[-2000:]
+        raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n{err}")
+    return done
+
+
 class Containers:
     """podman/buildah/skopeo with their own throwaway storage under a temp dir."""
 
@@ -17,30 +28,11 @@ class Containers:
     def podman(
         self, *args: str, input: bytes | None = None, stdin: IO[bytes] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [
-                "podman",
-                *self.store,
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                *args,
-            ],
-            input=input,
-            stdin=stdin,
-            capture_output=True,
-            check=True,
-            timeout=300,
-        )
+        argv = ["podman", *self.store, "--storage-driver", "vfs"]
+        return _checked([*argv, "--cgroup-manager", "cgroupfs", *args], input=input, stdin=stdin)
 
     def buildah(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            ["buildah", *self.store, "--storage-driver", "vfs", *args],
-            capture_output=True,
-            check=True,
-            timeout=300,
-        )
+        return _checked(["buildah", *self.store, "--storage-driver", "vfs", *args])
 
     def run_image(self, archive: Path, *command: str) -> str:
         """``buildah from docker-archive:ARCHIVE`` then run COMMAND in it; its stdout."""
@@ -53,4 +45,4 @@ class Containers:
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["skopeo", *args], capture_output=True, check=True, timeout=300)
+    return _checked(["skopeo", *args])

@@ -20,7 +20,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "vmbuild"
 # Packages nothing below the builders may import (the spec, and the builders).
 UPPER = ("vmbuild.config", "vmbuild.builders")
 # Packages that sit below the builders.
-LOWER = ("vmbuild.oci", "vmbuild.vm", "vmbuild.registry", "vmbuild.layers")
+LOWER = (
+    "vmbuild.oci",
+    "vmbuild.vm",
+    "vmbuild.registry",
+    "vmbuild.units",
+    "vmbuild.streaming",
+    "vmbuild.hoststeps",
+    "vmbuild.layering",
+)
 # Top-level modules that sit above the builders (the command line and the API).
 ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli_build"}
 

@@ -16,14 +16,14 @@ from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import created_epoch
-from vmbuild.layers.helpers import Helper, add_helper
+from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.tree import Tree, from_roots
-from vmbuild.stage import materialize, run_script
+from vmbuild.units.helpers import Helper, add_helper
 
 log = logging.getLogger("vmbuild")
 

@@ -1,8 +1,8 @@
 """buildLayeredImage and streamLayeredImage.
 
 The contents' closures, helpers and the programs the config names become a graph of
-content units (:mod:`vmbuild.layers.units`); the most popular units get a layer each,
-the rest share one (:mod:`vmbuild.layers.popularity`); the customisation layer (the
+content units (:mod:`vmbuild.units.graph`); the most popular units get a layer each,
+the rest share one (:mod:`vmbuild.layering.popularity`); the customisation layer (the
 contents' trees, extraCommands, fakeRootCommands) comes last. Every layer's files have
 the spec's ``mtime`` (default 1970-01-01T00:00:01Z) whatever its ``created``, and unit
 layers are owned by 0:0, so images built on one host from the same libraries share those
@@ -26,14 +26,8 @@ from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.common import created_epoch
 from vmbuild.config.layered import Closure, LayeredSpec
 from vmbuild.errors import SpecError
-from vmbuild.layers.custom import Custom, customisation
-from vmbuild.layers.elf import elf_kind
-from vmbuild.layers.elfcache import ElfCache
-from vmbuild.layers.helpers import Helper, add_helper
-from vmbuild.layers.lazy import FileLayer, LazyLayer, TreeLayer
-from vmbuild.layers.popularity import Plan, plan_layers
-from vmbuild.layers.stream import write_streaming
-from vmbuild.layers.units import Graph, config_programs, tree_of
+from vmbuild.hoststeps.custom import Custom, customisation
+from vmbuild.layering.popularity import Plan, plan_layers
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.blocks import BlockWriter, widen_pipe
 from vmbuild.oci.compress import BLOCK_SIZE, compressor
@@ -41,6 +35,12 @@ from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, atomic_file, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree
+from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
+from vmbuild.streaming.stream import write_streaming
+from vmbuild.units.elf import elf_kind
+from vmbuild.units.elfcache import ElfCache
+from vmbuild.units.graph import Graph, config_programs, tree_of
+from vmbuild.units.helpers import Helper, add_helper
 
 log = logging.getLogger("vmbuild")
 

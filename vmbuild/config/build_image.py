@@ -22,8 +22,8 @@ from vmbuild.config.common import (
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import Helper, parse_helper
 from vmbuild.oci.compress import Compression
+from vmbuild.units.helpers import Helper, parse_helper
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512

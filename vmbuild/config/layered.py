@@ -26,9 +26,9 @@ from vmbuild.config.common import (
 )
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import Helper, parse_helper
-from vmbuild.layers.units import config_programs
 from vmbuild.oci.compress import Compression
+from vmbuild.units.graph import config_programs
+from vmbuild.units.helpers import Helper, parse_helper
 
 MAX_LAYERS_DEFAULT = 100
 MAX_LAYERS_LIMIT = 125

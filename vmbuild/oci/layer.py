@@ -190,8 +190,8 @@ def end_size(size: int) -> int:
 
 class Out(Protocol):
     """Where a layer tar's bytes go: a :class:`~vmbuild.oci.blocks.BlockWriter`, a pipe
-    (:class:`~vmbuild.layers.fdwriter.FdWriter`) or a hash
-    (:class:`~vmbuild.layers.packing.HashSink`)."""
+    (:class:`~vmbuild.streaming.fdwriter.FdWriter`) or a hash
+    (:class:`~vmbuild.streaming.packing.HashSink`)."""
 
     def write(self, data: bytes | memoryview, /) -> object: ...
 

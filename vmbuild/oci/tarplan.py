@@ -10,7 +10,7 @@ extended attributes are read.
 The plan also carries a fingerprint of that metadata (every header, and each entry's
 host path, device, inode, mode, links, owners, size, mtime and ctime in nanoseconds:
 a change of content or xattrs moves the ctime), and the newest of those times, so a layer's
-diff_id can be remembered for an unchanged tree (:mod:`vmbuild.layers.idcache`).
+diff_id can be remembered for an unchanged tree (:mod:`vmbuild.streaming.idcache`).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def _usr(path: str) -> str:
 
 
 def _host_entries() -> Iterator[cpio.Entry]:
-    from vmbuild.layers.helpers import default_closure as closure  # only when (re)building
+    from vmbuild.units.helpers import default_closure as closure  # only when (re)building
 
     for path, package in (*TOOLS, *HOST_DATA):
         if not Path(path).exists():

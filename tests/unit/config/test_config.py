@@ -10,7 +10,7 @@ from vmbuild.config import load_spec, parse_table
 from vmbuild.config.build_image import BuildImageSpec
 from vmbuild.config.common import parse_created
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import Helper
+from vmbuild.units.helpers import Helper
 
 
 def spec(tmp_path: Path, text: str) -> BuildImageSpec:

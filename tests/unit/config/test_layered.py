@@ -18,7 +18,7 @@ from vmbuild.config.layered import (
     parse,
 )
 from vmbuild.errors import SpecError
-from vmbuild.layers.helpers import Helper
+from vmbuild.units.helpers import Helper
 
 
 def spec(table: dict[str, Any], base: Path = Path("/specs")) -> LayeredSpec:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.layers.elf import read_elf
-from vmbuild.layers.helpers import default_closure as closure
+from vmbuild.units.elf import read_elf
+from vmbuild.units.helpers import default_closure as closure
 from vmbuild.vm import cpio, initramfs
 from vmbuild.vm.keys import Keys
 from vmbuild.vm.stepfiles import step_tar

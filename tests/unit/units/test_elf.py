@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from vmbuild.errors import SpecError
-from vmbuild.layers.elf import LibrarySearch, _expand, read_elf, read_ld_so_cache
-from vmbuild.layers.units import Graph, config_programs, shebang, tree_of
 from vmbuild.oci.tree import Source, Tree
+from vmbuild.units.elf import LibrarySearch, _expand, read_elf, read_ld_so_cache
+from vmbuild.units.graph import Graph, config_programs, shebang, tree_of
 
 BASH = "/usr/bin/bash"
 pytestmark = pytest.mark.skipif(not os.path.exists(BASH), reason="needs /usr/bin/bash")
@@ -161,7 +161,7 @@ def _host_elves(limit: int) -> list[str]:
 
 
 def test_header_reader_agrees_with_pyelftools() -> None:
-    from vmbuild.layers.elfheaders import read_headers
+    from vmbuild.units.elfheaders import read_headers
 
     paths = _host_elves(150)
     assert paths
@@ -197,7 +197,7 @@ def test_customisation_tree_does_not_hide_link_units(tmp_path: Path) -> None:
 
 
 def test_links_met_follows_relative_absolute_and_dotdot(tmp_path: Path) -> None:
-    from vmbuild.layers.units import links_met
+    from vmbuild.units.graph import links_met
 
     real = tmp_path / "real"
     (real / "lib").mkdir(parents=True)
@@ -216,7 +216,7 @@ def test_links_met_follows_relative_absolute_and_dotdot(tmp_path: Path) -> None:
 
 
 def test_library_only_the_cache_knows_brings_the_cache(tmp_path: Path) -> None:
-    from vmbuild.layers.elf import LD_SO_CACHE, default_dirs
+    from vmbuild.units.elf import LD_SO_CACHE, default_dirs
 
     info = read_elf(os.path.realpath(BASH))
     assert info is not None

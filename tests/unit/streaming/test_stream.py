@@ -11,11 +11,6 @@ from pathlib import Path
 import pytest
 
 from vmbuild.errors import ImageError
-from vmbuild.layers import idcache
-from vmbuild.layers.hashpool import HashPool
-from vmbuild.layers.lazy import TreeLayer, diff_id_of
-from vmbuild.layers.packing import pack
-from vmbuild.layers.stream import layer_id, write_streaming
 from vmbuild.oci.archive import write_docker_archive
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import FixedChunks
@@ -23,6 +18,11 @@ from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tarplan import TarPlan, plan_tree
 from vmbuild.oci.tree import from_roots
+from vmbuild.streaming import idcache
+from vmbuild.streaming.hashpool import HashPool
+from vmbuild.streaming.lazy import TreeLayer, diff_id_of
+from vmbuild.streaming.packing import pack
+from vmbuild.streaming.stream import layer_id, write_streaming
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,7 @@ def plans(monkeypatch: pytest.MonkeyPatch) -> list[TarPlan]:
         made.append(real(*args))  # type: ignore[arg-type]
         return made[-1]
 
-    monkeypatch.setattr("vmbuild.layers.lazy.plan_tree", counted)
+    monkeypatch.setattr("vmbuild.streaming.lazy.plan_tree", counted)
     return made
 
 
@@ -155,7 +155,7 @@ def test_a_file_changed_after_it_was_written_is_caught(
         real(plan, out)  # type: ignore[arg-type]
         (tmp_path / "a" / "f").write_text("three" if size_changes else "six")
 
-    monkeypatch.setattr("vmbuild.layers.stream.pack", pack_then_change)
+    monkeypatch.setattr("vmbuild.streaming.stream.pack", pack_then_change)
     with pytest.raises(ImageError, match="changed while"):
         write_streaming([], [layer], finish, io.BytesIO(), 1)
 
@@ -198,10 +198,10 @@ def test_a_remembered_diff_id_spares_the_hashing(
         real_pack(plan, out)
         (tmp_path / "a" / "f").write_text("two")
 
-    monkeypatch.setattr("vmbuild.layers.stream.pack", pack_then_change)
+    monkeypatch.setattr("vmbuild.streaming.stream.pack", pack_then_change)
     with pytest.raises(ImageError, match="changed while"):
         write_streaming([], [tree_layer(tmp_path / "a", {})], finish, io.BytesIO(), 1)
-    monkeypatch.setattr("vmbuild.layers.stream.pack", real_pack)
+    monkeypatch.setattr("vmbuild.streaming.stream.pack", real_pack)
     changed = io.BytesIO()
     image3, _ = write_streaming([], [tree_layer(tmp_path / "a", {})], finish, changed, 1)
     assert hashed and image3.layers[0].diff_id != image.layers[0].diff_id

@@ -3,7 +3,7 @@
 The headers and padding of a tar are small and go through a buffer; a file's data goes
 from the page cache into the pipe as page references (``splice(2)``), so the process
 never copies it: the reader's one copy is the only one. Nothing is hashed here (the
-diff_ids come from :mod:`vmbuild.layers.hashpool`).
+diff_ids come from :mod:`vmbuild.streaming.hashpool`).
 
 A page passed this way is read by the consumer later: a file changed right after being
 spliced could reach the reader changed. :meth:`FdWriter.drain` waits until the reader has
@@ -42,7 +42,7 @@ def pipe_fd(sink: BinaryIO) -> int | None:
 
 
 class FdWriter:
-    """An :class:`~vmbuild.layers.packing.Out` for the write end of a pipe."""
+    """An :class:`~vmbuild.streaming.packing.Out` for the write end of a pipe."""
 
     def __init__(self, fd: int):
         self.fd = fd

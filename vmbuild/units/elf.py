@@ -2,7 +2,7 @@
 
 :func:`read_elf` gives a file's class, machine, interpreter (``PT_INTERP``), needed
 sonames (``DT_NEEDED``) and search paths (``DT_RPATH``, ``DT_RUNPATH``, with ``$ORIGIN``,
-``$LIB`` and ``$PLATFORM`` expanded), as :mod:`vmbuild.layers.elfheaders` reads them.
+``$LIB`` and ``$PLATFORM`` expanded), as :mod:`vmbuild.units.elfheaders` reads them.
 :class:`LibrarySearch` finds a soname the way glibc's loader does: a name with a slash
 as is, then ``DT_RPATH`` (when there is no ``DT_RUNPATH``), ``DT_RUNPATH``, the host's
 ld.so cache (``/etc/ld.so.cache``), and the default directories, skipping candidates of
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.errors import SpecError
-from vmbuild.layers.elfheaders import BadElf, read_headers
+from vmbuild.units.elfheaders import BadElf, read_headers
 
 LD_SO_CACHE = Path("/etc/ld.so.cache")
 CACHE_MAGIC = b"glibc-ld.so.cache1.1"

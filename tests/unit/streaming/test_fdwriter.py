@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from vmbuild.errors import ImageError
-from vmbuild.layers.fdwriter import FdWriter, pipe_fd
-from vmbuild.layers.lazy import TreeLayer
-from vmbuild.layers.packing import pack
-from vmbuild.layers.stream import write_streaming
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tarplan import TarPlan
 from vmbuild.oci.tree import from_roots
+from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
+from vmbuild.streaming.lazy import TreeLayer
+from vmbuild.streaming.packing import pack
+from vmbuild.streaming.stream import write_streaming
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def test_a_file_changed_after_it_was_spliced_is_caught(
         with open(tmp_path / "b" / "etc" / "conf", "r+b") as f:
             f.write(b"X")  # same size
 
-    monkeypatch.setattr("vmbuild.layers.stream.pack", pack_then_change)
+    monkeypatch.setattr("vmbuild.streaming.stream.pack", pack_then_change)
     drained: list[int] = []
     real_drain = FdWriter.drain
 
@@ -131,7 +131,7 @@ def test_drain_waits_for_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
         sleeps.append(seconds)
         os.read(r, 600)
 
-    monkeypatch.setattr("vmbuild.layers.fdwriter.time.sleep", read_instead)
+    monkeypatch.setattr("vmbuild.streaming.fdwriter.time.sleep", read_instead)
     out.drain()
     assert len(sleeps) == 2  # 1000 bytes, read 600 at a time
     os.close(r)

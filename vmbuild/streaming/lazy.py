@@ -1,16 +1,16 @@
-"""Layers packed on demand, in one pass, into an :class:`~vmbuild.layers.packing.Out`.
+"""Layers packed on demand, in one pass, into an :class:`~vmbuild.streaming.packing.Out`.
 
 A layer's exact size and every header are known before it is packed
 (:meth:`LazyLayer.tar_plan`: a :class:`TreeLayer` from ``lstat`` alone, see
 :mod:`vmbuild.oci.tarplan`), so an archive can give the layer's header first, and
-one plan can be both written and hashed (:mod:`vmbuild.layers.hashpool`). A file whose
+one plan can be both written and hashed (:mod:`vmbuild.streaming.hashpool`). A file whose
 size differs from the planned one when it is read fails the build: the archive would
 not hold what its header promised. After the layer is written (and hashed), its
 entries are ``lstat``-ed again (:meth:`LazyLayer.verify`): a file changed meanwhile
 fails the build.
 
 A tree layer's diff_id is remembered for its tree's fingerprint
-(:mod:`vmbuild.layers.idcache`), so an unchanged layer is written without hashing.
+(:mod:`vmbuild.streaming.idcache`), so an unchanged layer is written without hashing.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from vmbuild.errors import ImageError
-from vmbuild.layers import idcache
-from vmbuild.layers.packing import diff_id_of_plan, pack
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.inputs import HINT
 from vmbuild.oci.layer import Out, Owner
 from vmbuild.oci.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.tree import Tree
+from vmbuild.streaming import idcache
+from vmbuild.streaming.packing import diff_id_of_plan, pack
 
 __all__ = ["HINT", "FileLayer", "LazyLayer", "TreeLayer", "diff_id_of"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.layers.lazy import FileLayer, TreeLayer
 from vmbuild.oci.layer import Owner, pack
 from vmbuild.oci.tarplan import plan_tree
 from vmbuild.oci.tree import Tree, from_roots
+from vmbuild.streaming.lazy import FileLayer, TreeLayer
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-"""``python -m vmbuild.layers.fakepack JOB``: the program of one fakeroot session.
+"""``python -m vmbuild.hoststeps.fakepack JOB``: the program of one fakeroot session.
 
-Run under ``fakeroot`` by :func:`vmbuild.layers.custom.fake_root`. JOB is a JSON file
+Run under ``fakeroot`` by :func:`vmbuild.hoststeps.custom.fake_root`. JOB is a JSON file
 naming the scratch root, the command to run there (fakeRootCommands, maybe under
 fakechroot) with its environment, a log file, a status file, the output tar and its
 mtime. In order: every file of the root is chowned to 0:0 (only in fakeroot's eyes),

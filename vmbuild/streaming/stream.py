@@ -6,8 +6,8 @@ those it writes given :func:`layer_id` names. A layer's directory is named by it
 position, not its diff_id, so its header needs only its size, which the plan gives
 (:meth:`LazyLayer.tar_plan`); the diff_ids are needed only by the config and manifest,
 which come last, and are hashed meanwhile from the same plans by
-:class:`~vmbuild.layers.hashpool.HashPool` (or remembered: :mod:`vmbuild.layers.idcache`).
-Into a pipe, file data is spliced rather than copied (:mod:`vmbuild.layers.fdwriter`);
+:class:`~vmbuild.streaming.hashpool.HashPool` (or remembered: :mod:`vmbuild.streaming.idcache`).
+Into a pipe, file data is spliced rather than copied (:mod:`vmbuild.streaming.fdwriter`);
 any other sink gets blocks (:class:`BlockWriter`). The layer expected to be largest is
 planned and handed to the pool first (its hash is the longest); the first bytes go out
 once the first layer is planned, and memory stays bounded whatever the image's size.
@@ -30,10 +30,6 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.layers.fdwriter import FdWriter, pipe_fd
-from vmbuild.layers.hashpool import HashPool
-from vmbuild.layers.lazy import LazyLayer
-from vmbuild.layers.packing import pack
 from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
 from vmbuild.oci.digest import hex_of, of_bytes
@@ -41,6 +37,10 @@ from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Out
 from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.tarstream import archive_header
+from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
+from vmbuild.streaming.hashpool import HashPool
+from vmbuild.streaming.lazy import LazyLayer
+from vmbuild.streaming.packing import pack
 
 # (every layer of the image, indices of the new layers kept) -> the image
 Finish = Callable[[list[Layer], list[int]], Image]

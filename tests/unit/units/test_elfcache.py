@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.layers import elfcache
-from vmbuild.layers.elf import ElfInfo, read_elf
-from vmbuild.layers.elfcache import ElfCache
-from vmbuild.layers.units import Graph
+from vmbuild.units import elfcache
+from vmbuild.units.elf import ElfInfo, read_elf
+from vmbuild.units.elfcache import ElfCache
+from vmbuild.units.graph import Graph
 
 BASH = "/usr/bin/bash"
 pytestmark = pytest.mark.skipif(not os.path.exists(BASH), reason="needs /usr/bin/bash")

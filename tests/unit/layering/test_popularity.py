@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmbuild.layers.popularity import by_popularity, plan_layers, popularity
+from vmbuild.layering.popularity import by_popularity, plan_layers, popularity
 
 # app -> libfoo -> libc ; app -> libc ; tool -> libc ; tool -> libbar
 GRAPH: dict[str, set[str]] = {

@@ -4,7 +4,7 @@ reading every file's headers again.
 An entry is trusted only while the file's ``stat`` (device, inode, size, mtime and
 ctime in nanoseconds) is what it was when the headers were read, and a file changed in
 the last few seconds is not remembered (as for layer diff_ids,
-:mod:`vmbuild.layers.idcache`). One cache file per set of closure roots holds the
+:mod:`vmbuild.streaming.idcache`). One cache file per set of closure roots holds the
 entries the last build of that set used.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vmbuild import cache
-from vmbuild.layers.elf import ElfInfo, read_elf
+from vmbuild.units.elf import ElfInfo, read_elf
 
 KIND = "elf-info-v1"
 RACY_NS = 3_000_000_000

@@ -8,7 +8,7 @@ Reads and hashlib release the GIL, so the workers run beside the writer on other
 
 Both passes use one plan, so they agree on every header and size; a file whose content
 changes between them without its metadata changing is the one case a later ``lstat``
-check cannot see, as for a diff_id remembered by :mod:`vmbuild.layers.idcache`.
+check cannot see, as for a diff_id remembered by :mod:`vmbuild.streaming.idcache`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import heapq
 import os
 import threading
 
-from vmbuild.layers.packing import diff_id_of_plan
 from vmbuild.oci.tarplan import TarPlan
+from vmbuild.streaming.packing import diff_id_of_plan
 
 MAX_WORKERS = 4
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from vmbuild.errors import ImageError
-from vmbuild.layers.hashpool import HashPool
-from vmbuild.layers.packing import Cancelled, diff_id_of_plan
 from vmbuild.oci.inputs import fill
 from vmbuild.oci.tarplan import Member, TarPlan
+from vmbuild.streaming.hashpool import HashPool
+from vmbuild.streaming.packing import Cancelled, diff_id_of_plan
 
 
 def plan_of(path: Path, data: bytes) -> TarPlan:
@@ -39,7 +39,7 @@ def test_values_and_largest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         order.append(plan.size)
         return real(plan, stop)
 
-    monkeypatch.setattr("vmbuild.layers.hashpool.diff_id_of_plan", recorded)
+    monkeypatch.setattr("vmbuild.streaming.hashpool.diff_id_of_plan", recorded)
     blobs = {i: bytes([i]) * (i * 20000) for i in (1, 3, 2)}
     plans = {i: plan_of(tmp_path / str(i), data) for i, data in blobs.items()}
     with HashPool(workers=1) as pool:
@@ -89,7 +89,7 @@ def test_leaving_with_an_error_stops_a_long_hash(tmp_path: Path) -> None:
         time.sleep(0.05)  # 64 chunks: 3 s unless hashing gives up
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("vmbuild.layers.packing.fill", slow_fill)
+        mp.setattr("vmbuild.streaming.packing.fill", slow_fill)
         begun = time.monotonic()
         with pytest.raises(RuntimeError), HashPool(workers=1) as pool:
             pool.submit(1, big)

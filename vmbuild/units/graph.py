@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.errors import SpecError
-from vmbuild.layers.elf import LD_SO_CACHE, ElfInfo, LibrarySearch, read_elf
 from vmbuild.oci.tree import Source, Tree
+from vmbuild.units.elf import LD_SO_CACHE, ElfInfo, LibrarySearch, read_elf
 
 
 @dataclass

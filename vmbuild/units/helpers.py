@@ -48,7 +48,7 @@ class Helper:
 def default_closure(programs: Iterable[Path]) -> Iterable[Path]:
     """Every host path needed to run ``programs``: each symlink the loader meets, each file
     (the programs, their interpreter, their libraries), transitively."""
-    from vmbuild.layers.units import Graph
+    from vmbuild.units.graph import Graph
 
     graph = Graph()
     todo = [name for p in programs for name in graph.path(str(p), str(p))]

@@ -6,7 +6,7 @@ the invoking user. fakeRootCommands then runs under ``fakeroot`` (every file own
 root to begin with, as the manual says) and, with enableFakechroot, under
 ``fakechroot chroot ROOT`` too: ``/`` is the scratch root, while the host's program
 directories stay visible so the commands can run host tools. The layer is then packed
-in the same fakeroot session (:mod:`vmbuild.layers.fakepack`), so ``lstat`` sees the
+in the same fakeroot session (:mod:`vmbuild.hoststeps.fakepack`), so ``lstat`` sees the
 owners, modes and device nodes the commands set.
 """
 
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmbuild.errors import StepFailed
+from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.run import run, which
-from vmbuild.stage import materialize, run_script
 
 # Host paths fakechroot leaves alone: the commands run the host's programs.
 FAKECHROOT_EXCLUDE = (
@@ -82,7 +82,7 @@ def _script_argv(script: str, root: Path, chroot: bool) -> tuple[list[str], dict
 def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) -> Path:
     """Run ``script`` under one fakeroot session over ``root`` and pack the result.
 
-    The session's program is :mod:`vmbuild.layers.fakepack`, which chowns the tree to
+    The session's program is :mod:`vmbuild.hoststeps.fakepack`, which chowns the tree to
     root, runs the script and packs the tree, all seeing the same fake ownership; one
     session, because saving and loading fakeroot's state costs about two seconds.
     """
@@ -108,7 +108,7 @@ def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) 
     py_env = dict(os.environ)
     py_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     proc = run(
-        [fakeroot, "--", sys.executable, "-m", "vmbuild.layers.fakepack", str(job)],
+        [fakeroot, "--", sys.executable, "-m", "vmbuild.hoststeps.fakepack", str(job)],
         env=py_env,
         capture=True,
         check=False,

@@ -3,7 +3,7 @@
 A :class:`~vmbuild.oci.tarplan.TarPlan` says every byte of a layer: headers, which
 file range each member's data comes from, and the tar's size. :func:`pack` writes those
 bytes into any :class:`~vmbuild.oci.layer.Out`: a :class:`~vmbuild.oci.blocks.BlockWriter`
-(copies into blocks for a compressing sink), a :class:`~vmbuild.layers.fdwriter.FdWriter`
+(copies into blocks for a compressing sink), a :class:`~vmbuild.streaming.fdwriter.FdWriter`
 (moves file pages into a pipe without copying them) or a :class:`HashSink` (the diff_id
 alone). A file whose size is not the planned one fails with
 :func:`~vmbuild.oci.inputs.changed`: the archive would not hold what its header promised.

@@ -1,1 +1,0 @@
-"""Content units, closures, layering and the environment helpers."""
