@@ -10,7 +10,10 @@ from typing import IO
 def _checked(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
     """Run ARGV; on failure, an AssertionError that shows what the tool printed."""
     done: subprocess.CompletedProcess[bytes] = subprocess.run(
-        argv, capture_output=True, timeout=300, **kwargs  # type: ignore[call-overload]
+        argv,
+        capture_output=True,
+        timeout=300,
+        **kwargs,  # type: ignore[call-overload]
     )
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace")[-2000:]

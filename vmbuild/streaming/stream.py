@@ -24,18 +24,16 @@ the config is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import struct
 import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.oci.archive import docker_manifest
 from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
-from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Out
 from vmbuild.oci.layercheck import CheckedBlob
+from vmbuild.oci.metadata import config_name, docker_entry, manifest_json, repositories_json
 from vmbuild.oci.tarstream import archive_header
 from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
 from vmbuild.streaming.hashpool import HashPool
@@ -178,10 +176,10 @@ def write_streaming(
         kept = [item.index for item in new_items]
         image = finish(done, kept)
         config = image.config_bytes()
-        tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
-        tar.add_bytes("manifest.json", docker_manifest(image, ids))
-        repositories = {image.name: {image.tag: ids[-1] if ids else ""}}
-        tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+        entry = [docker_entry(image, ids)]
+        tar.add_bytes(config_name(config), config)
+        tar.add_bytes("manifest.json", manifest_json(entry))
+        tar.add_bytes("repositories", repositories_json(entry))
         out.zeros(2 * BLOCK)
         if isinstance(out, FdWriter):
             out.flush()
