@@ -37,13 +37,13 @@ ELF_MAGIC = b"\x7fELF"
 
 
 @dataclass(frozen=True)
-class Closure:
+class ClosureItem:
     """A host file that brings the shared libraries it needs (each its own unit)."""
 
     path: Path
 
 
-ContentItem = Path | Helper | Closure
+ContentItem = Path | Helper | ClosureItem
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def content_item(fields: Fields) -> Any:
             path = fields.resolve(raw)
             if closure:
                 check_elf(path, place)
-                return Closure(path)
+                return ClosureItem(path)
             value = raw
         if not isinstance(value, str) or not value:
             raise SpecError(
@@ -190,7 +190,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     )
     fields.finish()
     programs = [
-        *(str(i.path) for i in spec.contents if isinstance(i, Closure)),
+        *(str(i.path) for i in spec.contents if isinstance(i, ClosureItem)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),
         *config_programs(spec.config or {}),
     ]

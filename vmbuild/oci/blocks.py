@@ -24,10 +24,10 @@ from typing import BinaryIO, Protocol
 
 from vmbuild.oci.inputs import fill, open_range
 
-BLOCK_SIZE = 256 << 10
-BLOCK_COUNT = 4
+BUFFER_SIZE = 256 << 10
+BUFFER_COUNT = 4
 PIPE_SIZE = 1 << 20  # the default pipe-max-size: fewer wake-ups of the reader
-_ZEROS = bytes(BLOCK_SIZE)
+_ZEROS = bytes(BUFFER_SIZE)
 
 
 class Sink(Protocol):
@@ -76,7 +76,7 @@ def widen_pipe(sink: BinaryIO) -> None:
 class BlockWriter:
     """See the module docstring. Use as a context manager; :meth:`close` waits for all."""
 
-    def __init__(self, sink: Sink, size: int = BLOCK_SIZE, count: int = BLOCK_COUNT):
+    def __init__(self, sink: Sink, size: int = BUFFER_SIZE, count: int = BUFFER_COUNT):
         self._sink = sink
         self._free: queue.SimpleQueue[_Block | None] = queue.SimpleQueue()
         for _ in range(count):

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
 from vmbuild.oci.blocks import BlockWriter
-from vmbuild.oci.compress import BLOCK_SIZE, Compression, compressor
+from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
 from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Source, Tree
 
 COPY_BUFSIZE = 1 << 20
 SKIPPED_XATTRS = ("security.selinux",)
-BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-_ZEROS = bytes(RECORD + 2 * BLOCK)
+_ZEROS = bytes(RECORD + 2 * TAR_BLOCK)
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def _member(
 def end_size(size: int) -> int:
     """What follows ``size`` bytes of members: two zero blocks, then padding to
     tarfile's 10240-byte record."""
-    end = size + 2 * BLOCK
+    end = size + 2 * TAR_BLOCK
     return end + (-end % RECORD) - size
 
 
@@ -219,7 +219,7 @@ def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
         done += len(member.header)
         if member.size:
             out.copy_file(member.host, member.size)
-            pad = -member.size % BLOCK
+            pad = -member.size % TAR_BLOCK
             out.zeros(pad)
             done += member.size + pad
     if end:
@@ -243,7 +243,7 @@ def pack(
     the compressor."""
     blob = HashingWriter(sink)
     with compressor(cast(BinaryIO, blob), compression, level) as zsink:
-        with BlockWriter(zsink, BLOCK_SIZE) as out:
+        with BlockWriter(zsink, COMPRESS_CHUNK) as out:
             digest = out.begin_hash()
             size = write_members(members(tree, mtime, owner), out)
             out.end_hash()

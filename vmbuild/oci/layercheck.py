@@ -39,9 +39,9 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef
 from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name, whiteout_target
+from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
-BLOCK = tarfile.BLOCKSIZE
 # tarfile ends its walk quietly on these, past the first header, as at the archive's end
 BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
@@ -123,7 +123,7 @@ class _Forward:
     and drops its data. The bytes just before the position are kept, for the one step
     back :meth:`tarfile.TarFile.next` takes."""
 
-    KEEP = 2 * BLOCK
+    KEEP = 2 * TAR_BLOCK
 
     def __init__(self, src: _Tee, where: str):
         self._src = src
@@ -151,7 +151,7 @@ class _Forward:
         self._start = keep
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0 or n > MAX_RECORD + BLOCK:
+        if n is None or n < 0 or n > MAX_RECORD + TAR_BLOCK:
             raise ImageError(
                 f"{self._where}: a tar header record is larger than {MAX_RECORD} bytes",
                 "the layer is malformed",

@@ -24,7 +24,8 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.inputs import HINT
 from vmbuild.oci.layer import Out, Owner
-from vmbuild.oci.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
+from vmbuild.oci.tarplan import Member, TarPlan, plan_tree, stats_of
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Tree
 from vmbuild.streaming import idcache
 from vmbuild.streaming.packing import diff_id_of_plan, pack
@@ -41,7 +42,7 @@ class LazyLayer(Protocol):
         """The layer's plan, made once and kept until :meth:`release` (thread-safe)."""
         ...
 
-    def plan(self) -> int:
+    def exact_size(self) -> int:
         """The exact size of the tar, from metadata."""
         ...
 
@@ -50,7 +51,7 @@ class LazyLayer(Protocol):
         ...
 
     def write(self, out: Out) -> None:
-        """Write the tar in one pass: exactly :meth:`plan` bytes, or raise ImageError."""
+        """Write the tar in one pass: exactly :meth:`exact_size` bytes, or raise ImageError."""
         ...
 
     def release(self) -> None:
@@ -80,7 +81,7 @@ class _Planned:
     def tar_plan(self) -> TarPlan:
         raise NotImplementedError
 
-    def plan(self) -> int:
+    def exact_size(self) -> int:
         return self.tar_plan().size
 
     def known_diff_id(self) -> str | None:
@@ -100,7 +101,7 @@ class _Planned:
 
     @property
     def size(self) -> int:
-        return self.plan()
+        return self.exact_size()
 
     def copy_to(self, sink: BinaryIO) -> None:
         with BlockWriter(sink) as out:
@@ -172,7 +173,7 @@ class FileLayer(_Planned):
                 raise ImageError(
                     f"cannot read {self.path}: {exc.strerror}", "check the input"
                 ) from exc
-            if size % BLOCK:
+            if size % TAR_BLOCK:
                 raise ImageError(f"{self.path} is not a tar file", "check the input")
             self._plan = TarPlan([Member(b"", str(self.path), size)], size)
         return self._plan

@@ -29,12 +29,12 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
+from vmbuild.oci.blocks import BUFFER_SIZE, BlockWriter
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Out
 from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.metadata import config_name, docker_entry, manifest_json, repositories_json
-from vmbuild.oci.tarstream import archive_header
+from vmbuild.oci.tarstream import TAR_BLOCK, archive_header
 from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
 from vmbuild.streaming.hashpool import HashPool
 from vmbuild.streaming.lazy import LazyLayer
@@ -42,7 +42,6 @@ from vmbuild.streaming.packing import pack
 
 # (every layer of the image, indices of the new layers kept) -> the image
 Finish = Callable[[list[Layer], list[int]], Image]
-BLOCK = tarfile.BLOCKSIZE
 SIZE_MOD = 1 << 32  # gzip keeps the uncompressed size modulo 2**32
 
 
@@ -79,7 +78,7 @@ class _Archive:
         self.header(f"{directory}/layer.tar", size)
 
     def pad(self, size: int) -> None:
-        self.out.zeros(-size % BLOCK)
+        self.out.zeros(-size % TAR_BLOCK)
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self.header(name, len(data))
@@ -100,7 +99,7 @@ def write_streaming(
     finish: Finish,
     sink: BinaryIO,
     mtime: int,
-    block_size: int = BLOCK_SIZE,
+    block_size: int = BUFFER_SIZE,
 ) -> tuple[Image, list[str]]:
     """Write base layers, then ``new`` ones, then the metadata; returns the image and
     each of its layers' directory in the archive.
@@ -180,7 +179,7 @@ def write_streaming(
         tar.add_bytes(config_name(config), config)
         tar.add_bytes("manifest.json", manifest_json(entry))
         tar.add_bytes("repositories", repositories_json(entry))
-        out.zeros(2 * BLOCK)
+        out.zeros(2 * TAR_BLOCK)
         if isinstance(out, FdWriter):
             out.flush()
     return image, ids
