@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import vmbuild
@@ -11,21 +12,27 @@ PACKAGE = Path(vmbuild.__file__).parent
 WATCHED = ("TAR_BLOCK", "BLOCK", "BLOCK_SIZE", "Plan", "Closure", "ClosureItem", "ClosureOf")
 
 
+@functools.cache
+def top_level() -> list[tuple[str, ast.stmt]]:
+    """Every module's top-level statements, parsed once."""
+    return [
+        (str(path.relative_to(PACKAGE)), node)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.parse(path.read_text()).body
+    ]
+
+
+def names_defined(node: ast.stmt) -> list[str]:
+    if isinstance(node, ast.ClassDef | ast.FunctionDef):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else []
+    if isinstance(node, ast.AnnAssign):
+        targets = [node.target]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+
 def definitions(name: str) -> list[str]:
-    found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.parse(path.read_text()).body:
-            targets: list[ast.expr] = []
-            if isinstance(node, ast.Assign):
-                targets = node.targets
-            elif isinstance(node, ast.AnnAssign):
-                targets = [node.target]
-            defined = [t.id for t in targets if isinstance(t, ast.Name)]
-            if isinstance(node, ast.ClassDef | ast.FunctionDef):
-                defined = [node.name]
-            if name in defined:
-                found.append(str(path.relative_to(PACKAGE)))
-    return found
+    return [where for where, node in top_level() if name in names_defined(node)]
 
 
 def test_each_watched_name_is_defined_at_most_once() -> None:

@@ -92,7 +92,8 @@ def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = N
             pass_fds=(fd,),
         ) as proc:
             assert proc.stdout is not None
-            tee.drain(proc.stdout)
+            with proc.stdout:
+                tee.drain(proc.stdout)
             status = proc.wait()
     finally:
         os.close(fd)
