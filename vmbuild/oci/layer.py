@@ -15,13 +15,14 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, cast
 
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
 from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
+from vmbuild.oci.sinks import TarSink
 from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Source, Tree
 
@@ -188,21 +189,7 @@ def end_size(size: int) -> int:
     return end + (-end % RECORD) - size
 
 
-class Out(Protocol):
-    """Where a layer tar's bytes go: a :class:`~vmbuild.oci.blocks.BlockWriter`, a pipe
-    (:class:`~vmbuild.streaming.fdwriter.FdWriter`) or a hash
-    (:class:`~vmbuild.streaming.packing.HashSink`)."""
-
-    def write(self, data: bytes | memoryview, /) -> object: ...
-
-    def zeros(self, n: int, /) -> None: ...
-
-    def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0, /) -> None:
-        """``size`` bytes of ``host`` from ``offset``; fails if the file is not as planned."""
-        ...
-
-
-def write_zeros(out: Out, n: int) -> None:
+def write_zeros(out: TarSink, n: int) -> None:
     """``n`` zero bytes, through ``out.write`` (at most a record and two blocks a write)."""
     while n > 0:
         k = min(n, len(_ZEROS))
@@ -210,7 +197,7 @@ def write_zeros(out: Out, n: int) -> None:
         n -= k
 
 
-def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
+def write_members(items: Iterable[Member], out: TarSink, end: bool = True) -> int:
     """Write a tar of ``items`` to ``out`` (with ``end``, its end blocks and record
     padding too); returns the bytes written."""
     done = 0

@@ -1,4 +1,4 @@
-"""Layers packed on demand, in one pass, into an :class:`~vmbuild.streaming.packing.Out`.
+"""Layers packed on demand, in one pass, into an :class:`~vmbuild.streaming.packing.TarSink`.
 
 A layer's exact size and every header are known before it is packed
 (:meth:`LazyLayer.tar_plan`: a :class:`TreeLayer` from ``lstat`` alone, see
@@ -23,7 +23,8 @@ from typing import BinaryIO, Protocol
 from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.inputs import HINT
-from vmbuild.oci.layer import Out, Owner
+from vmbuild.oci.layer import Owner
+from vmbuild.oci.sinks import TarSink
 from vmbuild.oci.tarplan import Member, TarPlan, plan_tree, stats_of
 from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Tree
@@ -50,7 +51,7 @@ class LazyLayer(Protocol):
         """The planned layer's diff_id, if known without hashing it."""
         ...
 
-    def write(self, out: Out) -> None:
+    def write(self, out: TarSink) -> None:
         """Write the tar in one pass: exactly :meth:`exact_size` bytes, or raise ImageError."""
         ...
 
@@ -87,7 +88,7 @@ class _Planned:
     def known_diff_id(self) -> str | None:
         return None
 
-    def write(self, out: Out) -> None:
+    def write(self, out: TarSink) -> None:
         pack(self.tar_plan(), out)
 
     def release(self) -> None:
@@ -149,7 +150,7 @@ class TreeLayer(_Planned):
         if self.use_cache and self._written is not None:
             idcache.store(self._written, diff_id)
 
-    def write(self, out: Out) -> None:
+    def write(self, out: TarSink) -> None:
         super().write(out)
         self.release()  # (written again, the layer is planned again)
         if self.use_cache:

@@ -2,7 +2,7 @@
 
 A :class:`~vmbuild.oci.tarplan.TarPlan` says every byte of a layer: headers, which
 file range each member's data comes from, and the tar's size. :func:`pack` writes those
-bytes into any :class:`~vmbuild.oci.layer.Out`: a :class:`~vmbuild.oci.blocks.BlockWriter`
+bytes into any :class:`~vmbuild.oci.layer.TarSink`: a :class:`~vmbuild.oci.blocks.BlockWriter`
 (copies into blocks for a compressing sink), a :class:`~vmbuild.streaming.fdwriter.FdWriter`
 (moves file pages into a pipe without copying them) or a :class:`HashSink` (the diff_id
 alone). A file whose size is not the planned one fails with
@@ -16,13 +16,14 @@ import os
 import threading
 
 from vmbuild.oci.inputs import fill, open_range
-from vmbuild.oci.layer import Out, write_members, write_zeros
+from vmbuild.oci.layer import write_members, write_zeros
+from vmbuild.oci.sinks import TarSink
 from vmbuild.oci.tarplan import TarPlan
 
 CHUNK = 1 << 20
 
 
-def pack(plan: TarPlan, out: Out) -> None:
+def pack(plan: TarPlan, out: TarSink) -> None:
     """Write the tar ``plan`` describes: exactly ``plan.size`` bytes."""
     done = write_members(plan.members, out, end=False)
     out.zeros(plan.size - done)  # end blocks and record padding (none for a tar on disk)
@@ -33,7 +34,7 @@ class Cancelled(Exception):
 
 
 class HashSink:
-    """An :class:`Out` that keeps only the sha256 and the size of what it is given;
+    """An :class:`TarSink` that keeps only the sha256 and the size of what it is given;
     it gives up between chunks once ``stop`` is set."""
 
     def __init__(self, stop: threading.Event | None = None) -> None:

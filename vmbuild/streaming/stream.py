@@ -31,9 +31,9 @@ from typing import BinaryIO
 
 from vmbuild.oci.blocks import BUFFER_SIZE, BlockWriter
 from vmbuild.oci.image import BlobRef, Image, Layer
-from vmbuild.oci.layer import Out
 from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.metadata import config_name, docker_entry, manifest_json, repositories_json
+from vmbuild.oci.sinks import TarSink
 from vmbuild.oci.tarstream import TAR_BLOCK, archive_header
 from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
 from vmbuild.streaming.hashpool import HashPool
@@ -66,7 +66,7 @@ def _size_key(layer: Layer) -> int | None:
 class _Archive:
     """The outer tar's headers (the bytes :class:`TarStreamWriter` writes)."""
 
-    def __init__(self, out: Out, mtime: int):
+    def __init__(self, out: TarSink, mtime: int):
         self.out = out
         self.mtime = mtime
 
@@ -111,7 +111,7 @@ def write_streaming(
     fd = pipe_fd(sink)
     with contextlib.ExitStack() as stack:
         if fd is None:
-            out: Out = stack.enter_context(BlockWriter(sink, block_size))
+            out: TarSink = stack.enter_context(BlockWriter(sink, block_size))
         else:
             out = FdWriter(fd)
         pool = stack.enter_context(HashPool())
@@ -199,7 +199,7 @@ def _hash_heaviest(new: Sequence[LazyLayer], pool: HashPool) -> int | None:
     return heaviest
 
 
-def _copy_blob(out: Out, layer: Layer) -> None:
+def _copy_blob(out: TarSink, layer: Layer) -> None:
     blob = layer.blob
     if isinstance(blob, BlobRef):
         out.copy_file(blob.path, blob.size, blob.offset)
