@@ -27,7 +27,7 @@ def test_every_tar_sink_takes_the_same_tar() -> None:
             piped.flush()
         assert os.read(read, 1 << 16) == buffer.getvalue()
         assert isinstance(hashed, HashSink)
-        assert hashed.digest() == "sha256:" + hashlib.sha256(buffer.getvalue()).hexdigest()
+        assert hashed.digest == "sha256:" + hashlib.sha256(buffer.getvalue()).hexdigest()
     finally:
         os.close(read)
         os.close(write)
