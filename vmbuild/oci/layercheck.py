@@ -38,7 +38,7 @@ from isal import isal_zlib
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name, whiteout_target
+from vmbuild.oci.safety import check_member, whiteout_target
 from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
@@ -223,7 +223,13 @@ def _scan(stream: _Forward, where: str) -> None:
     with tarfile.open(fileobj=cast(BinaryIO, stream), mode="r:", tarinfo=_recording(ends)) as tar:
         while (m := tar.next()) is not None:
             cast(Any, tar).members.clear()  # names are kept below, not every header
-            name = clean_name(m.name, where)
+            member = check_member(
+                m.name,
+                where,
+                symlink_to=m.linkname if m.issym() else None,
+                hardlink_to=m.linkname if m.islnk() else None,
+            )
+            name = member.name
             if not name:
                 continue
             regular.discard(name)
@@ -231,10 +237,8 @@ def _scan(stream: _Forward, where: str) -> None:
             base = name.rpartition("/")[2]
             if base.startswith(".wh.") and base != ".wh..wh..opq":
                 whiteout_target(name, base, where)
-            if m.issym():
-                check_symlink(name, m.linkname, where)
-            elif m.islnk():
-                links[name] = check_hardlink(name, m.linkname, where)
+            if member.hardlink_to is not None:
+                links[name] = member.hardlink_to
             elif m.isreg():
                 regular.add(name)
         offset = tar.offset

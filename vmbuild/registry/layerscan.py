@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 
 from vmbuild.errors import ImageError, VmbuildError
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.oci.safety import check_member
 from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.registry.reference import printable
 
@@ -215,12 +215,16 @@ class LayerScan:
         if link is None:
             link = _text(_field(block[157:257]))
         self._pax, self._long = {}, {}
-        clean = clean_name(name, self.where)
+        member = check_member(
+            name,
+            self.where,
+            symlink_to=link if kind == ord("2") else None,
+            hardlink_to=link if kind == ord("1") else None,
+        )
+        clean = member.name
         if not clean:
             return  # the root directory itself
-        if kind == ord("2"):
-            check_symlink(clean, link, self.where)
-        elif kind == ord("1"):
-            self._links.append((clean, check_hardlink(clean, link, self.where)))
+        if member.hardlink_to is not None:
+            self._links.append((clean, member.hardlink_to))
         if kind != ord("5"):
             self._names.add(clean)
