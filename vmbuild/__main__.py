@@ -6,12 +6,13 @@ an exit status. :data:`COMMANDS` says which module owns which command, so a comm
 imports only its own module (``vmbuild stream`` starts without paramiko or QEMU's
 libraries); ``--help``, no command or an unknown one import them all. Errors a user
 can act on (:class:`VmbuildError`) become one line on stderr with a hint and the
-error's exit code; anything else is a bug and shows its traceback. ``--debug`` shows
-tracebacks and every subprocess command, ``-v`` the commands only, ``-q`` hides
-progress. The global options work before or after the command (``cli.common``); an
-unknown option prints that command's usage. SIGINT, SIGTERM and SIGHUP clean up alike and
-exit with 128 + the signal's number (:mod:`vmbuild.signals`); a full disk on the host
-is one line too.
+error's exit code, and a failed step's last 20 lines of output under it, each on its
+own line (``--debug``: all of them); anything else is a bug and shows its traceback.
+``--debug`` shows tracebacks and every subprocess command, ``-v`` the commands only,
+``-q`` hides progress. The global options work before or after the command
+(``cli.common``); an unknown option prints that command's usage. SIGINT, SIGTERM and
+SIGHUP clean up alike and exit with 128 + the signal's number (:mod:`vmbuild.signals`);
+a full disk on the host is one line too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from vmbuild.cli.common import (
     main_epilog,
     package_version,
 )
-from vmbuild.errors import VmbuildError
+from vmbuild.errors import VmbuildError, last_lines
 
 # Command -> the module that registers it (see module docstring). A new command adds
 # its line here and a module with register(subparsers).
@@ -137,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)
+        _show_output(exc.output.splitlines() if args.debug else last_lines(exc.output))
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(f"vmbuild: {signals.describe(exc)}", file=sys.stderr)
@@ -148,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vmbuild: error: {_no_space(exc)}", file=sys.stderr)
         return 1
+
+
+def _show_output(lines: list[str]) -> None:
+    """A failed step's output under its error, each line on its own, indented."""
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
 
 
 def _no_space(exc: OSError) -> str:

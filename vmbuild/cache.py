@@ -4,7 +4,10 @@ Entries are keyed by the sha256 of their inputs and published atomically: a writ
 fills a temporary sibling and renames it into place, so a reader never sees half an
 entry and two concurrent builders simply race to an identical result. An entry that is
 expensive to make (the guest kernel, the KVM probe) is made under :func:`lock`, so that
-concurrent first uses wait for one maker instead of each making their own.
+concurrent first uses wait for one maker instead of each making their own. Small
+facts worth remembering (a layer's diff_id, ELF headers, which blobs a registry has) are
+JSON files read with :func:`read_json` and replaced atomically with :func:`write_json`;
+losing one only costs time.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("vmbuild")
 
@@ -93,3 +98,27 @@ def lock(kind: str, digest: str, waiting: str = "") -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in the cache file ``path``; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace the cache file ``path`` with ``data`` as JSON, atomically (a temporary
+    sibling renamed into place). Failures are ignored: it is only a cache."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, separators=(",", ":"))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

@@ -12,11 +12,21 @@ script, 5 a registry or network error, 1 anything else; 130 is Ctrl-C (``signals
 
 from __future__ import annotations
 
+# how many lines of a failed step's output the error shows (``--debug``: all of them)
+TAIL_LINES = 20
+
+
+def last_lines(text: str, n: int = TAIL_LINES) -> list[str]:
+    """The last ``n`` non-blank lines of ``text`` (a program's output), for an error."""
+    return [ln.rstrip() for ln in text.splitlines() if ln.strip()][-n:]
+
 
 class VmbuildError(Exception):
     """A failure the user can act on: ``message`` says what, ``hint`` says how to fix it."""
 
     exit_code = 1
+    # what a failed step printed (as much as was kept): the CLI shows its last lines
+    output = ""
 
     def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None):
         super().__init__(message)
@@ -53,14 +63,16 @@ class StepFailed(VmbuildError):
     """A user script (runAsRoot, extraCommands, fakeRootCommands) exited non-zero.
 
     The exit status is 4 whatever the script's; its own ``status`` is in the message.
+    ``output`` is what it printed: the CLI shows the last :data:`TAIL_LINES` lines of it
+    under the error, each on its own line (``--debug``: all of it).
     """
 
     exit_code = 4
 
-    def __init__(self, message: str, status: int, hint: str | None = None, output_tail: str = ""):
+    def __init__(self, message: str, status: int, hint: str | None = None, output: str = ""):
         super().__init__(message, hint)
         self.status = status
-        self.output_tail = output_tail
+        self.output = output
 
 
 class ToolFailed(StepFailed):

@@ -20,7 +20,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from vmbuild import signals
 from vmbuild.errors import ToolFailed, ToolMissing
@@ -89,12 +89,10 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise ToolFailed(f"{what or Path(args[0]).name} timed out after {timeout} s", 124) from exc
     if check and proc.returncode != 0:
-        tail = (proc.stderr or b"").decode(errors="replace").strip().splitlines()[-5:]
-        detail = ": " + " / ".join(tail) if tail else ""
-        raise ToolFailed(
-            f"{what or Path(args[0]).name} exited with status {proc.returncode}{detail}",
+        raise ToolFailed(  # its output's last lines are shown under the error
+            f"{what or Path(args[0]).name} exited with status {proc.returncode}",
             proc.returncode,
-            output_tail="\n".join(tail),
+            output=(proc.stderr or b"").decode(errors="replace"),
         )
     return proc
 
@@ -147,6 +145,7 @@ def spawn(
     pass_fds: Sequence[int] = (),
     start_new_session: bool = False,
     die_with_parent: bool = False,
+    umask: int = -1,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` and yield the Popen; on exit (normal or not) make sure it is gone.
 
@@ -165,6 +164,7 @@ def spawn(
             pass_fds=tuple(pass_fds),
             start_new_session=start_new_session,
             preexec_fn=_die_with_parent() if die_with_parent else None,
+            umask=umask,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc
@@ -173,3 +173,32 @@ def spawn(
     finally:
         with signals.deferred():  # a SIGTERM now must not leave the child running
             terminate(proc)
+
+
+class Tee:
+    """Passes a child's output on to ``sink`` as it comes and keeps the last ``keep``
+    bytes of it (a failed step's error shows them: :attr:`StepFailed.output`)."""
+
+    def __init__(self, sink: BinaryIO, keep: int = 1 << 20):
+        self._sink = sink
+        self._keep = keep
+        self._data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        self._sink.flush()
+        self._data.extend(data)
+        if len(self._data) > 2 * self._keep:
+            del self._data[: -self._keep]
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def text(self) -> str:
+        return self._data[-self._keep :].decode(errors="replace")
+
+    def drain(self, pipe: IO[bytes]) -> None:
+        """Copy ``pipe`` through until its end."""
+        while chunk := os.read(pipe.fileno(), 1 << 16):
+            self.write(chunk)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import error_and_output, vmbuild_cli
 
 # More than one argument may hold (128 KiB): the script is never passed as one.
 LONG_COMMENT = "# " + "x" * 200_000
@@ -51,32 +51,57 @@ def test_extra_commands_with_bash_syntax(tmp_path: Path, function: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "status", "message"),
+    ("spec", "status", "message", "output"),
     [
         (
             'extraCommands = "echo before\\nno-such-command\\necho after"',
             127,
-            "extraCommands failed with status 127: before / "
-            "extraCommands: line 2: no-such-command: command not found",
+            "extraCommands failed with status 127",
+            ["before", "extraCommands: line 2: no-such-command: command not found"],
         ),
         (
             'function = "buildLayeredImage"\nfakeRootCommands = "#!/bin/sh\\nno-such-command"',
             127,
-            "fakeRootCommands failed with status 127: "
-            "fakeRootCommands: line 2: no-such-command: command not found",
+            "fakeRootCommands failed with status 127",
+            ["fakeRootCommands: line 2: no-such-command: command not found"],
         ),
     ],
     ids=["extraCommands", "fakeRootCommands"],
 )
 def test_a_failing_script_is_named_as_itself(
-    tmp_path: Path, spec: str, status: int, message: str
+    tmp_path: Path, spec: str, status: int, message: str, output: list[str]
 ) -> None:
     path = tmp_path / "fail.toml"
     path.write_text(f'name = "f"\n{spec}\n')
     out = tmp_path / "f.tar"
     proc = vmbuild_cli("build", path, "--out", out, "--compress", "none")
     assert proc.returncode == status, proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
+    line, shown = error_and_output(proc.stderr)
     assert line.startswith(f"vmbuild: error: {message} -- "), line
-    assert "/dev/fd" not in line and "bash:" not in line and "after" not in line
+    assert shown == output, proc.stderr
+    assert "/dev/fd" not in proc.stderr and "bash:" not in proc.stderr
+    assert "after" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("function", ["buildImage", "buildLayeredImage"])
+def test_a_failing_step_shows_its_last_20_lines_and_all_with_debug(
+    tmp_path: Path, function: str
+) -> None:
+    path = tmp_path / "fail.toml"
+    script = 'for i in $(seq 30); do echo "out $i"; echo "err $i" >&2; done; exit 5'
+    path.write_text(f'function = "{function}"\nname = "f"\nextraCommands = {json.dumps(script)}\n')
+    out = tmp_path / "f.tar.gz"
+    every = [f"{kind} {i}" for i in range(1, 31) for kind in ("out", "err")]
+    proc = vmbuild_cli("build", path, "--out", out)
+    assert proc.returncode == 5, proc.stderr
+    line, shown = error_and_output(proc.stderr)
+    assert line.startswith("vmbuild: error: extraCommands failed with status 5 -- "), line
+    assert shown == every[-20:]
+    assert proc.stderr.splitlines()[:60] == every  # streamed as it ran, like runAsRoot's
+    debug = vmbuild_cli("--debug", "build", path, "--out", out)
+    assert debug.returncode != 0
+    assert [f"  {ln}" for ln in every] == [
+        ln for ln in debug.stderr.splitlines() if ln.startswith("  out ") or ln.startswith("  err ")
+    ]
     assert not out.exists()

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import error_and_output
 from tests.support.containers import Containers
 
 pytestmark = pytest.mark.tools  # every test here runs the real CLI and host tools
@@ -293,10 +294,6 @@ def test_base_layers_count_toward_max_layers(bash_image: Path, tmp_path: Path) -
         ({"maxLayers": 1}, "maxLayers"),
         ({"contents": [{"path": "/etc/hostname", "closure": True}]}, "not an ELF file"),
         ({"contents": ["/nonexistent/tree"]}, "does not exist"),
-        (
-            {"fakeRootCommands": "echo oops >&2; exit 3"},
-            "fakeRootCommands failed with status 3: oops",
-        ),
         ({"extraCommands": "false"}, "extraCommands failed"),
     ],
 )
@@ -307,6 +304,15 @@ def test_bad_input_is_one_line_and_writes_nothing(
     proc = vmbuild("build", spec, "--out", tmp_path / "bad.tar.gz", check=False)
     err = proc.stderr.decode().strip()
     assert proc.returncode != 0 and needle in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == [spec]
+
+
+def test_a_failing_fake_root_script_shows_its_output_and_writes_nothing(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "bad.toml", name="bad", fakeRootCommands="echo oops >&2; exit 3")
+    proc = vmbuild("build", spec, "--out", tmp_path / "bad.tar.gz", check=False)
+    line, shown = error_and_output(proc.stderr.decode())
+    assert proc.returncode == 3 and "fakeRootCommands failed with status 3 -- " in line
+    assert shown == ["oops"]
     assert list(tmp_path.iterdir()) == [spec]
 
 

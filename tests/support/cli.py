@@ -38,3 +38,16 @@ def build_ok(spec: Path, out: Path, *args: str) -> None:
     """``vmbuild build SPEC --out OUT ARGS``, which must succeed."""
     proc = vmbuild_cli("build", spec, "--out", out, *args)
     assert proc.returncode == 0, proc.stderr
+
+
+def error_and_output(stderr: str) -> tuple[str, list[str]]:
+    """The one ``vmbuild: error:`` line in ``stderr`` and the failed step's output lines
+    the CLI shows under it (indented by two spaces), without the indent."""
+    lines = stderr.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("vmbuild: error:")]
+    assert len(starts) == 1, stderr
+    shown = []
+    for ln in lines[starts[0] + 1 :]:
+        assert ln.startswith("  "), stderr
+        shown.append(ln[2:])
+    return lines[starts[0]], shown

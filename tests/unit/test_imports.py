@@ -11,6 +11,7 @@ order (errors at the bottom, the CLI at the top).
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,7 +71,9 @@ def imports_of(name: str, path: Path, known: Iterable[str]) -> set[str]:
     return {m for m in found if m in modules and m != name}
 
 
+@functools.cache
 def graph() -> dict[str, set[str]]:
+    """Each module's vmbuild imports (parsed once per run; callers must not change it)."""
     names = module_names()
     return {name: imports_of(name, path, names) for name, path in names.items()}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import error_and_output, vmbuild_cli
 from tests.support.containers import Containers
 from tests.support.images import image_from_layers, layer_tar
 from tests.support.rootsteps import build, umoci_rootfs
@@ -154,8 +154,9 @@ def test_failing_script_reports_status_and_last_lines(tmp_path: Path) -> None:
     out = tmp_path / "f.tar"
     proc = vmbuild_cli("build", spec, "--out", out)
     assert proc.returncode == 4  # a failed user script; its own status is in the message
-    last = proc.stderr.strip().splitlines()[-1]
-    assert "runAsRoot failed with status 42: about to fail" in last
+    error, shown = error_and_output(proc.stderr)
+    assert "runAsRoot failed with status 42 -- " in error
+    assert shown == ["about to fail"]
     assert not out.exists()
 
 

@@ -25,6 +25,7 @@ from tests.support.cli import REPO, vmbuild_cli
 from tests.support.qemuprocs import qemu_mentioning
 from vmbuild.errors import VmError
 from vmbuild.vm import Disk, Machine, bootkernel
+from vmbuild.vm.faults import GuestDiskFull, GuestOutOfMemory
 
 pytestmark = pytest.mark.vm
 
@@ -101,9 +102,10 @@ def test_arguments_arrive_verbatim(vm: Machine) -> None:
     assert run(vm, *argv)[1] == b"[a b][it's][$HOME][*][]"
 
 
-def test_stdin_data_and_put_file(vm: Machine) -> None:
+def test_stdin_data(vm: Machine) -> None:
     assert run(vm, "cat", stdin_data=b"fed in")[1] == b"fed in"
-    vm.put_file(b'#!/bin/sh\necho from-script "$@"\n', "/tmp/s.sh")
+    script = b'#!/bin/sh\necho from-script "$@"\n'
+    assert run(vm, "sh", "-c", "cat > /tmp/s.sh && chmod 755 /tmp/s.sh", stdin_data=script)[0] == 0
     assert run(vm, "/tmp/s.sh", "x")[1] == b"from-script x\n"
 
 
@@ -274,7 +276,7 @@ def test_a_killed_controller_leaves_nothing_for_long(private_tmp: Path) -> None:
 def test_out_of_memory_names_the_memory_size(private_tmp: Path) -> None:
     with (
         Machine(memory_mib=128, disk_size_mib=16) as m,
-        pytest.raises(VmError, match=r"ran out of memory \(128 MiB\)"),
+        pytest.raises(GuestOutOfMemory, match=r"ran out of memory \(128 MiB\)"),
     ):
         run(m, "dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1")
 
@@ -282,7 +284,7 @@ def test_out_of_memory_names_the_memory_size(private_tmp: Path) -> None:
 def test_full_scratch_disk_names_the_disk_size(private_tmp: Path) -> None:
     with (
         Machine(memory_mib=128, disk_size_mib=16) as m,
-        pytest.raises(VmError, match=r"scratch disk is full \(16 MiB\)"),
+        pytest.raises(GuestDiskFull, match=r"scratch disk is full \(16 MiB\)"),
     ):
         run(m, "dd", "if=/dev/zero", "of=/scratch/big", "bs=1M", "count=64")
 

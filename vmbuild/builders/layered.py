@@ -26,13 +26,13 @@ from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
-from vmbuild.config.layered import Closure, LayeredSpec
+from vmbuild.config.layered import ClosureItem, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.hoststeps.custom import Custom, customisation
-from vmbuild.layering.popularity import Plan, plan_layers
+from vmbuild.layering.popularity import Layering, choose_layers
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.blocks import BlockWriter, widen_pipe
-from vmbuild.oci.compress import BLOCK_SIZE, compressor
+from vmbuild.oci.compress import COMPRESS_CHUNK, compressor
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, atomic_file, write_image
 from vmbuild.oci.reader import BaseImage, read_image
@@ -74,7 +74,7 @@ def unit_graph(
             if isinstance(item, Path):
                 tree.add_root(item)
         return Graph(), tree, []
-    elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, Closure))
+    elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, ClosureItem))
     graph = Graph(read_elf=elf.read)
     debs = deb_content(spec.contents, spec.debian, spec.architecture, workdir)
     if debs is not None:
@@ -86,7 +86,7 @@ def unit_graph(
     for i, item in enumerate(spec.contents):
         if isinstance(item, DebItem):
             continue
-        if isinstance(item, Closure):
+        if isinstance(item, ClosureItem):
             graph.path(str(item.path), f"contents[{i}]")
         elif isinstance(item, Helper):
             helper_tree = Tree()
@@ -150,19 +150,19 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
         add_references(graph, custom, helpers)
     slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
     sizes = {name: unit.size for name, unit in graph.units.items()}
-    plan: Plan = plan_layers(graph.refs(), sizes, slots, spec.min_layer_size)
+    layering: Layering = choose_layers(graph.refs(), sizes, slots, spec.min_layer_size)
     layers: list[LazyLayer] = []
     comments: list[str] = []
     owner = layer_writer.Owner(spec.uid, spec.gid, spec.uname, spec.gname)
-    for name in plan.own:
+    for name in layering.own:
         unit = graph.units[name]
         layers.append(TreeLayer(tree_of([unit]), mtime, owner, weight=unit.size))
         comments.append(f"vmbuild: {name}")
-    if plan.shared:
-        shared = tree_of(graph.units[n] for n in plan.shared)
-        weight = sum(graph.units[n].size for n in plan.shared)
+    if layering.shared:
+        shared = tree_of(graph.units[n] for n in layering.shared)
+        weight = sum(graph.units[n].size for n in layering.shared)
         layers.append(TreeLayer(shared, mtime, owner, weight=weight))
-        comments.append(f"vmbuild: {len(plan.shared)} smaller or less popular units")
+        comments.append(f"vmbuild: {len(layering.shared)} smaller or less popular units")
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:
@@ -172,7 +172,7 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     log.debug(
         "layers: %d base, %d units, customisation",
         len(base.layers) if base else 0,
-        plan.layer_count,
+        layering.layer_count,
     )
     return Assembled(base, layers, comments, graph, custom, debs)
 
@@ -212,7 +212,7 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
     for i, lazy in enumerate(asm.layers):
         path = workdir / f"layer-{i}"
         with open(path, "wb") as f, compressor(f, opts.compression, opts.level) as z:
-            with BlockWriter(z, BLOCK_SIZE) as out:
+            with BlockWriter(z, COMPRESS_CHUNK) as out:
                 digest = out.begin_hash()
                 lazy.write(out)
                 out.end_hash()
@@ -273,7 +273,7 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
             base = asm.base.layers if asm.base else []
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
                 finish = _finisher(spec, asm)
-                image, _ = write_streaming(base, asm.layers, finish, z, mtime, BLOCK_SIZE)
+                image, _ = write_streaming(base, asm.layers, finish, z, mtime, COMPRESS_CHUNK)
                 if rec is not None:  # before the archive is in place: none without the other
                     _note(rec, spec, asm, image)
                     rec.prepare(image)

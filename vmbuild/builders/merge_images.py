@@ -20,10 +20,11 @@ from vmbuild.builders.result import BuildResult
 from vmbuild.config.common import EPOCH_DEFAULT, created_epoch
 from vmbuild.config.merge import MergeImagesSpec
 from vmbuild.errors import SpecError
-from vmbuild.oci.archive import DockerEntry, docker_entry, split_ref, write_docker_images
+from vmbuild.oci.archive import write_docker_images
 from vmbuild.oci.compress import compressor
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import Image
+from vmbuild.oci.metadata import DockerEntry, docker_entry, split_ref
 from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.reader import BaseImage, read_docker_images
 

@@ -27,7 +27,7 @@ from vmbuild import resources, tempdirs
 from vmbuild.builders import layered
 from vmbuild.builders.result import BuildResult
 from vmbuild.config.debian import DebItem
-from vmbuild.config.layered import Closure, ContentItem, LayeredSpec
+from vmbuild.config.layered import ClosureItem, ContentItem, LayeredSpec
 from vmbuild.config.nixshell import NixShellSpec, Recipe
 from vmbuild.errors import SpecError
 from vmbuild.oci.output import OutputOptions
@@ -105,7 +105,7 @@ def host_tools() -> list[Path]:
 
 def program_dirs(item: ContentItem) -> list[str]:
     """The image directories holding ``item``'s programs (for PATH)."""
-    if isinstance(item, Closure):
+    if isinstance(item, ClosureItem):
         return [os.path.dirname(str(item.path))]
     if isinstance(item, Helper):
         return {"binSh": ["/bin"], "usrBinEnv": ["/usr/bin"]}.get(item.name, [])
@@ -116,7 +116,7 @@ def program_dirs(item: ContentItem) -> list[str]:
 
 def describe(item: ContentItem) -> str:
     """What an input's variable (``$nativeBuildInputs``) says of it."""
-    if isinstance(item, Closure):
+    if isinstance(item, ClosureItem):
         return str(item.path)
     if isinstance(item, Helper):
         return item.name
@@ -264,10 +264,10 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
     nss = Helper("fakeNss", (passwd,), (f"nixbld:!:{spec.gid}:",))
     base: list[ContentItem]
     if spec.from_debian:  # spec.contents: the Debian toolset, then the inputs
-        base = [Closure(spec.shell)] if spec.shell_given else []
+        base = [ClosureItem(spec.shell)] if spec.shell_given else []
     else:
-        base = [Helper("binSh"), Helper("usrBinEnv"), Closure(spec.shell)]
-        base += [Closure(t) for t in host_tools()]
+        base = [Helper("binSh"), Helper("usrBinEnv"), ClosureItem(spec.shell)]
+        base += [ClosureItem(t) for t in host_tools()]
     contents: list[ContentItem] = [
         Helper("caCertificates"),
         nss,

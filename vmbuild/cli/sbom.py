@@ -16,9 +16,9 @@ from typing import Any
 from vmbuild import tempdirs
 from vmbuild.cli.common import add_command
 from vmbuild.errors import ImageError
-from vmbuild.oci.archive import split_ref
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import Image, canonical_json
+from vmbuild.oci.metadata import split_ref
 from vmbuild.oci.output import SBOM_FORMATS, AttestOptions
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
@@ -80,14 +80,14 @@ def sbom_of(path: Path, fmt: str, explicit: bool = False) -> bytes:
                 )
             )
         image = Image(name, tag, base.config, base.layers, config)
-        from vmbuild.oci.archive import oci_manifest
+        from vmbuild.oci.metadata import image_manifest
 
         inv = Inventory(
             name=ref,
             version=tag,
             created=str(base.config.get("created") or "1970-01-01T00:00:01Z"),
             config_digest=of_bytes(config),
-            manifest_digest=of_bytes(oci_manifest(image)[1]),
+            manifest_digest=of_bytes(image_manifest(image)[1]),
             tool=f"vmbuild-{version()}",
             components=components,
         )

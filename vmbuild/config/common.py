@@ -293,5 +293,5 @@ def name_and_tag(fields: Fields) -> tuple[str, str | None]:
     name = check_name(fields.required_str("name").lower(), fields.where)
     tag = fields.get_str("tag")
     if tag is not None:
-        check_tag(tag, fields.where)
+        check_tag(tag, f"{fields.where}: tag")
     return name, tag

@@ -42,13 +42,13 @@ ELF_MAGIC = b"\x7fELF"
 
 
 @dataclass(frozen=True)
-class Closure:
+class ClosureItem:
     """A host file that brings the shared libraries it needs (each its own unit)."""
 
     path: Path
 
 
-ContentItem = Path | Helper | Closure | DebItem
+ContentItem = Path | Helper | ClosureItem | DebItem
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def content_item(fields: Fields) -> Any:
             path = fields.resolve(raw)
             if closure:
                 check_elf(path, place)
-                return Closure(path)
+                return ClosureItem(path)
             value = raw
         if not isinstance(value, str) or not value:
             raise SpecError(
@@ -219,7 +219,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     if spec.debian is not None:
         check_configure(spec.debian, spec.architecture, host_goarch(), where)
     programs = [
-        *(str(i.path) for i in spec.contents if isinstance(i, Closure)),
+        *(str(i.path) for i in spec.contents if isinstance(i, ClosureItem)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),
         *config_programs(spec.config or {}),
     ]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from vmbuild.config.common import Fields
 from vmbuild.errors import SpecError
-from vmbuild.oci.names import check_name
+from vmbuild.oci.names import check_name, check_pinned_digest, check_tag
 from vmbuild.registry.manifest import Platform, parse_platform
 from vmbuild.registry.nixhash import parse_sha256, to_sri
-from vmbuild.registry.reference import Repository, check_digest, check_tag, parse_repository
+from vmbuild.registry.reference import Repository, parse_repository
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def parse(fields: Fields) -> PullImageSpec:
     where = fields.where
     image_name = fields.required_str("imageName")
     repo = parse_repository(image_name, f"{where}: imageName")
-    digest = check_digest(fields.required_str("imageDigest"), f"{where}: imageDigest")
+    digest = check_pinned_digest(fields.required_str("imageDigest"), f"{where}: imageDigest")
     final_name = check_name(fields.get_str("finalImageName") or image_name, where)
     final_tag = check_tag(fields.get_str("finalImageTag") or "latest", f"{where}: finalImageTag")
     sha256, hash_ = fields.get_str("sha256"), fields.get_str("hash")

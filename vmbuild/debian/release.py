@@ -52,7 +52,7 @@ def verify(signed: bytes, keyring: Path, url: str) -> bytes:
                 env={"LANG": "C", "PATH": "/usr/bin:/bin", "GNUPGHOME": tmp},
             )
         except StepFailed as exc:
-            lines = [ln.removeprefix("gpgv:").strip() for ln in exc.output_tail.splitlines()]
+            lines = [ln.removeprefix("gpgv:").strip() for ln in exc.output.splitlines()]
             why = lines[-1] if lines else "gpgv failed"
             raise SignatureError(
                 f"{url}: the signature does not verify against {keyring} ({why})",

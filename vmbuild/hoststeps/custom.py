@@ -115,21 +115,18 @@ def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) 
     )
     code = int(status.read_text()) if status.exists() else None
     if code:
-        lines = log.read_text(errors="replace").strip().splitlines()[-5:]
         raise StepFailed(
-            f"fakeRootCommands failed with status {code}"
-            + (": " + " / ".join(lines) if lines else ""),
+            f"fakeRootCommands failed with status {code}",
             code,
             "fix the script; it runs with bash -e under fakeroot in the new layer's root",
-            output_tail="\n".join(lines),
+            output=log.read_text(errors="replace"),
         )
     if proc.returncode != 0 or not out.exists():
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise ToolFailed(  # vmbuild's own packing, not the user's script: exit 1
-            "packing the customisation layer under fakeroot failed"
-            + (": " + " / ".join(tail) if tail else ""),
+            "packing the customisation layer under fakeroot failed",
             proc.returncode or 1,
             "run with --debug for details",
+            output=proc.stderr.decode(errors="replace"),
         )
     return out
 

@@ -3,7 +3,8 @@
 :func:`materialize` copies a :class:`Tree` into a fresh directory (files copied, never
 linked to their sources, so a script cannot change the inputs; hard links within the
 tree kept). :func:`run_script` runs a user script there with bash, as the invoking
-user, failing the build with the script's status and last lines. bash reads the script
+user, its output (stdout and stderr, in order) passed on to vmbuild's stderr as it
+comes, as runAsRoot's is; a failure carries the output for the error. bash reads the script
 from an anonymous file (no size limit on one argument) and runs it with ``eval``, its
 ``$0`` being the script's name, so its messages read ``extraCommands: line 3: ...``.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from vmbuild.errors import SpecError, StepFailed
 from vmbuild.oci.layer import with_parents
 from vmbuild.oci.tree import BlobSource, Tree
-from vmbuild.run import run, which
+from vmbuild.run import Tee, spawn, which
 
 
 def materialize(tree: Tree, dest: Path) -> None:
@@ -101,23 +104,26 @@ def run_script(script: str, cwd: Path, what: str, env: dict[str, str] | None = N
     try:
         with open(fd, "wb", closefd=False) as f:
             f.write(script.encode())
-        proc = run(
+        tee = Tee(sys.stderr.buffer)
+        with spawn(
             bash_argv(bash, fd, what),
             cwd=cwd,
             env=full_env,
-            capture=True,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             umask=0o022,  # as in a Nix build: the caller's umask must not change the layer
             pass_fds=(fd,),
-        )
+        ) as proc:
+            assert proc.stdout is not None
+            with proc.stdout:
+                tee.drain(proc.stdout)
+            status = proc.wait()
     finally:
         os.close(fd)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-5:]
+    if status != 0:
         raise StepFailed(
-            f"{what} failed with status {proc.returncode}"
-            + (": " + " / ".join(tail) if tail else ""),
-            proc.returncode,
+            f"{what} failed with status {status}",
+            status,
             "fix the script; it runs with bash -e in the new layer's root",
-            output_tail="\n".join(tail),
+            output=tee.text(),
         )

@@ -42,7 +42,7 @@ def by_popularity(refs: Mapping[str, Iterable[str]]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Layering:
     """``own``: units with a layer each, in layer order; ``shared``: the one shared layer."""
 
     own: tuple[str, ...]
@@ -53,22 +53,22 @@ class Plan:
         return len(self.own) + (1 if self.shared else 0)
 
 
-def plan_layers(
+def choose_layers(
     refs: Mapping[str, Iterable[str]],
     sizes: Mapping[str, int],
     slots: int,
     min_size: int = 0,
-) -> Plan:
+) -> Layering:
     """Cut the units of ``refs`` into at most ``slots`` layers."""
     order = by_popularity(refs)
     if not order:
-        return Plan((), ())
+        return Layering((), ())
     if slots < 1:
         raise ValueError("no layer left for the content units")
     big = [u for u in order if sizes.get(u, 0) >= min_size]
     small = [u for u in order if sizes.get(u, 0) < min_size]
     if len(big) + (1 if small else 0) <= slots:
-        return Plan(tuple(big), tuple(small))
+        return Layering(tuple(big), tuple(small))
     cut = slots - 1
     rest = set(big[cut:]) | set(small)
-    return Plan(tuple(big[:cut]), tuple(u for u in order if u in rest))
+    return Layering(tuple(big[:cut]), tuple(u for u in order if u in rest))

@@ -12,84 +12,33 @@
   manifest with ``org.opencontainers.image.ref.name`` = tag (what ``skopeo copy
   oci:DIR:TAG`` looks up) and ``io.containerd.image.name`` = name:tag.
 - OCI archive: the same layout as one tar.
+
+The metadata's bytes come from :mod:`vmbuild.oci.metadata`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
+from vmbuild.oci.image import MT_OCI_MANIFEST, Image
+from vmbuild.oci.metadata import (
+    OCI_LAYOUT,
+    DockerEntry,
+    config_name,
+    docker_entry,
+    image_index,
+    image_manifest,
+    manifest_json,
+    repositories_json,
+)
 from vmbuild.oci.referrers import Artifact, artifact_manifest, blobs_of, descriptor, index_entry
 from vmbuild.oci.tarstream import TarStreamWriter
-
-
-@dataclass(frozen=True)
-class DockerEntry:
-    """One image of a docker-archive: its layers' directories and its RepoTags."""
-
-    image: Image
-    layer_ids: list[str]
-    repo_tags: list[str]
-
-
-def docker_entry(
-    image: Image, layer_ids: Sequence[str] | None = None, repo_tags: Sequence[str] | None = None
-) -> DockerEntry:
-    """``image`` as an entry: layers named ``layer_ids`` (default: each diff_id's hex),
-    tagged ``repo_tags`` (default: the image's name:tag)."""
-    tags = [image.ref] if repo_tags is None else list(repo_tags)
-    return DockerEntry(image, _layer_ids(image, layer_ids), tags)
-
-
-def _layer_ids(image: Image, layer_ids: Sequence[str] | None) -> list[str]:
-    """Each layer's directory in the archive: its diff_id's hex unless given."""
-    if layer_ids is None:
-        return [hex_of(layer.diff_id) for layer in image.layers]
-    if len(layer_ids) != len(image.layers):
-        raise ValueError(f"{len(layer_ids)} layer ids for {len(image.layers)} layers")
-    return list(layer_ids)
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """``name:tag`` -> (name, tag); a reference without a tag is ``latest``."""
-    name, colon, tag = ref.rpartition(":")
-    if not colon or "/" in tag:
-        return ref, "latest"
-    return name, tag
-
-
-def manifest_json(entries: Sequence[DockerEntry]) -> bytes:
-    manifest = [
-        {
-            "Config": f"{hex_of(of_bytes(e.image.config_bytes()))}.json",
-            "RepoTags": e.repo_tags,
-            "Layers": [f"{layer_id}/layer.tar" for layer_id in e.layer_ids],
-        }
-        for e in entries
-    ]
-    return json.dumps(manifest, separators=(",", ":")).encode()
-
-
-def repositories_json(entries: Sequence[DockerEntry]) -> bytes:
-    """The legacy ``repositories`` file: name -> tag -> the image's top layer."""
-    repositories: dict[str, dict[str, str]] = {}
-    for e in entries:
-        for ref in e.repo_tags:
-            name, tag = split_ref(ref)
-            repositories.setdefault(name, {})[tag] = e.layer_ids[-1] if e.layer_ids else ""
-    return json.dumps(repositories, separators=(",", ":")).encode()
-
-
-def docker_manifest(image: Image, layer_ids: Sequence[str] | None = None) -> bytes:
-    return manifest_json([docker_entry(image, layer_ids)])
 
 
 def write_docker_archive(
@@ -115,7 +64,7 @@ def write_docker_images(entries: Sequence[DockerEntry], sink: BinaryIO, mtime: i
                 tar.add_stream(f"{layer_id}/layer.tar", layer.blob.size, layer.blob.copy_to)
     for e in entries:
         config = e.image.config_bytes()
-        name = f"{hex_of(of_bytes(config))}.json"
+        name = config_name(config)
         if name not in written:
             written.add(name)
             tar.add_bytes(name, config)
@@ -124,55 +73,22 @@ def write_docker_images(entries: Sequence[DockerEntry], sink: BinaryIO, mtime: i
     tar.close()
 
 
-def oci_manifest(image: Image) -> tuple[bytes, bytes]:
-    """(config bytes, manifest bytes) for an OCI image manifest."""
-    config = image.config_bytes()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_MANIFEST,
-        "config": {"mediaType": MT_OCI_CONFIG, "digest": of_bytes(config), "size": len(config)},
-        "layers": [
-            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.blob.size}
-            for layer in image.layers
-        ],
-    }
-    return config, canonical_json(manifest)
-
-
 def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:
     """The layout's index: the image, then its referrer artifacts (no ``ref.name``)."""
     subject = descriptor(MT_OCI_MANIFEST, manifest)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": MT_OCI_MANIFEST,
-                "digest": of_bytes(manifest),
-                "size": len(manifest),
-                "annotations": {
-                    "io.containerd.image.name": image.ref,
-                    "org.opencontainers.image.ref.name": image.tag,
-                },
-            },
-            *(index_entry(a, artifact_manifest(a, subject)) for a in referrers),
-        ],
-    }
-    return canonical_json(index)
+    more = [index_entry(a, artifact_manifest(a, subject)) for a in referrers]
+    return image_index(image, manifest, more)
 
 
 def _extra_blobs(manifest: bytes, referrers: Sequence[Artifact]) -> list[bytes]:
     return blobs_of(referrers, descriptor(MT_OCI_MANIFEST, manifest))
 
 
-OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-
-
 def write_oci_archive(
     image: Image, sink: BinaryIO, mtime: int, referrers: Sequence[Artifact] = ()
 ) -> None:
     """Write ``image`` (and ``referrers`` attached to it) as an OCI archive to ``sink``."""
-    config, manifest = oci_manifest(image)
+    config, manifest = image_manifest(image)
     tar = TarStreamWriter(sink, mtime)
     tar.add_bytes("oci-layout", OCI_LAYOUT)
     written: set[str] = set()
@@ -193,7 +109,7 @@ def write_oci_archive(
 def write_oci_layout(image: Image, directory: Path, referrers: Sequence[Artifact] = ()) -> None:
     """Write an OCI image layout into ``directory`` (which must not exist yet), with
     ``referrers`` attached to the image."""
-    config, manifest = oci_manifest(image)
+    config, manifest = image_manifest(image)
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     (directory / "oci-layout").write_bytes(OCI_LAYOUT)

@@ -1,5 +1,5 @@
 """A writer that fills fixed-size blocks, hashes parts of them and writes them, in three
-threads (an :class:`~vmbuild.oci.layer.Out` for any sink, a compressor's included).
+threads (an :class:`~vmbuild.oci.sinks.TarSink` for any sink, a compressor's included).
 
 The caller copies headers in and reads file data straight into the blocks
 (:meth:`BlockWriter.copy_file`: one copy from the page cache, no allocation); one thread
@@ -20,20 +20,15 @@ import os
 import queue
 import stat
 import threading
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from vmbuild.oci.inputs import fill, open_range
+from vmbuild.oci.sinks import ByteSink
 
-BLOCK_SIZE = 256 << 10
-BLOCK_COUNT = 4
+BUFFER_SIZE = 256 << 10
+BUFFER_COUNT = 4
 PIPE_SIZE = 1 << 20  # the default pipe-max-size: fewer wake-ups of the reader
-_ZEROS = bytes(BLOCK_SIZE)
-
-
-class Sink(Protocol):
-    def write(self, data: memoryview, /) -> object: ...
-
-    def flush(self) -> None: ...
+_ZEROS = bytes(BUFFER_SIZE)
 
 
 class Digest:
@@ -76,7 +71,7 @@ def widen_pipe(sink: BinaryIO) -> None:
 class BlockWriter:
     """See the module docstring. Use as a context manager; :meth:`close` waits for all."""
 
-    def __init__(self, sink: Sink, size: int = BLOCK_SIZE, count: int = BLOCK_COUNT):
+    def __init__(self, sink: ByteSink, size: int = BUFFER_SIZE, count: int = BUFFER_COUNT):
         self._sink = sink
         self._free: queue.SimpleQueue[_Block | None] = queue.SimpleQueue()
         for _ in range(count):

@@ -31,7 +31,7 @@ GZIP_LEVELS = range(0, 10)
 ISAL_MAX_LEVEL = 3
 ZSTD_DEFAULT_LEVEL = 3
 ZSTD_LEVELS = range(1, 20)
-BLOCK_SIZE = 1 << 20
+COMPRESS_CHUNK = 1 << 20
 
 
 def threads() -> int:
@@ -137,11 +137,11 @@ def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> I
             "wb",
             compresslevel=lvl,
             threads=threads(),
-            block_size=BLOCK_SIZE,
+            block_size=COMPRESS_CHUNK,
         )
         # ISA-L compresses each write as a block of its own: fixed-size writes make the
         # output depend on the bytes alone, not on how the caller happened to cut them.
-        fixed = FixedChunks(cast(BinaryIO, stream), BLOCK_SIZE)
+        fixed = FixedChunks(cast(BinaryIO, stream), COMPRESS_CHUNK)
         try:
             yield cast(BinaryIO, fixed)
             fixed.flush()

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vmbuild.errors import ImageError
+from vmbuild.oci.names import DIGEST_RE
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # The OCI digest grammar (algorithm ":" encoded): a digest of another algorithm is
 # well-formed but not one vmbuild can check.
 GRAMMAR_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")

@@ -15,20 +15,21 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, cast
 
 from vmbuild.oci.blocks import BlockWriter
-from vmbuild.oci.compress import BLOCK_SIZE, Compression, compressor
+from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
 from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
+from vmbuild.oci.sinks import TarSink
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import BlobSource, Entry, Source, Tree
 
 COPY_BUFSIZE = 1 << 20
 SKIPPED_XATTRS = ("security.selinux",)
-BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-_ZEROS = bytes(RECORD + 2 * BLOCK)
+_ZEROS = bytes(RECORD + 2 * TAR_BLOCK)
 
 
 @dataclass(frozen=True)
@@ -220,25 +221,11 @@ def _member(
 def end_size(size: int) -> int:
     """What follows ``size`` bytes of members: two zero blocks, then padding to
     tarfile's 10240-byte record."""
-    end = size + 2 * BLOCK
+    end = size + 2 * TAR_BLOCK
     return end + (-end % RECORD) - size
 
 
-class Out(Protocol):
-    """Where a layer tar's bytes go: a :class:`~vmbuild.oci.blocks.BlockWriter`, a pipe
-    (:class:`~vmbuild.streaming.fdwriter.FdWriter`) or a hash
-    (:class:`~vmbuild.streaming.packing.HashSink`)."""
-
-    def write(self, data: bytes | memoryview, /) -> object: ...
-
-    def zeros(self, n: int, /) -> None: ...
-
-    def copy_file(self, host: str | os.PathLike[str], size: int, offset: int = 0, /) -> None:
-        """``size`` bytes of ``host`` from ``offset``; fails if the file is not as planned."""
-        ...
-
-
-def write_zeros(out: Out, n: int) -> None:
+def write_zeros(out: TarSink, n: int) -> None:
     """``n`` zero bytes, through ``out.write`` (at most a record and two blocks a write)."""
     while n > 0:
         k = min(n, len(_ZEROS))
@@ -246,7 +233,7 @@ def write_zeros(out: Out, n: int) -> None:
         n -= k
 
 
-def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
+def write_members(items: Iterable[Member], out: TarSink, end: bool = True) -> int:
     """Write a tar of ``items`` to ``out`` (with ``end``, its end blocks and record
     padding too); returns the bytes written."""
     done = 0
@@ -255,7 +242,7 @@ def write_members(items: Iterable[Member], out: Out, end: bool = True) -> int:
         done += len(member.header)
         if member.size:
             out.copy_file(member.host, member.size, member.offset)
-            pad = -member.size % BLOCK
+            pad = -member.size % TAR_BLOCK
             out.zeros(pad)
             done += member.size + pad
     if end:
@@ -279,7 +266,7 @@ def pack(
     the compressor."""
     blob = HashingWriter(sink)
     with compressor(cast(BinaryIO, blob), compression, level) as zsink:
-        with BlockWriter(zsink, BLOCK_SIZE) as out:
+        with BlockWriter(zsink, COMPRESS_CHUNK) as out:
             digest = out.begin_hash()
             size = write_members(members(tree, mtime, owner), out)
             out.end_hash()

@@ -38,10 +38,10 @@ from isal import isal_zlib
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name, whiteout_target
+from vmbuild.oci.safety import check_member, whiteout_target
+from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
-BLOCK = tarfile.BLOCKSIZE
 # tarfile ends its walk quietly on these, past the first header, as at the archive's end
 BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
@@ -123,7 +123,7 @@ class _Forward:
     and drops its data. The bytes just before the position are kept, for the one step
     back :meth:`tarfile.TarFile.next` takes."""
 
-    KEEP = 2 * BLOCK
+    KEEP = 2 * TAR_BLOCK
 
     def __init__(self, src: _Tee, where: str):
         self._src = src
@@ -151,7 +151,7 @@ class _Forward:
         self._start = keep
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0 or n > MAX_RECORD + BLOCK:
+        if n is None or n < 0 or n > MAX_RECORD + TAR_BLOCK:
             raise ImageError(
                 f"{self._where}: a tar header record is larger than {MAX_RECORD} bytes",
                 "the layer is malformed",
@@ -223,7 +223,13 @@ def _scan(stream: _Forward, where: str) -> None:
     with tarfile.open(fileobj=cast(BinaryIO, stream), mode="r:", tarinfo=_recording(ends)) as tar:
         while (m := tar.next()) is not None:
             cast(Any, tar).members.clear()  # names are kept below, not every header
-            name = clean_name(m.name, where)
+            member = check_member(
+                m.name,
+                where,
+                symlink_to=m.linkname if m.issym() else None,
+                hardlink_to=m.linkname if m.islnk() else None,
+            )
+            name = member.name
             if not name:
                 continue
             regular.discard(name)
@@ -231,10 +237,8 @@ def _scan(stream: _Forward, where: str) -> None:
             base = name.rpartition("/")[2]
             if base.startswith(".wh.") and base != ".wh..wh..opq":
                 whiteout_target(name, base, where)
-            if m.issym():
-                check_symlink(name, m.linkname, where)
-            elif m.islnk():
-                links[name] = check_hardlink(name, m.linkname, where)
+            if member.hardlink_to is not None:
+                links[name] = member.hardlink_to
             elif m.isreg():
                 regular.add(name)
         offset = tar.offset

@@ -14,15 +14,14 @@ import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import decompressor
-from vmbuild.oci.digest import Coalescer, HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
-from vmbuild.oci.layer import Packed, open_tar
+from vmbuild.oci.layer import Packed
 from vmbuild.oci.layercheck import CheckedBlob
-from vmbuild.oci.retar import Entry, write_entries
+from vmbuild.oci.retar import Entry, pack_entries, reading_tar
 from vmbuild.oci.rootfs import Rootfs
 
 
@@ -82,16 +81,6 @@ def merged_entries(tars: Sequence[tarfile.TarFile]) -> dict[str, Entry]:
 
 def flatten(layers: Sequence[Layer], sink: BinaryIO, workdir: Path, mtime: int) -> Packed:
     """Write the merged filesystem of ``layers`` (bottom first) as one plain tar."""
-    with contextlib.ExitStack() as stack:
-        try:
-            entries = merged_entries(open_layers(layers, workdir, stack))
-            hashed = HashingWriter(sink)
-            batched = Coalescer(cast(BinaryIO, hashed))
-            with open_tar(cast(BinaryIO, batched)) as out:
-                write_entries(entries, out, mtime)
-            batched.flush()
-        except (tarfile.TarError, EOFError) as exc:
-            raise ImageError(
-                f"a layer is not a readable tar ({exc})", "the image is corrupt"
-            ) from exc
-    return Packed(hashed.digest, hashed.size, hashed.digest, hashed.size)
+    with contextlib.ExitStack() as stack, reading_tar("a layer is", "the image is corrupt"):
+        entries = merged_entries(open_layers(layers, workdir, stack))
+        return pack_entries(entries, sink, mtime=mtime)

@@ -16,13 +16,12 @@ import posixpath
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from vmbuild.errors import ImageError
-from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import Coalescer, HashingWriter
+from vmbuild.oci.compress import Compression
 from vmbuild.oci.layer import Packed, open_tar
-from vmbuild.oci.retar import Entry, entries_of, index, write_entries
+from vmbuild.oci.retar import Entry, entries_of, index, pack_entries, reading_tar, write_entries
 from vmbuild.oci.rootfs import Rootfs
 
 WH = ".wh."
@@ -63,19 +62,12 @@ def _convert(
     level: int | None,
     where: str,
 ) -> Packed:
-    blob = HashingWriter(sink)
-    try:
-        with tarfile.open(fileobj=src, mode="r:") as tar:
-            entries = layer_entries(tar, where)
-            with compressor(cast(BinaryIO, blob), compression, level) as z:
-                plain = HashingWriter(z)
-                batched = Coalescer(cast(BinaryIO, plain))
-                with open_tar(cast(BinaryIO, batched)) as out:
-                    write_entries(entries, out, mtime)
-                batched.flush()
-    except (tarfile.TarError, EOFError) as exc:
-        raise ImageError(f"{where}: not a readable tar ({exc})", "the layer is malformed") from exc
-    return Packed(plain.digest, plain.size, blob.digest, blob.size)
+    with (
+        reading_tar(f"{where}:", "the layer is malformed"),
+        tarfile.open(fileobj=src, mode="r:") as tar,
+    ):
+        entries = layer_entries(tar, where)
+        return pack_entries(entries, sink, mtime=mtime, compression=compression, level=level)
 
 
 def to_overlay(tars: Sequence[tarfile.TarFile], sink: BinaryIO) -> list[tuple[int, int]]:

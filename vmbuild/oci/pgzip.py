@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-BLOCK = 1 << 20
+PIECE = 1 << 20
 WINDOW = 1 << 15
 # gzip header: deflate, no flags, mtime 0, no extra flags, OS unknown
 HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -56,9 +56,9 @@ class ParallelGzipWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self._buf += data
-        while len(self._buf) >= BLOCK:
-            self._submit(bytes(self._buf[:BLOCK]), last=False)
-            del self._buf[:BLOCK]
+        while len(self._buf) >= PIECE:
+            self._submit(bytes(self._buf[:PIECE]), last=False)
+            del self._buf[:PIECE]
         return len(data)
 
     def flush(self) -> None:

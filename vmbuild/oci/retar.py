@@ -4,18 +4,25 @@ Members are written ordered by name component, with one mtime and no user/group 
 numeric owners, modes, link targets, device numbers and ``SCHILY.xattr.*`` records are
 kept. Hard links are re-pointed so that in the new order the first name of each group
 carries the data and the others link to it.
+
+One pipeline serves every rewrite (a layer from the build VM here, overlay form in
+:mod:`vmbuild.oci.overlay`, a flattened image in :mod:`vmbuild.oci.merge`): a tar is
+opened under :func:`reading_tar`, its members become :class:`Entry`s, and
+:func:`pack_entries` writes them as a tar, compressed, hashed before and after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import HashingWriter
+from vmbuild.oci.digest import Coalescer, HashingWriter
 from vmbuild.oci.layer import Packed, open_tar
 from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
 
@@ -110,6 +117,36 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int | 
             out.addfile(ti)
 
 
+@contextlib.contextmanager
+def reading_tar(what: str, hint: str) -> Iterator[None]:
+    """A tar that cannot be read inside the block is an ImageError: ``what`` is not a
+    readable tar (the reason), ``hint``."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError) as exc:
+        raise ImageError(f"{what} not a readable tar ({exc})", hint) from exc
+
+
+def pack_entries(
+    entries: dict[str, Entry],
+    sink: BinaryIO,
+    *,
+    mtime: int | None,
+    compression: Compression = "none",
+    level: int | None = None,
+) -> Packed:
+    """``entries`` as a deterministic tar into ``sink``, compressed as asked; the tar's
+    and the blob's sha256 and sizes (the same when uncompressed: hashed once)."""
+    blob = HashingWriter(sink)
+    with compressor(cast(BinaryIO, blob), compression, level) as z:
+        plain = blob if compression == "none" else HashingWriter(z)
+        batched = Coalescer(cast(BinaryIO, plain))
+        with open_tar(cast(BinaryIO, batched)) as out:
+            write_entries(entries, out, mtime)
+        batched.flush()
+    return Packed(plain.digest, plain.size, blob.digest, blob.size)
+
+
 def retar(
     src: Path,
     sink: BinaryIO,
@@ -120,14 +157,6 @@ def retar(
     where: str = "layer",
 ) -> Packed:
     """Normalise the tar at ``src`` into ``sink`` (compressed as asked)."""
-    blob = HashingWriter(sink)
-    try:
-        with tarfile.open(src, "r:") as tar:
-            entries = entries_of(tar, index(tar, where))
-            with compressor(cast(BinaryIO, blob), compression, level) as z:
-                plain = HashingWriter(z)
-                with open_tar(cast(BinaryIO, plain)) as out:
-                    write_entries(entries, out, mtime)
-    except tarfile.TarError as exc:
-        raise ImageError(f"{where}: not a readable tar ({exc})", "the layer is malformed") from exc
-    return Packed(plain.digest, plain.size, blob.digest, blob.size)
+    with reading_tar(f"{where}:", "the layer is malformed"), tarfile.open(src, "r:") as tar:
+        entries = entries_of(tar, index(tar, where))
+        return pack_entries(entries, sink, mtime=mtime, compression=compression, level=level)

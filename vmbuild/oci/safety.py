@@ -7,6 +7,7 @@ import errno
 import os
 import posixpath
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmbuild.errors import ImageError
@@ -54,6 +55,31 @@ def whiteout_target(name: str, base: str, where: str) -> str:
     if target in ("", "."):
         raise ImageError(f"{where}: whiteout {name!r} names no file", "the layer is malformed")
     return target
+
+
+@dataclass(frozen=True)
+class MemberName:
+    """A layer member's name as both layer scanners check it (:func:`check_member`)."""
+
+    name: str  # clean: no ``./``, no trailing ``/``; "" for the root itself
+    hardlink_to: str | None = None  # a hard link's checked target
+
+
+def check_member(
+    name: str, where: str, *, symlink_to: str | None = None, hardlink_to: str | None = None
+) -> MemberName:
+    """The name checks every member of an untrusted layer gets, wherever it is scanned
+    (a base layer: :mod:`vmbuild.oci.layercheck`; a pulled one as it streams:
+    :mod:`vmbuild.registry.layerscan`): no absolute name, no ``..``, no symlink that
+    climbs above the root, no hard link to outside the layer."""
+    clean = clean_name(name, where)
+    if not clean:
+        return MemberName("")
+    if symlink_to is not None:
+        check_symlink(clean, symlink_to, where)
+    if hardlink_to is not None:
+        return MemberName(clean, check_hardlink(clean, hardlink_to, where))
+    return MemberName(clean)
 
 
 def open_beneath(root: Path, rel: str, where: str) -> int:

@@ -20,10 +20,11 @@ import os
 from dataclasses import dataclass, field
 
 from vmbuild.oci.inputs import cannot_read
-from vmbuild.oci.layer import BLOCK, Member, Owner, end_size, members
+from vmbuild.oci.layer import Member, Owner, end_size, members
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Entry, Tree
 
-__all__ = ["BLOCK", "FORMAT", "Member", "TarPlan", "plan_tree", "stats_of"]
+__all__ = ["FORMAT", "Member", "TarPlan", "plan_tree", "stats_of"]
 
 FORMAT = "vmbuild-layer-v1"  # change when the bytes of a layer change for the same input
 
@@ -38,7 +39,7 @@ class TarPlan:
 
     def add(self, member: Member) -> None:
         self.members.append(member)
-        self.size += len(member.header) + member.size + (-member.size % BLOCK)
+        self.size += len(member.header) + member.size + (-member.size % TAR_BLOCK)
 
     def finish(self) -> None:
         self.size += end_size(self.size)

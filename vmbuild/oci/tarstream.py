@@ -11,7 +11,7 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO
 
-BLOCK = 512
+TAR_BLOCK = 512  # a tar header, and the unit tar pads to (tarfile.BLOCKSIZE)
 
 
 def archive_header(name: str, size: int, kind: bytes, mtime: int) -> bytes:
@@ -54,12 +54,12 @@ class TarStreamWriter:
         produce(counter)  # type: ignore[arg-type]
         if counter.n != size:
             raise RuntimeError(f"tar member {name}: wrote {counter.n} bytes, promised {size}")
-        pad = -size % BLOCK
+        pad = -size % TAR_BLOCK
         if pad:
             self._sink.write(b"\0" * pad)
 
     def close(self) -> None:
-        self._sink.write(b"\0" * (2 * BLOCK))
+        self._sink.write(b"\0" * (2 * TAR_BLOCK))
         self._sink.flush()
 
 

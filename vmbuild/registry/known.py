@@ -11,35 +11,15 @@ Entries are small JSON files replaced atomically; losing one only costs time.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
-from vmbuild.cache import cache_dir, key
+from vmbuild.cache import cache_dir, key, read_json, write_json
 from vmbuild.oci.compress import COMPRESSIONS, Compression
 
 _lock = threading.Lock()
 SEEN_MAX = 20000  # blobs remembered per registry; the oldest half goes beyond that
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write(path: Path, data: Any) -> None:
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
 
 
 def _layer_path(diff_id: str, compression: str) -> Path:
@@ -47,7 +27,7 @@ def _layer_path(diff_id: str, compression: str) -> Path:
 
 
 def compressed_blob(diff_id: str, compression: str) -> tuple[str, int] | None:
-    data = _read(_layer_path(diff_id, compression))
+    data = read_json(_layer_path(diff_id, compression))
     if isinstance(data, dict) and isinstance(data.get("digest"), str):
         size = data.get("size")
         if isinstance(size, int):
@@ -56,7 +36,7 @@ def compressed_blob(diff_id: str, compression: str) -> tuple[str, int] | None:
 
 
 def remember_compressed(diff_id: str, compression: str, digest: str, size: int) -> None:
-    _write(_layer_path(diff_id, compression), {"digest": digest, "size": size})
+    write_json(_layer_path(diff_id, compression), {"digest": digest, "size": size})
 
 
 def _seen_path(host: str) -> Path:
@@ -64,7 +44,7 @@ def _seen_path(host: str) -> Path:
 
 
 def seen_in(host: str, digest: str) -> str | None:
-    data = _read(_seen_path(host))
+    data = read_json(_seen_path(host))
     repo = data.get(digest) if isinstance(data, dict) else None
     return repo if isinstance(repo, str) else None
 
@@ -72,14 +52,14 @@ def seen_in(host: str, digest: str) -> str | None:
 def remember_seen(host: str, repo: str, digests: list[str]) -> None:
     with _lock:
         path = _seen_path(host)
-        data = _read(path)
+        data = read_json(path)
         data = data if isinstance(data, dict) else {}
         for digest in digests:  # most recent last
             data.pop(digest, None)
             data[digest] = repo
         if len(data) > SEEN_MAX:
             data = dict(list(data.items())[-SEEN_MAX // 2 :])
-        _write(path, data)
+        write_json(path, data)
 
 
 def _unpacked_path(digest: str) -> Path:
@@ -88,7 +68,7 @@ def _unpacked_path(digest: str) -> Path:
 
 def unpacked(digest: str) -> tuple[Compression, str, int] | None:
     """(compression, diff_id, tar size) of a verified layer blob, if known."""
-    data = _read(_unpacked_path(digest))
+    data = read_json(_unpacked_path(digest))
     if not isinstance(data, dict):
         return None
     kind, diff_id, size = data.get("compression"), data.get("diffId"), data.get("size")
@@ -99,4 +79,4 @@ def unpacked(digest: str) -> tuple[Compression, str, int] | None:
 
 def remember_unpacked(digest: str, compression: str, diff_id: str, size: int) -> None:
     data = {"compression": compression, "diffId": diff_id, "size": size}
-    _write(_unpacked_path(digest), data)
+    write_json(_unpacked_path(digest), data)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import zlib
 
 from vmbuild.errors import ImageError, VmbuildError
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.oci.safety import check_member
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.registry.reference import printable
 
-BLOCK = 512
-ZERO_BLOCK = bytes(BLOCK)
+ZERO_BLOCK = bytes(TAR_BLOCK)
 MAX_META = 1 << 20  # a PAX header or GNU long name bigger than this is refused
 # Types whose size field does not count data that follows (tarfile and Go agree).
 HEADER_ONLY = frozenset(b"123456")
@@ -139,16 +139,16 @@ class LayerScan:
                 self._meta_left -= step
                 if not self._meta_left:
                     self._meta_done()
-            elif not self._head and end - pos >= BLOCK:
-                step = BLOCK
+            elif not self._head and end - pos >= TAR_BLOCK:
+                step = TAR_BLOCK
                 self._at += step
-                self._header(bytes(view[pos : pos + BLOCK]))
+                self._header(bytes(view[pos : pos + TAR_BLOCK]))
                 pos += step
                 continue
             else:
-                step = min(BLOCK - len(self._head), end - pos)
+                step = min(TAR_BLOCK - len(self._head), end - pos)
                 self._head += view[pos : pos + step]
-                if len(self._head) == BLOCK:
+                if len(self._head) == TAR_BLOCK:
                     self._at += step
                     pos += step
                     block, self._head = bytes(self._head), bytearray()
@@ -158,7 +158,7 @@ class LayerScan:
             pos += step
 
     def _corrupt(self, what: str) -> ImageError:
-        offset = self._at - BLOCK
+        offset = self._at - TAR_BLOCK
         if offset == 0:
             return ImageError(
                 f"{self.where}: the blob is not a tar archive", "the image is corrupt"
@@ -181,7 +181,7 @@ class LayerScan:
             raise self._corrupt("bad size") from None
         if size < 0:
             raise self._corrupt("bad size")
-        padded = -(-size // BLOCK) * BLOCK
+        padded = -(-size // TAR_BLOCK) * TAR_BLOCK
         if kind in b"xgLK":
             if size > MAX_META:
                 raise self._corrupt(f"a {size}-byte {chr(kind)!r} header")
@@ -215,12 +215,16 @@ class LayerScan:
         if link is None:
             link = _text(_field(block[157:257]))
         self._pax, self._long = {}, {}
-        clean = clean_name(name, self.where)
+        member = check_member(
+            name,
+            self.where,
+            symlink_to=link if kind == ord("2") else None,
+            hardlink_to=link if kind == ord("1") else None,
+        )
+        clean = member.name
         if not clean:
             return  # the root directory itself
-        if kind == ord("2"):
-            check_symlink(clean, link, self.where)
-        elif kind == ord("1"):
-            self._links.append((clean, check_hardlink(clean, link, self.where)))
+        if member.hardlink_to is not None:
+            self._links.append((clean, member.hardlink_to))
         if kind != ord("5"):
             self._names.add(clean)

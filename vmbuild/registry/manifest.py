@@ -21,8 +21,9 @@ from vmbuild.oci.image import (
     MT_OCI_MANIFEST,
     host_goarch,
 )
+from vmbuild.oci.names import DIGEST_RE
 from vmbuild.registry.client import Client
-from vmbuild.registry.reference import DIGEST_RE, Repository
+from vmbuild.registry.reference import Repository
 
 INDEX_TYPES = frozenset({MT_OCI_INDEX, MT_DOCKER_LIST})
 IMAGE_TYPES = frozenset({MT_OCI_MANIFEST, MT_DOCKER_MANIFEST})

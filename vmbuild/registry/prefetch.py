@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TextIO
 
 from vmbuild import tempdirs
-from vmbuild.oci.names import check_name
+from vmbuild.oci.names import check_name, check_tag
 from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.manifest import Platform, resolve
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for, pull
-from vmbuild.registry.reference import check_tag, parse_repository
+from vmbuild.registry.reference import parse_repository
 
 
 @dataclass(frozen=True)

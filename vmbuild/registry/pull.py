@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
-from vmbuild.oci import archive
+from vmbuild.oci import archive, metadata
 from vmbuild.oci.compress import Compression, compressor, threads
 from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.names import DIGEST_RE
 from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.registry import blobs, known, pulledcache
@@ -37,7 +38,7 @@ from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
 from vmbuild.registry.nixhash import to_sri
 from vmbuild.registry.progress import Progress
-from vmbuild.registry.reference import DIGEST_RE, Repository
+from vmbuild.registry.reference import Repository
 
 MTIME = 1  # what Nix gives every store file; fixed, so the archive is reproducible
 
@@ -337,7 +338,7 @@ def _write(
 def write_oci_archive(image: PulledImage, manifest: Manifest, sink: BinaryIO) -> None:
     """An OCI archive of the registry's own manifest, config and blobs."""
     tar = TarStreamWriter(sink, MTIME)
-    tar.add_bytes("oci-layout", archive.OCI_LAYOUT)
+    tar.add_bytes("oci-layout", metadata.OCI_LAYOUT)
     written: set[str] = set()
     for layer in image.layers:
         if layer.digest not in written:
@@ -346,21 +347,8 @@ def write_oci_archive(image: PulledImage, manifest: Manifest, sink: BinaryIO) ->
             tar.add_stream(path, layer.blob.size, layer.blob.copy_to)
     tar.add_bytes(f"blobs/sha256/{hex_of(manifest.config.digest)}", image.raw_config)
     tar.add_bytes(f"blobs/sha256/{hex_of(manifest.digest)}", manifest.raw)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": manifest.media_type,
-                "digest": manifest.digest,
-                "size": len(manifest.raw),
-                "annotations": {
-                    "io.containerd.image.name": image.ref,
-                    "org.opencontainers.image.ref.name": image.tag,
-                },
-            }
-        ],
-    }
-    tar.add_bytes("index.json", json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
+    desc = metadata.descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+    tar.add_bytes("index.json", metadata.oci_index_json(desc, image.ref, image.tag, None))
     tar.close()
 
 

@@ -27,6 +27,7 @@ from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import HashingWriter, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
+from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.registry import blobs, known
@@ -318,19 +319,9 @@ def push(
             client.close()
     layer_blobs = blobs_sent[1:]
     unique = list({b.digest: b for b in blobs_sent}.values())
-    manifest = canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": MT_OCI_MANIFEST,
-            "config": {
-                "mediaType": MT_OCI_CONFIG,
-                "digest": config_blob.digest,
-                "size": config_blob.size,
-            },
-            "layers": [
-                {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in layer_blobs
-            ],
-        }
+    manifest = oci_manifest_json(
+        descriptor(MT_OCI_CONFIG, config_blob.digest, config_blob.size),
+        [descriptor(b.media_type, b.digest, b.size) for b in layer_blobs],
     )
     try:
         digest = pusher.put_manifest(manifest)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmbuild.oci.archive import oci_manifest
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import Image, canonical_json
+from vmbuild.oci.metadata import image_manifest
 from vmbuild.oci.output import AttestOptions, OutputOptions, atomic_file, resolve_out
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.referrers import Artifact
@@ -77,7 +77,7 @@ class Record:
         self.deps.append(provenance.Dependency(name, digest.split(":", 1)[-1], uri, notes))
 
     def inventory(self, image: Image) -> Inventory:
-        _, manifest = oci_manifest(image)
+        _, manifest = image_manifest(image)
         return Inventory(
             name=image.ref,
             version=image.tag,
@@ -105,7 +105,7 @@ class Record:
         return spdx.MEDIA_TYPE, spdx.render(inv)
 
     def provenance(self, image: Image, archive: Path | None = None) -> bytes:
-        _, manifest = oci_manifest(image)
+        _, manifest = image_manifest(image)
         subjects = [(image.ref, of_bytes(manifest)), ("config", of_bytes(image.config_bytes()))]
         if archive is not None:
             subjects.append((archive.name, "sha256:" + hash_file(archive)[0]))

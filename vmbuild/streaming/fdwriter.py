@@ -42,7 +42,7 @@ def pipe_fd(sink: BinaryIO) -> int | None:
 
 
 class FdWriter:
-    """An :class:`~vmbuild.streaming.packing.Out` for the write end of a pipe."""
+    """An :class:`~vmbuild.oci.sinks.TarSink` for the write end of a pipe."""
 
     def __init__(self, fd: int):
         self.fd = fd

@@ -12,9 +12,6 @@ means a file changed meanwhile, which fails the build (and forgets the entry).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import threading
 import time
 
 from vmbuild import cache
@@ -34,8 +31,8 @@ def load(plan: TarPlan) -> str | None:
     if not settled(plan):
         return None
     try:
-        data = json.loads(cache.entry(KIND, plan.fingerprint).read_text())
-        if int(data["size"]) != plan.size:
+        data = cache.read_json(cache.entry(KIND, plan.fingerprint))
+        if data is None or int(data["size"]) != plan.size:
             return None
         return str(data["diff_id"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -46,12 +43,7 @@ def store(plan: TarPlan, diff_id: str) -> None:
     """Remember ``diff_id`` for ``plan``'s tree (if settled); failures are ignored."""
     if not settled(plan):
         return
-    path = cache.entry(KIND, plan.fingerprint)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{plan.fingerprint}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps({"diff_id": diff_id, "size": plan.size}))
-        os.replace(tmp, path)
+    cache.write_json(cache.entry(KIND, plan.fingerprint), {"diff_id": diff_id, "size": plan.size})
 
 
 def forget(plan: TarPlan) -> None:

@@ -1,4 +1,4 @@
-"""Layers packed on demand, in one pass, into an :class:`~vmbuild.streaming.packing.Out`.
+"""Layers packed on demand, in one pass, into an :class:`~vmbuild.streaming.packing.TarSink`.
 
 A layer's exact size and every header are known before it is packed
 (:meth:`LazyLayer.tar_plan`: a :class:`TreeLayer` from ``lstat`` alone, see
@@ -23,8 +23,10 @@ from typing import BinaryIO, Protocol
 from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.inputs import HINT
-from vmbuild.oci.layer import Out, Owner
-from vmbuild.oci.tarplan import BLOCK, Member, TarPlan, plan_tree, stats_of
+from vmbuild.oci.layer import Owner
+from vmbuild.oci.sinks import TarSink
+from vmbuild.oci.tarplan import Member, TarPlan, plan_tree, stats_of
+from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import Tree
 from vmbuild.streaming import idcache
 from vmbuild.streaming.packing import diff_id_of_plan, pack
@@ -41,7 +43,7 @@ class LazyLayer(Protocol):
         """The layer's plan, made once and kept until :meth:`release` (thread-safe)."""
         ...
 
-    def plan(self) -> int:
+    def exact_size(self) -> int:
         """The exact size of the tar, from metadata."""
         ...
 
@@ -49,8 +51,8 @@ class LazyLayer(Protocol):
         """The planned layer's diff_id, if known without hashing it."""
         ...
 
-    def write(self, out: Out) -> None:
-        """Write the tar in one pass: exactly :meth:`plan` bytes, or raise ImageError."""
+    def write(self, out: TarSink) -> None:
+        """Write the tar in one pass: exactly :meth:`exact_size` bytes, or raise ImageError."""
         ...
 
     def release(self) -> None:
@@ -80,13 +82,13 @@ class _Planned:
     def tar_plan(self) -> TarPlan:
         raise NotImplementedError
 
-    def plan(self) -> int:
+    def exact_size(self) -> int:
         return self.tar_plan().size
 
     def known_diff_id(self) -> str | None:
         return None
 
-    def write(self, out: Out) -> None:
+    def write(self, out: TarSink) -> None:
         pack(self.tar_plan(), out)
 
     def release(self) -> None:
@@ -100,7 +102,7 @@ class _Planned:
 
     @property
     def size(self) -> int:
-        return self.plan()
+        return self.exact_size()
 
     def copy_to(self, sink: BinaryIO) -> None:
         with BlockWriter(sink) as out:
@@ -148,7 +150,7 @@ class TreeLayer(_Planned):
         if self.use_cache and self._written is not None:
             idcache.store(self._written, diff_id)
 
-    def write(self, out: Out) -> None:
+    def write(self, out: TarSink) -> None:
         super().write(out)
         self.release()  # (written again, the layer is planned again)
         if self.use_cache:
@@ -172,7 +174,7 @@ class FileLayer(_Planned):
                 raise ImageError(
                     f"cannot read {self.path}: {exc.strerror}", "check the input"
                 ) from exc
-            if size % BLOCK:
+            if size % TAR_BLOCK:
                 raise ImageError(f"{self.path} is not a tar file", "check the input")
             self._plan = TarPlan([Member(b"", str(self.path), size)], size)
         return self._plan

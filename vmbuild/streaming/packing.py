@@ -2,7 +2,7 @@
 
 A :class:`~vmbuild.oci.tarplan.TarPlan` says every byte of a layer: headers, which
 file range each member's data comes from, and the tar's size. :func:`pack` writes those
-bytes into any :class:`~vmbuild.oci.layer.Out`: a :class:`~vmbuild.oci.blocks.BlockWriter`
+bytes into any :class:`~vmbuild.oci.layer.TarSink`: a :class:`~vmbuild.oci.blocks.BlockWriter`
 (copies into blocks for a compressing sink), a :class:`~vmbuild.streaming.fdwriter.FdWriter`
 (moves file pages into a pipe without copying them) or a :class:`HashSink` (the diff_id
 alone). A file whose size is not the planned one fails with
@@ -11,18 +11,19 @@ alone). A file whose size is not the planned one fails with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 
+from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.inputs import fill, open_range
-from vmbuild.oci.layer import Out, write_members, write_zeros
+from vmbuild.oci.layer import write_members, write_zeros
+from vmbuild.oci.sinks import TarSink
 from vmbuild.oci.tarplan import TarPlan
 
 CHUNK = 1 << 20
 
 
-def pack(plan: TarPlan, out: Out) -> None:
+def pack(plan: TarPlan, out: TarSink) -> None:
     """Write the tar ``plan`` describes: exactly ``plan.size`` bytes."""
     done = write_members(plan.members, out, end=False)
     out.zeros(plan.size - done)  # end blocks and record padding (none for a tar on disk)
@@ -32,20 +33,15 @@ class Cancelled(Exception):
     """Hashing was given up (the build is ending with an error)."""
 
 
-class HashSink:
-    """An :class:`Out` that keeps only the sha256 and the size of what it is given;
-    it gives up between chunks once ``stop`` is set."""
+class HashSink(HashingWriter):
+    """A :class:`TarSink` that keeps only the sha256 and the size of what it is given
+    (the project's one hashing writer, with nothing downstream); it gives up between
+    chunks once ``stop`` is set."""
 
     def __init__(self, stop: threading.Event | None = None) -> None:
+        super().__init__(None)
         self._stop = stop
-        self._hash = hashlib.sha256()
         self._view: memoryview | None = None
-        self.size = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return len(data)
 
     def zeros(self, n: int) -> None:
         write_zeros(self, n)
@@ -61,9 +57,6 @@ class HashSink:
                 fill(f, view, host, offset + size, offset + at)
                 self.write(view)
 
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
 
 def diff_id_of_plan(plan: TarPlan, stop: threading.Event | None = None) -> str:
     """The sha256 of the tar ``plan`` describes, read from its files now (raises
@@ -71,4 +64,4 @@ def diff_id_of_plan(plan: TarPlan, stop: threading.Event | None = None) -> str:
     sink = HashSink(stop)
     pack(plan, sink)
     assert sink.size == plan.size, (sink.size, plan.size)
-    return sink.digest()
+    return sink.digest

@@ -24,19 +24,17 @@ the config is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import struct
 import tarfile
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from vmbuild.oci.archive import docker_manifest
-from vmbuild.oci.blocks import BLOCK_SIZE, BlockWriter
-from vmbuild.oci.digest import hex_of, of_bytes
+from vmbuild.oci.blocks import BUFFER_SIZE, BlockWriter
 from vmbuild.oci.image import BlobRef, Image, Layer
-from vmbuild.oci.layer import Out
 from vmbuild.oci.layercheck import CheckedBlob
-from vmbuild.oci.tarstream import archive_header
+from vmbuild.oci.metadata import config_name, docker_entry, manifest_json, repositories_json
+from vmbuild.oci.sinks import TarSink
+from vmbuild.oci.tarstream import TAR_BLOCK, archive_header
 from vmbuild.streaming.fdwriter import FdWriter, pipe_fd
 from vmbuild.streaming.hashpool import HashPool
 from vmbuild.streaming.lazy import LazyLayer
@@ -44,7 +42,6 @@ from vmbuild.streaming.packing import pack
 
 # (every layer of the image, indices of the new layers kept) -> the image
 Finish = Callable[[list[Layer], list[int]], Image]
-BLOCK = tarfile.BLOCKSIZE
 SIZE_MOD = 1 << 32  # gzip keeps the uncompressed size modulo 2**32
 
 
@@ -69,7 +66,7 @@ def _size_key(layer: Layer) -> int | None:
 class _Archive:
     """The outer tar's headers (the bytes :class:`TarStreamWriter` writes)."""
 
-    def __init__(self, out: Out, mtime: int):
+    def __init__(self, out: TarSink, mtime: int):
         self.out = out
         self.mtime = mtime
 
@@ -81,7 +78,7 @@ class _Archive:
         self.header(f"{directory}/layer.tar", size)
 
     def pad(self, size: int) -> None:
-        self.out.zeros(-size % BLOCK)
+        self.out.zeros(-size % TAR_BLOCK)
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self.header(name, len(data))
@@ -102,7 +99,7 @@ def write_streaming(
     finish: Finish,
     sink: BinaryIO,
     mtime: int,
-    block_size: int = BLOCK_SIZE,
+    block_size: int = BUFFER_SIZE,
 ) -> tuple[Image, list[str]]:
     """Write base layers, then ``new`` ones, then the metadata; returns the image and
     each of its layers' directory in the archive.
@@ -114,7 +111,7 @@ def write_streaming(
     fd = pipe_fd(sink)
     with contextlib.ExitStack() as stack:
         if fd is None:
-            out: Out = stack.enter_context(BlockWriter(sink, block_size))
+            out: TarSink = stack.enter_context(BlockWriter(sink, block_size))
         else:
             out = FdWriter(fd)
         pool = stack.enter_context(HashPool())
@@ -178,11 +175,11 @@ def write_streaming(
         kept = [item.index for item in new_items]
         image = finish(done, kept)
         config = image.config_bytes()
-        tar.add_bytes(f"{hex_of(of_bytes(config))}.json", config)
-        tar.add_bytes("manifest.json", docker_manifest(image, ids))
-        repositories = {image.name: {image.tag: ids[-1] if ids else ""}}
-        tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
-        out.zeros(2 * BLOCK)
+        entry = [docker_entry(image, ids)]
+        tar.add_bytes(config_name(config), config)
+        tar.add_bytes("manifest.json", manifest_json(entry))
+        tar.add_bytes("repositories", repositories_json(entry))
+        out.zeros(2 * TAR_BLOCK)
         if isinstance(out, FdWriter):
             out.flush()
     return image, ids
@@ -202,7 +199,7 @@ def _hash_heaviest(new: Sequence[LazyLayer], pool: HashPool) -> int | None:
     return heaviest
 
 
-def _copy_blob(out: Out, layer: Layer) -> None:
+def _copy_blob(out: TarSink, layer: Layer) -> None:
     blob = layer.blob
     if isinstance(blob, BlobRef):
         out.copy_file(blob.path, blob.size, blob.offset)

@@ -10,10 +10,7 @@ entries the last build of that set used.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -45,10 +42,9 @@ class ElfCache:
         self.key = cache.key([KIND, *roots])
         self.old: dict[str, Any] = {}
         self.new: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(cache.entry(KIND, self.key).read_text())
-            if isinstance(loaded, dict):
-                self.old = loaded
+        loaded = cache.read_json(cache.entry(KIND, self.key))
+        if isinstance(loaded, dict):
+            self.old = loaded
 
     def read(self, path: str) -> ElfInfo | None:
         try:
@@ -70,9 +66,4 @@ class ElfCache:
         """Keep the entries this build used (failures are ignored: it is only a cache)."""
         if self.new == self.old:
             return
-        path = cache.entry(KIND, self.key)
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{self.key}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(json.dumps(self.new, separators=(",", ":")))
-            os.replace(tmp, path)
+        cache.write_json(cache.entry(KIND, self.key), self.new)

@@ -33,7 +33,8 @@ GROUP = ("root:x:0:", "nobody:x:65534:")
 NSSWITCH = "hosts: files dns\n"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-Closure = Callable[[Iterable[Path]], Iterable[Path]]
+# paths -> every path they need (ELF closures), the helpers resolve their programs with
+ClosureOf = Callable[[Iterable[Path]], Iterable[Path]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _host_file(path: Path, what: str) -> Path:
     return path
 
 
-def _add_program(tree: Tree, program: Path, closure: Closure) -> None:
+def _add_program(tree: Tree, program: Path, closure: ClosureOf) -> None:
     for host in sorted(closure([_host_file(program, program.name)])):
         tree.add_file(str(host).lstrip("/"), host)
 
@@ -81,7 +82,7 @@ def _write(workdir: Path, rel: str, text: str) -> Path:
 
 
 def add_helper(
-    tree: Tree, helper: Helper, workdir: Path, closure: Closure = default_closure
+    tree: Tree, helper: Helper, workdir: Path, closure: ClosureOf = default_closure
 ) -> None:
     """Merge ``helper``'s files into ``tree``; synthetic files are written under ``workdir``."""
     own = workdir / f"helper-{helper.name}"

@@ -52,7 +52,6 @@ class Channel:
         stdin_data: bytes | None = None,
         deadline: float | None = None,
         alive: Callable[[], bool] = lambda: True,
-        on_stderr: Callable[[bytes], None] | None = None,
     ) -> int | None:
         """Run ``command`` (a shell string); its exit status, or None on deadline or loss.
 
@@ -65,7 +64,7 @@ class Channel:
                 chan.sendall(stdin_data)
             chan.shutdown_write()
             while True:
-                drained = self._drain(chan, stdout, stderr, on_stderr)
+                drained = self._drain(chan, stdout, stderr)
                 if chan.exit_status_ready() and not drained and chan.eof_received:
                     break
                 if chan.closed and not drained:
@@ -88,7 +87,6 @@ class Channel:
         chan: paramiko.Channel,
         stdout: BinaryIO | None,
         stderr: BinaryIO | None,
-        on_stderr: Callable[[bytes], None] | None,
     ) -> bool:
         moved = False
         while chan.recv_ready():
@@ -104,8 +102,6 @@ class Channel:
             if not data:
                 break
             moved = True
-            if on_stderr is not None:
-                on_stderr(data)
             if stderr is not None:
                 stderr.write(data)
                 stderr.flush()

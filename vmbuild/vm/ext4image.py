@@ -29,7 +29,7 @@ from typing import BinaryIO
 from vmbuild.run import run, which
 
 XATTR = "SCHILY.xattr."
-BLOCK = 4096
+EXT4_BLOCK = 4096
 INODE = 256
 TOP = "l"  # the lower's root inside the image
 
@@ -46,7 +46,7 @@ def _quote(name: str) -> str:
 
 
 @dataclass
-class Plan:
+class DebugfsScript:
     """What the image needs: its size, and the debugfs commands that finish it."""
 
     blocks: int = 0
@@ -65,7 +65,7 @@ def _check(root: str, name: str) -> str:
     return os.path.join(root, *parts)
 
 
-def _meta(plan: Plan, target: str, info: tarfile.TarInfo, kind: int, values: Path) -> None:
+def _meta(plan: DebugfsScript, target: str, info: tarfile.TarInfo, kind: int, values: Path) -> None:
     q = _quote(target)
     plan.commands.append(f"sif {q} uid {info.uid}")
     plan.commands.append(f"sif {q} gid {info.gid}")
@@ -87,7 +87,7 @@ class Stager:
     def __init__(self, root: str, values: Path):
         self.root = root
         self.values = values
-        self.plan = Plan()
+        self.plan = DebugfsScript()
         self._dirs: list[tuple[str, int]] = []
         self._top = tarfile.TarInfo(".")
         self._top.mode = 0o755
@@ -114,7 +114,7 @@ class Stager:
                 if fileobj is not None:
                     shutil.copyfileobj(fileobj, f, 1 << 20)
             os.utime(path, (info.mtime, info.mtime))
-            plan.blocks += (info.size + BLOCK - 1) // BLOCK + 1
+            plan.blocks += (info.size + EXT4_BLOCK - 1) // EXT4_BLOCK + 1
             _meta(plan, target, info, stat.S_IFREG, values)
         elif info.issym():
             os.symlink(info.linkname, path)
@@ -133,22 +133,22 @@ class Stager:
         else:
             raise Unconvertible(f"{name!r} has an unknown type")
 
-    def finish(self) -> Plan:
+    def finish(self) -> DebugfsScript:
         for path, mtime in reversed(self._dirs):  # children first: a child sets the mtime
             os.utime(path, (mtime, mtime))
         _meta(self.plan, f"/{TOP}", self._top, stat.S_IFDIR, self.values)
         return self.plan
 
 
-def make_image(staging: Path, image: Path, plan: Plan, work: Path) -> None:
+def make_image(staging: Path, image: Path, plan: DebugfsScript, work: Path) -> None:
     """``mke2fs -d staging`` into ``image`` (sized for ``plan``), then ``plan``'s commands."""
     inodes = plan.inodes + 64
-    blocks = plan.blocks + plan.blocks // 8 + inodes * INODE // BLOCK + 2048
+    blocks = plan.blocks + plan.blocks // 8 + inodes * INODE // EXT4_BLOCK + 2048
     with open(image, "wb") as f:
-        f.truncate(blocks * BLOCK)
+        f.truncate(blocks * EXT4_BLOCK)
     mkfs = which("mkfs.ext4", "e2fsprogs")
     made = run(
-        [mkfs, "-q", "-F", "-b", str(BLOCK), "-I", str(INODE), "-N", str(inodes), "-m", "0",
+        [mkfs, "-q", "-F", "-b", str(EXT4_BLOCK), "-I", str(INODE), "-N", str(inodes), "-m", "0",
          "-O", "^has_journal,^resize_inode", "-L", "vmbuild-lower",
          "-E", "root_owner=0:0,nodiscard", "-d", staging, image],
         capture=True,

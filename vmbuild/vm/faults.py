@@ -4,8 +4,11 @@ When a command fails, the guest's ``vmbuild-exec`` leaves ``/run/vmbuild/fault``
 ``key=value`` lines with the status, how many processes the OOM killer took since boot
 (the caller passes how many it already knew of) and the last victim, and the scratch
 disk's free and total blocks. A failed VM is a :class:`VmTimeout`, a
-:class:`HostDiskError` (QEMU reported a host I/O error on a disk image) or another
-:class:`~vmbuild.errors.VmError`.
+:class:`HostDiskError` (QEMU reported a host I/O error on a disk image), a
+:class:`GuestOutOfMemory` (the note's OOM kills, or the kernel's OOM report on the
+console when the connection died), a :class:`GuestDiskFull` (the note's free blocks,
+or the root step's status record) or another :class:`~vmbuild.errors.VmError`; callers
+tell them apart by type.
 """
 
 from __future__ import annotations
@@ -30,8 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vmbuild")
 
-ENOSPC = b"No space left on device"
-# Below this much free space the scratch disk counts as full.
+# Below this much free space (or 1/200 of the disk, if more) the scratch disk counts as full.
 FULL_BYTES = 1024 * 1024
 
 
@@ -42,7 +44,7 @@ class Faults:
     oom_total: int = 0  # OOM kills since boot
 
 
-def parse(note: bytes, stderr_tail: bytes = b"", oom_seen: int = 0) -> Faults:
+def parse(note: bytes, oom_seen: int = 0) -> Faults:
     fields: dict[str, str] = {}
     for line in note.decode(errors="replace").splitlines():
         key, sep, value = line.partition("=")
@@ -60,10 +62,7 @@ def parse(note: bytes, stderr_tail: bytes = b"", oom_seen: int = 0) -> Faults:
     scratch = fields.get("scratch", "").split()
     if len(scratch) == 3 and all(s.isdigit() for s in scratch):
         avail, total, bsize = (int(s) for s in scratch)
-        free = avail * bsize
-        disk_full = free < FULL_BYTES or (
-            total > 0 and avail * 200 < total and ENOSPC in stderr_tail
-        )
+        disk_full = avail * bsize < FULL_BYTES or avail * 200 < total
     return Faults(oom, disk_full, kills)
 
 
@@ -95,6 +94,22 @@ class VmTimeout(VmError):
 
 class HostDiskError(VmError):
     """QEMU could not read or write a disk image on the host (a full TMPDIR, say)."""
+
+
+class GuestOutOfMemory(VmError):
+    """The guest's kernel killed a process for memory (``memory_mib``: the VM's RAM)."""
+
+    def __init__(self, message: str, hint: str, *, memory_mib: int):
+        super().__init__(message, hint)
+        self.memory_mib = memory_mib
+
+
+class GuestDiskFull(VmError):
+    """A disk in the build VM filled up (``size_mib``: its size; the VM was stopped)."""
+
+    def __init__(self, message: str, hint: str, *, size_mib: int):
+        super().__init__(message, hint)
+        self.size_mib = size_mib
 
 
 class HostWatch:

@@ -288,12 +288,6 @@ class Machine:
         deadline, limit = self._deadline, self.timeout
         if timeout is not None and (deadline is None or t0 + timeout < deadline):
             deadline, limit = t0 + timeout, timeout
-        errtail = bytearray()
-
-        def keep(data: bytes) -> None:
-            errtail.extend(data)
-            del errtail[:-4096]
-
         status = self._channel.execute(
             EXEC + shlex.join(argv),
             stdout=stdout if stdout is not None else sys.stdout.buffer,
@@ -301,7 +295,6 @@ class Machine:
             stdin_data=stdin_data,
             deadline=deadline,
             alive=self._healthy,
-            on_stderr=keep,
         )
         self.timings["command"] = time.monotonic() - t0
         self._host.look(self._monitor, now=True)  # the command may have just hit one
@@ -310,7 +303,7 @@ class Machine:
             self._lost(deadline, limit)
         assert status is not None
         if status != 0:
-            self._check_faults(bytes(errtail))
+            self._check_faults()
         return status
 
     def open_session(self) -> paramiko.Channel:
@@ -319,23 +312,6 @@ class Machine:
         if self._channel is None:
             raise VmError("the VM is not running", "use Machine as a context manager")
         return self._channel.transport.open_session()
-
-    def put_file(self, data: bytes, guest_path: str, mode: int = 0o755) -> None:
-        """Write a small file (a script) into the guest over SSH; bulk data uses disks."""
-        if self._channel is None:
-            raise VmError("the VM is not running", "use Machine as a context manager")
-        q = shlex.quote(guest_path)
-        status = self._channel.execute(
-            f"cat > {q} && chmod {mode:o} {q}",
-            stdout=None,
-            stderr=None,
-            stdin_data=data,
-            deadline=self._deadline or time.monotonic() + 60,
-            alive=self._healthy,
-        )
-        self._raise_host_error()
-        if status != 0:
-            raise VmError(f"could not write {guest_path} in the guest", self._tail_hint())
 
     # --- faults ----------------------------------------------------------------
 
@@ -398,25 +374,27 @@ class Machine:
 
     def _raise_oom(self, detail: str) -> None:
         self._kill()
-        raise VmError(
+        raise faults.GuestOutOfMemory(
             f"the guest ran out of memory ({self.memory_mib} MiB): {detail}",
             "give the VM more memory: --memory MiB (buildVMMemorySize)",
+            memory_mib=self.memory_mib,
         )
 
-    def _check_faults(self, errtail: bytes) -> None:
+    def _check_faults(self) -> None:
         assert self._channel is not None
         status, note = self._channel.capture(
             "cat /run/vmbuild/fault", deadline=time.monotonic() + 10, alive=self._alive
         )
-        found = faults.parse(note if status == 0 else b"", errtail, self._oom_seen)
+        found = faults.parse(note if status == 0 else b"", self._oom_seen)
         self._oom_seen = max(self._oom_seen, found.oom_total)
         if found.oom:
             self._raise_oom(found.oom)
         if found.disk_full:
             self._kill()
-            raise VmError(
+            raise faults.GuestDiskFull(
                 f"the scratch disk is full ({self.disk_size_mib} MiB)",
                 "give the VM a bigger scratch disk: --disk-size MiB (diskSize)",
+                size_mib=self.disk_size_mib,
             )
 
     def _kill(self) -> None:

@@ -36,8 +36,9 @@ from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
 from vmbuild.progress import human
+from vmbuild.run import Tee
 from vmbuild.vm import lowers, shell
-from vmbuild.vm.faults import HostDiskError, VmTimeout
+from vmbuild.vm.faults import GuestDiskFull, GuestOutOfMemory, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
 from vmbuild.vm.qemu import MAX_DISKS
 from vmbuild.vm.stepfiles import step_tar
@@ -62,6 +63,17 @@ PACKING = "packing the new layer"
 PACKING_EXPORT = "packing the exported tree"
 # the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
+# the fault a stage's line in the status record may name: the result outgrew its disk
+OUT_FULL = "out-full"
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """One line of the guest's status record (``/step/status``): how a stage ended."""
+
+    stage: str
+    status: int
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,28 +87,6 @@ class RootStep:
     extra_commands: str = ""  # run after it, in the new layer's root
     uid: int = 0  # the owner of copyToRoot's files in the content disk
     gid: int = 0
-
-
-class _Tail:
-    """Passes output through to ``sink`` and keeps its last lines for error messages."""
-
-    def __init__(self, sink: BinaryIO):
-        self._sink = sink
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self._sink.write(data)
-        self._sink.flush()
-        self.data.extend(data)
-        del self.data[:-8192]
-        return len(data)
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    def lines(self, n: int = 5) -> list[str]:
-        text = self.data.decode(errors="replace")
-        return [ln for ln in text.splitlines() if ln.strip()][-n:]
 
 
 def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
@@ -162,7 +152,7 @@ def _run_step(
     files: dict[str, bytes] | None = None,
     has_content: bool = False,
 ) -> None:
-    tail = _Tail(sys.stderr.buffer)
+    tee = Tee(sys.stderr.buffer)
     content = "/dev/vdc" if mode == "build" and has_content else "-"
     # /dev/vda is the scratch disk, vdb the output, then (build) the content, the lowers
     devices = [_device(first_lower + i) for i in range(lower_count)]
@@ -179,62 +169,70 @@ def _run_step(
                 content,
                 *devices,
             ],
-            stdout=tail,  # type: ignore[arg-type]
-            stderr=tail,  # type: ignore[arg-type]
+            stdout=tee,  # type: ignore[arg-type]
+            stderr=tee,  # type: ignore[arg-type]
             stdin_data=step_tar(files or {}),  # the step's files come in on stdin
         )
-    except VmError as exc:
-        if isinstance(exc, HostDiskError | VmTimeout):
-            raise
-        if "out of memory" in exc.message:
-            raise VmError(
-                f"the build VM ran out of memory (buildVMMemorySize = {memory} MiB)",
-                "raise buildVMMemorySize in the spec",
-            ) from exc
-        if "disk is full" in exc.message:
-            raise _disk_full(disk_size, needed) from exc
-        raise
+    except GuestOutOfMemory as exc:
+        raise GuestOutOfMemory(
+            f"the build VM ran out of memory (buildVMMemorySize = {memory} MiB)",
+            "raise buildVMMemorySize in the spec",
+            memory_mib=memory,
+        ) from exc
+    except GuestDiskFull as exc:
+        raise _disk_full(disk_size, needed) from exc
     if status == 0:
         return
-    text = tail.data.decode(errors="replace")
-    lines = tail.lines()
-    last = " / ".join(lines)
-    if "No space left on device" in text:
+    outcome = _last_outcome(vm, status)
+    if outcome is not None and outcome.fault == OUT_FULL:
         raise _disk_full(disk_size, needed)
-    stage = _failed_stage(vm, status)
+    stage = outcome.stage if outcome is not None else None
     if stage == RUN_AS_ROOT:
         shell.failure_shell(vm, status)  # with --shell-on-failure: until the user leaves
     if stage in SCRIPT_HINTS:
         raise StepFailed(
-            f"{stage} failed with status {status}" + (f": {last}" if last else ""),
-            status,
-            SCRIPT_HINTS[stage],
-            output_tail="\n".join(lines),
+            f"{stage} failed with status {status}", status, SCRIPT_HINTS[stage], output=tee.text()
         )
     doing = f" while {STAGES[stage]}" if stage in STAGES else ""
-    raise VmError(
-        f"the build step in the VM failed{doing} (status {status})" + (f": {last}" if last else ""),
+    failed = VmError(
+        f"the build step in the VM failed{doing} (status {status})",
         "the base image may be malformed; rerun with --debug",
     )
+    failed.output = tee.text()
+    raise failed
 
 
-def _failed_stage(vm: Machine, status: int) -> str | None:
-    """The stage the guest's status record (``/step/status``: STAGE STATUS) names.
+def read_record(text: str) -> list[StageOutcome]:
+    """The guest's status record: one ``STAGE STATUS [FAULT]`` line per stage that ended."""
+    outcomes = []
+    for line in text.splitlines():
+        stage, code, *fault = line.split()
+        outcomes.append(StageOutcome(stage, int(code), fault[0] if fault else None))
+    return outcomes
 
-    None when there is no record, or it is for another status than ``status``.
+
+def _last_outcome(vm: Machine, status: int) -> StageOutcome | None:
+    """How the stage that ran last ended, from the guest's status record.
+
+    None when there is no record, or its last line is for another status than ``status``.
     """
     out = io.BytesIO()
     if vm.run(["cat", "/step/status"], stdout=out, stderr=io.BytesIO()) != 0:
         return None
-    stage, _, code = out.getvalue().decode(errors="replace").strip().partition(" ")
-    return stage if code == str(status) else None
+    try:
+        outcomes = read_record(out.getvalue().decode(errors="replace"))
+    except ValueError:
+        return None
+    last = outcomes[-1] if outcomes else None
+    return last if last is not None and last.status == status else None
 
 
-def _disk_full(disk_size: int, needed: int) -> VmError:
-    return VmError(
+def _disk_full(disk_size: int, needed: int) -> GuestDiskFull:
+    return GuestDiskFull(
         f"the build VM's disk is full (diskSize = {disk_size} MiB; the base image and "
         f"copyToRoot alone needed about {needed} MiB)",
         "raise diskSize in the spec",
+        size_mib=disk_size,
     )
 
 

@@ -8,9 +8,10 @@ it (:func:`vmbuild.tempdirs.sweep_stale`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from vmbuild.errors import VmError
+from vmbuild.errors import VmError, last_lines
 from vmbuild.run import run, which
 from vmbuild.tempdirs import sweep_stale
 from vmbuild.vm.faults import HostDiskError, where_is
@@ -18,6 +19,8 @@ from vmbuild.vm.faults import HostDiskError, where_is
 __all__ = ["TMP_PREFIX", "make_scratch", "sweep_stale"]
 
 TMP_PREFIX = "vmbuild-vm-"
+# a failed mkfs with less room than this left on the host counts as a full host disk
+MKFS_ROOM = 32 * 1024 * 1024
 
 
 def make_scratch(path: Path, size_mib: int) -> None:
@@ -45,12 +48,20 @@ def make_scratch(path: Path, size_mib: int) -> None:
     )
     if made.returncode == 0:
         return
-    text = made.stderr.decode(errors="replace").strip()
-    if "No space left on device" in text or "Disk quota exceeded" in text:
+    if _nearly_full(path.parent):
         raise HostDiskError(
             f"the host's disk is full: no space left in {where_is(path)} for the build VM's "
             "scratch disk",
             "free space there, or point TMPDIR at a file system with room",
         )
-    tail = " / ".join(text.splitlines()[-3:])
+    tail = " / ".join(last_lines(made.stderr.decode(errors="replace"), 3))
     raise VmError(f"mkfs.ext4 of the build VM's scratch disk failed: {tail}", "rerun with --debug")
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Whether ``directory``'s file system has too little room left for mkfs's metadata."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < MKFS_ROOM

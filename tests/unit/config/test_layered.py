@@ -13,7 +13,7 @@ from vmbuild.config.common import Fields
 from vmbuild.config.layered import (
     MAX_LAYERS_DEFAULT,
     MIN_LAYER_SIZE_DEFAULT,
-    Closure,
+    ClosureItem,
     LayeredSpec,
     parse,
 )
@@ -50,7 +50,7 @@ def test_contents_kinds(fs: FakeFilesystem) -> None:
     root, helper, closure, again = s.contents
     assert str(root) == str(again) == "/specs/root"
     assert helper == Helper("binSh")
-    assert isinstance(closure, Closure) and str(closure.path) == "/usr/bin/prog"
+    assert isinstance(closure, ClosureItem) and str(closure.path) == "/usr/bin/prog"
 
 
 def test_a_single_item_is_a_list(fs: FakeFilesystem) -> None:

@@ -13,7 +13,7 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from vmbuild.config.common import Fields
 from vmbuild.config.debian import DebItem
-from vmbuild.config.layered import Closure
+from vmbuild.config.layered import ClosureItem
 from vmbuild.config.nixshell import NixShellSpec, parse
 from vmbuild.errors import SpecError
 
@@ -80,7 +80,7 @@ def test_every_key_becomes_a_variable_as_nix_writes_it(host: FakeFilesystem) -> 
     assert v["jobs"] == "3" and v["outputs"] == "out dev" and v["passAsFile"] == "notes"
     assert "src" not in v and "nativeBuildInputs" not in v
     assert s.drv.src == Path("/specs/hello-1.0.tar.gz")
-    assert s.drv.inputs == (("nativeBuildInputs", (Closure(Path("/usr/bin/make")),)),)
+    assert s.drv.inputs == (("nativeBuildInputs", (ClosureItem(Path("/usr/bin/make")),)),)
     assert s.drv.outputs == ("out", "dev") and s.drv.pass_as_file == ("notes",)
     assert (s.name, s.tag, s.uid, s.home, s.run) == ("custom", "t1", 0, "/home/me", "make")
 
@@ -132,4 +132,4 @@ def test_debian_inputs_bring_the_base_tools_as_packages(host: FakeFilesystem) ->
     plain = spec(
         {"drv": {"name": "x", "buildInputs": [{"path": "/usr/bin/make", "closure": True}]}}
     )
-    assert not plain.from_debian and plain.contents == (Closure(Path("/usr/bin/make")),)
+    assert not plain.from_debian and plain.contents == (ClosureItem(Path("/usr/bin/make")),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmbuild.layering.popularity import by_popularity, plan_layers, popularity
+from vmbuild.layering.popularity import by_popularity, choose_layers, popularity
 
 # app -> libfoo -> libc ; app -> libc ; tool -> libc ; tool -> libbar
 GRAPH: dict[str, set[str]] = {
@@ -34,41 +34,41 @@ def test_cycles_terminate() -> None:
 
 def test_everything_fits() -> None:
     sizes = dict.fromkeys(GRAPH, 1000)
-    plan = plan_layers(GRAPH, sizes, slots=10)
-    assert plan.own == ("libc", "libbar", "libfoo", "app", "tool")
-    assert plan.shared == ()
-    assert plan.layer_count == 5
+    layering = choose_layers(GRAPH, sizes, slots=10)
+    assert layering.own == ("libc", "libbar", "libfoo", "app", "tool")
+    assert layering.shared == ()
+    assert layering.layer_count == 5
 
 
 def test_exactly_enough_slots_needs_no_shared_layer() -> None:
-    plan = plan_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=5)
-    assert plan.layer_count == 5 and plan.shared == ()
+    layering = choose_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=5)
+    assert layering.layer_count == 5 and layering.shared == ()
 
 
 def test_too_few_slots_leaves_the_least_popular_to_share_one_layer() -> None:
-    plan = plan_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=3)
-    assert plan.own == ("libc", "libbar")
-    assert plan.shared == ("libfoo", "app", "tool")
-    assert plan.layer_count == 3
+    layering = choose_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=3)
+    assert layering.own == ("libc", "libbar")
+    assert layering.shared == ("libfoo", "app", "tool")
+    assert layering.layer_count == 3
 
 
 def test_one_slot_shares_everything() -> None:
-    plan = plan_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=1)
-    assert plan.own == () and len(plan.shared) == 5
+    layering = choose_layers(GRAPH, dict.fromkeys(GRAPH, 1000), slots=1)
+    assert layering.own == () and len(layering.shared) == 5
 
 
 def test_small_units_are_grouped_not_given_layers() -> None:
     sizes = {"libc": 2_000_000, "libbar": 10, "libfoo": 500_000, "app": 20, "tool": 90_000}
-    plan = plan_layers(GRAPH, sizes, slots=10, min_size=64 * 1024)
-    assert plan.own == ("libc", "libfoo", "tool")
-    assert plan.shared == ("libbar", "app")
+    layering = choose_layers(GRAPH, sizes, slots=10, min_size=64 * 1024)
+    assert layering.own == ("libc", "libfoo", "tool")
+    assert layering.shared == ("libbar", "app")
 
 
 def test_small_units_and_overflow_share_the_same_layer() -> None:
     sizes = {"libc": 2_000_000, "libbar": 10, "libfoo": 500_000, "app": 20, "tool": 90_000}
-    plan = plan_layers(GRAPH, sizes, slots=2, min_size=64 * 1024)
-    assert plan.own == ("libc",)
-    assert plan.shared == ("libbar", "libfoo", "app", "tool")
+    layering = choose_layers(GRAPH, sizes, slots=2, min_size=64 * 1024)
+    assert layering.own == ("libc",)
+    assert layering.shared == ("libbar", "libfoo", "app", "tool")
 
 
 def test_order_does_not_depend_on_dict_order() -> None:
@@ -77,6 +77,6 @@ def test_order_does_not_depend_on_dict_order() -> None:
 
 
 def test_empty_graph_and_no_slots() -> None:
-    assert plan_layers({}, {}, slots=0).layer_count == 0
+    assert choose_layers({}, {}, slots=0).layer_count == 0
     with pytest.raises(ValueError):
-        plan_layers(GRAPH, {}, slots=0)
+        choose_layers(GRAPH, {}, slots=0)

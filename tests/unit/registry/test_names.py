@@ -10,12 +10,12 @@ import pytest
 from vmbuild.config.common import Fields
 from vmbuild.config.pull import parse
 from vmbuild.errors import RegistryError, SpecError
+from vmbuild.oci.names import check_pinned_digest
 from vmbuild.registry.manifest import Descriptor, Index, Platform, parse_platform, select
 from vmbuild.registry.manifest import parse as parse_manifest
 from vmbuild.registry.nixhash import from_base32, parse_sha256, to_base32, to_sri
 from vmbuild.registry.reference import (
     Repository,
-    check_digest,
     parse_docker_url,
     parse_reference,
     parse_repository,
@@ -73,7 +73,7 @@ def test_reference_and_url() -> None:
 @pytest.mark.parametrize("bad", ["sha256:abc", "sha512:" + "a" * 128, "sha256:" + "A" * 64, "x"])
 def test_bad_digest(bad: str) -> None:
     with pytest.raises(SpecError, match="not a valid digest"):
-        check_digest(bad)
+        check_pinned_digest(bad, "imageDigest")
 
 
 def test_nix_base32_known_value() -> None:

@@ -131,12 +131,12 @@ def test_first_bytes_before_the_last_layer_is_planned(tmp_path: Path) -> None:
 
 def test_a_file_that_changed_size_is_caught(tmp_path: Path) -> None:
     layer = tree_layer(tmp_path / "a", {"f": "one", "g": "x"})
-    layer.plan()
+    layer.exact_size()
     (tmp_path / "a" / "f").write_text("three")
     with pytest.raises(ImageError, match="changed while") as info:
         write_streaming([], [layer], finish, io.BytesIO(), 1)
     assert str(tmp_path / "a" / "f") in info.value.message
-    layer.plan()
+    layer.exact_size()
     (tmp_path / "a" / "f").unlink()
     with pytest.raises(ImageError, match="cannot read"):
         write_streaming([], [layer], finish, io.BytesIO(), 1)

@@ -163,7 +163,7 @@ def _host_elves(limit: int) -> list[str]:
 def test_header_reader_agrees_with_pyelftools() -> None:
     from vmbuild.units.elfheaders import read_headers
 
-    paths = _host_elves(150)
+    paths = _host_elves(60)
     assert paths
     for path in paths:
         with open(path, "rb") as f:

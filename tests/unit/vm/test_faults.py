@@ -25,10 +25,9 @@ def test_no_free_blocks_is_a_full_disk() -> None:
     assert parse(b"status=1\noom_kills=0\nscratch=0 3840 4096\n").disk_full
 
 
-def test_enospc_with_little_room_left_is_a_full_disk() -> None:
-    note = b"status=1\noom_kills=0\nscratch=400 262144 4096\n"
-    assert parse(note, b"tar: x: No space left on device\n").disk_full
-    assert not parse(note, b"some other error\n").disk_full
+def test_less_than_a_two_hundredth_left_is_a_full_disk() -> None:
+    assert parse(b"status=1\noom_kills=0\nscratch=400 262144 4096\n").disk_full
+    assert not parse(b"status=1\noom_kills=0\nscratch=1400 262144 4096\n").disk_full
 
 
 def test_missing_or_garbled_note_is_no_fault() -> None:

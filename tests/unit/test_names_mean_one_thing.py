@@ -1,0 +1,45 @@
+"""Each module-level name means one thing across the package (issue 11's collisions)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import vmbuild
+
+PACKAGE = Path(vmbuild.__file__).parent
+WATCHED = ("TAR_BLOCK", "BLOCK", "BLOCK_SIZE", "Plan", "Closure", "ClosureItem", "ClosureOf")
+
+
+@functools.cache
+def top_level() -> list[tuple[str, ast.stmt]]:
+    """Every module's top-level statements, parsed once."""
+    return [
+        (str(path.relative_to(PACKAGE)), node)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.parse(path.read_text()).body
+    ]
+
+
+def names_defined(node: ast.stmt) -> list[str]:
+    if isinstance(node, ast.ClassDef | ast.FunctionDef):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else []
+    if isinstance(node, ast.AnnAssign):
+        targets = [node.target]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+
+def definitions(name: str) -> list[str]:
+    return [where for where, node in top_level() if name in names_defined(node)]
+
+
+def test_each_watched_name_is_defined_at_most_once() -> None:
+    for name in WATCHED:
+        assert len(definitions(name)) <= 1, (name, definitions(name))
+
+
+def test_the_old_ambiguous_names_are_gone() -> None:
+    for name in ("BLOCK", "BLOCK_SIZE", "Plan", "Closure"):
+        assert definitions(name) == [], name
