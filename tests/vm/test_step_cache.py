@@ -61,11 +61,9 @@ def test_unchanged_step_boots_no_vm_and_every_input_counts(tmp_path: Path) -> No
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err
         stages = [ln.split(" (")[0] for ln in err.splitlines() if ln.startswith("vmbuild> ")]
-        assert stages[:3] == [
-            "vmbuild> preparing base layers: 1 of 1, " + stages[0].split(", ", 1)[1],
-            "vmbuild> booting the build VM",
-            "vmbuild> running runAsRoot ...",
-        ], err
+        # "1 of 1", and ", N MB made" unless another build made the lower image first
+        assert stages[0].startswith("vmbuild> preparing base layers: 1 of 1"), err
+        assert stages[1:3] == ["vmbuild> booting the build VM", "vmbuild> running runAsRoot ..."]
         assert any(s.startswith("vmbuild> built cached:t in ") for s in stages), err
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
