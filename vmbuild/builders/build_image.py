@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path
-from vmbuild.builders.debcontent import add_to_tree, deb_content
+from vmbuild.builders.debcontent import DebContent, add_to_tree, configure_script, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec
@@ -40,6 +40,11 @@ def layer_compression(opts: OutputOptions) -> Compression:
 
 
 def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
+    return gather_with_debs(spec, workdir)[0]
+
+
+def gather_with_debs(spec: BuildImageSpec, workdir: Path) -> tuple[Tree, DebContent | None]:
+    """copyToRoot's tree, and its Debian packages (in the tree too)."""
     tree = Tree()
     debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
     if debs is not None:
@@ -51,7 +56,7 @@ def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
             add_helper(tree, item, workdir)
         else:
             tree.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
-    return tree
+    return tree, debs
 
 
 def pack_tree(
@@ -69,17 +74,20 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
         if spec.from_image
         else None
     )
-    tree = gather(spec, workdir)
+    tree, debs = gather_with_debs(spec, workdir)
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
-    if spec.run_as_root is not None:
+    script = spec.run_as_root
+    if debs is not None and spec.debian is not None and spec.debian.configure:
+        script = configure_script(debs) + (script or "")  # in the same VM boot
+    if script is not None:
         from vmbuild.vm.steps import RootStep, run_as_root
 
         step = RootStep(
             name="runAsRoot",
             disk_size=spec.disk_size,
             memory=spec.build_vm_memory_size,
-            script=spec.run_as_root,
+            script=script,
             extra_commands=spec.extra_commands,
             uid=spec.uid,
             gid=spec.gid,
