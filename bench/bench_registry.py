@@ -6,8 +6,9 @@ registry with skopeo, then times, in the same run:
 
 - pull: ``vmbuild build`` of a pullImage spec (as ``vmbuild prefetch`` prints it: a
   docker-archive with uncompressed layers, its hash checked) against ``skopeo copy
-  docker://… docker-archive:…``, cold cache; then warm; and the prefetch itself, which
-  also hashes every layer tar to check its diff_id.
+  docker://… docker-archive:…``, cold cache; then warm (the archive kept by its hash:
+  a hard link, see registry/pulledcache.py; target 3x the cold pull); and the prefetch
+  itself, which also hashes every layer tar to check its diff_id.
 - push: ``vmbuild push`` of that archive against ``skopeo copy docker-archive:… docker://…``,
   each to a fresh registry with empty caches; then the same push again (nothing
   changed: HEADs only).
@@ -169,7 +170,10 @@ def bench_pull(work: Path, ref: str, runs: int, sk_env: dict[str, str]) -> Path:
     line("pull (pullImage), cold cache", ours, theirs, "(target >= 2x)")
     warm = work / "warm.tar"
     build[build.index(str(out))] = str(warm)
-    line("pull, warm blob cache", [timed(build, cold, warm) for _ in range(runs)])
+    cold_best = min(r.wall for r in ours)
+    warm_runs = [timed(build, cold, warm) for _ in range(runs)]
+    ratio = cold_best / min(r.wall for r in warm_runs)
+    line("pull, warm cache", warm_runs, None, f"({ratio:.1f}x the cold pull; target >= 3x)")
     line("prefetch (checks diff_ids)", [Run(took, cpu)])
     return out
 
@@ -193,11 +197,16 @@ def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> No
             again_ours.append(timed(us, cache))
     line("push, fresh repository", ours, theirs)
     best = min(r.wall for r in again_ours)
-    verdict = "(target < 0.5 s)" if best < 0.5 else "(target < 0.5 s: MISSED)"
+    ok = best <= min(r.wall for r in again_theirs)
+    verdict = "(target: no slower than skopeo" + (")" if ok else ": MISSED)")
     line("push again, nothing changed", again_ours, again_theirs, verdict)
 
 
 def main() -> int:
+    # An installed vmbuild has its bytecode compiled (pip does it): let the runs write
+    # theirs once rather than compile every module on every start.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(vmbuild("--help"), capture_output=True, check=False)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a ~30 MB image: a quick smoke run")
     ap.add_argument("--runs", type=int, default=3, help="runs of each, best kept (default 3)")

@@ -5,8 +5,15 @@
    Target: at least 6x faster than libguestfs.
 2. exportImage of a many-layer image: the host merge and the in-VM merge, against
    ``skopeo copy`` + ``umoci unpack`` + ``tar -c`` of the same image.
+3. runAsRoot on a Debian base (``--debian``; ``--debian-big`` for the 1 GB one): the
+   base made by ``bench/debian_base.py`` (mmdebstrap, cached), a script adding a user
+   and a directory, against ``buildah from`` + ``run --isolation chroot`` + ``commit``
+   of the same in the same run. vmbuild cold (no lower images, no step cache), warm
+   (lower images cached, the step not), and a step-cache hit. Targets: cold <= 1.5x
+   buildah (2x on the 1 GB base), warm <= 1.2x, hit < 0.3 s and >= 10x faster.
 
-Usage: ``python bench/bench_root.py [--small]``; run by hand, not in CI.
+Usage: ``flock /tmp/vmbuild-bench.lock python bench/bench_root.py [--small] [--debian]
+[--debian-big] [--only-debian]``; run by hand, not in CI.
 """
 
 from __future__ import annotations
@@ -117,14 +124,92 @@ def export_paths(work: Path, layers: int, size: int) -> None:
     )
 
 
+DEBIAN_SCRIPT = (
+    "groupadd -r app && useradd -r -g app -d /home/app -m app && "
+    "mkdir -p /data && chown app:app /data"
+)
+
+
+def _forget_lowers(base: Path) -> None:
+    """Remove the base's lower images from the cache (a cold run makes them again)."""
+    import json
+    import tarfile
+
+    from vmbuild import cache
+    from vmbuild.oci.image import BlobRef, Layer
+    from vmbuild.vm import lowers
+    from vmbuild.vm.qemu import MAX_DISKS
+
+    with tarfile.open(base) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+    fake = [Layer(d, BlobRef.whole(base), "none") for d in config["rootfs"]["diff_ids"]]
+    for group in lowers.plan(fake, MAX_DISKS - 3):
+        shutil.rmtree(cache.entry(lowers.KIND, group.key), ignore_errors=True)
+
+
+def debian_case(work: Path, runs: int, big: bool) -> None:
+    from bench.debian_base import debian_base
+
+    base = debian_base(big)
+    label = "the 1 GB Debian base" if big else "a Debian base"
+    spec = work / "debian.toml"
+    spec.write_text(
+        f'name = "app"\ntag = "t"\nfromImage = "{base}"\nrunAsRoot = "{DEBIAN_SCRIPT}"\n'
+    )
+
+    def build(steps: Path, out: str) -> float:
+        env = {**os.environ, "VMBUILD_STEP_CACHE": str(steps)}
+        return timed(vmbuild("build", spec, "--out", work / out, "--compress", "none"), env=env)
+
+    def buildah() -> float:
+        store = work / "buildah"
+        cmd = ["buildah", "--root", str(store / "root"), "--runroot", str(store / "run"),
+               "--storage-driver", "vfs"]  # fmt: skip
+        t0 = time.perf_counter()
+        ctr = subprocess.run([*cmd, "from", "-q", f"docker-archive:{base}"], check=True,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+        subprocess.run([*cmd, "run", "--isolation", "chroot", ctr, "--", "sh", "-c",
+                        DEBIAN_SCRIPT], check=True, capture_output=True)  # fmt: skip
+        subprocess.run([*cmd, "commit", "-q", ctr, "bench-app:t"], check=True,
+                       capture_output=True)  # fmt: skip
+        took = time.perf_counter() - t0
+        subprocess.run([*cmd, "rm", "-a"], check=False, capture_output=True)
+        subprocess.run([*cmd, "rmi", "-a", "-f"], check=False, capture_output=True)
+        return took
+
+    colds, warms, hits, anchors = [], [], [], []
+    for i in range(runs):
+        _forget_lowers(base)
+        colds.append(build(work / f"steps-cold{i}", "cold.tar"))
+        warms.append(build(work / f"steps-warm{i}", "warm.tar"))
+        hits.append(min(build(work / f"steps-warm{i}", "hit.tar") for _ in range(3)))
+        anchors.append(buildah())
+    cold, warm, hit, anchor = (statistics.median(x) for x in (colds, warms, hits, anchors))
+    print(
+        f"runAsRoot on {label} ({base.stat().st_size / 1e6:.0f} MB): buildah from+run+commit "
+        f"{anchor:.2f} s; vmbuild cold {cold:.2f} s (x{cold / anchor:.2f} of buildah, target "
+        f"<= {2 if big else 1.5}), warm lowers {warm:.2f} s (x{warm / anchor:.2f}, target <= 1.2),"
+        f" step-cache hit {hit:.2f} s ({anchor / hit:.1f}x faster, target < 0.3 s and >= 10x)"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--debian", action="store_true", help="add the Debian base case")
+    ap.add_argument("--debian-big", action="store_true", help="add the 1 GB Debian base case")
+    ap.add_argument("--only-debian", action="store_true", help="only the Debian case(s)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vmbuild-bench-"))
     try:
-        vm_overhead(work, 2 if args.small else 5)
-        export_paths(work, 20 if args.small else 130, 1 << 16 if args.small else 1 << 20)
+        if not args.only_debian:
+            vm_overhead(work, 2 if args.small else 5)
+            export_paths(work, 20 if args.small else 130, 1 << 16 if args.small else 1 << 20)
+        if args.debian or (args.only_debian and not args.debian_big):
+            debian_case(work, 1 if args.small else 3, big=False)
+        if args.debian_big:
+            debian_case(work, 1, big=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,6 +10,12 @@ import pytest
 from tests.support.containers import Containers
 
 
+@pytest.fixture(autouse=True)
+def step_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own step cache: a root step a test runs must boot its VM."""
+    monkeypatch.setenv("VMBUILD_STEP_CACHE", str(tmp_path_factory.mktemp("steps")))
+
+
 @pytest.fixture
 def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
     root = tmp_path_factory.mktemp("containers")
@@ -21,7 +27,7 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]
         check=False,
     )
     subprocess.run(
-        ["podman", *c.store, "--storage-driver", "vfs", "system", "reset", "-f"],
+        [*c.podman_argv, "--storage-driver", "vfs", "system", "reset", "-f"],
         capture_output=True,
         check=False,
     )

@@ -31,10 +31,12 @@ __all__ = [
     "VmbuildError",
     "build_image",
     "build_layered_image",
+    "build_nix_shell_image",
     "export_image",
     "merge_images",
     "pull_image",
     "stream_layered_image",
+    "stream_nix_shell_image",
 ]
 
 # Names whose camelCase is not a plain conversion of the snake_case form.
@@ -144,6 +146,34 @@ def merge_images(
     compressed like the last of them unless ``compress`` (or ``compressor``) says."""
     kwargs["images"] = images
     return _run("mergeImages", out, "docker-archive", compress, level, base_dir, kwargs)
+
+
+def build_nix_shell_image(
+    *,
+    drv: dict[str, Any],
+    out: str | Path,
+    format: str = "docker-archive",
+    compress: Compression | None = None,
+    level: int | None = None,
+    base_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> BuildResult:
+    """dockerTools.buildNixShellImage: ``drv`` is the recipe table, its keys as in a spec
+    (they are the environment's variable names: ``nativeBuildInputs``, ``shellHook``)."""
+    kwargs["drv"] = drv
+    return _run("buildNixShellImage", out, format, compress, level, base_dir, kwargs)
+
+
+def stream_nix_shell_image(
+    *, sink: BinaryIO, drv: dict[str, Any], base_dir: str | Path | None = None, **kwargs: Any
+) -> None:
+    """dockerTools.streamNixShellImage: the uncompressed docker-archive, written to ``sink``."""
+    from vmbuild.builders import stream
+    from vmbuild.config import parse_table
+
+    kwargs["drv"] = drv
+    table = _table("streamNixShellImage", kwargs)
+    stream(parse_table(table, "streamNixShellImage", Path(base_dir or ".").resolve()), sink)
 
 
 def __getattr__(name: str) -> Any:

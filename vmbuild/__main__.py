@@ -7,7 +7,9 @@ imports only its own module (``vmbuild stream`` starts without paramiko or QEMU'
 libraries); ``--help``, no command or an unknown one import them all. Errors a user
 can act on (:class:`VmbuildError`) become one line on stderr with a hint and the
 error's exit code; anything else is a bug and shows its traceback. ``--debug`` shows
-tracebacks and every subprocess command. SIGINT, SIGTERM and SIGHUP clean up alike and
+tracebacks and every subprocess command, ``-v`` the commands only, ``-q`` hides
+progress. The global options work before or after the command (``cli.common``); an
+unknown option prints that command's usage. SIGINT, SIGTERM and SIGHUP clean up alike and
 exit with 128 + the signal's number (:mod:`vmbuild.signals`); a full disk on the host
 is one line too.
 """
@@ -15,47 +17,70 @@ is one line too.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import importlib
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
 from vmbuild import signals
+from vmbuild.cli.common import (
+    GLOBAL_OPTIONS,
+    HelpFormatter,
+    add_globals,
+    all_parsers,
+    main_epilog,
+    package_version,
+)
 from vmbuild.errors import VmbuildError
 
-# Command -> the module that registers it (see module docstring).
+# Command -> the module that registers it (see module docstring). A new command adds
+# its line here and a module with register(subparsers).
 COMMANDS = {
-    "build": "vmbuild.cli_build",
-    "stream": "vmbuild.cli_build",
-    "lock": "vmbuild.cli_lock",
-    "vm": "vmbuild.vm.cli",
-    "doctor": "vmbuild.vm.cli",
-    "prefetch": "vmbuild.registry.cli",
-    "push": "vmbuild.registry.cli",
+    "build": "vmbuild.cli.build",
+    "stream": "vmbuild.cli.build",
+    "inspect": "vmbuild.cli.inspect",
+    "load": "vmbuild.cli.load",
+    "lock": "vmbuild.cli.lock",
+    "sbom": "vmbuild.cli.sbom",
+    "prefetch": "vmbuild.cli.registry",
+    "push": "vmbuild.cli.registry",
+    "vm": "vmbuild.cli.vm",
+    "doctor": "vmbuild.cli.vm",
+    "version": "vmbuild.cli.version",
+    "completion": "vmbuild.cli.completion",
+    "cache": "vmbuild.cli.cache",
 }
+# commands that need every command's parser (completion is generated from it)
+NEEDS_ALL = {"completion"}
 # errno values of a local file system that is full or read-only
 LOCAL_IO_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 def command_of(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names, if it comes before any option but ``--debug``."""
+    """The command ``argv`` names, if it comes before any option but the global ones."""
     for arg in argv:
-        if arg != "--debug":
-            return arg if arg in COMMANDS else None
+        if arg not in GLOBAL_OPTIONS:
+            return arg if arg in COMMANDS and arg not in NEEDS_ALL else None
     return None
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmbuild",
-        description="Build reproducible Docker/OCI images without a daemon and without root.",
+        description="Build reproducible Docker/OCI images the way nixpkgs dockerTools does, "
+        "from a TOML spec, without Nix, a daemon or root; root steps run in a throwaway VM.",
+        epilog=main_epilog(),
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and commands run")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"vmbuild {package_version()}")
+    add_globals(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -64,16 +89,39 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
                 raise
             continue
         module.register(sub)
+    for _path, command_parser in all_parsers(parser)[1:]:
+        add_globals(command_parser, top=False)
+        command_parser.set_defaults(_parser=command_parser)
     return parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed; an unknown option is refused with its command's usage."""
+    command = command_of(argv)
+    parser = build_parser((COMMANDS[command],) if command else COMMAND_MODULES)
+    first = next((a for a in argv if a not in GLOBAL_OPTIONS), None)
+    if first is not None and not first.startswith("-") and first not in COMMANDS:
+        close = difflib.get_close_matches(first, sorted(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        parser.error(f"unknown command {first!r}{hint} (vmbuild --help lists them)")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner: argparse.ArgumentParser = getattr(args, "_parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    args._root_parser = parser
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = command_of(argv)
-    parser = build_parser((COMMANDS[command],) if command else COMMAND_MODULES)
-    args = parser.parse_args(argv)
+    args = parse(argv)
+    level = logging.INFO
+    if args.debug or args.verbose:
+        level = logging.DEBUG
+    elif args.quiet:
+        level = logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
+        level=level,
         format="%(message)s",
         stream=sys.stderr,
     )
@@ -85,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: int = args.func(args)
         return status
     except VmbuildError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, then the same line and exit status as without
+            traceback.print_exc()
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)
         return exc.exit_code

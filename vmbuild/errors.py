@@ -4,6 +4,10 @@ Every error a user can cause or fix is a :class:`VmbuildError`: it carries a one
 message (what is wrong) and a hint (how to fix it). The CLI's error boundary in
 ``__main__`` prints exactly those and exits with ``exit_code``; nothing else is shown
 unless ``--debug`` is given.
+
+Each error's type carries its exit status (:data:`EXIT_CODES` lists them for --help
+and the README): 2 a bad spec or command line, 3 a missing host tool, 4 a failed user
+script, 5 a registry or network error, 1 anything else; 130 is Ctrl-C (``signals``).
 """
 
 from __future__ import annotations
@@ -46,13 +50,40 @@ class VmError(VmbuildError):
 
 
 class StepFailed(VmbuildError):
-    """A user command (extraCommands, runAsRoot, a `vm run` command) exited non-zero."""
+    """A user script (runAsRoot, extraCommands, fakeRootCommands) exited non-zero.
+
+    The exit status is 4 whatever the script's; its own ``status`` is in the message.
+    """
+
+    exit_code = 4
 
     def __init__(self, message: str, status: int, hint: str | None = None, output_tail: str = ""):
-        super().__init__(message, hint, exit_code=status if 0 < status < 256 else 1)
+        super().__init__(message, hint)
         self.status = status
         self.output_tail = output_tail
 
 
+class ToolFailed(StepFailed):
+    """A host program vmbuild runs itself (not a user script) failed or timed out."""
+
+    exit_code = 1
+
+
 class RegistryError(VmbuildError):
-    """A registry refused a request or sent something that does not verify."""
+    """A registry refused a request, could not be reached, or sent something that does
+    not verify."""
+
+    exit_code = 5
+
+
+# exit status -> what it means (printed by --help and in the README)
+EXIT_CODES = {
+    0: "success",
+    1: "any other failure (a bad input image, the build VM, a host tool failing)",
+    2: "a bad spec or command line",
+    3: "a host tool vmbuild needs is missing",
+    4: "a user script failed (runAsRoot, extraCommands, fakeRootCommands); "
+    "its own status is in the message",
+    5: "a registry or network error",
+    130: "interrupted (Ctrl-C); 143 for SIGTERM, 129 for SIGHUP",
+}

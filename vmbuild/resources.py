@@ -1,10 +1,12 @@
-"""The files vmbuild ships beside its code: the guest's and the kernel recipe's.
+"""The files vmbuild ships beside its code: the guest's, the kernel recipe's, nix-shell's.
 
-They live at the repository's top level, ``guest/`` (the guest's init, its helpers, the
+The first two live at the repository's top level, ``guest/`` (the guest's init, its helpers, the
 root-step script and the shadowSetup script) and ``kernels/`` (the kconfig fragment and
 its README). ``pyproject.toml`` maps them to the packages ``vmbuild._guest`` and
 ``vmbuild._kernels``, so a wheel carries them as package data and an editable install
-resolves them to the checkout; this module is the only place that reads them.
+resolves them to the checkout. ``vmbuild/nixshell/`` (the nix-shell image's setup file,
+rc file and buildDerivation) is package data of ``vmbuild`` itself. This module is the
+only place that reads any of them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.resources
 from vmbuild.errors import VmbuildError
 
 GUEST = "vmbuild._guest"
+NIXSHELL = "nixshell"  # vmbuild/nixshell/: the files a nix-shell image holds
 KERNELS = "vmbuild._kernels"
 SHADOW_SETUP_FILE = "shadow-setup.sh"
 
@@ -47,3 +50,9 @@ def shadow_setup() -> str:
     useradd/groupadd are on PATH after it.
     """
     return guest_file(SHADOW_SETUP_FILE).decode()
+
+
+def nixshell_file(name: str) -> str:
+    """A file of ``vmbuild/nixshell/`` (``setup.sh``, ``rcfile.sh``, ``buildDerivation.sh``):
+    what buildNixShellImage puts in the image, as shipped."""
+    return importlib.resources.files("vmbuild").joinpath(NIXSHELL, name).read_text()

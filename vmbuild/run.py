@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from vmbuild import signals
-from vmbuild.errors import StepFailed, ToolMissing
+from vmbuild.errors import ToolFailed, ToolMissing
 
 log = logging.getLogger("vmbuild")
 
@@ -64,7 +64,7 @@ def run(
     """Run ``argv`` to completion.
 
     ``capture`` collects stdout and stderr. With ``check`` a non-zero exit raises
-    :class:`StepFailed` naming ``what`` (default: the program) with the tail of its
+    :class:`ToolFailed` naming ``what`` (default: the program) with the tail of its
     stderr when captured. ``die_with_parent`` as for :func:`spawn`; ``pass_fds`` are
     descriptors the child inherits (at the same numbers).
     """
@@ -87,11 +87,11 @@ def run(
     except FileNotFoundError as exc:
         raise ToolMissing(f"{args[0]} is not installed", "run scripts/setup") from exc
     except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"{what or Path(args[0]).name} timed out after {timeout} s", 124) from exc
+        raise ToolFailed(f"{what or Path(args[0]).name} timed out after {timeout} s", 124) from exc
     if check and proc.returncode != 0:
         tail = (proc.stderr or b"").decode(errors="replace").strip().splitlines()[-5:]
         detail = ": " + " / ".join(tail) if tail else ""
-        raise StepFailed(
+        raise ToolFailed(
             f"{what or Path(args[0]).name} exited with status {proc.returncode}{detail}",
             proc.returncode,
             output_tail="\n".join(tail),

@@ -35,7 +35,7 @@ def leftovers(directory: Path) -> list[str]:
             1,
             "has no image good:nope",
         ),
-        ('name = "x"\nextraCommands = "echo failing >&2; exit 7"\n', 7, "status 7: failing"),
+        ('name = "x"\nextraCommands = "echo failing >&2; exit 7"\n', 4, "status 7: failing"),
     ],
 )
 def test_bad_input_one_line_no_output(

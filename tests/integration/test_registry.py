@@ -249,8 +249,10 @@ def test_prefetch_prints_platform_digest(tmp_path: Path, world: World) -> None:
     assert spec["imageDigest"] == world.arm_digest  # the platform's, not the index's
     assert spec["finalImageTag"] == "stable"
     assert "-> ImageDigest: " + world.arm_digest in res.stderr
+    assert spec["function"] == "pullImage"  # a whole spec: it builds as it is
     out = tmp_path / "img.tar"
-    path = spec_file(tmp_path, **spec)
+    path = tmp_path / "pull.toml"
+    path.write_text(res.stdout)
     res = vmbuild("build", str(path), "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert sha_sri(out) == spec["hash"]

@@ -194,7 +194,7 @@ def test_redirect_loop_and_dead_targets(tmp_path: Path, env: dict[str, str]) -> 
     for routes, message in cases:
         with sr.image([layer], routes=routes) as (host, _):
             res = prefetch(host, env)
-        assert res.returncode == 1
+        assert res.returncode == 5
         one_line(res.stderr, message)
 
 
@@ -238,7 +238,7 @@ def test_digests_that_are_paths(tmp_path: Path, env: dict[str, str]) -> None:
     for raw in manifests:
         with sr.image([layer], manifest=raw) as (host, _):
             res = prefetch(host, env, "--arch", "amd64")
-        assert res.returncode == 1
+        assert res.returncode == 5
         one_line(res.stderr, "malformed digest")
     # A diff_id in the config is a member name of the docker-archive.
     with sr.image([layer], diff_ids=[TRAVERSAL]) as (host, digest):
@@ -246,7 +246,7 @@ def test_digests_that_are_paths(tmp_path: Path, env: dict[str, str]) -> None:
             prefetch(host, env),
             vmbuild_cli(*build(tmp_path, host, digest, env)[3:], env=env),
         ):
-            assert res.returncode == 1
+            assert res.returncode == 5
             one_line(res.stderr, f"malformed diff_id '{TRAVERSAL}'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "pull.toml", "tmp"]
     assert not Path("/x").exists() and not (tmp_path.parent / "x").exists()
@@ -277,7 +277,7 @@ def test_digests_that_are_paths(tmp_path: Path, env: dict[str, str]) -> None:
 def test_malformed_manifest_is_one_line(raw: bytes, env: dict[str, str]) -> None:
     with sr.image([], manifest=raw) as (host, _):
         res = prefetch(host, env)
-    assert res.returncode == 1
+    assert res.returncode == 5
     one_line(res.stderr, f"{host}/{sr.REPO}:latest: ")
 
 
@@ -290,7 +290,7 @@ def test_malformed_config_is_one_line(config: bytes, env: dict[str, str]) -> Non
     routes = {f"/v2/{sr.REPO}/blobs/{sr.sha(config)}": sr.answer(200, config)}
     with sr.image([], manifest=raw, routes=routes) as (host, _):
         res = prefetch(host, env)
-    assert res.returncode == 1
+    assert res.returncode == 5
     one_line(res.stderr, "config")
 
 

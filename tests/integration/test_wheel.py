@@ -30,6 +30,7 @@ for name in names:
         resources.guest_file(name[6:]))
     print(name, hashlib.sha256(data).hexdigest())
 print("shadow", vmbuild.SHADOW_SETUP == resources.shadow_setup())
+print("nixshell", "genericBuild()" in resources.nixshell_file("setup.sh"))
 print("from", resources.__file__)
 """
 
@@ -89,4 +90,5 @@ def test_the_wheel_holds_guest_and_kernels_and_an_install_finds_them(tmp_path: P
     expect = [f"{n} {hashlib.sha256((ROOT / n).read_bytes()).hexdigest()}" for n in wanted]
     assert out[: len(wanted)] == expect
     assert out[len(wanted)] == "shadow True"
+    assert out[len(wanted) + 1] == "nixshell True"  # vmbuild/nixshell/ is package data
     assert out[-1].startswith(f"from {venv}/lib/"), out[-1]

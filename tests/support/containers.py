@@ -10,7 +10,10 @@ from typing import IO
 def _checked(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
     """Run ARGV; on failure, an AssertionError that shows what the tool printed."""
     done: subprocess.CompletedProcess[bytes] = subprocess.run(
-        argv, capture_output=True, timeout=300, **kwargs  # type: ignore[call-overload]
+        argv,
+        capture_output=True,
+        timeout=300,
+        **kwargs,  # type: ignore[call-overload]
     )
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace")[-2000:]
@@ -24,12 +27,16 @@ class Containers:
     def __init__(self, root: Path):
         self.root = root
         self.store = ["--root", str(root / "root"), "--runroot", str(root / "run")]
+        # podman's own --tmpdir too: libpod's state dir (/run/libpod by default) is shared
+        # by every podman on the machine, and `system reset` of one store removed it
+        # under another's `load`.
+        self.podman_argv = ["podman", *self.store, "--tmpdir", str(root / "tmp")]
 
     def podman(
         self, *args: str, input: bytes | None = None, stdin: IO[bytes] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = ["podman", *self.store, "--storage-driver", "vfs"]
-        return _checked([*argv, "--cgroup-manager", "cgroupfs", *args], input=input, stdin=stdin)
+        argv = [*self.podman_argv, "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"]
+        return _checked([*argv, *args], input=input, stdin=stdin)
 
     def buildah(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return _checked(["buildah", *self.store, "--storage-driver", "vfs", *args])

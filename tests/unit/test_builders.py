@@ -19,17 +19,25 @@ def test_every_function_a_spec_can_name_has_a_builder() -> None:
 
 
 def test_the_layered_functions_stream_and_write_layouts() -> None:
+    layered = {
+        "buildLayeredImage",
+        "streamLayeredImage",
+        "buildNixShellImage",
+        "streamNixShellImage",
+    }
     streaming = {name for name, builder in BUILDERS.items() if builder.stream is not None}
-    assert streaming == {"buildLayeredImage", "streamLayeredImage"}
+    assert streaming == layered
     layouts = {name for name, builder in BUILDERS.items() if builder.layout}
-    assert layouts == {"buildImage", "buildLayeredImage", "streamLayeredImage"}
+    assert layouts == {"buildImage", *layered}
     assert [n for n, b in BUILDERS.items() if not b.compresses] == ["exportImage"]
 
 
 def test_stream_refuses_a_function_that_does_not_stream(tmp_path: Path) -> None:
     loaded = parse_table({"name": "x"}, "spec", tmp_path)
     sink = io.BytesIO()
-    with pytest.raises(SpecError, match="works with streamLayeredImage specs, not buildImage"):
+    with pytest.raises(
+        SpecError, match="streamLayeredImage and streamNixShellImage specs, not buildImage"
+    ):
         stream(loaded, sink)
     assert sink.getvalue() == b""
 

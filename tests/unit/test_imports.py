@@ -3,7 +3,7 @@ builders reads the spec (``vmbuild.config``) or the builders themselves.
 
 Every ``import`` counts, wherever it is written: at the top, inside a function, or
 under ``if TYPE_CHECKING``. A package is ``vmbuild.X`` for each subpackage; each
-top-level module (``vmbuild.errors``, ``vmbuild.run``, ``vmbuild.cli_build``, the API
+top-level module (``vmbuild.errors``, ``vmbuild.run``, the API
 in ``vmbuild/__init__.py`` …) is a node of its own, as they sit at both ends of the
 order (errors at the bottom, the CLI at the top).
 """
@@ -28,10 +28,11 @@ LOWER = (
     "vmbuild.streaming",
     "vmbuild.hoststeps",
     "vmbuild.layering",
+    "vmbuild.sbom",
     "vmbuild.debian",
 )
 # Top-level modules that sit above the builders (the command line and the API).
-ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli_build", "vmbuild.cli_lock"}
+ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli"}
 
 
 def module_names() -> dict[str, Path]:

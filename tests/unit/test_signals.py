@@ -65,12 +65,12 @@ def test_messages() -> None:
 def test_a_full_disk_on_the_host_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    import vmbuild.cli_build
+    import vmbuild.cli.build
 
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "layer-0"))
 
-    monkeypatch.setattr(vmbuild.cli_build, "build", full)
+    monkeypatch.setattr(vmbuild.cli.build, "build", full)
     spec = tmp_path / "s.toml"
     spec.write_text('name = "x"\n')
     assert cli.main(["build", str(spec), "--out", str(tmp_path / "o.tar")]) == 1

@@ -9,6 +9,8 @@ registry) and writes the image to --out.
 - :mod:`.pull_image`: pullImage.
 - :mod:`.export_image`: exportImage.
 - :mod:`.merge_images`: mergeImages (nixpkgs', beyond the manual).
+- :mod:`.nix_shell`: buildNixShellImage and streamNixShellImage (a recipe's build
+  environment, made by the layered builder).
 
 Beside them what they share: :mod:`.imageconfig` (the image config JSON),
 :mod:`.basepull` (a pullImage ``fromImage``, pulled once into the cache) and
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from vmbuild.config.export import ExportImageSpec
     from vmbuild.config.layered import LayeredSpec
     from vmbuild.config.merge import MergeImagesSpec
+    from vmbuild.config.nixshell import NixShellSpec
     from vmbuild.config.pull import PullImageSpec
 
 Spec = TypeVar("Spec")
@@ -50,6 +53,7 @@ class Builder(Generic[Spec]):
     layout: bool = False  # --format oci writes a layout directory (else a file)
     # its docker-archive is compressed as --compress says (so --out's suffix is checked)
     compresses: bool = True
+    attests: bool = False  # it reports what went in (--sbom, --provenance)
 
 
 # Each builder's module is imported when that function runs, not before: `vmbuild stream`
@@ -92,11 +96,24 @@ def _merge_images(spec: MergeImagesSpec, out: Path, opts: OutputOptions) -> Buil
     return merge_images.build(spec, out, opts)
 
 
-_BUILD_IMAGE: Builder[BuildImageSpec] = Builder(_build_image, layout=True)
-_LAYERED: Builder[LayeredSpec] = Builder(_build_layered, _stream_layered, layout=True)
+def _build_nix_shell(spec: NixShellSpec, out: Path, opts: OutputOptions) -> BuildResult:
+    from vmbuild.builders import nix_shell
+
+    return nix_shell.build(spec, out, opts)
+
+
+def _stream_nix_shell(spec: NixShellSpec, sink: BinaryIO) -> None:
+    from vmbuild.builders import nix_shell
+
+    nix_shell.stream(spec, sink)
+
+
+_BUILD_IMAGE: Builder[BuildImageSpec] = Builder(_build_image, layout=True, attests=True)
+_LAYERED: Builder[LayeredSpec] = Builder(_build_layered, _stream_layered, layout=True, attests=True)
 _PULL_IMAGE: Builder[PullImageSpec] = Builder(_pull_image)
 _EXPORT_IMAGE: Builder[ExportImageSpec] = Builder(_export_image, compresses=False)
 _MERGE_IMAGES: Builder[MergeImagesSpec] = Builder(_merge_images)
+_NIX_SHELL: Builder[NixShellSpec] = Builder(_build_nix_shell, _stream_nix_shell, layout=True)
 
 # function -> its builder; the spec's type is the one config's parser gives for it
 BUILDERS: dict[str, Builder[Any]] = {
@@ -106,6 +123,8 @@ BUILDERS: dict[str, Builder[Any]] = {
     "pullImage": _PULL_IMAGE,
     "exportImage": _EXPORT_IMAGE,
     "mergeImages": _MERGE_IMAGES,
+    "buildNixShellImage": _NIX_SHELL,
+    "streamNixShellImage": _NIX_SHELL,
 }
 
 
@@ -116,6 +135,16 @@ def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
     if opts.format == "docker-archive" and builder.compresses:
         warn_on_suffix(out, opts.compression)
     target = resolve_out(out, directory=layout)
+    if opts.attest.wanted:
+        if not builder.attests:
+            raise SpecError(
+                f"--sbom and --provenance work with buildImage and buildLayeredImage specs, "
+                f"not {loaded.function}",
+                "drop them, or run vmbuild sbom on the image for its inventory",
+            )
+        from vmbuild.sbom.attest import check_paths
+
+        check_paths(opts.attest)
     result = builder.build(loaded.spec, target, opts)
     return dataclasses.replace(result, out=out)
 
@@ -144,7 +173,8 @@ def stream(loaded: Loaded, sink: BinaryIO) -> None:
     builder = BUILDERS[loaded.function]
     if builder.stream is None:
         raise SpecError(
-            f"vmbuild stream works with streamLayeredImage specs, not {loaded.function}",
-            'set function = "streamLayeredImage", or use vmbuild build',
+            "vmbuild stream works with streamLayeredImage and streamNixShellImage specs, "
+            f"not {loaded.function}",
+            'set function = "streamLayeredImage" (or "streamNixShellImage"), or use vmbuild build',
         )
     builder.stream(loaded.spec, sink)

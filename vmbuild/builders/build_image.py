@@ -7,15 +7,17 @@ the deterministic layer writer and written with the base's layers kept byte for 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmbuild import tempdirs
-from vmbuild.builders.basepull import base_path
+from vmbuild import progress, tempdirs
+from vmbuild.builders.basepull import base_path, base_ref
 from vmbuild.builders.debcontent import DebContent, add_to_tree, configure_script, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
-from vmbuild.config.build_image import BuildImageSpec
+from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
 from vmbuild.hoststeps.stage import materialize, run_script
@@ -23,15 +25,21 @@ from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
-from vmbuild.oci.reader import read_image
+from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.units.helpers import Helper, add_helper
+
+if TYPE_CHECKING:
+    from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
 
 # Every file in the new layer has this mtime, as in nixpkgs: `created` is the config's
 # date only, so a new `created` ("now") gives the same layer.
 LAYER_MTIME = 1
+WRITING = "writing the image"
+# the stages of vm.steps that are the build VM's time (for the summary)
+VM_STAGES = ("booting the build VM", "running runAsRoot", "merging the layers in the build VM")
 
 
 def layer_compression(opts: OutputOptions) -> Compression:
@@ -39,16 +47,13 @@ def layer_compression(opts: OutputOptions) -> Compression:
     return "none" if opts.format == "docker-archive" else opts.compression
 
 
-def gather(spec: BuildImageSpec, workdir: Path) -> Tree:
-    return gather_with_debs(spec, workdir)[0]
-
-
-def gather_with_debs(spec: BuildImageSpec, workdir: Path) -> tuple[Tree, DebContent | None]:
-    """copyToRoot's tree, and its Debian packages (in the tree too)."""
+def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
     debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
     if debs is not None:
         add_to_tree(tree, debs)
+        if found is not None:
+            found.append(debs)  # for the SBOM
     for item in spec.copy_to_root:
         if isinstance(item, DebItem):
             continue
@@ -56,7 +61,7 @@ def gather_with_debs(spec: BuildImageSpec, workdir: Path) -> tuple[Tree, DebCont
             add_helper(tree, item, workdir)
         else:
             tree.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
-    return tree, debs
+    return tree
 
 
 def pack_tree(
@@ -68,18 +73,21 @@ def pack_tree(
     return Layer(packed.diff_id, BlobRef.whole(path), compression, packed.digest)
 
 
-def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
+def assemble(
+    spec: BuildImageSpec, workdir: Path, opts: OutputOptions, record: Record | None = None
+) -> Image:
     base = (
         read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )
-    tree, debs = gather_with_debs(spec, workdir)
+    debs: list[DebContent] = []
+    tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     script = spec.run_as_root
-    if debs is not None and spec.debian is not None and spec.debian.configure:
-        script = configure_script(debs) + (script or "")  # in the same VM boot
+    if debs and spec.debian is not None and spec.debian.configure:
+        script = configure_script(debs[0]) + (script or "")  # in the same VM boot
     if script is not None:
         from vmbuild.vm.steps import RootStep, run_as_root
 
@@ -101,6 +109,8 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
             tree = from_roots([root], keep_dirlinks=True)
         new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
     layers = [*(base.layers if base else []), new_layer]
+    if record is not None:
+        _note(record, spec, base, new_layer, workdir, debs)
     config = image_config(
         architecture=spec.architecture,
         created=spec.created,
@@ -113,9 +123,62 @@ def assemble(spec: BuildImageSpec, workdir: Path, opts: OutputOptions) -> Image:
     return Image(spec.name, tag, config, layers)
 
 
+def _note(
+    record: Record,
+    spec: BuildImageSpec,
+    base: BaseImage | None,
+    layer: Layer,
+    workdir: Path,
+    debs: list[DebContent],
+) -> None:
+    """What went in, for the SBOM: the base (and its packages), each copyToRoot item, and
+    the new layer's files no item accounts for (extraCommands', runAsRoot's)."""
+    from vmbuild.sbom import collect
+
+    if base is not None:
+        assert spec.from_image is not None
+        record.add_base(base_ref(spec.from_image, base), base)
+    items = []
+    for found in debs:
+        items += collect.deb_packages(found.lock.packages, found.packages)
+        record.add_debs(spec.debian.lock if spec.debian else None)
+    for i, item in enumerate(spec.copy_to_root):
+        one = Tree()
+        if isinstance(item, DebItem):
+            continue
+        if isinstance(item, Helper):
+            add_helper(one, item, workdir / f"sbom-helper-{i}")
+            items.append(collect.tree_item(f"helper:{item.name}", item.name, one.entries, ""))
+        else:
+            one.add_root(item, keep_dirlinks=spec.keep_contents_dirlinks)
+            items.append(collect.tree_item(f"copyToRoot:{item}", str(item), one.entries, ""))
+    record.add(*items)
+    if spec.run_as_root is not None or spec.extra_commands:
+        files = collect.layer_files(layer, "the new layer")
+        record.add(collect.unattributed("layer:new", files, items, "the new layer's other files"))
+    record.depend("copyToRoot", layer.diff_id, None, paths=[_named(i) for i in spec.copy_to_root])
+
+
+def _named(item: CopyItem) -> str:
+    return item.name if isinstance(item, Helper | DebItem) else str(item)
+
+
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    with tempdirs.workdir("vmbuild-") as wd:
-        image = assemble(spec, Path(wd), opts)
-        write_image(image, out, opts, created_epoch(spec.created))
+    from vmbuild.sbom.attest import recording
+
+    report = progress.current()
+    with (
+        tempdirs.workdir("vmbuild-") as wd,
+        recording(opts, "buildImage", spec.build_args) as record,
+    ):
+        image = assemble(spec, Path(wd), opts, record)
+        refs = record.referrers(image) if record else []
+        if record:
+            record.prepare(image)
+        with report.stage(WRITING) if report.active else contextlib.nullcontext():
+            write_image(image, out, opts, created_epoch(spec.created), refs)
+        if record:
+            record.write(image, out)
+        report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vmbuild import tempdirs
+from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path
+from vmbuild.builders.build_image import VM_STAGES
 from vmbuild.builders.result import BuildResult
 from vmbuild.config.common import created_epoch, parse_created
 from vmbuild.config.export import ExportImageSpec
@@ -60,6 +61,7 @@ def build(spec: ExportImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
                 packed = export_in_vm(step, base, workdir, sink, mtime)
             else:
                 packed = flatten(base.layers, sink, workdir, mtime)
+        progress.current().summary(f"exported {len(base.layers)} layers", VM_STAGES)
         log.info("exported %d layers to %s", len(base.layers), out)
         return BuildResult(
             out=out,

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild import tempdirs
-from vmbuild.builders.basepull import base_path
-from vmbuild.builders.debcontent import add_units, deb_content
+from vmbuild.builders.basepull import base_path, base_ref
+from vmbuild.builders.debcontent import DebContent, add_units, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.common import created_epoch
@@ -44,6 +44,9 @@ from vmbuild.units.elfcache import ElfCache
 from vmbuild.units.graph import Graph, config_programs, tree_of
 from vmbuild.units.helpers import Helper, add_helper
 
+if TYPE_CHECKING:
+    from vmbuild.sbom.attest import Record
+
 log = logging.getLogger("vmbuild")
 
 
@@ -52,9 +55,14 @@ class Assembled:
     base: BaseImage | None
     layers: list[LazyLayer]
     comments: list[str]
+    graph: Graph | None = None
+    custom: Custom | None = None
+    debs: list[DebContent] = field(default_factory=list)
 
 
-def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]]:
+def unit_graph(
+    spec: LayeredSpec, workdir: Path, found: list[DebContent] | None = None
+) -> tuple[Graph, Tree, list[str]]:
     """The unit graph, and the tree of the contents' plain paths (customisation layer).
 
     With ``includeStorePaths = false`` the graph is empty: closures, helpers and the
@@ -71,6 +79,8 @@ def unit_graph(spec: LayeredSpec, workdir: Path) -> tuple[Graph, Tree, list[str]
     debs = deb_content(spec.contents, spec.debian, spec.architecture, workdir)
     if debs is not None:
         add_units(graph, debs)
+        if found is not None:
+            found.append(debs)  # for the SBOM
     tree = Tree()
     helpers: list[str] = []
     for i, item in enumerate(spec.contents):
@@ -125,7 +135,8 @@ def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
 
 def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
-    graph, tree, helpers = unit_graph(spec, workdir)
+    debs: list[DebContent] = []
+    graph, tree, helpers = unit_graph(spec, workdir, debs)
     mtime = created_epoch(spec.mtime)
     custom = customisation(
         tree,
@@ -163,7 +174,7 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
         len(base.layers) if base else 0,
         plan.layer_count,
     )
-    return Assembled(base, layers, comments)
+    return Assembled(base, layers, comments, graph, custom, debs)
 
 
 def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
@@ -216,9 +227,45 @@ def _spooled(asm: Assembled, workdir: Path, opts: OutputOptions) -> tuple[list[L
     return layers, kept
 
 
+def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> None:
+    """What went in, for the SBOM: the base (and its packages), every unit of the graph
+    with its references, and the customisation layer's files no unit accounts for."""
+    from vmbuild.sbom import collect
+    from vmbuild.sbom.inventory import files_of
+
+    if asm.base is not None:
+        assert spec.from_image is not None
+        record.add_base(base_ref(spec.from_image, asm.base), asm.base)
+    units = []
+    for debs in asm.debs:
+        units += collect.deb_packages(debs.lock.packages, debs.packages)
+        record.add_debs(spec.debian.lock if spec.debian else None)
+    packaged = {u.ref for u in units}
+    if asm.graph is not None:
+        for name, unit in sorted(asm.graph.units.items()):
+            if name not in packaged:
+                units.append(collect.host_unit(name, unit.entries, unit.refs))
+    record.add(*units)
+    custom = asm.custom
+    if custom is not None and custom.tar is not None:
+        files = collect.tar_files(custom.tar, "the customisation layer")
+    else:
+        files = files_of(custom.tree.entries if custom and custom.tree else {})
+    record.add(collect.unattributed("layer:customisation", files, units, "customisation layer"))
+    diff_id = image.layers[-1].diff_id
+    record.depend(
+        "contents",
+        diff_id,
+        None,
+        paths=[str(getattr(i, "name", None) or getattr(i, "path", i)) for i in spec.contents],
+    )
+
+
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    with tempdirs.workdir("vmbuild-") as wd:
+    from vmbuild.sbom.attest import recording
+
+    with tempdirs.workdir("vmbuild-") as wd, recording(opts, spec.function, spec.build_args) as rec:
         workdir = Path(wd)
         asm = assemble(spec, workdir)
         mtime = created_epoch(spec.created)
@@ -227,8 +274,15 @@ def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
             with atomic_file(out) as f, compressor(f, opts.compression, opts.level) as z:
                 finish = _finisher(spec, asm)
                 image, _ = write_streaming(base, asm.layers, finish, z, mtime, BLOCK_SIZE)
+                if rec is not None:  # before the archive is in place: none without the other
+                    _note(rec, spec, asm, image)
+                    rec.prepare(image)
         else:
             image = _finisher(spec, asm)(*_spooled(asm, workdir, opts))
-            write_image(image, out, opts, mtime)
+            if rec is not None:
+                _note(rec, spec, asm, image)
+            write_image(image, out, opts, mtime, rec.referrers(image) if rec else [])
+        if rec is not None:
+            rec.write(image, out)
         log.info("built %s (%d layers)", image.ref, len(image.layers))
         return result_for(image, out, opts, spec.build_args or {})

@@ -17,7 +17,9 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    describe_toml,
     get_compressor,
+    missing_item_hint,
     name_and_tag,
 )
 from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
@@ -25,7 +27,7 @@ from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import host_goarch
-from vmbuild.units.helpers import Helper, parse_helper
+from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
@@ -66,14 +68,15 @@ def copy_item(fields: Fields) -> Any:
             return helper
         if not isinstance(value, str) or not value:
             raise SpecError(
-                f"{fields.where}: {where} must be a path or a helper name, got {value!r}",
+                f"{fields.where}: {where} must be a path or a helper name, "
+                f"got {describe_toml(value)}",
                 'write a path string, or e.g. "fakeNss"',
             )
         path = fields.resolve(value)
         if not path.exists() and not path.is_symlink():
             raise SpecError(
                 f"{fields.where}: {where}: {value} does not exist",
-                "fix the path (relative paths resolve against the spec file's directory)",
+                missing_item_hint(value, HELPERS, closures=False),
             )
         return path
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,9 @@ NIX_ONLY = {
     "debug": "use vmbuild --debug to see every command run",
 }
 
+# what a string argument looks like, for the hint when another type was given
+STRING_EXAMPLES = {"created": "2024-01-01T00:00:00Z", "mtime": "2024-01-01T00:00:00Z"}
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -38,6 +42,55 @@ _TYPE_NAMES = {
     list: "a list",
     dict: "a table",
 }
+
+
+def describe_toml(value: Any) -> str:
+    """A spec value as TOML would show it (a short one) and its TOML type, for messages:
+    ``an integer 5``, ``a table``, never a Python repr."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true or false)"
+    if isinstance(value, dt.date | dt.time):
+        return f"a TOML date {_iso(value)}"
+    if isinstance(value, dict):
+        return (
+            "a table { " + ", ".join(sorted(value)[:3]) + (", ..." if len(value) > 3 else "") + " }"
+        )
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, int):
+        return f"an integer {value}"
+    if isinstance(value, float):
+        return f"a number {value}"
+    if isinstance(value, str):
+        return "a string " + json.dumps(value[:60])
+    return type(value).__name__
+
+
+# What a copyToRoot/contents item may be, for hints on one that is none of them.
+ITEM_KINDS = (
+    "items are host paths (copied from this machine), helpers (binSh, usrBinEnv, "
+    "caCertificates, fakeNss) or, in layered contents, closures"
+)
+
+
+def missing_item_hint(value: str, helpers: Sequence[str], closures: bool) -> str:
+    """The hint for a copyToRoot/contents item that names no existing path: the helper
+    it is close to, or what items are when it looks like a Nix package."""
+    close = difflib.get_close_matches(value, helpers, n=1, cutoff=0.6) or [
+        h for h in helpers if h.lower() == value.lower()
+    ]
+    if close:
+        return f'did you mean the helper "{close[0]}"?'
+    example = '{ path = "/usr/bin/redis-server", closure = true }'
+    if value.startswith(("pkgs.", "nixpkgs.", "<nixpkgs>")) or (
+        "/" not in value and "." in value and not Path(value).suffix[1:].isalpha()
+    ):
+        return f"{value} looks like a Nix package; there is no Nix store here: {ITEM_KINDS}, " + (
+            f"e.g. {example}" if closures else 'e.g. "./root" or "binSh"'
+        )
+    if "/" not in value:
+        return f"{ITEM_KINDS}; a relative path resolves against the spec file's directory"
+    return "fix the path (relative paths resolve against the spec file's directory)"
 
 
 class Fields:
@@ -71,8 +124,10 @@ class Fields:
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise SpecError(
                 f"{self.where}: {key} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
-                f"got {type(value).__name__} {value!r}",
-                f"fix {key} in the spec",
+                f"got {describe_toml(value)}",
+                f'write it as a string: {key} = "{STRING_EXAMPLES.get(key, "...")}"'
+                if kind is str
+                else f"fix {key} in the spec",
             )
         return value
 

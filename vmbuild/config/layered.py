@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    describe_toml,
     get_compressor,
+    missing_item_hint,
     name_and_tag,
 )
 from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
@@ -30,7 +33,7 @@ from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import host_goarch
 from vmbuild.units.graph import config_programs
-from vmbuild.units.helpers import Helper, parse_helper
+from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
 MAX_LAYERS_DEFAULT = 100
 MAX_LAYERS_LIMIT = 125
@@ -79,14 +82,31 @@ class LayeredSpec:
         return self.function == "streamLayeredImage"
 
 
-def _readable(path: Path, where: str) -> None:
+def _readable(path: Path, where: str, value: str | None = None) -> None:
+    """``path`` must exist and be readable; ``value`` is the contents item it came from
+    (a file at an absolute path there is warned about: it lands at the root)."""
     if not path.exists():
         raise SpecError(
             f"{where}: {path} does not exist",
-            "fix the path (relative paths resolve against the spec file's directory)",
+            missing_item_hint(value, HELPERS, closures=True)
+            if value is not None
+            else "fix the path (relative paths resolve against the spec file's directory)",
         )
     if not os.access(path, os.R_OK):
         raise SpecError(f"{where}: {path} is not readable", "make it readable by this user")
+    if (
+        value is not None
+        and Path(value).is_absolute()
+        and path.parent != Path("/")
+        and not path.is_dir()
+    ):
+        warnings.warn(
+            f"{where}: {value} is a file: it lands at /{path.name} (a contents path's own "
+            f"files go to the image's root); for {value} at its own path with the libraries "
+            f'it needs, write {{ path = "{value}", closure = true }}',
+            UserWarning,
+            2,
+        )
 
 
 def check_elf(path: Path, where: str) -> None:
@@ -139,11 +159,11 @@ def content_item(fields: Fields) -> Any:
             value = raw
         if not isinstance(value, str) or not value:
             raise SpecError(
-                f"{place} must be a path, a helper name or a table, got {value!r}",
+                f"{place} must be a path, a helper name or a table, got {describe_toml(value)}",
                 'write a path string, "binSh", or { path = "/usr/bin/bash", closure = true }',
             )
         path = fields.resolve(value)
-        _readable(path, place)
+        _readable(path, place, value)
         return path
 
     return item

@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbuild.errors import StepFailed
+from vmbuild.errors import StepFailed, ToolFailed
 from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tree import Tree, from_roots
@@ -125,7 +125,7 @@ def fake_root(script: str, root: Path, workdir: Path, mtime: int, chroot: bool) 
         )
     if proc.returncode != 0 or not out.exists():
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise StepFailed(
+        raise ToolFailed(  # vmbuild's own packing, not the user's script: exit 1
             "packing the customisation layer under fakeroot failed"
             + (": " + " / ".join(tail) if tail else ""),
             proc.returncode or 1,

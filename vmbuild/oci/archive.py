@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
+from vmbuild.oci.referrers import Artifact, artifact_manifest, blobs_of, descriptor, index_entry
 from vmbuild.oci.tarstream import TarStreamWriter
 
 
@@ -138,7 +139,9 @@ def oci_manifest(image: Image) -> tuple[bytes, bytes]:
     return config, canonical_json(manifest)
 
 
-def oci_index(image: Image, manifest: bytes) -> bytes:
+def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:
+    """The layout's index: the image, then its referrer artifacts (no ``ref.name``)."""
+    subject = descriptor(MT_OCI_MANIFEST, manifest)
     index = {
         "schemaVersion": 2,
         "mediaType": MT_OCI_INDEX,
@@ -151,16 +154,24 @@ def oci_index(image: Image, manifest: bytes) -> bytes:
                     "io.containerd.image.name": image.ref,
                     "org.opencontainers.image.ref.name": image.tag,
                 },
-            }
+            },
+            *(index_entry(a, artifact_manifest(a, subject)) for a in referrers),
         ],
     }
     return canonical_json(index)
 
 
+def _extra_blobs(manifest: bytes, referrers: Sequence[Artifact]) -> list[bytes]:
+    return blobs_of(referrers, descriptor(MT_OCI_MANIFEST, manifest))
+
+
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-def write_oci_archive(image: Image, sink: BinaryIO, mtime: int) -> None:
+def write_oci_archive(
+    image: Image, sink: BinaryIO, mtime: int, referrers: Sequence[Artifact] = ()
+) -> None:
+    """Write ``image`` (and ``referrers`` attached to it) as an OCI archive to ``sink``."""
     config, manifest = oci_manifest(image)
     tar = TarStreamWriter(sink, mtime)
     tar.add_bytes("oci-layout", OCI_LAYOUT)
@@ -170,14 +181,18 @@ def write_oci_archive(image: Image, sink: BinaryIO, mtime: int) -> None:
             continue
         written.add(layer.digest)
         tar.add_stream(f"blobs/sha256/{hex_of(layer.digest)}", layer.blob.size, layer.blob.copy_to)
-    for blob in (config, manifest):
-        tar.add_bytes(f"blobs/sha256/{hex_of(of_bytes(blob))}", blob)
-    tar.add_bytes("index.json", oci_index(image, manifest))
+    for blob in (config, manifest, *_extra_blobs(manifest, referrers)):
+        name = f"blobs/sha256/{hex_of(of_bytes(blob))}"
+        if name not in written:
+            written.add(name)
+            tar.add_bytes(name, blob)
+    tar.add_bytes("index.json", oci_index(image, manifest, referrers))
     tar.close()
 
 
-def write_oci_layout(image: Image, directory: Path) -> None:
-    """Write an OCI image layout into ``directory`` (which must not exist yet)."""
+def write_oci_layout(image: Image, directory: Path, referrers: Sequence[Artifact] = ()) -> None:
+    """Write an OCI image layout into ``directory`` (which must not exist yet), with
+    ``referrers`` attached to the image."""
     config, manifest = oci_manifest(image)
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -187,9 +202,9 @@ def write_oci_layout(image: Image, directory: Path) -> None:
         if not target.exists():
             with open(target, "wb") as f:
                 layer.blob.copy_to(f)
-    for blob in (config, manifest):
+    for blob in (config, manifest, *_extra_blobs(manifest, referrers)):
         (blobs / hex_of(of_bytes(blob))).write_bytes(blob)
-    (directory / "index.json").write_bytes(oci_index(image, manifest))
+    (directory / "index.json").write_bytes(oci_index(image, manifest, referrers))
     for path in sorted(directory.rglob("*")):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
 

@@ -16,8 +16,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -25,8 +25,33 @@ from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
 from vmbuild.oci.image import Image
+from vmbuild.oci.referrers import Artifact
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
+SBOM_FORMATS = ("spdx", "cyclonedx")
+
+
+@dataclass(frozen=True)
+class AttestOptions:
+    """What a build states about itself beside the image (:mod:`vmbuild.sbom`): an SBOM
+    (``sbom``, in ``sbom_format``) and an in-toto provenance statement (``provenance``);
+    ``spec_file`` is the spec they describe. OCI outputs also carry both inside."""
+
+    sbom: Path | None = None
+    sbom_format: str = "spdx"
+    provenance: Path | None = None
+    spec_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.sbom_format not in SBOM_FORMATS:
+            raise SpecError(
+                f"unknown --sbom-format {self.sbom_format!r}",
+                f"use one of {', '.join(SBOM_FORMATS)}",
+            )
+
+    @property
+    def wanted(self) -> bool:
+        return self.sbom is not None or self.provenance is not None
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,7 @@ class OutputOptions:
     format: str = "docker-archive"
     compression: Compression = "gzip"
     level: int | None = None
+    attest: AttestOptions = field(default_factory=AttestOptions)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -67,26 +93,26 @@ def resolve_out(out: Path, directory: bool) -> Path:
     """
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
     if target.name in ("", ".", ".."):
-        raise VmbuildError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
+        raise SpecError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
     parent = target.parent
     if not parent.is_dir():
-        raise VmbuildError(f"output directory {parent} does not exist", "create it first")
+        raise SpecError(f"output directory {parent} does not exist", "create it first")
     try:
         st = target.stat()
     except FileNotFoundError:
         st = None
     if st is not None and directory and not stat.S_ISDIR(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} exists and is not a directory",
             "--format oci writes a layout directory: remove the file or give another path",
         )
     if st is not None and not directory and stat.S_ISDIR(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} is a directory",
             "give a file name for the archive, or --format oci for a layout directory",
         )
     if st is not None and not directory and not stat.S_ISREG(st.st_mode):
-        raise VmbuildError(
+        raise SpecError(
             f"--out {out} is a special file (a device, pipe or socket), not a regular file",
             "give the path of a regular file; to write to a pipe, use vmbuild stream",
         )
@@ -199,20 +225,27 @@ def atomic_file(out: Path) -> Iterator[BinaryIO]:
         os.close(fd)
 
 
-def write_image(image: Image, out: Path, opts: OutputOptions, mtime: int) -> None:
-    """Write ``image`` to ``out`` in ``opts.format``."""
+def write_image(
+    image: Image,
+    out: Path,
+    opts: OutputOptions,
+    mtime: int,
+    referrers: Sequence[Artifact] = (),
+) -> None:
+    """Write ``image`` to ``out`` in ``opts.format``; OCI formats hold ``referrers``
+    (documents attached to the image), a docker-archive cannot."""
     if opts.format == "oci":
-        _write_layout(image, out)
+        _write_layout(image, out, referrers)
         return
     with atomic_file(out) as f:
         if opts.format == "oci-archive":
-            archive.write_oci_archive(image, f, mtime)
+            archive.write_oci_archive(image, f, mtime, referrers)
         else:
             with compressor(f, opts.compression, opts.level) as z:
                 archive.write_docker_archive(image, z, mtime)
 
 
-def _write_layout(image: Image, out: Path) -> None:
+def _write_layout(image: Image, out: Path, referrers: Sequence[Artifact]) -> None:
     directory = out.parent if str(out.parent) else Path(".")
     sweep_parts(out)
     try:
@@ -227,7 +260,7 @@ def _write_layout(image: Image, out: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            archive.write_oci_layout(image, tmp)
+            archive.write_oci_layout(image, tmp, referrers)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
                 raise _output_error(out, exc) from exc

@@ -87,17 +87,27 @@ class Client:
         self._tokens: dict[str, str] = {}
         self._pool: dict[tuple[int, str], http.client.HTTPConnection] = {}
         self._stop = threading.Event()
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._scheme_lock = threading.Lock()  # one thread finds the scheme, others wait
 
     # -- connections -------------------------------------------------------------------
 
     def _context(self, netloc: str) -> ssl.SSLContext:
         # Like docker, a server on this machine is trusted without certificate checks.
+        # One context of each kind per client: loading the CA store costs ~0.1 s, and a
+        # context that checks nothing needs none.
         local = urllib.parse.urlsplit(f"//{netloc}").hostname in LOCAL_HOSTS
-        if self.tls_verify and not local:
-            return ssl.create_default_context()
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        verify = self.tls_verify and not local
+        with self._lock:
+            ctx = self._contexts.get(verify)
+            if ctx is None:
+                if verify:
+                    ctx = ssl.create_default_context()
+                else:
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                self._contexts[verify] = ctx
         return ctx
 
     def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
@@ -188,17 +198,22 @@ class Client:
     def base(self) -> str:
         """``scheme://host`` of the registry, deciding the scheme on first use."""
         if self._scheme is None:
-            try:
-                resp = self._send("GET", f"https://{self.host}/v2/", self._headers(), None)
-                discard(resp)
-                self._scheme = "https"
-            except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
-                log.debug("%s: no TLS (%s); using plain HTTP", self.host, exc)
-                self.reset()
-                self._scheme = "http"
-            except OSError as exc:
-                raise RegistryError(f"cannot reach registry {self.host}: {exc}", _NET) from exc
+            with self._scheme_lock:
+                if self._scheme is None:
+                    self._scheme = self._probe_scheme()
         return f"{self._scheme}://{self.host}"
+
+    def _probe_scheme(self) -> str:
+        try:
+            resp = self._send("GET", f"https://{self.host}/v2/", self._headers(), None)
+            discard(resp)
+            return "https"
+        except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
+            log.debug("%s: no TLS (%s); using plain HTTP", self.host, exc)
+            self.reset()
+            return "http"
+        except OSError as exc:
+            raise RegistryError(f"cannot reach registry {self.host}: {exc}", _NET) from exc
 
     # -- authentication ----------------------------------------------------------------
 

@@ -33,9 +33,12 @@ class Prefetched:
     arch_given: bool
     format: str = "docker-archive"
     path: Path | None = None
+    tls_verify: bool = True
 
     def toml(self) -> str:
+        """A whole pullImage spec: ``vmbuild build`` reads it as it is."""
         lines = [
+            'function = "pullImage"',
             f'imageName = "{self.image_name}"',
             f'imageDigest = "{self.image_digest}"',
             f'hash = "{self.hash}"',
@@ -46,11 +49,25 @@ class Prefetched:
             lines.append(f'os = "{self.platform.os}"')
         if self.arch_given:
             lines.append(f'arch = "{str(self.platform).split("/", 1)[1]}"')
+        if not self.tls_verify:
+            lines.append("tlsVerify = false")
         if self.format != "docker-archive":
             lines.insert(
                 0, f"# the hash is of the {self.format} (build with --format {self.format})"
             )
         return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "imageName": self.image_name,
+            "imageDigest": self.image_digest,
+            "hash": self.hash,
+            "finalImageName": self.final_image_name,
+            "finalImageTag": self.final_image_tag,
+            "platform": str(self.platform),
+            "format": self.format,
+            "path": str(self.path) if self.path else None,
+        }
 
     def summary(self) -> str:
         return (
@@ -112,6 +129,7 @@ def prefetch(
         arch_given,
         opts.format,
         keep,
+        tls_verify,
     )
 
 

@@ -30,8 +30,8 @@ from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.output import OutputOptions, atomic_file
 from vmbuild.oci.tarstream import TarStreamWriter
-from vmbuild.registry import blobs, known
-from vmbuild.registry.auth import load_credentials
+from vmbuild.registry import blobs, known, pulledcache
+from vmbuild.registry.auth import Credentials, load_credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.inflate import CachedBlob, SizeGuessWrong, count_plain
 from vmbuild.registry.manifest import Manifest, Platform, resolve
@@ -62,8 +62,11 @@ class Pulled:
         return to_sri(self.sha256)
 
 
-def client_for(repo: Repository, tls_verify: bool) -> Client:
-    creds = load_credentials(repo.host, repo.path)
+def client_for(
+    repo: Repository, tls_verify: bool, credentials: Credentials | None = None
+) -> Client:
+    """A client for ``repo``: with ``credentials``, else those the auth file has."""
+    creds = credentials or load_credentials(repo.host, repo.path)
     return Client(repo.api_host, credentials=creds, tls_verify=tls_verify)
 
 
@@ -99,6 +102,9 @@ def pull(
         unpack = opts.format == "docker-archive"
         raw_config = _config(downloader, manifest)
         diff_ids = _diff_ids(raw_config, manifest, what)
+        if expected is not None and pulledcache.place(expected, out):
+            image = _image(name, tag, raw_config, diff_ids, manifest, None, unpack, what, False)
+            return Pulled(image, manifest, expected)
         # Remote registries: several streams hide latency. One on this machine: the
         # CPUs are the limit, and fewer streams get the first layer (the writer's
         # next input) sooner.
@@ -118,6 +124,8 @@ def pull(
                 _check_layers(image)  # a bad layer is the better error; and the got hash
                 raise  # printed is then of checked layers
             _record_layers(image)
+            if expected is not None:
+                pulledcache.remember(out, expected)
         finally:
             fetching.close()
         seen = [manifest.config.digest, *(d.digest for d in manifest.layers)]
@@ -201,7 +209,12 @@ class _Pending:
     """
 
     def __init__(
-        self, fetching: blobs.Fetching, digest: str, diff_id: str | None, what: str, check: bool
+        self,
+        fetching: blobs.Fetching | None,
+        digest: str,
+        diff_id: str | None,
+        what: str,
+        check: bool,
     ):
         self._fetching = fetching
         self._digest = digest
@@ -210,6 +223,8 @@ class _Pending:
         self._check = check
 
     def _blob(self) -> CachedBlob:
+        if self._fetching is None:
+            raise AssertionError("the layers of a pull served from its kept archive are not read")
         # Every layer's member names are checked as it is written out (see layerscan).
         blob = dataclasses.replace(self._fetching.get(self._digest), scan=True)
         exact = self._fetching.exact_sizes.get(self._digest)
@@ -250,7 +265,7 @@ def _image(
     raw_config: bytes,
     diff_ids: list[str],
     manifest: Manifest,
-    fetching: blobs.Fetching,
+    fetching: blobs.Fetching | None,
     unpack: bool,
     what: str,
     check: bool,

@@ -28,8 +28,10 @@ from vmbuild.oci.digest import HashingWriter, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.reader import read_image
+from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.registry import blobs, known
 from vmbuild.registry.answers import discard
+from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
@@ -93,6 +95,7 @@ class Pusher:
         self.what = f"push to {dest}"
         self.counts = {"uploaded": 0, "mounted": 0, "present": 0}
         self.stop = threading.Event()  # set when the push fails: stop the other transfers
+        self.subject_seen = False
         self._lock = threading.Lock()
 
     def _count(self, kind: str) -> None:
@@ -167,18 +170,42 @@ class Pusher:
             raise
         self.progress.done(name)
 
-    def put_manifest(self, manifest: bytes) -> str:
+    def put_manifest(
+        self, manifest: bytes, reference: str | None = None, media_type: str = MT_OCI_MANIFEST
+    ) -> str:
+        """PUT ``manifest`` under ``reference`` (default: the destination's tag or digest);
+        returns its digest. ``self.subject_seen`` says whether the registry answered with
+        ``OCI-Subject`` (it has the referrers API)."""
         resp = self.client.request(
             "PUT",
-            f"/v2/{self.repo}/manifests/{self.dest.reference}",
+            f"/v2/{self.repo}/manifests/{reference or self.dest.reference}",
             scope=f"repository:{self.repo}:pull,push",
             what=f"{self.what}: manifest",
             expect=(200, 201),
-            headers={"Content-Type": MT_OCI_MANIFEST},
+            headers={"Content-Type": media_type},
             body=manifest,
         )
         discard(resp)
+        self.subject_seen = resp.getheader("OCI-Subject") is not None
         return of_bytes(manifest)
+
+    def send_bytes(self, data: bytes, media_type: str) -> None:
+        """Make sure the registry has the blob ``data``."""
+        self.ensure(Blob(of_bytes(data), len(data), media_type, data=data))
+
+    def get_manifest(self, reference: str, accept: str, limit: int) -> bytes | None:
+        """The manifest at ``reference`` (None when there is none or it is too large)."""
+        resp = self.client.request(
+            "GET",
+            f"/v2/{self.repo}/manifests/{reference}",
+            scope=f"repository:{self.repo}:pull,push",
+            what=f"{self.what}: manifest {reference}",
+            expect=(200, 404),
+            headers={"Accept": accept},
+        )
+        body = resp.read(limit + 1)
+        discard(resp)
+        return body if resp.status == 200 and len(body) <= limit else None
 
 
 def _compress(layer: Layer, kind: Compression, level: int | None, stop: threading.Event) -> Blob:
@@ -243,13 +270,16 @@ def push(
     level: int | None = None,
     jobs: int = 4,
     progress: Progress | None = None,
+    credentials: Credentials | None = None,
 ) -> PushResult:
-    """Push the image archive or layout at ``image`` to ``dest``."""
+    """Push the image archive or layout at ``image`` to ``dest`` (as ``credentials``,
+    else with those the auth file has for it)."""
     progress = progress or Progress("pushed")
-    client = client_for(dest.repo, tls_verify)
+    client = client_for(dest.repo, tls_verify, credentials)
     pusher = Pusher(client, dest, progress)
     with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))
+        found = read_referrers(image, Path(work)) if is_oci(image) else []
         config = find_raw_config(image, Path(work), base.config) or canonical_json(base.config)
         config_blob = Blob(of_bytes(config), len(config), MT_OCI_CONFIG, data=config)
         started: set[str] = set()
@@ -304,6 +334,14 @@ def push(
     )
     try:
         digest = pusher.put_manifest(manifest)
+        if found:
+            from vmbuild.registry.referrers import push_referrers
+
+            push_referrers(
+                pusher,
+                found,
+                {"mediaType": MT_OCI_MANIFEST, "digest": digest, "size": len(manifest)},
+            )
     finally:
         client.close()
     known.remember_seen(client.host, dest.repo.path, [b.digest for b in unique])

@@ -89,7 +89,7 @@ def _kernel(r: Report) -> Path | None:
     r.line(
         NOTE,
         "guest kernel",
-        f"not built yet; the first VM builds it from {kernel.SOURCE} (about 3-6 minutes)",
+        f"not built yet; the first VM builds it from {kernel.SOURCE} ({kernel.estimate()})",
         "build it now: scripts/build-kernel",
     )
     return None
@@ -112,17 +112,20 @@ def _accel(r: Report, qemu: str | None, kern: Path | None, reprobe: bool) -> Non
 
 
 def _cache(r: Report) -> None:
+    from vmbuild import cachelist
+
     root = cache.cache_dir()
     if not root.exists():
-        r.line(NOTE, "cache", f"{root} (empty)")
+        r.line(NOTE, "cache", f"{root} (empty; `vmbuild cache ls` lists it once used)")
         return
-    sizes = []
-    for kind in ("kernel", "initramfs", "accel-probe", "ssh-keys"):
-        d = root / kind
-        n = len(list(d.iterdir())) if d.is_dir() else 0
-        sizes.append(f"{kind}: {n}")
-    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    r.line(OK, "cache", f"{root} ({total / 2**20:.0f} MiB; " + ", ".join(sizes) + ")")
+    kinds = cachelist.summary(cachelist.entries(root))
+    total = sum(k.size for k in kinds)
+    counts = ", ".join(f"{k.kind}: {k.count}" for k in kinds if k.kind in _CACHE_KINDS)
+    detail = f"{root} ({cachelist.human(total)}; {counts})"
+    r.line(OK, "cache", f"{detail}: `vmbuild cache ls` lists it, `vmbuild cache prune` trims it")
+
+
+_CACHE_KINDS = ("kernel", "initramfs", "blobs", "steps", "pulled")
 
 
 def report(reprobe: bool = False, out: Callable[[str], None] = print) -> int:

@@ -56,6 +56,17 @@ class Kernel:
     machine: str = "microvm"  # "microvm" (virtio-mmio) or "pc" (virtio-pci)
 
 
+def estimate(cores: int | None = None) -> str:
+    """How long the build takes here: the one estimate the message, doctor and README give.
+
+    Measured: about 3 minutes on a fresh 2-core machine (idle cores), up to 9 minutes on 2
+    busy ones; the compile scales with the cores.
+    """
+    n = cores or os.cpu_count() or 1
+    low, high = max(1, round(6 / n)), max(2, round(18 / n))
+    return f"about {low} minutes on {n} idle cores, up to {high} on busy ones"
+
+
 def fragment() -> bytes:
     return kernel_file("guest.config")
 
@@ -146,12 +157,9 @@ def build() -> Path:
 
 def _build(digest: str) -> None:
     """The expensive part: unpack, configure, make, publish into the cache entry."""
-    cores = os.cpu_count() or 1
-    # Measured: about 3 minutes of 2 idle cores, up to 9 on 2 busy ones; scales with cores.
-    low, high = max(1, round(6 / cores)), max(2, round(18 / cores))
     sys.stderr.write(
         f"vmbuild: building the guest kernel from {SOURCE} (first use only, then cached; "
-        f"about {low}-{high} minutes on {cores} cores)\n"
+        f"{estimate()}; VMBUILD_GUEST_KERNEL=cloud boots Debian's cloud kernel instead)\n"
     )
     started = time.monotonic()
     with tempdirs.workdir("vmbuild-kernel-") as work:

@@ -33,13 +33,15 @@ from vmbuild.errors import VmbuildError, VmError
 from vmbuild.run import spawn, terminate, which
 from vmbuild.tempdirs import OwnedDir
 from vmbuild.vm import accel as accel_mod
-from vmbuild.vm import bootkernel, faults, initramfs
+from vmbuild.vm import booted, bootkernel, faults, initramfs
 from vmbuild.vm.console import Console
 from vmbuild.vm.faults import HostWatch, VmTimeout
-from vmbuild.vm.qemu import Disk, VmSpec, argv
+from vmbuild.vm.qemu import MAX_DISKS, Disk, VmSpec, argv
 from vmbuild.vm.workdir import TMP_PREFIX, make_scratch, sweep_stale
 
 if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
+    import paramiko
+
     from vmbuild.vm.channel import Channel
     from vmbuild.vm.qmp import Monitor
 
@@ -85,6 +87,11 @@ class Machine:
             raise VmbuildError(f"--memory {memory_mib} MiB is too small", "give at least 64")
         if disk_size_mib < 8:
             raise VmbuildError(f"--disk-size {disk_size_mib} MiB is too small", "give at least 8")
+        if len(disks) > MAX_DISKS - 1:
+            raise VmbuildError(
+                f"{len(disks)} extra disks: a build VM takes at most {MAX_DISKS - 1}",
+                "give fewer disks",
+            )
         for d in disks:
             if not d.path.is_file():
                 raise VmbuildError(f"disk {d.path} does not exist", "give an existing file")
@@ -138,6 +145,7 @@ class Machine:
             from vmbuild.vm.cloudkernel import with_modules
 
             initrd = with_modules(initrd, kern.modules)
+        booted.note(kern.path, initrd)
         self.accel = accel_mod.choose(self.accel_requested, qemu, kern.path)
         log.debug(
             "vmbuild: %s kernel %s, %s: %s",
@@ -304,6 +312,13 @@ class Machine:
         if status != 0:
             self._check_faults(bytes(errtail))
         return status
+
+    def open_session(self) -> paramiko.Channel:
+        """A new SSH session to the guest, for a caller that drives it itself (the
+        failure shell's pseudo-terminal)."""
+        if self._channel is None:
+            raise VmError("the VM is not running", "use Machine as a context manager")
+        return self._channel.transport.open_session()
 
     def put_file(self, data: bytes, guest_path: str, mode: int = 0o755) -> None:
         """Write a small file (a script) into the guest over SSH; bulk data uses disks."""

@@ -34,6 +34,11 @@ KERNEL_ARGS = (
 )
 
 
+# Disks a VM can have, the scratch disk included: microvm has 8 virtio-mmio transports
+# (24 only with a second IO-APIC, which needs ACPI); the network and the RNG take two.
+MAX_DISKS = 6
+
+
 @dataclass(frozen=True)
 class Disk:
     """An extra disk for the guest; attached in order as /dev/vdb, /dev/vdc, ...

@@ -1,13 +1,13 @@
 """runAsRoot and exportImage in the build VM: the host's side.
 
-The base image's layers are rewritten into overlayfs lowers on the host as tar streams
-(each what its layer changed in the tree a runtime unpacks, see ``vmbuild.oci.rootfs``)
-and laid end to end on one read-only disk; copyToRoot goes in as a second tar disk; a
-sparse output disk of diskSize MiB receives the result. The guest script
-``guest/root-step`` unpacks the lowers, stacks them under an overlay whose upper
-dir is the new layer, runs the script chrooted in the merged tree, and packs the upper
-dir (or, for exportImage, the merged tree). Back on the host the result is rewritten
-into image form deterministically.
+The base image's layers become read-only ext4 images on the host, once, cached by chain
+id (:mod:`vmbuild.vm.lowers`); each is a disk of the VM. copyToRoot goes in as a tar disk;
+a sparse output disk of diskSize MiB receives the result. The guest script
+``guest/root-step`` mounts the lowers, stacks them under an overlay whose upper dir is
+the new layer, runs the script chrooted in the merged tree, and packs the upper dir (or,
+for exportImage, the merged tree). Back on the host the result is rewritten into image
+form deterministically. An unchanged runAsRoot step comes from the step cache
+(:mod:`vmbuild.stepcache`) without a VM.
 Each build VM is bounded by ``vmbuild build --timeout`` / VMBUILD_TIMEOUT
 (:mod:`vmbuild.timeouts`); the error then names the step and how long it ran.
 """
@@ -17,30 +17,35 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from vmbuild import timeouts
+from vmbuild import progress, stepcache, timeouts
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
-from vmbuild.oci.compress import Compression
+from vmbuild.oci.compress import Compression, compressor
+from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed
-from vmbuild.oci.merge import open_layers
-from vmbuild.oci.overlay import from_overlay, to_overlay
+from vmbuild.oci.overlay import from_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
+from vmbuild.progress import human
+from vmbuild.vm import lowers, shell
 from vmbuild.vm.faults import HostDiskError, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
+from vmbuild.vm.qemu import MAX_DISKS
 from vmbuild.vm.stepfiles import step_tar
+from vmbuild.vm.stepkey import guest_identity
 
 log = logging.getLogger("vmbuild")
 MIB = 1024 * 1024
-# ext4 metadata, the overlay's work dir and copy-ups: room on top of the unpacked lowers
+# ext4 metadata, the overlay's work dir and copy-ups: room on top of the new layer
 DISK_OVERHEAD = 1.25
 DISK_MARGIN_MIB = 64
 RUN_AS_ROOT = "runAsRoot"
@@ -49,6 +54,12 @@ SCRIPT_HINTS = {
     RUN_AS_ROOT: "fix the script; it runs as root in the image with bash -e, in /",
     EXTRA_COMMANDS: "fix the script; it runs with bash -e in the new layer's root",
 }
+# the build's progress stages (vmbuild.progress)
+PREPARING = "preparing base layers"
+BOOTING = "booting the build VM"
+MERGING = "merging the layers in the build VM"
+PACKING = "packing the new layer"
+PACKING_EXPORT = "packing the exported tree"
 # the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
 
@@ -58,7 +69,7 @@ class RootStep:
     """What one root step in the build VM is given (the builders make it from a spec)."""
 
     name: str  # names the step when it runs out of time, e.g. "runAsRoot"
-    disk_size: int  # MiB of the VM's work disk: the lowers unpacked, the result made
+    disk_size: int  # MiB of the VM's work disk: copy-ups and the result made
     memory: int  # MiB of the build VM
     script: str = ""  # runAsRoot: run as root, chrooted in the merged tree
     extra_commands: str = ""  # run after it, in the new layer's root
@@ -88,13 +99,29 @@ class _Tail:
         return [ln for ln in text.splitlines() if ln.strip()][-n:]
 
 
-def lowers_disk(base: BaseImage | None, workdir: Path) -> tuple[Path, list[str]]:
-    """One disk with every lower in overlay form, and their ``offset:length`` ranges."""
-    path = workdir / "lowers.img"
-    with open(path, "wb") as disk, contextlib.ExitStack() as stack:
-        ranges = to_overlay(open_layers(base.layers if base else [], workdir, stack), disk)
-        disk.write(b"\0" * 1024)  # never an empty disk
-    return path, [f"{start}:{length}" for start, length in ranges]
+def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
+    """The base's lowers (ext4 images, bottom first) as read-only disks, as many as fit
+    beside the scratch disk and ``others`` more."""
+    with progress.current().stage(PREPARING) as stage:
+
+        def shown(done: int, total: int, made: int) -> None:
+            stage.detail(f"{done} of {total}" + (f", {human(made)} made" if made else ""))
+
+        made = lowers.images(base.layers if base else [], workdir, MAX_DISKS - 1 - others, shown)
+    return [Disk(path, readonly=True) for path in made]
+
+
+@contextlib.contextmanager
+def _booted(
+    memory: int, disk_size: int, disks: list[Disk], timeout: float | None
+) -> Iterator[Machine]:
+    """A build VM, its boot timed as a stage of the build's progress."""
+    with contextlib.ExitStack() as stack:
+        with progress.current().stage(BOOTING):
+            vm = stack.enter_context(
+                Machine(memory_mib=memory, disk_size_mib=disk_size, disks=disks, timeout=timeout)
+            )
+        yield vm
 
 
 def check_disk(needed_bytes: int, disk_size: int) -> int:
@@ -108,6 +135,16 @@ def check_disk(needed_bytes: int, disk_size: int) -> int:
     return needed
 
 
+def _device(n: int) -> str:
+    """The guest's name of disk ``n`` (0 = /dev/vda): vda..vdz, then vdaa..."""
+    letters = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        letters = chr(ord("a") + r) + letters
+    return "/dev/vd" + letters
+
+
 def _sparse(path: Path, size_mib: int) -> Path:
     with open(path, "wb") as f:
         f.truncate(size_mib * MIB)
@@ -117,7 +154,8 @@ def _sparse(path: Path, size_mib: int) -> Path:
 def _run_step(
     vm: Machine,
     mode: str,
-    ranges: list[str],
+    first_lower: int,
+    lower_count: int,
     disk_size: int,
     memory: int,
     needed: int,
@@ -126,7 +164,8 @@ def _run_step(
 ) -> None:
     tail = _Tail(sys.stderr.buffer)
     content = "/dev/vdc" if mode == "build" and has_content else "-"
-    lowers = "/dev/vdd" if mode == "build" else "/dev/vdc"
+    # /dev/vda is the scratch disk, vdb the output, then (build) the content, the lowers
+    devices = [_device(first_lower + i) for i in range(lower_count)]
     try:
         status = vm.run(
             [
@@ -138,8 +177,7 @@ def _run_step(
                 mode,
                 "/dev/vdb",
                 content,
-                lowers,
-                *ranges,
+                *devices,
             ],
             stdout=tail,  # type: ignore[arg-type]
             stderr=tail,  # type: ignore[arg-type]
@@ -164,6 +202,8 @@ def _run_step(
     if "No space left on device" in text:
         raise _disk_full(disk_size, needed)
     stage = _failed_stage(vm, status)
+    if stage == RUN_AS_ROOT:
+        shell.failure_shell(vm, status)  # with --shell-on-failure: until the user leaves
     if stage in SCRIPT_HINTS:
         raise StepFailed(
             f"{stage} failed with status {status}" + (f": {last}" if last else ""),
@@ -218,6 +258,46 @@ def _bounded(step: str) -> Iterator[float | None]:
         ) from exc
 
 
+def _content(step: RootStep, tree: Tree, workdir: Path, mtime: int) -> tuple[Path, str | None]:
+    """copyToRoot as a plain tar owned by uid/gid, and its diff_id (None when empty)."""
+    content = workdir / "content.tar"
+    with open(content, "wb") as f:
+        packed = layer_writer.pack(
+            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(step.uid, step.gid)
+        )
+    return content, packed.diff_id if tree.entries else None
+
+
+def step_inputs(
+    step: RootStep, base: BaseImage | None, content_id: str | None, mtime: int
+) -> dict[str, object]:
+    """Everything the new layer depends on (see :mod:`vmbuild.vm.stepkey`)."""
+    return {
+        "step": "runAsRoot",
+        "base": [layer.diff_id for layer in (base.layers if base else [])],
+        "content": content_id,
+        "script": step.script,
+        "extraCommands": step.extra_commands,
+        "uid": step.uid,
+        "gid": step.gid,
+        "mtime": mtime,
+        "guest": guest_identity(),
+    }
+
+
+def _as_layer(plain: Path, diff_id: str, workdir: Path, compression: Compression) -> Layer:
+    """The image layer of the plain tar ``plain``, compressed as asked."""
+    if compression == "none":
+        return Layer(diff_id, BlobRef.whole(plain), compression, diff_id)
+    blob = workdir / "layer-vm"
+    with open(plain, "rb") as src, open(blob, "wb") as f:
+        hashed = HashingWriter(f)
+        with compressor(cast(BinaryIO, hashed), compression) as z:
+            shutil.copyfileobj(src, z, 1 << 20)
+            z.flush()  # as the layer writer does at its end: the same bytes (zstd flushes a block)
+    return Layer(diff_id, BlobRef.whole(blob), compression, hashed.digest)
+
+
 def run_as_root(
     step: RootStep,
     base: BaseImage | None,
@@ -226,23 +306,42 @@ def run_as_root(
     compression: Compression,
     mtime: int,
 ) -> Layer:
-    """The new layer: copyToRoot, then runAsRoot (as root, in the VM), then extraCommands."""
-    lowers, ranges = lowers_disk(base, workdir)
-    content = workdir / "content.tar"
-    with open(content, "wb") as f:
-        layer_writer.pack(
-            tree, f, compression="none", mtime=mtime, owner=layer_writer.Owner(step.uid, step.gid)
-        )
-    needed = check_disk(lowers.stat().st_size + 2 * content.stat().st_size, step.disk_size)
+    """The new layer: copyToRoot, then runAsRoot (as root, in the VM), then extraCommands.
+
+    An unchanged step (same inputs, :func:`step_inputs`) comes from the step cache
+    without booting the VM.
+    """
+    content, content_id = _content(step, tree, workdir, mtime)
+    key = stepcache.step_key(step_inputs(step, base, content_id, mtime))
+    hit = stepcache.lookup(key)
+    if hit is not None:
+        progress.current().note(f"{step.name}: unchanged, its layer comes from the step cache")
+        return _as_layer(hit.layer, hit.diff_id, workdir, compression)
+    plain = workdir / "layer-vm.tar"
+    diff_id = _build_in_vm(step, base, content, content_id is not None, workdir, plain, mtime)
+    stored = stepcache.publish(key, plain, diff_id, {"step": step.name})
+    return _as_layer(stored.layer, stored.diff_id, workdir, compression)
+
+
+def _build_in_vm(
+    step: RootStep,
+    base: BaseImage | None,
+    content: Path,
+    has_content: bool,
+    workdir: Path,
+    plain: Path,
+    mtime: int,
+) -> str:
+    """Run the step in a build VM; write the new layer (plain tar) to ``plain``."""
+    lower = lower_disks(base, workdir, 2)
+    needed = check_disk(2 * content.stat().st_size, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
+    disks = [Disk(out), Disk(content, readonly=True), *lower]
+    report = progress.current()
     with (
         _bounded(step.name) as timeout,
-        Machine(
-            memory_mib=step.memory,
-            disk_size_mib=step.disk_size,
-            disks=[Disk(out), Disk(content, readonly=True), Disk(lowers, readonly=True)],
-            timeout=timeout,
-        ) as vm,
+        _booted(step.memory, step.disk_size, disks, timeout) as vm,
+        report.stage(f"running {step.name}", streams=True),
     ):
         files = {
             RUN_AS_ROOT: step.script.encode(),
@@ -251,35 +350,34 @@ def run_as_root(
         _run_step(
             vm,
             "build",
-            ranges,
+            3,
+            len(lower),
             step.disk_size,
             step.memory,
             needed,
             files,
-            has_content=bool(tree.entries),
+            has_content=has_content,
         )
-    blob = workdir / "layer-vm"
-    with open(blob, "wb") as f:
-        packed = from_overlay(out, f, compression=compression, mtime=mtime)
+    with report.stage(PACKING), open(plain, "wb") as f:
+        packed = from_overlay(out, f, compression="none", mtime=mtime)
     out.unlink()
-    return Layer(packed.diff_id, BlobRef.whole(blob), compression, packed.digest)
+    return packed.diff_id
 
 
 def export_in_vm(
     step: RootStep, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
 ) -> Packed:
     """The merged filesystem of ``base``, flattened by the VM's overlay, into ``sink``."""
-    lowers, ranges = lowers_disk(base, workdir)
-    needed = check_disk(lowers.stat().st_size, step.disk_size)
+    lower = lower_disks(base, workdir, 1)
+    # the merged tree is packed onto the output disk: about the size of the lowers' data
+    needed = check_disk(sum(d.path.stat().st_blocks * 512 for d in lower), step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
+    report = progress.current()
     with (
         _bounded(step.name) as timeout,
-        Machine(
-            memory_mib=step.memory,
-            disk_size_mib=step.disk_size,
-            disks=[Disk(out), Disk(lowers, readonly=True)],
-            timeout=timeout,
-        ) as vm,
+        _booted(step.memory, step.disk_size, [Disk(out), *lower], timeout) as vm,
+        report.stage(MERGING),
     ):
-        _run_step(vm, "export", ranges, step.disk_size, step.memory, needed)
-    return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")
+        _run_step(vm, "export", 2, len(lower), step.disk_size, step.memory, needed)
+    with report.stage(PACKING_EXPORT):
+        return retar(out, sink, compression="none", mtime=mtime, where="the exported tree")

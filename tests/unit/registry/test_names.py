@@ -212,7 +212,7 @@ def test_progress_lines_and_bars() -> None:
 def test_cli_tls_option() -> None:
     import argparse
 
-    from vmbuild.registry.cli import _bool, _tls_option
+    from vmbuild.cli.registry import _bool, _tls_option
 
     p = argparse.ArgumentParser()
     _tls_option(p)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vmbuild.cli.common import add_command
 from vmbuild.errors import VmbuildError
 from vmbuild.vm.qemu import Disk
 
@@ -40,14 +41,28 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vm = subparsers.add_parser("vm", help="run things in the build VM")
-    vm_sub = vm.add_subparsers(dest="vm_command", required=True, metavar="VMCOMMAND")
-    run = vm_sub.add_parser(
+    vm = add_command(
+        subparsers,
+        "vm",
+        help="run things in the build VM",
+        examples=["vmbuild vm run -- uname -a", "vmbuild vm run --disk img.raw:ro -- ls /dev"],
+    )
+    vm_sub = vm.add_subparsers(
+        dest="vm_command", required=True, metavar="VMCOMMAND", title="commands"
+    )
+    run = add_command(
+        vm_sub,
         "run",
         help="boot a fresh guest, run COMMAND as root in it, tear it down",
         description="Boot a throwaway guest, run COMMAND as root (busybox and the guest "
         "tools on PATH, the scratch disk at /scratch), stream its output, exit with its "
-        "status. Extra disks appear as /dev/vdb, /dev/vdc, ... in order.",
+        "status (unlike the other commands, whose exit status says what kind of error "
+        "happened). Extra disks appear as /dev/vdb, /dev/vdc, ... in order.",
+        examples=[
+            "vmbuild vm run -- uname -a",
+            "vmbuild vm run --timings --accel tcg -- true",
+            "vmbuild vm run --disk data.img:ro --memory 1024 -- sh -c 'ls -l /dev/vdb'",
+        ],
     )
     run.add_argument(
         "--memory", type=_positive, default=512, metavar="MiB", help="guest memory (default 512)"
@@ -84,10 +99,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="stop the VM and fail after S seconds (boot included)",
     )
     run.add_argument("--timings", action="store_true", help="print where the time went (to stderr)")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    run.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND...",
+        help="the command to run as root in the guest, after --",
+    )
     run.set_defaults(func=run_handler)
 
-    doctor = subparsers.add_parser("doctor", help="say what this host has and lacks")
+    doctor = add_command(
+        subparsers,
+        "doctor",
+        help="say what this host has and lacks",
+        description="Check what the build VM needs on this host (QEMU, the guest tools, "
+        "the guest kernel, KVM) and say how to fix what is missing.",
+        examples=["vmbuild doctor", "vmbuild doctor --reprobe"],
+    )
     doctor.add_argument(
         "--reprobe", action="store_true", help="forget the cached KVM verdict and probe again"
     )

@@ -7,12 +7,21 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild.builders.debcontent import lock_spec
+from vmbuild.cli.common import add_command
 from vmbuild.config import load_spec
 from vmbuild.errors import SpecError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("lock", help="pin a spec's Debian packages in its lock file")
+    p = add_command(
+        sub,
+        "lock",
+        help="pin a spec's Debian packages in its lock file",
+        examples=[
+            "vmbuild lock image.toml",
+            "vmbuild lock image.toml && vmbuild build image.toml --locked",
+        ],
+    )
     p.add_argument("spec", type=Path, help="the spec file (TOML)")
     p.set_defaults(func=cmd_lock)
 

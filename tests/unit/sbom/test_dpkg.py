@@ -1,0 +1,67 @@
+"""The dpkg database and files of an image, read from its layers as streams: the
+topmost status wins, a whiteout hides it, removed packages are left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.images import layer_tar
+from vmbuild.oci.digest import of_file
+from vmbuild.oci.image import BlobRef, Layer
+from vmbuild.sbom import dpkg
+from vmbuild.sbom.inventory import deb_purl
+
+STATUS = """Package: libc6
+Status: install ok installed
+Architecture: amd64
+Version: 2.36-9
+Depends: libgcc-s1
+
+Package: libgcc-s1
+Status: install ok installed
+Architecture: amd64
+Version: 12.2.0-14
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+"""
+
+
+def layer(path: Path, members: list[tuple[str, str, bytes | str]]) -> Layer:
+    layer_tar(path, members)
+    return Layer(of_file(path), BlobRef.whole(path), "none")
+
+
+def test_topmost_status_and_dependencies(tmp_path: Path) -> None:
+    low = layer(tmp_path / "a.tar", [("var/lib/dpkg/status", "f", "Package: old\nVersion: 0\n")])
+    high = layer(tmp_path / "b.tar", [("var/lib/dpkg/status", "f", STATUS)])
+    found = dpkg.packages(dpkg.scan_layers([low, high], "test"))
+    assert [(c.name, c.version) for c in found] == [("libc6", "2.36-9"), ("libgcc-s1", "12.2.0-14")]
+    assert found[0].purl == "pkg:deb/debian/libc6@2.36-9?arch=amd64"
+    assert found[0].depends_on == {"deb:libgcc-s1:amd64"}
+
+
+def test_whiteouts_hide_the_status(tmp_path: Path) -> None:
+    low = layer(tmp_path / "a.tar", [("var/lib/dpkg/status", "f", STATUS)])
+    gone = layer(tmp_path / "b.tar", [("var/lib/dpkg/.wh.status", "w", b"")])
+    assert dpkg.packages(dpkg.scan_layers([low, gone], "test")) == []
+    opaque = layer(tmp_path / "c.tar", [("var/lib", "o", b"")])
+    assert dpkg.packages(dpkg.scan_layers([low, opaque], "test")) == []
+
+
+def test_license_only_from_machine_readable_copyright() -> None:
+    dep5 = (
+        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        b"Files: *\nCopyright: someone\nLicense: Apache-2.0\n"
+    )
+    assert dpkg.license_of(dep5) == "Apache-2.0"
+    assert dpkg.license_of(b"This is free software, see /usr/share/common-licenses.\n") is None
+    assert dpkg.license_of(dep5.replace(b"Apache-2.0", b"GPL-2+ with an odd exception")) is None
+
+
+def test_purl_quotes_what_it_must() -> None:
+    assert deb_purl("libstdc++6", "1:12.2-14", "amd64") == (
+        "pkg:deb/debian/libstdc%2B%2B6@1:12.2-14?arch=amd64"
+    )

@@ -1,0 +1,80 @@
+"""The step cache: keys over inputs, verified lookups, atomic and concurrent publishing."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from vmbuild import stepcache
+
+
+def _layer(path: Path, data: bytes) -> tuple[Path, str]:
+    path.write_bytes(data)
+    return path, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_key_covers_every_input_and_ignores_order() -> None:
+    base = {"script": "true", "uid": 0, "base": ["sha256:a"]}
+    assert stepcache.step_key(base) == stepcache.step_key(dict(reversed(base.items())))
+    for change in ({"script": "false"}, {"uid": 1}, {"base": ["sha256:b"]}, {"extra": None}):
+        assert stepcache.step_key({**base, **change}) != stepcache.step_key(base)
+
+
+def test_publish_then_lookup(tmp_path: Path) -> None:
+    layer, diff_id = _layer(tmp_path / "l.tar", b"layer bytes")
+    key = stepcache.step_key({"n": 1})
+    assert stepcache.lookup(key) is None
+    stored = stepcache.publish(key, layer, diff_id, {"step": "runAsRoot"})
+    found = stepcache.lookup(key)
+    assert found == stored
+    assert found is not None and found.layer.read_bytes() == b"layer bytes"
+    assert found.diff_id == diff_id and found.meta == {"step": "runAsRoot"}
+    with stepcache.disabled():
+        assert stepcache.lookup(key) is None
+    assert stepcache.lookup(key) is not None
+
+
+def test_corrupt_entry_is_ignored_and_replaced(tmp_path: Path) -> None:
+    layer, diff_id = _layer(tmp_path / "l.tar", b"good")
+    key = stepcache.step_key({"n": 2})
+    stored = stepcache.publish(key, layer, diff_id, {})
+    stored.layer.unlink()
+    stored.layer.write_bytes(b"bad")  # a different file: the source stays intact
+    assert stepcache.lookup(key) is None
+    (stored.layer.parent / "meta.json").write_text("{not json")
+    assert stepcache.lookup(key) is None
+    again = stepcache.publish(key, layer, diff_id, {})
+    assert again.layer.read_bytes() == b"good"
+    assert stepcache.lookup(key) is not None
+
+
+def test_half_written_entries_are_invisible(tmp_path: Path) -> None:
+    key = stepcache.step_key({"n": 3})
+    stepcache.root().mkdir(parents=True, exist_ok=True)
+    (stepcache.root() / f".{key[:12]}-partial").mkdir()  # what a killed writer leaves
+    assert stepcache.lookup(key) is None
+    (stepcache.root() / key).mkdir()  # an entry without its files
+    assert stepcache.lookup(key) is None
+
+
+def test_concurrent_publishers_agree(tmp_path: Path) -> None:
+    key = stepcache.step_key({"n": 4})
+    results: list[stepcache.CachedStep] = []
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            layer, diff_id = _layer(tmp_path / f"l{i}.tar", b"same result")
+            results.append(stepcache.publish(key, layer, diff_id, {}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({r.diff_id for r in results}) == 1
+    assert [p.name for p in stepcache.root().iterdir()] == [key]

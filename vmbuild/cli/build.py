@@ -1,0 +1,239 @@
+"""`vmbuild build SPEC [-o PATH|-]` and `vmbuild stream SPEC`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from vmbuild import progress, stepcache, tempdirs, timeouts
+from vmbuild.builders import build, stream
+from vmbuild.builders.result import BuildResult
+from vmbuild.cli.common import add_command
+from vmbuild.config import Loaded, attest_options, load_spec, output_options
+from vmbuild.errors import SpecError
+from vmbuild.oci.compress import COMPRESSIONS
+from vmbuild.oci.output import FORMATS, OutputOptions
+
+# what a default --out ends in, by format and (for a docker-archive) compression
+ARCHIVE_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "build",
+        help="build the image a spec describes",
+        description="Build the image SPEC describes (any dockerTools function: buildImage, "
+        "buildLayeredImage, streamLayeredImage, pullImage, exportImage, mergeImages) and "
+        "print where it went. Without --out the image is ./NAME-TAG.tar.gz (the spec's "
+        "name and tag; .tar.zst or .tar by --compress; NAME-TAG.oci.tar for oci-archive, "
+        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage).",
+        examples=[
+            "vmbuild build image.toml",
+            "vmbuild build image.toml -o - | podman load",
+            "vmbuild build root.toml --shell-on-failure   # debug a failing runAsRoot",
+        ],
+    )
+    p.add_argument("spec", type=Path, help="the spec file (TOML)")
+    p.add_argument(
+        "--out",
+        "-o",
+        metavar="PATH",
+        help="where to write the image; - for stdout (an archive, never to a terminal); "
+        "default ./NAME-TAG.tar.gz",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="docker-archive",
+        help="docker-archive (default; docker/podman load), oci-archive, or oci (a layout "
+        "directory)",
+    )
+    p.add_argument(
+        "--compress",
+        choices=COMPRESSIONS,
+        default=None,
+        help="gzip (default; none for pullImage, the last input's for mergeImages), zstd or none",
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="compression level: gzip 0-9 (default 1: ISA-L, fast; 4-9: zlib, "
+        "6 = pigz -6's size), zstd 1-19",
+    )
+    p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
+        "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+    )
+    p.add_argument(
+        "--shell-on-failure",
+        "--keep-vm-on-failure",
+        action="store_true",
+        help="when runAsRoot fails, keep the build VM up and open a shell in the failed "
+        "tree (chrooted as the script was); leaving it tears everything down",
+    )
+    p.add_argument("--sbom", type=Path, help="write an SBOM of the image here (SPDX 2.3 JSON)")
+    p.add_argument("--sbom-format", help="spdx (default) or cyclonedx (CycloneDX 1.5 JSON)")
+    p.add_argument("--provenance", type=Path, help="write an in-toto SLSA v1 provenance here")
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail if the spec's Debian packages are not all in its lock file",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every root step (runAsRoot) even when the step cache has its result",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="docker://HOST/REPO",
+        help="a remote cache to ask on a local miss (repeatable; default: the spec's "
+        "cacheFrom, else $VMBUILD_CACHE_REPO)",
+    )
+    p.add_argument(
+        "--cache-to",
+        metavar="docker://HOST/REPO",
+        help="push this build's cache entries there afterwards (default: the spec's cacheTo, "
+        "else $VMBUILD_CACHE_REPO)",
+    )
+    p.add_argument(
+        "--timings", action="store_true", help="print where the build's time went (stderr)"
+    )
+    p.set_defaults(func=cmd_build)
+
+    s = add_command(
+        sub,
+        "stream",
+        help="write a streamLayeredImage or streamNixShellImage spec's image to stdout",
+        description="Write the image a streamLayeredImage or streamNixShellImage spec "
+        "describes to stdout as an uncompressed docker-archive, in one pass, as nixpkgs' "
+        "stream script does.",
+        examples=[
+            "vmbuild stream app.toml | podman load",
+            "vmbuild stream app.toml | gzip > app.tar.gz",
+        ],
+    )
+    s.add_argument("spec", type=Path, help="the spec file (TOML)")
+    s.set_defaults(func=cmd_stream)
+
+
+def _safe(text: str) -> str:
+    """``text`` as one file-name component (``team/app`` -> ``team-app``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "image"
+
+
+def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
+    """``./NAME-TAG`` plus the format's suffix, named from the spec (``NAME`` alone when
+    the tag is the content hash, unknown before the build)."""
+    spec = loaded.spec
+    name = getattr(spec, "name", None) or getattr(spec, "final_image_name", None)
+    tag = getattr(spec, "tag", None) or getattr(spec, "final_image_tag", None)
+    if not name:
+        name = {"mergeImages": "merged", "exportImage": "rootfs"}.get(loaded.function, "image")
+    stem = _safe(name) + (f"-{_safe(tag)}" if tag else "")
+    if loaded.function == "exportImage":  # one plain root filesystem tar, whatever --format
+        return Path(stem + ".tar")
+    if opts.format == "oci":
+        return Path(stem)
+    if opts.format == "oci-archive":
+        return Path(stem + ".oci.tar")
+    return Path(stem + ARCHIVE_SUFFIXES[opts.compression])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from vmbuild import remotecache  # the registry client: not loaded by `vmbuild stream`
+
+    if args.out == "":
+        raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
+    timeout = (
+        timeouts.parse(args.timeout, "--timeout")
+        if args.timeout is not None
+        else timeouts.from_env()
+    )
+    if args.shell_on_failure and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise SpecError(
+            "--shell-on-failure needs a terminal (stdin and stdout)",
+            "run it from an interactive shell, or drop the option",
+        )
+    loaded = load_spec(args.spec)
+    opts = output_options(loaded, args.format, args.compress, args.level)
+    out = default_out(loaded, opts) if args.out in (None, "-") else Path(args.out)
+    attest = attest_options(loaded, out, args.sbom, args.sbom_format, args.provenance)
+    opts = dataclasses.replace(opts, attest=attest)
+    if args.locked:
+        from vmbuild.debian.packages import LOCKED_ONLY
+
+        LOCKED_ONLY.set(True)
+    remotes = remotecache.remotes_for(
+        args.cache_from, args.cache_to, loaded.cache_from, loaded.cache_to
+    )
+    progress_report = progress.Report(quiet=args.quiet, timings=args.timings)
+    with (
+        timeouts.limit(timeout),
+        _failure_shell(args.shell_on_failure),
+        stepcache.disabled(args.no_cache),
+        progress.reporting(progress_report),
+        remotecache.using(remotes),
+    ):
+        result = _build_to_stdout(loaded, opts) if args.out == "-" else build(loaded, out, opts)
+        if remotes is not None:
+            remotes.flush()  # the output is in place: Ctrl-C from here leaves it intact
+    report = sys.stderr if args.out == "-" else sys.stdout
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True), file=report)
+    elif args.out != "-":
+        print(result.out)
+    return 0
+
+
+def _failure_shell(on: bool) -> contextlib.AbstractContextManager[None]:
+    if not on:
+        return contextlib.nullcontext()
+    from vmbuild.vm import shell  # only then: it is the VM's side
+
+    return shell.enabled()
+
+
+def _build_to_stdout(loaded: Loaded, opts: OutputOptions) -> BuildResult:
+    """Build into a private temporary file, then copy it to stdout."""
+    if opts.format == "oci":
+        raise SpecError(
+            "--out - writes an archive, and --format oci is a directory",
+            "use --format oci-archive or docker-archive, or give --out a directory",
+        )
+    _refuse_terminal()
+    with tempdirs.workdir() as tmp:
+        result = build(loaded, tmp / "image", opts)
+        with open(tmp / "image", "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    return dataclasses.replace(result, out=Path("-"))
+
+
+def _refuse_terminal() -> None:
+    if sys.stdout.isatty():
+        raise SpecError(
+            "refusing to write an image to a terminal", "pipe it: | podman load, or > image.tar"
+        )
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    loaded = load_spec(args.spec)
+    _refuse_terminal()
+    stream(loaded, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0

@@ -1,0 +1,75 @@
+"""`vmbuild cache ls` and `vmbuild cache prune [--older-than DAYS] [--max-size SIZE]`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from vmbuild import cachelist
+from vmbuild.cache import cache_dir
+from vmbuild.errors import SpecError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cache", help="list or prune the local cache")
+    csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    ls = csub.add_parser("ls", help="what the cache holds, by kind, with sizes")
+    ls.add_argument("--entries", action="store_true", help="list every entry too")
+    ls.set_defaults(func=cmd_ls)
+    pr = csub.add_parser("prune", help="remove least recently used entries")
+    pr.add_argument(
+        "--older-than", metavar="DAYS", type=float, help="remove entries unused for DAYS days"
+    )
+    pr.add_argument(
+        "--max-size", metavar="SIZE", help="then remove the oldest until the rest fit (e.g. 10G)"
+    )
+    pr.add_argument(
+        "--dry-run", "-n", action="store_true", help="say what would go; remove nothing"
+    )
+    pr.set_defaults(func=cmd_prune)
+
+
+def _age(seconds: float) -> str:
+    days = seconds / cachelist.DAY
+    return f"{days:.1f} d" if days >= 1 else f"{seconds / 3600:.1f} h"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    root = cache_dir()
+    found = cachelist.entries(root)
+    now = time.time()
+    print(f"cache: {root}")
+    print(f"{'KIND':<18} {'ENTRIES':>7} {'SIZE':>10}  {'OLDEST USE':>10}  WHAT")
+    for s in cachelist.summary(found, now):
+        what = cachelist.KINDS.get(s.kind, "")
+        size = cachelist.human(s.size)
+        print(f"{s.kind:<18} {s.count:>7} {size:>10}  {_age(s.oldest):>10}  {what}".rstrip())
+        if args.entries:
+            for e in found:
+                if e.kind == s.kind:
+                    rel = e.path.relative_to(root)
+                    print(f"  {rel}  {cachelist.human(e.size)}  {_age(now - e.used)}")
+    total = sum(e.size for e in found)
+    print(f"{'total':<18} {len(found):>7} {cachelist.human(total):>10}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.max_size is None:
+        raise SpecError("cache prune needs --older-than or --max-size", "e.g. --older-than 30")
+    if args.older_than is not None and args.older_than < 0:
+        raise SpecError("--older-than must not be negative", "give a number of days, e.g. 30")
+    max_size = None if args.max_size is None else cachelist.parse_size(args.max_size)
+    if args.dry_run:
+        chosen = cachelist.choose(cachelist.entries(), args.older_than, max_size)
+        for e in chosen:
+            print(f"would remove {e.path} ({cachelist.human(e.size)})")
+        print(f"would free {cachelist.human(sum(e.size for e in chosen))}")
+        return 0
+    removed, busy = cachelist.prune(args.older_than, max_size)
+    freed = sum(e.size for e in removed)
+    print(f"removed {len(removed)} entries, freed {cachelist.human(freed)}")
+    for e in busy:
+        print(f"kept {e.path}: in use")
+    return 0

@@ -1,0 +1,146 @@
+"""The remote caches of one build: where to look (``--cache-from``), where to write
+(``--cache-to``), and what a fault costs (one warning, never the build).
+
+:class:`Remotes` is what :mod:`vmbuild.stepcache` asks on a local miss (the entry is
+fetched, checked, and published into the local step cache) and tells about every entry
+it uses or makes; those are pushed by :meth:`Remotes.flush` once the build's output is
+in place, so Ctrl-C during a cache push leaves the output intact. A registry that cannot
+be reached, refuses the login or refuses the artifact gets one warning and is not asked
+again in this build; a bad entry is a miss with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmbuild import stepcache, tempdirs
+from vmbuild.errors import VmbuildError
+from vmbuild.registry.client import Client
+from vmbuild.registry.pull import client_for
+from vmbuild.registry.reference import Repository
+from vmbuild.remotecache import artifact
+
+log = logging.getLogger("vmbuild")
+STEP = "step"
+PULLED = "pulled"  # a fromImage pullImage's archive, keyed by its hash
+_current: ContextVar[Remotes | None] = ContextVar("vmbuild_remotes", default=None)
+
+
+def current() -> Remotes | None:
+    """The remote caches of the build running now (see :func:`.options.using`)."""
+    return _current.get()
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, UserWarning, 2)
+
+
+@dataclass
+class Remotes:
+    cache_from: list[Repository]
+    cache_to: list[Repository]
+    tls_verify: bool = True
+    _clients: dict[str, Client] = field(default_factory=dict)
+    _down: set[str] = field(default_factory=set)
+    _pending: dict[str, stepcache.CachedStep] = field(default_factory=dict)
+    _files: dict[tuple[str, str], artifact.File] = field(default_factory=dict)
+
+    def _client(self, repo: Repository) -> Client:
+        name = str(repo)
+        if name not in self._clients:
+            self._clients[name] = client_for(repo, self.tls_verify)
+        return self._clients[name]
+
+    def _fault(self, repo: Repository, doing: str, exc: VmbuildError) -> None:
+        self._down.add(str(repo))
+        warn(f"remote cache {repo}: {doing} failed: {exc.message}; building without it")
+
+    # -- the stepcache.Remote protocol --------------------------------------------------
+
+    def fetch(self, key: str) -> bool:
+        for repo in self.cache_from:
+            if str(repo) in self._down:
+                continue
+            try:
+                with tempdirs.workdir("vmbuild-cache-") as work:
+                    got = artifact.get(self._client(repo), repo, STEP, key, Path(work))
+                    if got is None:
+                        continue
+                    (layer,) = got.files
+                    stepcache.publish(key, layer.path, layer.diff_id, got.meta)
+                log.info("step %s: from the remote cache %s", key[:12], repo)
+                return True
+            except (artifact.BadEntry, ValueError) as exc:
+                warn(f"remote cache {repo}: ignoring a bad entry: {exc}")
+            except VmbuildError as exc:
+                self._fault(repo, "lookup", exc)
+            except OSError as exc:
+                warn(f"remote cache {repo}: cannot keep the entry locally: {exc}")
+        return False
+
+    def offer(self, key: str, step: stepcache.CachedStep) -> None:
+        if self.cache_to:
+            self._pending[key] = step
+
+    # -- single files (pulled bases) ------------------------------------------------------
+
+    def fetch_file(self, kind: str, key: str, dest: Path) -> bool:
+        """Put the file entry ``KIND-KEY`` (a tar hashing to ``sha256:KEY``) at ``dest``."""
+        for repo in self.cache_from:
+            if str(repo) in self._down:
+                continue
+            try:
+                with tempdirs.workdir("vmbuild-cache-") as work:
+                    got = artifact.get(self._client(repo), repo, kind, key, Path(work))
+                    if got is None:
+                        continue
+                    (file,) = got.files
+                    if file.diff_id != f"sha256:{key}":
+                        raise artifact.BadEntry(f"the {kind} entry {key[:12]} names another file")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(file.path, dest)
+                log.info("%s %s: from the remote cache %s", kind, key[:12], repo)
+                return True
+            except (artifact.BadEntry, ValueError) as exc:
+                warn(f"remote cache {repo}: ignoring a bad entry: {exc}")
+            except VmbuildError as exc:
+                self._fault(repo, "lookup", exc)
+            except OSError as exc:
+                warn(f"remote cache {repo}: cannot keep the entry locally: {exc}")
+        return False
+
+    def offer_file(self, kind: str, key: str, path: Path) -> None:
+        if self.cache_to:
+            self._files[(kind, key)] = artifact.File(path, f"sha256:{key}")
+
+    # -- after the build ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Push every entry offered to every ``--cache-to`` (skipping what is there)."""
+        entries = [
+            (STEP, key, [artifact.File(step.layer, step.diff_id)], step.meta)
+            for key, step in self._pending.items()
+        ]
+        entries += [(kind, key, [file], {}) for (kind, key), file in self._files.items()]
+        for kind, key, files, meta in entries:
+            for repo in self.cache_to:
+                if str(repo) in self._down:
+                    continue
+                try:
+                    if artifact.put(self._client(repo), repo, kind, key, files, meta):
+                        log.info("%s %s: pushed to the remote cache %s", kind, key[:12], repo)
+                except VmbuildError as exc:
+                    self._fault(repo, "push", exc)
+                except OSError as exc:
+                    warn(f"remote cache {repo}: cannot read the entry {key[:12]}: {exc}")
+        self._pending.clear()
+        self._files.clear()
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
