@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
-from vmbuild.builders.debcontent import DebContent, add_to_tree, deb_content
+from vmbuild.builders.debcontent import DebContent, add_to_tree, configure_script, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
@@ -85,14 +85,17 @@ def assemble(
     tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
-    if spec.run_as_root is not None:
+    script = spec.run_as_root
+    if debs and spec.debian is not None and spec.debian.configure:
+        script = configure_script(debs[0]) + (script or "")  # in the same VM boot
+    if script is not None:
         from vmbuild.vm.steps import RootStep, run_as_root
 
         step = RootStep(
             name="runAsRoot",
             disk_size=spec.disk_size,
             memory=spec.build_vm_memory_size,
-            script=spec.run_as_root,
+            script=script,
             extra_commands=spec.extra_commands,
             uid=spec.uid,
             gid=spec.gid,

@@ -10,12 +10,13 @@ Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.config.debian import DebianTable, DebItem
-from vmbuild.debian import content
+from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.lock import Lock
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
@@ -33,6 +34,8 @@ class DebContent:
     packages: dict[str, content.Entries] = field(default_factory=dict)  # name -> entries
     links: content.Entries = field(default_factory=dict)
     status: content.Entries = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # dpkg info names, dependencies first
+    architecture: str = ""  # Debian's name
 
     def provides(self, path: str) -> bool:
         rel = merged_usr(path.lstrip("/"))
@@ -77,16 +80,60 @@ def deb_content(
     requests = requests_of(items)
     if not requests or table is None:
         return None
+    if table.configure:  # dpkg configures them: it and the Essential set come in
+        requests.append(Request("dpkg"))
+        table = dataclasses.replace(table, essential=True)
     s = settings_of(table, goarch)
     lock = current_lock(s, requests)
     unpacked = fetch(s, lock)
-    out = DebContent(lock)
+    out = DebContent(lock, architecture=s.architecture)
+    out.order = [dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in _ordered(lock)]
     for name in sorted(unpacked):
         out.packages[name] = content.package_entries(unpacked[name])
     anchor = next(iter(unpacked.values())) / "members.json"
     out.links = content.usr_links(out.packages.values(), anchor)
-    out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir)
+    status = dpkgdb.UNPACKED if table.configure else dpkgdb.STATUS
+    out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir, status)
     return out
+
+
+def _ordered(lock: Lock) -> list[str]:
+    """The lock's package names, each after what it depends on (cycles broken by name)."""
+    deps = {p.name: p.depends for p in lock.packages}
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for d in deps.get(name, ()):
+            visit(d)
+        done.append(name)
+
+    for name in sorted(deps):
+        visit(name)
+    return done
+
+
+def configure_script(debs: DebContent) -> str:
+    """What runs as root in the image before runAsRoot: each preinst (dependencies
+    first), then ``dpkg --configure -a`` (postinst in dependency order), offline and
+    without questions."""
+    lines = [
+        "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8",
+        "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DPKG_ADMINDIR=/var/lib/dpkg",
+    ]
+    for name in debs.order:
+        script = f"/var/lib/dpkg/info/{name}.preinst"
+        pkg, _, arch = name.partition(":")
+        env = (
+            f"DPKG_MAINTSCRIPT_PACKAGE={pkg} DPKG_MAINTSCRIPT_NAME=preinst "
+            f"DPKG_MAINTSCRIPT_ARCH={arch or debs.architecture} DPKG_ROOT="
+        )
+        lines.append(f"if [ -x {script} ]; then {env} {script} install; fi")
+    lines.append("dpkg --configure -a")
+    return "\n".join(lines) + "\n"
 
 
 def add_units(graph: Graph, debs: DebContent) -> None:

@@ -121,7 +121,7 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
     )
     fields.finish()
     if spec.debian is not None:
-        check_configure(spec.debian, spec.architecture, host_goarch(), where)
+        check_configure(spec.debian, spec.architecture, host_goarch(), where, function)
     programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]
     check_host_programs(
         spec.architecture, (p for p in programs if p in PROGRAM_HELPERS), f"{where}: copyToRoot"

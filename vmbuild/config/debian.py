@@ -94,7 +94,9 @@ def get_debian(fields: Fields) -> DebianTable:
     return spec
 
 
-def check_configure(table: DebianTable, architecture: str, host: str, where: str) -> None:
+def check_configure(
+    table: DebianTable, architecture: str, host: str, where: str, function: str
+) -> None:
     """``configure = true`` runs maintainer scripts in the build VM, which runs the
     host's architecture only."""
     if table.configure and architecture != host:
@@ -103,10 +105,10 @@ def check_configure(table: DebianTable, architecture: str, host: str, where: str
             f"programs, but it runs {host} only",
             "leave configure out (packages are unpacked, not configured) or build for " + host,
         )
-    if table.configure:
+    if table.configure and function != "buildImage":
         raise SpecError(
-            f"{where}: [debian] configure = true (maintainer scripts in the build VM) is not "
-            "implemented yet",
-            "leave it out: packages are unpacked with a dpkg database, their scripts not run; "
-            "add users with fakeNss or runAsRoot",
+            f"{where}: [debian] configure = true (maintainer scripts in the build VM) is "
+            f"buildImage's; {function} has no build VM",
+            "build with buildImage, or leave configure out (packages are unpacked with a "
+            "dpkg database, their scripts not run; add users with fakeNss)",
         )

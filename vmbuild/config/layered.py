@@ -217,7 +217,7 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
     )
     fields.finish()
     if spec.debian is not None:
-        check_configure(spec.debian, spec.architecture, host_goarch(), where)
+        check_configure(spec.debian, spec.architecture, host_goarch(), where, function)
     programs = [
         *(str(i.path) for i in spec.contents if isinstance(i, ClosureItem)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),

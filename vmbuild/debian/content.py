@@ -4,6 +4,7 @@ merged-/usr links; the image's ``var/lib/dpkg/status``."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -14,6 +15,20 @@ from vmbuild.debian import debfile, dpkgdb
 from vmbuild.oci.tree import BlobSource
 
 INFO = "var/lib/dpkg/info"
+SCRIPTS = (
+    "md5sums",
+    "conffiles",
+    "preinst",
+    "postinst",
+    "prerm",
+    "postrm",
+    "triggers",
+    "shlibs",
+    "symbols",
+    "templates",
+    "config",
+)
+EXECUTABLE = ("preinst", "postinst", "prerm", "postrm", "config")
 Entries = dict[str, BlobSource]
 _DIR = stat.S_IFDIR | 0o755
 
@@ -45,9 +60,13 @@ def package_entries(unpacked: Path) -> Entries:
         )
     info = dpkgdb.info_name(dpkgdb.control_of(unpacked))
     out[f"{INFO}/{info}.list"] = _file(_generated(unpacked, "list", dpkgdb.list_file(members)))
-    md5 = unpacked / "control" / "md5sums"
-    if md5.is_file():
-        out[f"{INFO}/{info}.md5sums"] = _file(md5)
+    for name in SCRIPTS:  # what dpkg keeps of the control archive
+        path = unpacked / "control" / name
+        if path.is_file():
+            entry = _file(path)
+            if name in EXECUTABLE:
+                entry = dataclasses.replace(entry, mode=stat.S_IFREG | 0o755)
+            out[f"{INFO}/{info}.{name}"] = entry
     return out
 
 
@@ -67,10 +86,10 @@ def usr_links(entries: Iterable[Entries], anchor: Path) -> Entries:
     }
 
 
-def status_entries(unpacked: Iterable[Path], workdir: Path) -> Entries:
+def status_entries(unpacked: Iterable[Path], workdir: Path, status: str = dpkgdb.STATUS) -> Entries:
     """``var/lib/dpkg/status`` for the packages (written in ``workdir``) and dpkg's
     other directories."""
-    data = dpkgdb.status_file(unpacked)
+    data = dpkgdb.status_file(unpacked, status)
     path = workdir / f"dpkg-status-{hashlib.sha256(data).hexdigest()[:16]}"
     path.write_bytes(data)
     out: Entries = {"var/lib/dpkg/status": _file(path)}

@@ -13,6 +13,7 @@ from debian.deb822 import Deb822
 from vmbuild.debian.debfile import DebMember
 
 STATUS = "install ok installed"
+UNPACKED = "install ok unpacked"  # for ``dpkg --configure -a`` to configure (configure = true)
 
 
 def control_of(unpacked: Path) -> Deb822:
@@ -42,22 +43,22 @@ def _md5s(unpacked: Path) -> dict[str, str]:
     return out
 
 
-def status_paragraph(unpacked: Path, md5s: dict[str, str] | None = None) -> str:
+def status_paragraph(unpacked: Path, status: str = STATUS) -> str:
     control = control_of(unpacked)
     out = Deb822()
     for key, value in control.items():
         out[key] = value
         if key == "Package":
-            out["Status"] = STATUS
+            out["Status"] = status
     conffiles = unpacked / "control" / "conffiles"
     if conffiles.is_file():
-        sums = _md5s(unpacked) if md5s is None else md5s
+        sums = _md5s(unpacked)
         names = [n.strip() for n in conffiles.read_text(errors="replace").splitlines() if n.strip()]
         if names:
             out["Conffiles"] = "\n" + "\n".join(f" {n} {sums.get(n, 'newconffile')}" for n in names)
     return str(out.dump()).rstrip("\n") + "\n"
 
 
-def status_file(unpacked: Iterable[Path]) -> bytes:
-    paras = sorted((str(control_of(u)["Package"]), status_paragraph(u)) for u in unpacked)
+def status_file(unpacked: Iterable[Path], status: str = STATUS) -> bytes:
+    paras = sorted((str(control_of(u)["Package"]), status_paragraph(u, status)) for u in unpacked)
     return "\n".join(p for _, p in paras).encode("utf-8", "surrogateescape")

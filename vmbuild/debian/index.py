@@ -64,9 +64,9 @@ def candidate(paragraph: str) -> Candidate:
     )
 
 
-_PACKAGE = re.compile(r"^Package:[ \t]*(\S+)", re.M)
-_PROVIDES = re.compile(r"^Provides:(.*(?:\n[ \t].*)*)", re.M)
-_ESSENTIAL = re.compile(r"^Essential:[ \t]*yes", re.M)
+_PACKAGE = re.compile(rb"^Package:[ \t]*(\S+)", re.M)
+_PROVIDES = re.compile(rb"^Provides:(.*(?:\n[ \t].*)*)", re.M)
+_ESSENTIAL = re.compile(rb"^Essential:[ \t]*yes", re.M)
 
 
 @dataclass
@@ -76,23 +76,38 @@ class RawIndex:
     ``Provides`` and ``Essential`` fields of all are found by a scan, for the virtual
     packages and the Essential set."""
 
-    paragraphs: dict[str, list[str]] = field(default_factory=dict)
+    # name -> (text, start, end) of each of its paragraphs: spans of the index's one
+    # string, not copies (an index is 50 MB of text)
+    spans: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+    texts: list[bytes] = field(default_factory=list)  # bytes: as text, one non-ASCII
+    # character would make the whole string 2 or 4 bytes a character
     provides: list[tuple[str, str]] = field(default_factory=list)  # (package, field)
     essential: set[str] = field(default_factory=set)
 
-    def add_text(self, text: str) -> None:
-        # Paragraphs are separated by blank lines (Debian Policy 5.1).
-        for para in re.split(r"\n[ \t]*\n", text):
-            m = _PACKAGE.search(para)
-            if m is None:
-                continue
-            name = m.group(1)
-            self.paragraphs.setdefault(name, []).append(para)
-            prov = _PROVIDES.search(para)
-            if prov is not None:
-                self.provides.append((name, prov.group(1).replace("\n", " ").strip()))
-            if _ESSENTIAL.search(para):
-                self.essential.add(name)
+    def paragraphs(self, name: str) -> list[str]:
+        return [
+            self.texts[t][a:b].decode("utf-8", "replace") for t, a, b in self.spans.get(name, [])
+        ]
+
+    def add_text(self, text: bytes) -> None:
+        which = len(self.texts)
+        self.texts.append(text)
+        start, size = 0, len(text)
+        while start < size:
+            # Paragraphs are separated by blank lines (Debian Policy 5.1).
+            end = text.find(b"\n\n", start)
+            end = size if end < 0 else end
+            m = _PACKAGE.search(text, start, end)
+            if m is not None:
+                name = m.group(1).decode("ascii", "replace")
+                self.spans.setdefault(name, []).append((which, start, end))
+                prov = _PROVIDES.search(text, start, end)
+                if prov is not None:
+                    value = prov.group(1).decode("utf-8", "replace")
+                    self.provides.append((name, value.replace("\n", " ").strip()))
+                if _ESSENTIAL.search(text, start, end):
+                    self.essential.add(name)
+            start = end + 2
 
 
 def _decompress(name: str, data: bytes) -> bytes:
@@ -103,7 +118,7 @@ def _decompress(name: str, data: bytes) -> bytes:
     return data
 
 
-def fetch_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> str:
+def fetch_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> bytes:
     """The text of the index of ``component`` for ``arch``."""
     base = f"{component}/binary-{arch}/Packages"
     for suffix in (".xz", ".gz", ""):
@@ -128,7 +143,7 @@ def fetch_index(mirror: str, release: ReleaseInfo, component: str, arch: str) ->
         )
     if not cached.is_file():
         _store(cached, data)
-    return _decompress(entry.path, data).decode("utf-8", "replace")
+    return _decompress(entry.path, data)
 
 
 def _store(path: Path, data: bytes) -> None:

@@ -70,14 +70,14 @@ class Universe:
     def versions(self, name: str) -> list[Candidate]:
         found = self._parsed.get(name)
         if found is None:
-            found = [candidate(p) for p in self.raw.paragraphs.get(name, [])]
+            found = [candidate(p) for p in self.raw.paragraphs(name)]
             found = [c for c in found if c.architecture in (self.arch, "all")]
             found.sort(key=_VersionKey, reverse=True)
             self._parsed[name] = found
         return found
 
     def names(self) -> list[str]:
-        return sorted(self.raw.paragraphs)
+        return sorted(self.raw.spans)
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
         """(package, the version it provides) for each package providing ``virtual``."""

@@ -62,7 +62,7 @@ def test_the_table() -> None:
         ({"debian": {"suit": "x"}}, "unknown argument 'suit'"),
         ({"debian": {"mirror": "ftp://x"}}, "not an http"),
         ({"debian": {"configure": True}, "architecture": "arm64"}, "runs amd64 only"),
-        ({"debian": {"configure": True}}, "not implemented yet"),
+        ({"debian": {"configure": True}}, "buildImage's; buildLayeredImage has no build VM"),
     ],
 )
 def test_bad_input(table: dict[str, Any], words: str) -> None:
