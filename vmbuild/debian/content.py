@@ -15,19 +15,7 @@ from vmbuild.debian import debfile, dpkgdb
 from vmbuild.oci.tree import BlobSource
 
 INFO = "var/lib/dpkg/info"
-SCRIPTS = (
-    "md5sums",
-    "conffiles",
-    "preinst",
-    "postinst",
-    "prerm",
-    "postrm",
-    "triggers",
-    "shlibs",
-    "symbols",
-    "templates",
-    "config",
-)
+SCRIPTS = tuple(name for name in debfile.CONTROL_FILES if name != "control")
 EXECUTABLE = ("preinst", "postinst", "prerm", "postrm", "config")
 Entries = dict[str, BlobSource]
 _DIR = stat.S_IFDIR | 0o755
