@@ -311,7 +311,7 @@ def test_a_failing_fake_root_script_shows_its_output_and_writes_nothing(tmp_path
     spec = write_spec(tmp_path / "bad.toml", name="bad", fakeRootCommands="echo oops >&2; exit 3")
     proc = vmbuild("build", spec, "--out", tmp_path / "bad.tar.gz", check=False)
     line, shown = error_and_output(proc.stderr.decode())
-    assert proc.returncode == 3 and "fakeRootCommands failed with status 3 -- " in line
+    assert proc.returncode == 4 and "fakeRootCommands failed with status 3 -- " in line
     assert shown == ["oops"]
     assert list(tmp_path.iterdir()) == [spec]
 

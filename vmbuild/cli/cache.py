@@ -8,16 +8,41 @@ from typing import Any
 
 from vmbuild import cachelist
 from vmbuild.cache import cache_dir
+from vmbuild.cli.common import add_command
 from vmbuild.errors import SpecError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("cache", help="list or prune the local cache")
-    csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    ls = csub.add_parser("ls", help="what the cache holds, by kind, with sizes")
+    p = add_command(
+        sub,
+        "cache",
+        help="list or prune the local cache",
+        description="The local cache (kernels, initramfs, blobs, pulled bases, lower images, "
+        "step results, ELF and diff_id records, Debian packages): list it with sizes, or "
+        "prune the least recently used entries.",
+        examples=[
+            "vmbuild cache ls",
+            "vmbuild cache prune --older-than 30 --max-size 20G",
+            "vmbuild cache prune --max-size 5G --dry-run",
+        ],
+    )
+    csub = p.add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION", help="ls or prune"
+    )
+    ls = add_command(
+        csub,
+        "ls",
+        help="what the cache holds, by kind, with sizes",
+        examples=["vmbuild cache ls", "vmbuild cache ls --entries"],
+    )
     ls.add_argument("--entries", action="store_true", help="list every entry too")
     ls.set_defaults(func=cmd_ls)
-    pr = csub.add_parser("prune", help="remove least recently used entries")
+    pr = add_command(
+        csub,
+        "prune",
+        help="remove least recently used entries",
+        examples=["vmbuild cache prune --older-than 30", "vmbuild cache prune --max-size 10G"],
+    )
     pr.add_argument(
         "--older-than", metavar="DAYS", type=float, help="remove entries unused for DAYS days"
     )

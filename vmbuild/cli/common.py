@@ -22,6 +22,9 @@ ENVIRONMENT = {
     "VMBUILD_GUEST_KERNEL": "cloud: boot Debian's packaged cloud kernel instead of building one",
     "VMBUILD_LINUX_SOURCE": "a Linux source tarball or tree to build the guest kernel from",
     "VMBUILD_TIMEOUT": "default for build --timeout (seconds a build VM may run)",
+    "VMBUILD_STEP_CACHE": "where runAsRoot results are cached; default $VMBUILD_CACHE_DIR/steps",
+    "VMBUILD_CACHE_REPO": "a remote cache (docker://HOST/REPO) read and written when build "
+    "has no --cache-from/--cache-to and the spec no cacheFrom/cacheTo",
     "TMPDIR": "where scratch trees and VM disks go (vmbuild-* directories)",
     "https_proxy, http_proxy, no_proxy": "proxies for registries (upper case works too)",
     "REGISTRY_AUTH_FILE": "registry credentials (containers-auth.json), read first",

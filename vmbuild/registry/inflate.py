@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol, cast
 import zstandard
 from isal import isal_zlib
 
-from vmbuild.errors import RegistryError, VmbuildError
+from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, sniff
 from vmbuild.registry import known
 from vmbuild.registry.layerscan import LayerScan
@@ -156,7 +156,7 @@ def count_plain(path: Path, kind: Compression) -> int:
                 unpack.feed(chunk)
         unpack.finish()
     except INFLATE_ERRORS as exc:
-        raise RegistryError(
+        raise ImageError(  # bad content, not the registry failing: exit 1
             f"layer sha256:{path.name} does not decompress ({exc})", "the image is corrupt"
         ) from exc
     return total
@@ -309,7 +309,7 @@ class CachedBlob:
                     raise self._changed() from item  # most likely, not a bad image
                 if isinstance(item, INFLATE_ERRORS):
                     self.path.unlink(missing_ok=True)
-                    raise RegistryError(
+                    raise ImageError(  # bad content, not the registry failing: exit 1
                         f"layer {self.digest} does not decompress ({item})",
                         "the image is corrupt (its cached copy was removed)",
                     ) from item
