@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.containers import Containers
+
+# The suite starts `python -m vmbuild` hundreds of times. Where the environment sets
+# PYTHONDONTWRITEBYTECODE (these machines do), no child ever caches its bytecode and each
+# one compiles vmbuild again: 0.30 s against 0.22 s a start, measured on a clean clone.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture(autouse=True)
