@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,25 +64,11 @@ class Remotes:
     # -- the stepcache.Remote protocol --------------------------------------------------
 
     def fetch(self, key: str) -> bool:
-        for repo in self.cache_from:
-            if str(repo) in self._down:
-                continue
-            try:
-                with tempdirs.workdir("vmbuild-cache-") as work:
-                    got = artifact.get(self._client(repo), repo, STEP, key, Path(work))
-                    if got is None:
-                        continue
-                    (layer,) = got.files
-                    stepcache.publish(key, layer.path, layer.diff_id, got.meta)
-                log.info("step %s: from the remote cache %s", key[:12], repo)
-                return True
-            except (artifact.BadEntry, ValueError) as exc:
-                warn(f"remote cache {repo}: ignoring a bad entry: {exc}")
-            except VmbuildError as exc:
-                self._fault(repo, "lookup", exc)
-            except OSError as exc:
-                warn(f"remote cache {repo}: cannot keep the entry locally: {exc}")
-        return False
+        def keep(got: artifact.Got) -> None:
+            (layer,) = got.files
+            stepcache.publish(key, layer.path, layer.diff_id, got.meta)
+
+        return self._fetch(STEP, key, keep)
 
     def offer(self, key: str, step: stepcache.CachedStep) -> None:
         if self.cache_to:
@@ -91,6 +78,20 @@ class Remotes:
 
     def fetch_file(self, kind: str, key: str, dest: Path) -> bool:
         """Put the file entry ``KIND-KEY`` (a tar hashing to ``sha256:KEY``) at ``dest``."""
+
+        def keep(got: artifact.Got) -> None:
+            (file,) = got.files
+            if file.diff_id != f"sha256:{key}":
+                raise artifact.BadEntry(f"the {kind} entry {key[:12]} names another file")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file.path, dest)
+
+        return self._fetch(kind, key, keep)
+
+    def _fetch(self, kind: str, key: str, keep: Callable[[artifact.Got], None]) -> bool:
+        """Ask each ``--cache-from`` in turn for ``KIND-KEY``; ``keep`` takes the first
+        entry found (while its work dir exists). A bad entry or a cache that fails is one
+        warning and the next cache is asked."""
         for repo in self.cache_from:
             if str(repo) in self._down:
                 continue
@@ -99,11 +100,7 @@ class Remotes:
                     got = artifact.get(self._client(repo), repo, kind, key, Path(work))
                     if got is None:
                         continue
-                    (file,) = got.files
-                    if file.diff_id != f"sha256:{key}":
-                        raise artifact.BadEntry(f"the {kind} entry {key[:12]} names another file")
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(file.path, dest)
+                    keep(got)
                 log.info("%s %s: from the remote cache %s", kind, key[:12], repo)
                 return True
             except (artifact.BadEntry, ValueError) as exc:
