@@ -34,6 +34,7 @@ class Pkg:
     fields: dict[str, str] = field(default_factory=dict)  # Depends, Provides, ...
     files: dict[str, bytes] = field(default_factory=dict)  # path -> content
     symlinks: dict[str, str] = field(default_factory=dict)
+    scripts: dict[str, str] = field(default_factory=dict)  # preinst, postinst, ... -> text
 
 
 def build_deb(pkg: Pkg, out_dir: Path) -> Path:
@@ -48,6 +49,9 @@ def build_deb(pkg: Pkg, out_dir: Path) -> Path:
         *(f"{k}: {v}" for k, v in pkg.fields.items()),
     ]
     (root / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
+    for script, text in pkg.scripts.items():
+        (root / "DEBIAN" / script).write_text(text)
+        (root / "DEBIAN" / script).chmod(0o755)
     for path, data in pkg.files.items():
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,3 +183,17 @@ def serve(root: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def host_debs(names: list[str], out_dir: Path) -> list[Path]:
+    """The .deb files, from the host's configured mirror (through vmbuild's cache), of
+    ``names`` with dpkg and the Essential set, resolved as configure = true resolves
+    them: what a local repository needs for a configure = true build of ``names``."""
+    from vmbuild.debian.fetch import deb_path, fetch_all
+    from vmbuild.debian.packages import make_lock, settings
+    from vmbuild.debian.resolve import Request
+
+    s = settings(goarch=ARCH, lock=out_dir / "host.lock", essential=True)
+    lock = make_lock(s, [Request(n) for n in [*names, "dpkg"]])
+    fetch_all(s.mirror, lock.packages)
+    return [deb_path(p) for p in lock.packages]

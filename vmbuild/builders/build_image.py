@@ -86,19 +86,24 @@ def assemble(
     mtime = LAYER_MTIME
     owner = layer_writer.Owner(spec.uid, spec.gid)
     script = spec.run_as_root
+    configure = ""
+    guest_debs: tuple[Path, ...] = ()
     if debs and spec.debian is not None and spec.debian.configure:
-        script = configure_script(debs[0]) + (script or "")  # in the same VM boot
-    if script is not None:
+        configure = configure_script(debs[0])  # before runAsRoot, in the same VM boot
+        guest_debs = tuple(debs[0].guest_debs[n] for b in debs[0].guest for n in b)
+    if script is not None or configure:
         from vmbuild.vm.steps import RootStep, run_as_root
 
         step = RootStep(
             name="runAsRoot",
             disk_size=spec.disk_size,
             memory=spec.build_vm_memory_size,
-            script=script,
+            script=script or "",
             extra_commands=spec.extra_commands,
             uid=spec.uid,
             gid=spec.gid,
+            configure=configure,
+            debs=guest_debs,
         )
         new_layer = run_as_root(step, base, tree, workdir, layer_compression(opts), mtime)
     else:

@@ -3,6 +3,12 @@ unpacked packages, each package's layer entries, the merged-/usr links and the d
 status. The layered builders make a content unit of each package
 (:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`).
 
+With ``configure = true`` (buildImage) the host unpacks only the Essential set and
+dpkg (what the image's own dpkg needs to run); in the build VM their preinsts run, then
+``dpkg --configure -a``, then ``dpkg --install`` of every other package's ``.deb``
+(dependency order: each preinst before its package's files appear, then the postinsts):
+:func:`configure_script`, the ``.deb`` files in :attr:`DebContent.guest_debs`.
+
 Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
 ``DebContent.lock.packages`` (:class:`vmbuild.debian.lock.Locked`), one per unit
 ``deb:<name>``.
@@ -11,6 +17,7 @@ Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +25,9 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
-from vmbuild.debian.lock import Lock
+from vmbuild.debian.fetch import deb_path
+from vmbuild.debian.http import download
+from vmbuild.debian.lock import Lock, Locked
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.debian.resolve import Request
 from vmbuild.oci.tree import Tree
@@ -36,6 +45,15 @@ class DebContent:
     status: content.Entries = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # dpkg info names, dependencies first
     architecture: str = ""  # Debian's name
+    # configure = true: the packages the guest's dpkg installs (lock names, dependencies
+    # first, in batches none of which pre-depends on its own members), their .deb files
+    guest: list[list[str]] = field(default_factory=list)
+    guest_debs: dict[str, Path] = field(default_factory=dict)
+    source_date: int | None = None  # the lock's Release date: SOURCE_DATE_EPOCH in the VM
+
+    def on_host(self, name: str) -> bool:
+        """Whether the host unpacks package ``name`` into the layer."""
+        return not any(name in batch for batch in self.guest)
 
     def provides(self, path: str) -> bool:
         rel = merged_usr(path.lstrip("/"))
@@ -87,14 +105,76 @@ def deb_content(
     lock = current_lock(s, requests)
     unpacked = fetch(s, lock)
     out = DebContent(lock, architecture=s.architecture)
-    out.order = [dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in _ordered(lock)]
+    ordered = _ordered(lock)
+    if table.configure:
+        host = _essential_closure(lock)
+        out.guest = _batches([n for n in ordered if n not in host], unpacked)
+        out.guest_debs = {n: _deb_file(s, lock.by_name()[n]) for b in out.guest for n in b}
+        out.source_date = _epoch(lock.release_date)
+    out.order = [
+        dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in ordered if out.on_host(n)
+    ]
     for name in sorted(unpacked):
         out.packages[name] = content.package_entries(unpacked[name])
     anchor = next(iter(unpacked.values())) / "members.json"
     out.links = content.usr_links(out.packages.values(), anchor)
     status = dpkgdb.UNPACKED if table.configure else dpkgdb.STATUS
-    out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir, status)
+    on_host = [unpacked[n] for n in sorted(unpacked) if out.on_host(n)]
+    out.status = content.status_entries(on_host, workdir, status)
     return out
+
+
+def _essential_closure(lock: Lock) -> set[str]:
+    """The Essential packages and dpkg, with everything they depend on: what the host
+    unpacks for the image's dpkg to run (configure = true)."""
+    deps = {p.name: p.depends for p in lock.packages}
+    todo = [p.name for p in lock.packages if p.essential or p.name == "dpkg"]
+    done: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in done and name in deps:
+            done.add(name)
+            todo.extend(deps[name])
+    return done
+
+
+def _relation_names(value: str) -> set[str]:
+    """The package names a Depends-like field names (alternatives included)."""
+    names = set()
+    for alt in value.replace("|", ",").split(","):
+        name = alt.strip().split(" ")[0].split("(")[0].split(":")[0]
+        if name:
+            names.add(name)
+    return names
+
+
+def _batches(names: list[str], unpacked: dict[str, Path]) -> list[list[str]]:
+    """``names`` (dependencies first) cut where a package pre-depends on one before it in
+    the same batch: dpkg --install unpacks a batch, then configures it, and a
+    pre-dependency must be configured before its dependent is unpacked."""
+    batches: list[list[str]] = []
+    for name in names:
+        pre = _relation_names(str(dpkgdb.control_of(unpacked[name]).get("Pre-Depends", "")))
+        if not batches or pre & set(batches[-1]):
+            batches.append([])
+        batches[-1].append(name)
+    return batches
+
+
+def _deb_file(s: Settings, pkg: Locked) -> Path:
+    """The package's verified .deb in the cache (fetched again if it was removed)."""
+    deb = deb_path(pkg)
+    if not deb.is_file():
+        download(f"{s.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
+    return deb
+
+
+def _epoch(date: str) -> int | None:
+    """A Release file's Date as seconds since the epoch (None when it has none)."""
+    try:
+        return int(email.utils.parsedate_to_datetime(date).timestamp())
+    except (TypeError, ValueError):
+        return None
 
 
 def _ordered(lock: Lock) -> list[str]:
@@ -116,12 +196,36 @@ def _ordered(lock: Lock) -> list[str]:
     return done
 
 
+# where the guest finds the .deb files (vmbuild.vm.steps: the debs disk, read-only)
+# the line a failed preinst of the host-unpacked set prints: PREINST_FAILED PACKAGE STATUS
+PREINST_FAILED = "vmbuild-preinst-failed"
+GUEST_DEBS = "/.vmbuild/step/debs"
+# what dpkg and the maintainer scripts leave that differs from one build to the next:
+# logs with times, the previous versions of its and debconf's databases, ldconfig's
+# cache of inode numbers and mtimes
+VOLATILE = (
+    "/var/log/dpkg.log",
+    "/var/log/alternatives.log",
+    "/var/lib/dpkg/status-old",
+    "/var/lib/dpkg/diversions-old",
+    "/var/lib/dpkg/statoverride-old",
+    "/var/lib/dpkg/available-old",
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/cache/debconf/templates.dat-old",
+    "/var/cache/ldconfig/aux-cache",
+)
+
+
 def configure_script(debs: DebContent) -> str:
-    """What runs as root in the image before runAsRoot: each preinst (dependencies
-    first), then ``dpkg --configure -a`` (postinst in dependency order), offline and
-    without questions."""
+    """What runs as root in the image before runAsRoot (configure = true), as
+    ``dpkg --install`` would do it, offline and without questions: the preinst of each
+    package the host unpacked (the Essential set), ``dpkg --configure -a``, then
+    ``dpkg --install`` of the other packages' .deb files, dependencies first."""
+    date = f" SOURCE_DATE_EPOCH={debs.source_date}" if debs.source_date is not None else ""
     lines = [
-        "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8",
+        "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8"
+        + date,
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DPKG_ADMINDIR=/var/lib/dpkg",
     ]
     for name in debs.order:
@@ -131,8 +235,15 @@ def configure_script(debs: DebContent) -> str:
             f"DPKG_MAINTSCRIPT_PACKAGE={pkg} DPKG_MAINTSCRIPT_NAME=preinst "
             f"DPKG_MAINTSCRIPT_ARCH={arch or debs.architecture} DPKG_ROOT="
         )
-        lines.append(f"if [ -x {script} ]; then {env} {script} install; fi")
+        lines.append(
+            f"if [ -x {script} ]; then {env} {script} install"
+            f" || {{ s=$?; echo {PREINST_FAILED} {pkg} $s >&2; exit $s; }}; fi"
+        )
     lines.append("dpkg --configure -a")
+    for batch in debs.guest:
+        files = " ".join(f"{GUEST_DEBS}/{debs.guest_debs[n].name}" for n in batch)
+        lines.append(f"dpkg --install {files}")
+    lines.append("rm -f " + " ".join(VOLATILE))
     return "\n".join(lines) + "\n"
 
 
@@ -151,6 +262,7 @@ def add_units(graph: Graph, debs: DebContent) -> None:
 def add_to_tree(tree: Tree, debs: DebContent) -> None:
     """Every package's entries, the links and the status in ``tree`` (buildImage)."""
     for name in sorted(debs.packages):
-        tree.entries.update(debs.packages[name])
+        if debs.on_host(name):
+            tree.entries.update(debs.packages[name])
     tree.entries.update(debs.links)
     tree.entries.update(debs.status)

@@ -37,7 +37,7 @@ from vmbuild.oci.retar import retar
 from vmbuild.oci.tree import Tree
 from vmbuild.progress import human
 from vmbuild.run import Tee
-from vmbuild.vm import lowers, shell
+from vmbuild.vm import debdisk, lowers, shell
 from vmbuild.vm.faults import GuestDiskFull, GuestOutOfMemory, VmTimeout
 from vmbuild.vm.machine import Disk, Machine
 from vmbuild.vm.qemu import MAX_DISKS
@@ -87,6 +87,8 @@ class RootStep:
     extra_commands: str = ""  # run after it, in the new layer's root
     uid: int = 0  # the owner of copyToRoot's files in the content disk
     gid: int = 0
+    configure: str = ""  # configure = true: run before runAsRoot, chrooted likewise
+    debs: tuple[Path, ...] = ()  # the .deb files it installs (a disk of their own)
 
 
 def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
@@ -151,10 +153,13 @@ def _run_step(
     needed: int,
     files: dict[str, bytes] | None = None,
     has_content: bool = False,
+    has_debs: bool = False,
 ) -> None:
     tee = Tee(sys.stderr.buffer)
     content = "/dev/vdc" if mode == "build" and has_content else "-"
-    # /dev/vda is the scratch disk, vdb the output, then (build) the content, the lowers
+    debs = "/dev/vdd" if has_debs else "-"
+    # /dev/vda is the scratch disk, vdb the output, then (build) the content, the .deb
+    # files (configure = true), the lowers
     devices = [_device(first_lower + i) for i in range(lower_count)]
     try:
         status = vm.run(
@@ -167,6 +172,7 @@ def _run_step(
                 mode,
                 "/dev/vdb",
                 content,
+                debs,
                 *devices,
             ],
             stdout=tee,  # type: ignore[arg-type]
@@ -189,6 +195,10 @@ def _run_step(
     stage = outcome.stage if outcome is not None else None
     if stage == RUN_AS_ROOT:
         shell.failure_shell(vm, status)  # with --shell-on-failure: until the user leaves
+    if stage == debdisk.CONFIGURE:
+        raise StepFailed(
+            debdisk.failure(tee.text(), status), status, debdisk.HINT, output=tee.text()
+        )
     if stage in SCRIPT_HINTS:
         raise StepFailed(
             f"{stage} failed with status {status}", status, SCRIPT_HINTS[stage], output=tee.text()
@@ -270,7 +280,7 @@ def step_inputs(
     step: RootStep, base: BaseImage | None, content_id: str | None, mtime: int
 ) -> dict[str, object]:
     """Everything the new layer depends on (see :mod:`vmbuild.vm.stepkey`)."""
-    return {
+    inputs: dict[str, object] = {
         "step": "runAsRoot",
         "base": [layer.diff_id for layer in (base.layers if base else [])],
         "content": content_id,
@@ -281,6 +291,10 @@ def step_inputs(
         "mtime": mtime,
         "guest": guest_identity(),
     }
+    if step.configure:  # the .deb files are named by their SHA256 (debdisk)
+        inputs["configure"] = step.configure
+        inputs["debs"] = [deb.name for deb in step.debs]
+    return inputs
 
 
 def _as_layer(plain: Path, diff_id: str, workdir: Path, compression: Compression) -> Layer:
@@ -331,10 +345,14 @@ def _build_in_vm(
     mtime: int,
 ) -> str:
     """Run the step in a build VM; write the new layer (plain tar) to ``plain``."""
-    lower = lower_disks(base, workdir, 2)
-    needed = check_disk(2 * content.stat().st_size, step.disk_size)
+    tar = workdir / "debs.tar"
+    debs = [Disk(debdisk.debs_tar(step.debs, tar), readonly=True)] if step.debs else []
+    lower = lower_disks(base, workdir, 2 + len(debs))
+    # the .deb files are unpacked on the scratch disk, their contents into the new layer
+    unpacked = sum(4 * deb.stat().st_size for deb in step.debs)
+    needed = check_disk(2 * content.stat().st_size + unpacked, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
-    disks = [Disk(out), Disk(content, readonly=True), *lower]
+    disks = [Disk(out), Disk(content, readonly=True), *debs, *lower]
     report = progress.current()
     with (
         _bounded(step.name) as timeout,
@@ -344,17 +362,19 @@ def _build_in_vm(
         files = {
             RUN_AS_ROOT: step.script.encode(),
             EXTRA_COMMANDS: step.extra_commands.encode(),
+            debdisk.CONFIGURE: step.configure.encode(),
         }
         _run_step(
             vm,
             "build",
-            3,
+            3 + len(debs),
             len(lower),
             step.disk_size,
             step.memory,
             needed,
             files,
             has_content=has_content,
+            has_debs=bool(debs),
         )
     with report.stage(PACKING), open(plain, "wb") as f:
         packed = from_overlay(out, f, compression="none", mtime=mtime)
