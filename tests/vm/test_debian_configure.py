@@ -98,3 +98,28 @@ def test_installed_as_dpkg_install_does(tmp_path: Path) -> None:
     assert "Package: ca-certificates\nStatus: install ok installed" in status
     assert "Package: vmb-app\nStatus: install ok installed" in status
     assert "install ok unpacked" not in status
+
+
+def test_a_failed_preinst_fails_the_build_naming_it(tmp_path: Path) -> None:
+    # Essential, so the host unpacks it and its preinst runs first thing in the VM
+    bad = Pkg(
+        "vmb-bad",
+        fields={"Essential": "yes"},
+        scripts={"preinst": "#!/bin/sh\necho refusing >&2\nexit 7\n"},
+    )
+    keys = Keys(tmp_path / "gnupg")
+    write_repo(tmp_path / "www", [*host_debs([], tmp_path), build_deb(bad, tmp_path)], keys)
+    out = tmp_path / "bad.tar"
+    with serve(tmp_path / "www") as url:
+        spec = write_spec(
+            tmp_path,
+            'name = "bad"\ncopyToRoot = [{ deb = "vmb-bad" }]\n'
+            f'[debian]\nconfigure = true\nmirror = "{url}"\nsuite = "{SUITE}"\n'
+            f'keyring = "{keys.keyring}"\n',
+        )
+        proc = vmbuild_cli("build", spec, "--out", out)
+    assert proc.returncode == 4, proc.stderr
+    said = "vmbuild: error: configure = true: the preinst of vmb-bad failed with status 7 -- "
+    assert said in proc.stderr, proc.stderr
+    assert "refusing" in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob("bad.tar*"))

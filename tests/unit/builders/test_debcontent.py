@@ -1,0 +1,90 @@
+"""configure = true's plan (builders/debcontent): what the host unpacks, what the
+guest's dpkg installs and in which order, and the script that does it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmbuild.builders import debcontent
+from vmbuild.builders.debcontent import DebContent, configure_script
+from vmbuild.debian.lock import For, Lock, Locked
+
+
+def _locked(name: str, *depends: str, essential: bool = False) -> Locked:
+    return Locked(name, "1", "amd64", f"pool/{name}.deb", 1, "0" * 64, depends, "", essential)
+
+
+def _lock(*packages: Locked) -> Lock:
+    return Lock(For("testing", "amd64", ()), "", packages)
+
+
+def _unpacked(tmp_path: Path, name: str, pre_depends: str = "") -> Path:
+    root = tmp_path / name
+    (root / "control").mkdir(parents=True)
+    fields = f"Package: {name}\nVersion: 1\nArchitecture: amd64\n"
+    if pre_depends:
+        fields += f"Pre-Depends: {pre_depends}\n"
+    (root / "control" / "control").write_text(fields)
+    return root
+
+
+def test_the_host_unpacks_the_essential_set_dpkg_and_what_they_need() -> None:
+    lock = _lock(
+        _locked("libc6"),
+        _locked("base-files", essential=True),
+        _locked("dpkg", "libc6", "tar"),
+        _locked("tar", "libc6", essential=True),
+        _locked("openssl", "libc6"),
+        _locked("ca-certificates", "openssl"),
+    )
+    assert debcontent._essential_closure(lock) == {"libc6", "base-files", "dpkg", "tar"}
+
+
+def test_a_batch_ends_where_a_package_pre_depends_on_one_in_it(tmp_path: Path) -> None:
+    unpacked = {
+        "a": _unpacked(tmp_path, "a"),
+        "b": _unpacked(tmp_path, "b", "libc6 (>= 2.36)"),  # before this batch: configured
+        "c": _unpacked(tmp_path, "c", "x | a:any (>= 1)"),
+        "d": _unpacked(tmp_path, "d"),
+    }
+    assert debcontent._batches(["a", "b", "c", "d"], unpacked) == [["a", "b"], ["c", "d"]]
+
+
+def test_relation_names_cover_alternatives_versions_and_arch_qualifiers() -> None:
+    got = debcontent._relation_names("libc6 (>= 2.36), perl:any | perl-base, awk")
+    assert got == {"libc6", "perl", "perl-base", "awk"}
+
+
+def test_a_release_date_is_the_source_date_epoch() -> None:
+    assert debcontent._epoch("Sat, 09 Nov 2024 10:02:07 UTC") == 1731146527
+    assert debcontent._epoch("") is None
+
+
+def test_the_script_runs_host_preinsts_then_configures_then_installs_the_rest() -> None:
+    debs = DebContent(_lock(), order=["base-files", "libc6:amd64"], architecture="amd64")
+    debs.guest = [["openssl", "ca-certificates"], ["late"]]
+    debs.guest_debs = {
+        n: Path(f"/cache/{n}-sha.deb") for n in ("openssl", "ca-certificates", "late")
+    }
+    debs.source_date = 1731146527
+    lines = configure_script(debs).splitlines()
+    assert "SOURCE_DATE_EPOCH=1731146527" in lines[0]
+    assert "DEBIAN_FRONTEND=noninteractive" in lines[0]
+    preinsts = [line for line in lines if ".preinst" in line]
+    assert "info/base-files.preinst" in preinsts[0]
+    assert "DPKG_MAINTSCRIPT_PACKAGE=libc6 " in preinsts[1]
+    assert "DPKG_MAINTSCRIPT_ARCH=amd64" in preinsts[1]
+    at = lines.index("dpkg --configure -a")
+    assert lines.index(preinsts[-1]) < at
+    assert lines[at + 1] == (
+        "dpkg --install /.vmbuild/step/debs/openssl-sha.deb"
+        " /.vmbuild/step/debs/ca-certificates-sha.deb"
+    )
+    assert lines[at + 2] == "dpkg --install /.vmbuild/step/debs/late-sha.deb"
+    assert lines[-1].startswith("rm -f /var/log/dpkg.log ")
+
+
+def test_the_guest_installed_packages_are_not_in_the_host_tree() -> None:
+    debs = DebContent(_lock())
+    debs.guest = [["openssl"]]
+    assert not debs.on_host("openssl") and debs.on_host("libc6")
