@@ -376,6 +376,7 @@ def _build_in_vm(
             has_content=has_content,
             has_debs=bool(debs),
         )
+    tar.unlink(missing_ok=True)
     with report.stage(PACKING), open(plain, "wb") as f:
         packed = from_overlay(out, f, compression="none", mtime=mtime)
     out.unlink()
