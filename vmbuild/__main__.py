@@ -26,7 +26,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from vmbuild import signals
 from vmbuild.cli.common import (
@@ -71,6 +71,20 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked (importlib.metadata, which
+    finds it, takes about 50 ms to import: every command would pay it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, argparse.SUPPRESS, nargs=0, help="show vmbuild's version and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"vmbuild {package_version()}")
+        parser.exit()
+
+
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmbuild",
@@ -79,7 +93,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
         epilog=main_epilog(),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vmbuild {package_version()}")
+    parser.add_argument("--version", action=_Version)
     add_globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name in modules:
