@@ -195,6 +195,9 @@ def debian_case(work: Path, runs: int, big: bool) -> None:
 
 
 def main() -> int:
+    # As an installed vmbuild does (its wheel's bytecode is compiled once), each timed
+    # command reads its modules' bytecode instead of compiling them again (~0.1 s).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--debian", action="store_true", help="add the Debian base case")

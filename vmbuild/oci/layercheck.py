@@ -20,6 +20,30 @@ member, as container runtimes read it.
 :class:`CheckedBlob` is a base image layer's blob that runs the check the first time its
 bytes are read, whichever way (copied into an output, or decompressed for a merge or
 the build VM), and not again.
+
+Across builds (under :func:`remembering`, which the builders set up with
+``vmbuild.cache.FileMemo``), a check that passed is remembered for that version of the
+file: its device, inode, size, mtime and ctime, with the blob's offset, size,
+compression and expected diff_id/digest. A later build reading the same blob of the
+same version trusts the remembered digest instead of reading 165 MB again. Why this
+cannot let changed bytes through:
+
+- a write or truncation sets the file's ctime to the current time, and no system call
+  sets a ctime (``utime`` sets mtime and atime only): only changing the system clock
+  would, which takes root, and root can change the build anyway. A file renamed or made
+  anew at the path has another inode or ctime. (A write through a shared mapping stamps
+  the file when it first dirties a page after writeback: a process holding such a
+  mapping could write again unstamped, but it could as well write during any build.)
+- the clock the kernel stamps files with is coarse, so a change within the same tick as
+  a check could leave the ctime as it was: a file whose ctime or mtime is less than
+  ``cache.RACY_NS`` (3 s) before the check began is checked, never remembered;
+- the status recorded is taken on the open file the check read (``fstat``), before the
+  check, and must be unchanged after it; a trusted read takes it again on the file it
+  copies from, before and after: a write meanwhile fails the build (the output is a
+  part file, never renamed into place);
+- the memo lives in the user's own cache directory, as the step cache and the lower
+  images do: whoever can write there can already change what a build uses. A memo file
+  that is missing, garbage or for other expectations is a miss: the layer is checked.
 """
 
 from __future__ import annotations
