@@ -43,6 +43,7 @@ KINDS = {
     "steps": "runAsRoot step results",
     "elf-info-v1": "ELF dependency records",
     "layer-ids-v2": "diff_ids of layered images' layers",
+    "layer-checks-v1": "base layers already checked, by the version of their file",
     "remote-cache": "records of remote cache entries",
 }
 NESTED = {"blobs"}  # kinds whose entries sit one directory further down
