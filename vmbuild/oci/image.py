@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
 from vmbuild.oci.compress import Compression, suffix
-from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.safety import open_beneath
+from vmbuild.oci.sinks import HashingWriter
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -24,7 +24,6 @@ the build VM), and not again.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import zlib
@@ -39,6 +38,7 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef
 from vmbuild.oci.safety import check_member, whiteout_target
+from vmbuild.oci.sinks import HashingReader, SinkFailed
 from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
@@ -68,55 +68,6 @@ class Checked:
     plain_size: int
 
 
-class _SinkFailed(Exception):
-    """Writing to ``copy`` or ``plain`` failed: that error is not the layer's fault."""
-
-    def __init__(self, exc: Exception):
-        super().__init__(str(exc))
-        self.exc = exc
-
-
-class _Tee:
-    """Reads from ``src``; each byte read is hashed, counted and passed to the sinks."""
-
-    def __init__(self, src: BinaryIO, *sinks: BinaryIO | None):
-        self._src = src
-        self._sinks = [s for s in sinks if s is not None]
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def _took(self, data: bytes) -> bytes:
-        if data:
-            self._hash.update(data)
-            self.size += len(data)
-            for sink in self._sinks:
-                try:
-                    sink.write(data)
-                except Exception as exc:
-                    raise _SinkFailed(exc) from exc
-        return data
-
-    def read(self, n: int | None = -1) -> bytes:
-        return self._took(self._src.read(-1 if n is None else n))
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._took(self._src.read(len(view)))
-        view[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-
 class _Forward:
     """A stream that :mod:`tarfile` can seek in, forward only. It reads ``src`` a chunk
     at a time (headers come from the chunk in memory); a skip over a large member reads
@@ -125,7 +76,7 @@ class _Forward:
 
     KEEP = 2 * TAR_BLOCK
 
-    def __init__(self, src: _Tee, where: str):
+    def __init__(self, src: HashingReader, where: str):
         self._src = src
         self._where = where
         self._buf = b""
@@ -270,18 +221,18 @@ def check_layer(
     ``digest`` and ``diff_id``, when given, must match. Errors of ``copy`` and
     ``plain`` (a full disk) propagate as they are.
     """
-    blob = _Tee(raw, copy, plain if compression == "none" else None)
+    blob = HashingReader(raw, copy, plain if compression == "none" else None)
     try:
         # a plain layer's bytes are its tar: hashed once
         tar_bytes = (
             blob
             if compression == "none"
-            else _Tee(decompressor(cast(BinaryIO, blob), compression), plain)
+            else HashingReader(decompressor(cast(BinaryIO, blob), compression), plain)
         )
         _scan(_Forward(tar_bytes, where), where)
         tar_bytes.drain()
         blob.drain()
-    except _SinkFailed as failed:
+    except SinkFailed as failed:
         raise failed.exc from None
     except READ_ERRORS as exc:
         what = "tar" if compression == "none" else f"{compression}-compressed tar"

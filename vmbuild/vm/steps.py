@@ -28,12 +28,12 @@ from vmbuild import progress, stepcache, timeouts
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.layer import Packed
 from vmbuild.oci.overlay import from_overlay
 from vmbuild.oci.reader import BaseImage
 from vmbuild.oci.retar import retar
+from vmbuild.oci.sinks import HashingWriter
 from vmbuild.oci.tree import Tree
 from vmbuild.progress import human
 from vmbuild.run import Tee
