@@ -21,7 +21,7 @@ import os
 import re
 import ssl
 import urllib.parse
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmbuild.errors import RegistryError
 
@@ -38,8 +38,7 @@ class ProxyError(ConnectionError):
         self.hint = hint
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(NamedTuple):
     host: str
     port: int
     variable: str  # where it came from, for messages: "https_proxy"

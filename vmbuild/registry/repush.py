@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from vmbuild.cache import cache_dir, key, read_json, write_json
+from vmbuild.cache import cache_dir, read_json, write_json
 from vmbuild.errors import RegistryError
 from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
@@ -67,11 +67,12 @@ def identity(image: Path) -> str | None:
     except OSError:
         return None
     parts = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return ":".join(str(p) for p in parts)
+    return "-".join(str(p) for p in parts)
 
 
 def _record(ident: str, compression: str, level: int | None) -> Path:
-    return cache_dir() / "pushed" / key([FORMAT, ident, compression, str(level)])
+    # Named by its parts, not their hash: no hashlib import on this path.
+    return cache_dir() / "pushed" / f"v{FORMAT}-{ident}-{compression}-{level}.json"
 
 
 def remember(ident: str | None, compression: str, level: int | None, pushed: Pushed) -> None:
