@@ -101,7 +101,8 @@ def _entries_of(rows: Any, workdir: Path) -> dict[str, BlobSource]:
     out: dict[str, BlobSource] = {}
     for name, (tag, where), mode, uid, gid, size, offset, link, rdev, group, follow in rows:
         values = (mode, uid, gid, size, offset, rdev)
-        ok = isinstance(name, str) and isinstance(where, str) and tag in roots
+        texts = (name, where, link, group)
+        ok = all(isinstance(t, str) for t in texts) and isinstance(follow, bool) and tag in roots
         if not ok or not all(isinstance(v, int) for v in values):
             raise artifact.BadEntry(f"the {CONTENT} entry has a bad row for {name!r}")
         host = roots[tag] / where
