@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -167,6 +166,8 @@ def credentials(args: argparse.Namespace, host: str, path: str) -> Credentials |
                     f"--creds {user} has no password and there is no terminal to ask on",
                     "give --creds USER:PASSWORD, or use --authfile",
                 )
+            import getpass
+
             password = getpass.getpass(f"password for {user}@{host}: ")
         return Credentials(user, password, "--creds")
     if args.authfile is not None:
