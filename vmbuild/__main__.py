@@ -82,7 +82,8 @@ class _Version(argparse.Action):
         )
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        parser.exit(message=f"vmbuild {package_version()}\n")
+        print(f"vmbuild {package_version()}")  # on stdout, as argparse's version action
+        parser.exit()
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
