@@ -2,9 +2,10 @@
 
 A layer cut from Debian package units alone has a key that costs nothing to know: its
 bytes depend only on the packages' .debs (their SHA256s are in the lock), which units
-it holds in which order, its mtime and owner, and vmbuild's tar format
-(:data:`vmbuild.oci.tarplan.FORMAT`), and the dpkg status unit on the lock's packages
-and whether dpkg configures them. Two kinds of entries, both checked as they stream
+it holds in which order, its mtime and owner, vmbuild's tar format
+(:data:`vmbuild.oci.tarplan.FORMAT`) and the code that reads packages into entries (its
+source is hashed into every key), and the dpkg status unit on the lock's packages and
+whether dpkg configures them. Two kinds of entries, both checked as they stream
 (:mod:`vmbuild.remotecache.artifact`):
 
 - ``debcontent-KEY`` (KEY: the lock's packages and the status mode): every package's
@@ -28,6 +29,7 @@ and hashing them to make a key costs what packing them does.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -71,10 +73,24 @@ class CachedLayer(FileLayer):
         return self.diff_id
 
 
+# The modules that turn a package into its entries and the dpkg status. They have no
+# format version of their own, so their source is part of the content key: a change
+# there can never reuse entries an older vmbuild made.
+_ENTRY_CODE = ("content", "dpkgdb", "debfile")
+
+
+@functools.cache
+def _code() -> str:
+    from vmbuild import debian
+
+    root = Path(debian.__file__).parent
+    return key((root / f"{name}.py").read_bytes() for name in _ENTRY_CODE)
+
+
 def content_key(pinned: Pinned) -> str:
     packages = sorted(f"{p.name}={p.sha256}" for p in pinned.lock.packages)
     mode = "configure" if pinned.configure else "installed"
-    return key([FORMAT, pinned.settings.architecture, mode, *packages])
+    return key([FORMAT, _code(), pinned.settings.architecture, mode, *packages])
 
 
 # -- debcontent: the packages' entries without their bytes ------------------------------
@@ -209,7 +225,8 @@ class DebLayers:
         if self.remotes is None or None in keys:
             return TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
         owner_text = f"{owner.uid}:{owner.gid}:{owner.uname}:{owner.gname}"
-        lkey = key([FORMAT, TAR_FORMAT, str(mtime), owner_text, *(k or "" for k in keys)])
+        parts = [FORMAT, TAR_FORMAT, _code(), str(mtime), owner_text]
+        lkey = key([*parts, *(k or "" for k in keys)])
         scratch = self.remotes.scratch()
         dest = scratch / f"{LAYER}-{lkey}.tar"
         found: list[CachedLayer] = []
