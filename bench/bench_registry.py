@@ -159,7 +159,7 @@ def bench_pull(work: Path, ref: str, runs: int, sk_env: dict[str, str]) -> Path:
         raise SystemExit(f"prefetch failed: {printed.stderr}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     spec = work / "pull.toml"
-    spec.write_text('function = "pullImage"\n' + printed.stdout)
+    spec.write_text(printed.stdout)  # a whole pullImage spec, as it says
     build = vmbuild("build", str(spec), "--out", str(out))
     skopeo_pull = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}:1"]
     ours: list[Run] = []
