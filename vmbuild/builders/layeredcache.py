@@ -32,9 +32,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmbuild.builders.debcontent import (
     STATUS_UNIT,
@@ -51,9 +52,12 @@ from vmbuild.oci.digest import of_file
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tarplan import FORMAT as TAR_FORMAT
 from vmbuild.oci.tree import BlobSource
-from vmbuild.remotecache import artifact, remotes
 from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.units.graph import Unit, tree_of
+
+if TYPE_CHECKING:  # the registry client: not loaded by builds without remote caches
+    from vmbuild.remotecache import artifact
+    from vmbuild.remotecache.remotes import Remotes
 
 CONTENT = "debcontent"
 LAYER = "deblayer"
@@ -113,6 +117,8 @@ def _entries_json(entries: dict[str, BlobSource], workdir: Path) -> list[list[An
 
 
 def _entries_of(rows: Any, workdir: Path) -> dict[str, BlobSource]:
+    from vmbuild.remotecache import artifact
+
     roots = {"c": cache_dir(), "w": workdir, "a": Path("/")}
     out: dict[str, BlobSource] = {}
     for name, (tag, where), mode, uid, gid, size, offset, link, rdev, group, follow in rows:
@@ -137,6 +143,8 @@ def _dump(debs: DebContent, workdir: Path) -> dict[str, Any]:
 
 
 def _load(data: Any, pinned: Pinned, workdir: Path) -> DebContent:
+    from vmbuild.remotecache import artifact
+
     try:
         packages = {n: _entries_of(rows, workdir) for n, rows in data["packages"].items()}
         if set(packages) != {p.name for p in pinned.lock.packages}:
@@ -150,12 +158,22 @@ def _load(data: Any, pinned: Pinned, workdir: Path) -> DebContent:
     return out
 
 
+def _current() -> Remotes | None:
+    """The build's remote caches; none when nothing loaded the remote cache code (as
+    ``vmbuild stream``, which has none, does not)."""
+    if "vmbuild.remotecache.remotes" not in sys.modules:
+        return None
+    from vmbuild.remotecache.remotes import current
+
+    return current()
+
+
 class DebLayers:
     """One build's Debian layers and the remote caches (inert when there are none)."""
 
     def __init__(self, workdir: Path, use_remote: bool = True):
         self.workdir = workdir
-        self.remotes = remotes.current() if use_remote else None
+        self.remotes = _current() if use_remote else None
         self.pinned: Pinned | None = None
         self.debs: DebContent | None = None
         self._real: DebContent | None = None  # fetched: the entries' bytes are there
@@ -170,6 +188,8 @@ class DebLayers:
             return None
         pinned = self.pinned
         if self.remotes is not None:
+            from vmbuild.remotecache import artifact
+
             ckey = content_key(pinned)
 
             def keep(got: artifact.Got) -> None:
@@ -184,6 +204,8 @@ class DebLayers:
                 return self.debs
         self.debs = self._real = content_of(pinned, self.workdir)
         if self.remotes is not None and self.remotes.cache_to:
+            from vmbuild.remotecache import artifact
+
             path = self.remotes.scratch() / f"{CONTENT}-{content_key(pinned)}.json"
             path.write_text(json.dumps(_dump(self._real, self.workdir), separators=(",", ":")))
             file = artifact.File(path, of_file(path))
@@ -224,6 +246,8 @@ class DebLayers:
         keys = [self._unit_key(u) for u in units] if self.remotes and self.pinned else [None]
         if self.remotes is None or None in keys:
             return TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
+        from vmbuild.remotecache import artifact
+
         owner_text = f"{owner.uid}:{owner.gid}:{owner.uname}:{owner.gname}"
         parts = [FORMAT, TAR_FORMAT, _code(), str(mtime), owner_text]
         lkey = key([*parts, *(k or "" for k in keys)])
