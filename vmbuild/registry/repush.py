@@ -5,10 +5,11 @@ the push's options: the manifest's digest and media type and how many blobs it n
 A later push of the same file with the same options first asks the registry what the
 destination holds (:func:`unchanged`: a HEAD of its tag or digest); when the registry
 answers with that very digest, the push is done. The registry's own answer makes it
-correct without trusting any local record of earlier pushes: a registry stores a
-manifest only once it has every blob the manifest names. Any other answer (another
-digest, none, an error) is a full push, which then sends only the blobs that are
-missing.
+correct without trusting any local record of earlier pushes: the manifest is the
+image, and registries (distribution's docker-registry among them) refuse a manifest
+whose blobs they lack and keep a tagged manifest's blobs from garbage collection. Any
+other answer (another digest, none, an error) is a full push, which then sends only the
+blobs that are missing.
 
 The identity is (device, inode, size, mtime_ns, ctime_ns) of the archive, or of an OCI
 layout's ``index.json`` (a layout's blobs are content-addressed; only the index says
