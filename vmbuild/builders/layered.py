@@ -161,18 +161,13 @@ def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled
     slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
     sizes = {name: unit.size for name, unit in graph.units.items()}
     layering: Layering = choose_layers(graph.refs(), sizes, slots, spec.min_layer_size)
-    layers: list[LazyLayer] = []
-    comments: list[str] = []
     owner = layer_writer.Owner(spec.uid, spec.gid, spec.uname, spec.gname)
-    for name in layering.own:
-        unit = graph.units[name]
-        layers.append(deb_layers.layer([unit], mtime, owner, unit.size))
-        comments.append(f"vmbuild: {name}")
+    groups = [[graph.units[name]] for name in layering.own]
+    comments = [f"vmbuild: {name}" for name in layering.own]
     if layering.shared:
-        shared = [graph.units[n] for n in layering.shared]
-        weight = sum(unit.size for unit in shared)
-        layers.append(deb_layers.layer(shared, mtime, owner, weight))
+        groups.append([graph.units[n] for n in layering.shared])
         comments.append(f"vmbuild: {len(layering.shared)} smaller or less popular units")
+    layers = deb_layers.layers(groups, mtime, owner)  # packed here, or from a remote cache
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:

@@ -34,6 +34,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the registry client: not loaded by builds without remote ca
 CONTENT = "debcontent"
 LAYER = "deblayer"
 FORMAT = "1"  # bump when an entry's meaning changes
+FETCHES = 4  # layers fetched at once
 
 
 class CachedLayer(FileLayer):
@@ -240,31 +242,67 @@ class DebLayers:
             Unit(u.name, dict(by_name[u.name]), u.refs) if u.name in by_name else u for u in units
         ]
 
-    def layer(self, units: list[Unit], mtime: int, owner: Owner, weight: int) -> LazyLayer:
-        """The layer of ``units``: from the remote caches when it is one of Debian units
-        alone they have; else packed (once into a file when it goes to ``--cache-to``)."""
-        keys = [self._unit_key(u) for u in units] if self.remotes and self.pinned else [None]
-        if self.remotes is None or None in keys:
-            return TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
-        from vmbuild.remotecache import artifact
-
+    def _layer_key(self, units: list[Unit], mtime: int, owner: Owner) -> str | None:
+        """The key of the layer of ``units``; None unless they are all Debian units."""
+        if self.remotes is None or self.pinned is None:
+            return None
+        keys = [self._unit_key(u) for u in units]
+        if None in keys:
+            return None
         owner_text = f"{owner.uid}:{owner.gid}:{owner.uname}:{owner.gname}"
         parts = [FORMAT, TAR_FORMAT, _code(), str(mtime), owner_text]
-        lkey = key([*parts, *(k or "" for k in keys)])
-        scratch = self.remotes.scratch()
-        dest = scratch / f"{LAYER}-{lkey}.tar"
-        found: list[CachedLayer] = []
+        return key([*parts, *(k or "" for k in keys)])
+
+    def _fetch(self, lkey: str) -> tuple[Path, str] | None:
+        """The layer ``lkey`` from the remote caches, in the scratch dir, and its diff_id."""
+
+        assert self.remotes is not None
+        dest = self.remotes.scratch() / f"{LAYER}-{lkey}.tar"
+        found: list[str] = []
 
         def keep(got: artifact.Got) -> None:
             (file,) = got.files
             os.replace(file.path, dest)
-            found.append(CachedLayer(dest, file.diff_id, weight))
+            found.append(file.diff_id)
 
-        if self.remotes.fetch_entry(LAYER, lkey, keep):
-            return found[0]
-        tree = TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
-        if not self.remotes.cache_to:
-            return tree
+        return (dest, found[0]) if self.remotes.fetch_entry(LAYER, lkey, keep) else None
+
+    def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> list[LazyLayer]:
+        """The layer of each group of units: from the remote caches when it is one of
+        Debian units alone they have (asked for all at once); else packed (once into a
+        file when it goes to ``--cache-to``)."""
+        lkeys = [self._layer_key(units, mtime, owner) for units in groups]
+        asked = list(dict.fromkeys(k for k in lkeys if k is not None))
+        got: dict[str, tuple[Path, str] | None] = {}
+        if asked and self.remotes is not None:
+            self.remotes.scratch()  # made once, before the threads use it
+            with ThreadPoolExecutor(max_workers=min(FETCHES, len(asked))) as pool:
+                try:
+                    got = dict(zip(asked, pool.map(self._fetch, asked), strict=True))
+                except BaseException:  # Ctrl-C: wake the other fetches, do not wait them out
+                    self.remotes.interrupt()
+                    raise
+        out: list[LazyLayer] = []
+        for units, lkey in zip(groups, lkeys, strict=True):
+            weight = sum(u.size for u in units)
+            hit = got.get(lkey) if lkey is not None else None
+            if hit is not None:
+                out.append(CachedLayer(hit[0], hit[1], weight))
+                continue
+            tree = TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
+            if lkey is None or self.remotes is None or not self.remotes.cache_to:
+                out.append(tree)
+                continue
+            out.append(self._packed(tree, lkey, weight))
+        return out
+
+    def _packed(self, tree: TreeLayer, lkey: str, weight: int) -> CachedLayer:
+        """``tree`` packed once into a file (hashed as it is written), offered to
+        ``--cache-to``; the image streams the file."""
+        from vmbuild.remotecache import artifact
+
+        assert self.remotes is not None
+        dest = self.remotes.scratch() / f"{LAYER}-{lkey}.tar"
         with open(dest, "wb") as f, BlockWriter(f) as out:
             digest = out.begin_hash()
             tree.write(out)

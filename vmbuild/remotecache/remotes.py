@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -30,6 +31,7 @@ from vmbuild.remotecache import artifact
 log = logging.getLogger("vmbuild")
 STEP = "step"
 PULLED = "pulled"  # a fromImage pullImage's archive, keyed by its hash
+_clients_lock = threading.Lock()
 _current: ContextVar[Remotes | None] = ContextVar("vmbuild_remotes", default=None)
 
 
@@ -58,9 +60,10 @@ class Remotes:
 
     def _client(self, repo: Repository) -> Client:
         name = str(repo)
-        if name not in self._clients:
-            self._clients[name] = client_for(repo, self.tls_verify)
-        return self._clients[name]
+        with _clients_lock:  # entries may be fetched from several threads at once
+            if name not in self._clients:
+                self._clients[name] = client_for(repo, self.tls_verify)
+            return self._clients[name]
 
     def _fault(self, repo: Repository, doing: str, exc: VmbuildError) -> None:
         self._down.add(str(repo))
@@ -167,6 +170,13 @@ class Remotes:
         self._pending.clear()
         self._files.clear()
         self._entries.clear()
+
+    def interrupt(self) -> None:
+        """Make every request in flight stop soon (see :meth:`Client.interrupt`)."""
+        with _clients_lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.interrupt()
 
     def close(self) -> None:
         for client in self._clients.values():
