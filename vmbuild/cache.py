@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ def cache_dir() -> Path:
 
 def key(parts: Iterable[bytes | str]) -> str:
     """A stable hex key over ``parts`` (each length-prefixed, so boundaries matter)."""
+    import hashlib  # here: ``vmbuild push``'s one-HEAD path needs no OpenSSL hashing
+
     h = hashlib.sha256()
     for part in parts:
         data = part.encode() if isinstance(part, str) else part

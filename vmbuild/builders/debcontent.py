@@ -73,10 +73,18 @@ def lock_spec(spec: object) -> Lock | None:
     )
 
 
-def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none)."""
+@dataclass(frozen=True)
+class Pinned:
+    """What a spec's packages resolve to before any is fetched: the settings, the lock
+    and whether dpkg configures them (``builders/layeredcache`` keys on these)."""
+
+    settings: Settings
+    lock: Lock
+    configure: bool
+
+
+def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
+    """The lock of the packages ``items`` name (None when they name none)."""
     requests = requests_of(items)
     if not requests or table is None:
         return None
@@ -84,7 +92,20 @@ def deb_content(
         requests.append(Request("dpkg"))
         table = dataclasses.replace(table, essential=True)
     s = settings_of(table, goarch)
-    lock = current_lock(s, requests)
+    return Pinned(s, current_lock(s, requests), table.configure)
+
+
+def deb_content(
+    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
+) -> DebContent | None:
+    """The packages ``items`` name (None when they name none)."""
+    pinned = deb_lock(items, table, goarch)
+    return None if pinned is None else content_of(pinned, workdir)
+
+
+def content_of(pinned: Pinned, workdir: Path) -> DebContent:
+    """The packages of ``pinned``, fetched (unless in the cache) and read."""
+    s, lock = pinned.settings, pinned.lock
     unpacked = fetch(s, lock)
     out = DebContent(lock, architecture=s.architecture)
     out.order = [dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in _ordered(lock)]
@@ -92,7 +113,7 @@ def deb_content(
         out.packages[name] = content.package_entries(unpacked[name])
     anchor = next(iter(unpacked.values())) / "members.json"
     out.links = content.usr_links(out.packages.values(), anchor)
-    status = dpkgdb.UNPACKED if table.configure else dpkgdb.STATUS
+    status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
     out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir, status)
     return out
 
