@@ -1,4 +1,5 @@
-"""Each module-level name means one thing across the package (issue 11's collisions)."""
+"""Each module-level name means one thing across the package (issue 11's collisions),
+and bytes hashed while they pass go through the one tee in ``vmbuild.oci.sinks``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import vmbuild
 
 PACKAGE = Path(vmbuild.__file__).parent
+# Where a class may hold a hashlib object: the tee, and BlockWriter's hashing thread.
+HASHING_CLASSES = {"oci/sinks.py", "oci/blocks.py"}
 WATCHED = ("TAR_BLOCK", "BLOCK", "BLOCK_SIZE", "Plan", "Closure", "ClosureItem", "ClosureOf")
 
 
@@ -43,3 +46,28 @@ def test_each_watched_name_is_defined_at_most_once() -> None:
 def test_the_old_ambiguous_names_are_gone() -> None:
     for name in ("BLOCK", "BLOCK_SIZE", "Plan", "Closure"):
         assert definitions(name) == [], name
+
+
+def uses_hashlib(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "hashlib"
+        for n in ast.walk(node)
+    )
+
+
+def test_no_ad_hoc_hashing_sinks() -> None:
+    """A class keeping its own sha256 of what passes, or a hashlib object handed to a
+    helper to update, is a second hashing tee: use HashingWriter or HashingReader."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ClassDef)
+                and where not in HASHING_CLASSES
+                and uses_hashlib(node)
+            ):
+                found.append(f"{where}: class {node.name}")
+            if isinstance(node, ast.arg) and node.annotation and uses_hashlib(node.annotation):
+                found.append(f"{where}: argument {node.arg}")
+    assert found == []

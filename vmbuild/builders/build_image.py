@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
-from vmbuild.builders.debcontent import DebContent, add_to_tree, configure_script, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
-from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
@@ -30,6 +29,7 @@ from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
+    from vmbuild.builders.debcontent import DebContent
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -49,11 +49,15 @@ def layer_compression(opts: OutputOptions) -> Compression:
 
 def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
-    debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
-    if debs is not None:
-        add_to_tree(tree, debs)
-        if found is not None:
-            found.append(debs)  # for the SBOM
+    if any(isinstance(item, DebItem) for item in spec.copy_to_root):
+        # only then: the Debian code (indexes, resolver, urllib3) costs ~0.2 s to import
+        from vmbuild.builders.debcontent import add_to_tree, deb_content
+
+        debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
+        if debs is not None:
+            add_to_tree(tree, debs)
+            if found is not None:
+                found.append(debs)  # for the SBOM
     for item in spec.copy_to_root:
         if isinstance(item, DebItem):
             continue
@@ -89,6 +93,8 @@ def assemble(
     configure = ""
     guest_debs: tuple[Path, ...] = ()
     if debs and spec.debian is not None and spec.debian.configure:
+        from vmbuild.builders.debcontent import configure_script
+
         configure = configure_script(debs[0])  # before runAsRoot, in the same VM boot
         guest_debs = tuple(debs[0].guest_debs[n] for b in debs[0].guest for n in b)
     if script is not None or configure:
@@ -108,6 +114,8 @@ def assemble(
         new_layer = run_as_root(step, base, tree, workdir, layer_compression(opts), mtime)
     else:
         if spec.extra_commands:
+            from vmbuild.hoststeps.stage import materialize, run_script
+
             root = workdir / "root"
             materialize(tree, root)
             run_script(spec.extra_commands, root, "extraCommands")
@@ -168,14 +176,17 @@ def _named(item: CopyItem) -> str:
     return item.name if isinstance(item, Helper | DebItem) else str(item)
 
 
-def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
+def _recording(spec: BuildImageSpec, opts: OutputOptions) -> AbstractContextManager[Record | None]:
+    if not opts.attest.wanted:  # a build without --sbom/--provenance loads none of sbom/
+        return contextlib.nullcontext()
     from vmbuild.sbom.attest import recording
 
+    return recording(opts, "buildImage", spec.build_args)
+
+
+def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     report = progress.current()
-    with (
-        tempdirs.workdir("vmbuild-") as wd,
-        recording(opts, "buildImage", spec.build_args) as record,
-    ):
+    with tempdirs.workdir("vmbuild-") as wd, _recording(spec, opts) as record:
         image = assemble(spec, Path(wd), opts, record)
         refs = record.referrers(image) if record else []
         if record:

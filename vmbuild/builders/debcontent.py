@@ -91,10 +91,18 @@ def lock_spec(spec: object) -> Lock | None:
     )
 
 
-def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none)."""
+@dataclass(frozen=True)
+class Pinned:
+    """What a spec's packages resolve to before any is fetched: the settings, the lock
+    and whether dpkg configures them (``builders/layeredcache`` keys on these)."""
+
+    settings: Settings
+    lock: Lock
+    configure: bool
+
+
+def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
+    """The lock of the packages ``items`` name (None when they name none)."""
     requests = requests_of(items)
     if not requests or table is None:
         return None
@@ -102,11 +110,24 @@ def deb_content(
         requests.append(Request("dpkg"))
         table = dataclasses.replace(table, essential=True)
     s = settings_of(table, goarch)
-    lock = current_lock(s, requests)
+    return Pinned(s, current_lock(s, requests), table.configure)
+
+
+def deb_content(
+    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
+) -> DebContent | None:
+    """The packages ``items`` name (None when they name none)."""
+    pinned = deb_lock(items, table, goarch)
+    return None if pinned is None else content_of(pinned, workdir)
+
+
+def content_of(pinned: Pinned, workdir: Path) -> DebContent:
+    """The packages of ``pinned``, fetched (unless in the cache) and read."""
+    s, lock = pinned.settings, pinned.lock
     unpacked = fetch(s, lock)
     out = DebContent(lock, architecture=s.architecture)
     ordered = _ordered(lock)
-    if table.configure:
+    if pinned.configure:
         host = _essential_closure(lock)
         out.guest = _batches([n for n in ordered if n not in host], unpacked)
         out.guest_debs = {n: _deb_file(s, lock.by_name()[n]) for b in out.guest for n in b}
@@ -118,7 +139,7 @@ def deb_content(
         out.packages[name] = content.package_entries(unpacked[name])
     anchor = next(iter(unpacked.values())) / "members.json"
     out.links = content.usr_links(out.packages.values(), anchor)
-    status = dpkgdb.UNPACKED if table.configure else dpkgdb.STATUS
+    status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
     on_host = [unpacked[n] for n in sorted(unpacked) if out.on_host(n)]
     out.status = content.status_entries(on_host, workdir, status)
     return out

@@ -1,4 +1,4 @@
-"""sha256 digests, and writers that hash (and count) what passes through them.
+"""sha256 digests (the hashing tee is :mod:`vmbuild.oci.sinks`), and :class:`Coalescer`.
 
 A digest read from an image (a diff_id, a descriptor's ``digest``) is checked with
 :func:`check_digest` where it is read; :func:`hex_of`, which member and file names are
@@ -67,40 +67,6 @@ def hex_of(digest: str) -> str:
     if not is_digest(digest):
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return digest[len("sha256:") :]
-
-
-class HashingWriter:
-    """A write-only file object that hashes and counts bytes, then passes them on.
-
-    ``sink`` may be None to only hash (e.g. to get a diff_id without storing the tar).
-    """
-
-    def __init__(self, sink: BinaryIO | None):
-        self._sink = sink
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._hash.update(data)
-        n = len(data)
-        self.size += n
-        if self._sink is not None:
-            self._sink.write(data)
-        return n
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        if self._sink is not None:
-            self._sink.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
 
 
 class Coalescer:

@@ -19,10 +19,9 @@ from typing import BinaryIO, cast
 
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
-from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
-from vmbuild.oci.sinks import TarSink
+from vmbuild.oci.sinks import HashingWriter, TarSink
 from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import BlobSource, Entry, Source, Tree
 

@@ -22,9 +22,10 @@ from typing import BinaryIO, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import Coalescer, HashingWriter
+from vmbuild.oci.digest import Coalescer
 from vmbuild.oci.layer import Packed, open_tar
 from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.oci.sinks import HashingWriter
 
 KEPT_PAX = "SCHILY.xattr."
 

@@ -5,7 +5,6 @@ with ``scan``, the tar's member names: :mod:`.layerscan`)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import queue
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from isal import isal_zlib
 
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, sniff
+from vmbuild.oci.sinks import HashingWriter
 from vmbuild.registry import known
 from vmbuild.registry.layerscan import LayerScan
 
@@ -168,31 +168,31 @@ def sniff_file(path: Path) -> Compression:
 
 
 class Pipe:
-    """Hashes a blob's bytes and passes them on to ``store``."""
+    """Hashes a blob's bytes (a :class:`~vmbuild.oci.sinks.HashingWriter`) and passes
+    them on to ``store``; notes the compression its first bytes show."""
 
     def __init__(self, store: BinaryIO | None):
-        self._store = store
-        self.hash = hashlib.sha256()
-        self.size = 0
+        self._out = HashingWriter(store)
         self.compression: Compression | None = None
 
     def feed(self, data: memoryview) -> None:
         if self.compression is None:
             self.compression = sniff(bytes(data[:4]))
-        self.hash.update(data)
-        self.size += len(data)
-        if self._store is not None:
-            try:
-                self._store.write(data)
-            except OSError as exc:  # not the network's fault: do not retry
-                raise VmbuildError(
-                    f"cannot write to the blob cache: {exc}",
-                    "free some space or set VMBUILD_CACHE_DIR to another place",
-                ) from exc
+        try:
+            self._out.write(data)
+        except OSError as exc:  # not the network's fault: do not retry
+            raise VmbuildError(
+                f"cannot write to the blob cache: {exc}",
+                "free some space or set VMBUILD_CACHE_DIR to another place",
+            ) from exc
+
+    @property
+    def size(self) -> int:
+        return self._out.size
 
     @property
     def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
+        return self._out.digest
 
 
 _DONE = object()
@@ -225,18 +225,15 @@ class CachedBlob:
         return self.plain_size if self.unpack else self.stored_size
 
     def _produce(self, put: Callable[[object], None]) -> None:
-        h = None if self.verified else hashlib.sha256()
-        plain = hashlib.sha256() if self.check_diff else None
+        h = None if self.verified else HashingWriter()
+        plain = HashingWriter() if self.check_diff else None
         scan = LayerScan(f"layer {self.digest}") if self.scan else None
-        plain_size = 0
         if plain is not None or (scan is not None and self.unpack):
             emit = put
 
             def put(data: object) -> None:
-                nonlocal plain_size
                 if plain is not None:
-                    plain.update(cast(bytes, data))
-                    plain_size += len(cast(bytes, data))
+                    plain.write(cast(bytes, data))
                 if scan is not None:
                     scan.feed(cast(bytes, data))
                 emit(data)
@@ -249,7 +246,7 @@ class CachedBlob:
         with open(self.path, "rb") as f:
             while chunk := f.read(OUT_CHUNK):
                 if h is not None:
-                    h.update(chunk)
+                    h.write(chunk)
                 if unpack is None:
                     put(chunk)
                 else:
@@ -259,21 +256,21 @@ class CachedBlob:
             for each in (unpack, side):
                 if each is not None:
                     each.finish()
-        if h is not None and "sha256:" + h.hexdigest() != self.digest:
+        if h is not None and h.digest != self.digest:
             raise self._changed()
         # Only a blob known to be the registry's is blamed for what it holds.
         problem = scan.finish() if scan is not None else None
         if problem is not None:
             raise problem
         if plain is not None:
-            got = "sha256:" + plain.hexdigest()
+            got = plain.digest
             if got != self.diff_id:
                 raise RegistryError(
                     f"layer {self.digest} unpacks to {got}, but the config says {self.diff_id}",
                     "the image is corrupt",
                 )
             # The size inflated, not plain_size: that may be a guess, found wrong later.
-            known.remember_unpacked(self.digest, self.compression, got, plain_size)
+            known.remember_unpacked(self.digest, self.compression, got, plain.size)
             if self.compression != "none":
                 known.remember_compressed(got, self.compression, self.digest, self.stored_size)
 

@@ -26,10 +26,11 @@ from typing import Any, BinaryIO, cast
 from vmbuild.errors import RegistryError, SpecError, VmbuildError
 from vmbuild.oci import archive, metadata
 from vmbuild.oci.compress import Compression, compressor, threads
-from vmbuild.oci.digest import HashingWriter, hex_of, of_bytes
+from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import Image, Layer
 from vmbuild.oci.names import DIGEST_RE
 from vmbuild.oci.output import OutputOptions, atomic_file
+from vmbuild.oci.sinks import HashingWriter
 from vmbuild.oci.tarstream import TarStreamWriter
 from vmbuild.registry import blobs, known, pulledcache
 from vmbuild.registry.auth import Credentials, load_credentials

@@ -10,7 +10,6 @@ diff_id, so pushing an unchanged image again costs only HEAD requests.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import tempfile
@@ -24,13 +23,14 @@ from typing import BinaryIO, cast
 from vmbuild import tempdirs
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
-from vmbuild.oci.digest import HashingWriter, of_bytes
+from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
-from vmbuild.registry import blobs, known
+from vmbuild.oci.sinks import HashingWriter
+from vmbuild.registry import blobs, known, repush
 from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
@@ -38,6 +38,7 @@ from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
 from vmbuild.registry.rawconfig import find_raw_config
 from vmbuild.registry.reference import Reference
+from vmbuild.registry.repush import Pushed, PushResult
 
 _SPACE = "check free space, or set VMBUILD_CACHE_DIR to another place"
 
@@ -52,14 +53,6 @@ class Blob:
     path: Path | None = None
     offset: int = 0
     data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class PushResult:
-    digest: str  # of the manifest
-    uploaded: int  # blobs sent
-    mounted: int
-    present: int
 
 
 class _Reader:
@@ -221,11 +214,11 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
     try:
         with os.fdopen(fd, "wb") as f:
-            hw = HashingWriter(cast(BinaryIO, f))
-            plain = hashlib.sha256()
+            hw = HashingWriter(f)
             with compressor(cast(BinaryIO, hw), kind, level) as z:
-                _copy_hashing(layer, z, plain, stop)
-        if "sha256:" + plain.hexdigest() != layer.diff_id:
+                plain = HashingWriter(z, stop=stop, cancelled=blobs.Cancelled)
+                layer.blob.copy_to(cast(BinaryIO, plain))
+        if plain.digest != layer.diff_id:
             raise ImageError(
                 f"layer {layer.diff_id} of the image has different contents",
                 "the archive is corrupt",
@@ -239,17 +232,6 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         raise
     known.remember_compressed(layer.diff_id, kind, hw.digest, hw.size)
     return Blob(hw.digest, hw.size, _media_type(kind), blobs.store_path(hw.digest))
-
-
-def _copy_hashing(layer: Layer, sink: BinaryIO, h: hashlib._Hash, stop: threading.Event) -> None:
-    class _Tee:
-        def write(self, data: bytes) -> int:
-            if stop.is_set():
-                raise blobs.Cancelled()
-            h.update(data)
-            return sink.write(data)
-
-    layer.blob.copy_to(cast(BinaryIO, _Tee()))
 
 
 def _layer_blob(layer: Layer, kind: Compression, level: int | None, stop: threading.Event) -> Blob:
@@ -278,6 +260,7 @@ def push(
     progress = progress or Progress("pushed")
     client = client_for(dest.repo, tls_verify, credentials)
     pusher = Pusher(client, dest, progress)
+    ident = repush.identity(image)
     with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))
         found = read_referrers(image, Path(work)) if is_oci(image) else []
@@ -336,4 +319,6 @@ def push(
     finally:
         client.close()
     known.remember_seen(client.host, dest.repo.path, [b.digest for b in unique])
+    if not found:  # the next push of this file can be one HEAD (registry/repush.py)
+        repush.remember(ident, compression, level, Pushed(digest, MT_OCI_MANIFEST, len(unique)))
     return PushResult(digest, **pusher.counts)

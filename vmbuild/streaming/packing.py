@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import threading
 
-from vmbuild.oci.digest import HashingWriter
 from vmbuild.oci.inputs import fill, open_range
 from vmbuild.oci.layer import write_members, write_zeros
-from vmbuild.oci.sinks import TarSink
+from vmbuild.oci.sinks import HashingWriter, TarSink
 from vmbuild.oci.tarplan import TarPlan
 
 CHUNK = 1 << 20
@@ -29,18 +28,13 @@ def pack(plan: TarPlan, out: TarSink) -> None:
     out.zeros(plan.size - done)  # end blocks and record padding (none for a tar on disk)
 
 
-class Cancelled(Exception):
-    """Hashing was given up (the build is ending with an error)."""
-
-
 class HashSink(HashingWriter):
     """A :class:`TarSink` that keeps only the sha256 and the size of what it is given
     (the project's one hashing writer, with nothing downstream); it gives up between
-    chunks once ``stop`` is set."""
+    chunks once ``stop`` is set (:class:`~vmbuild.oci.sinks.Cancelled`)."""
 
     def __init__(self, stop: threading.Event | None = None) -> None:
-        super().__init__(None)
-        self._stop = stop
+        super().__init__(None, stop=stop)
         self._view: memoryview | None = None
 
     def zeros(self, n: int) -> None:
@@ -51,8 +45,6 @@ class HashSink(HashingWriter):
             self._view = memoryview(bytearray(CHUNK))
         with open_range(host, size, offset) as f:
             for at in range(0, size, CHUNK):
-                if self._stop is not None and self._stop.is_set():
-                    raise Cancelled
                 view = self._view[: min(CHUNK, size - at)]
                 fill(f, view, host, offset + size, offset + at)
                 self.write(view)

@@ -11,9 +11,10 @@ import pytest
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.inputs import fill
+from vmbuild.oci.sinks import Cancelled
 from vmbuild.oci.tarplan import Member, TarPlan
 from vmbuild.streaming.hashpool import HashPool
-from vmbuild.streaming.packing import Cancelled, diff_id_of_plan
+from vmbuild.streaming.packing import diff_id_of_plan
 
 
 def plan_of(path: Path, data: bytes) -> TarPlan:
