@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import cli
 from tests.support.containers import Containers
 
 # The suite starts `python -m vmbuild` hundreds of times. Where the environment sets
@@ -20,6 +21,14 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 def step_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test its own step cache: a root step a test runs must boot its VM."""
     monkeypatch.setenv("VMBUILD_STEP_CACHE", str(tmp_path_factory.mktemp("steps")))
+
+
+@pytest.fixture(autouse=True)
+def cli_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VM tests run ``vmbuild_cli`` as a child process: a boot costs far more than a
+    start, and the VM's teardown is then what users run (see tests/support/cli.py)."""
+    if request.node.get_closest_marker("vm") is not None:
+        monkeypatch.setattr(cli, "IN_CHILD", True)
 
 
 @pytest.fixture
