@@ -5,10 +5,11 @@ as a fresh ``python -m vmbuild`` would find it: its own environment, working
 directory, standard streams (temporary files at the fd level, so the programs it
 starts write into them too), context variables, warning filters and logging, and
 the status ``sys.exit`` would give. A start of the interpreter costs about 0.3 s of
-CPU; the fast lane makes hundreds of runs. ``child=True`` (or :data:`IN_CHILD`, which
-the VM tests set) runs a real ``python -m vmbuild`` instead: for what only a process
-shows (signals, exit on a closed pipe, start-up imports) and for the VM tests, where a
-boot costs far more than a start.
+CPU; the fast lane makes hundreds of runs. ``child=True``, or :data:`IN_CHILD` (set
+for the VM tests, or for all with ``VMBUILD_TESTS_IN_CHILD=1``), runs a real
+``python -m vmbuild`` instead: for what only a process shows (signals, exit on a
+closed pipe, start-up imports) and for the VM tests, where a boot costs far more
+than a start.
 """
 
 from __future__ import annotations
@@ -118,10 +119,11 @@ def _fresh_process(env: dict[str, str], cwd: Path, out: BinaryIO, err: BinaryIO)
             warnings.simplefilter("ignore", ResourceWarning)
             yield
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        ours = sys.stdin, sys.stdout, sys.stderr
         sys.stdin, sys.stdout, sys.stderr = saved_streams
+        for stream in ours:
+            with contextlib.suppress(Exception):
+                stream.close()  # flushed; the fds stay open (closefd=False)
         for fd, copy in zip((0, 1, 2), saved_fds, strict=True):
             os.dup2(copy, fd)
             os.close(copy)
