@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +37,8 @@ def cli_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
     root = tmp_path_factory.mktemp("containers")
-    c = Containers(root)
+    run = Path(tempfile.mkdtemp(prefix="vmbuild-run-", dir="/tmp"))
+    c = Containers(root, run)
     yield c
     subprocess.run(
         ["buildah", *c.store, "--storage-driver", "vfs", "rm", "-a"],
@@ -47,3 +51,4 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]
         check=False,
     )
     subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False, capture_output=True)
+    shutil.rmtree(run, ignore_errors=True)
