@@ -11,6 +11,7 @@ are. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -154,7 +155,8 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
                     seen_data = True
         if not (seen_data and seen_control):
             raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-        (tmp / "members.json").write_text(json.dumps([asdict(m) for m in members]))
+        # vars(): the fields in order, as asdict() gives them without its deep copies
+        (tmp / "members.json").write_text(json.dumps([vars(m) for m in members]))
         (tmp / "format").write_text(FORMAT)
         if dest.exists() and not is_current(dest):
             shutil.rmtree(dest)  # an older layout
@@ -216,7 +218,7 @@ def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMe
                     )
                 first = out[at]
                 group = first.link_group or first.name
-                out[at] = DebMember(**{**asdict(first), "link_group": group})
+                out[at] = dataclasses.replace(first, link_group=group)
                 member = DebMember(
                     mode=first.mode,
                     size=first.size,

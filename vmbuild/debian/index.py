@@ -9,6 +9,8 @@ import hashlib
 import lzma
 import os
 import re
+from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +66,27 @@ def candidate(paragraph: str) -> Candidate:
     )
 
 
-_PACKAGE = re.compile(rb"^Package:[ \t]*(\S+)", re.M)
-_PROVIDES = re.compile(rb"^Provides:(.*(?:\n[ \t].*)*)", re.M)
-_ESSENTIAL = re.compile(rb"^Essential:[ \t]*yes", re.M)
+# Fields at the start of a line. Over a whole index, a pattern that starts with a
+# literal newline lets the regex engine skip ahead with a fast search (``^`` in
+# MULTILINE mode tries every byte: ten times slower); the text's first line is
+# matched apart.
+_PACKAGE = rb"Package:[ \t]*(\S+)"
+_PROVIDES = rb"Provides:(.*(?:\n[ \t].*)*)"
+_ESSENTIAL = rb"Essential:[ \t]*(yes)"
+_BLANK = re.compile(rb"\n\n")
+_COMPILED: dict[bytes, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {
+    body: (re.compile(body), re.compile(b"\n" + body)) for body in (_PACKAGE, _PROVIDES, _ESSENTIAL)
+}
+
+
+def _line_starts(body: bytes, text: bytes) -> Iterator[tuple[int, bytes]]:
+    """(offset, first group) of each line of ``text`` that ``body`` matches at its start."""
+    first, rest = _COMPILED[body]
+    m = first.match(text)
+    if m is not None:
+        yield 0, m.group(1)
+    for m in rest.finditer(text):
+        yield m.start() + 1, m.group(1)
 
 
 @dataclass
@@ -90,24 +110,34 @@ class RawIndex:
         ]
 
     def add_text(self, text: bytes) -> None:
+        """Index the paragraphs of ``text``: each pattern is searched once over the
+        whole text (a search per paragraph costs a second on a suite's index) and each
+        hit is given to the paragraph it falls in."""
         which = len(self.texts)
         self.texts.append(text)
-        start, size = 0, len(text)
-        while start < size:
-            # Paragraphs are separated by blank lines (Debian Policy 5.1).
-            end = text.find(b"\n\n", start)
-            end = size if end < 0 else end
-            m = _PACKAGE.search(text, start, end)
-            if m is not None:
-                name = m.group(1).decode("ascii", "replace")
-                self.spans.setdefault(name, []).append((which, start, end))
-                prov = _PROVIDES.search(text, start, end)
-                if prov is not None:
-                    value = prov.group(1).decode("utf-8", "replace")
-                    self.provides.append((name, value.replace("\n", " ").strip()))
-                if _ESSENTIAL.search(text, start, end):
-                    self.essential.add(name)
-            start = end + 2
+        # Paragraphs are separated by blank lines (Debian Policy 5.1): paragraph i
+        # ends at ends[i] and starts 2 bytes after ends[i - 1].
+        ends = [m.start() for m in _BLANK.finditer(text)]
+        ends.append(len(text))
+        named: dict[int, str] = {}  # paragraph -> its package (the first Package field)
+        for at, value in _line_starts(_PACKAGE, text):
+            i = bisect_right(ends, at)
+            if i not in named:
+                named[i] = value.decode("ascii", "replace")
+        for i, name in named.items():
+            start = ends[i - 1] + 2 if i else 0
+            self.spans.setdefault(name, []).append((which, start, ends[i]))
+        seen: set[int] = set()
+        for at, value in _line_starts(_PROVIDES, text):
+            i = bisect_right(ends, at)
+            if i in named and i not in seen:
+                seen.add(i)
+                field_ = value.decode("utf-8", "replace")
+                self.provides.append((named[i], field_.replace("\n", " ").strip()))
+        for at, _ in _line_starts(_ESSENTIAL, text):
+            i = bisect_right(ends, at)
+            if i in named:
+                self.essential.add(named[i])
 
 
 def _decompress(name: str, data: bytes) -> bytes:
@@ -121,7 +151,9 @@ def _decompress(name: str, data: bytes) -> bytes:
 def fetch_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> bytes:
     """The text of the index of ``component`` for ``arch``."""
     base = f"{component}/binary-{arch}/Packages"
-    for suffix in (".xz", ".gz", ""):
+    # gz before xz: 40% more bytes, but a suite's index inflates in a fifth of the
+    # time (0.15 s against 0.7 s); the extra bytes cost less at any speed above 7 MB/s
+    for suffix in (".gz", ".xz", ""):
         entry = release.files.get(base + suffix)
         if entry is not None:
             break
