@@ -18,9 +18,8 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
-from vmbuild.debian.lock import Lock
+from vmbuild.debian.lock import Lock, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
-from vmbuild.debian.resolve import Request
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
 

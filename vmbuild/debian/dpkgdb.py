@@ -5,6 +5,7 @@ same). Paths are the packages' own (``/lib/...``), as dpkg lists them on merged-
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,7 +17,10 @@ STATUS = "install ok installed"
 UNPACKED = "install ok unpacked"  # for ``dpkg --configure -a`` to configure (configure = true)
 
 
+@functools.lru_cache(maxsize=4096)
 def control_of(unpacked: Path) -> Deb822:
+    """The package's control paragraph, parsed once (an unpacked package, named by its
+    .deb's SHA256, never changes; do not modify what this returns)."""
     return Deb822((unpacked / "control" / "control").read_text(errors="replace"))
 
 

@@ -50,8 +50,8 @@ def get(url: str) -> bytes:
 
 def download(url: str, dest: Path, size: int, sha256: str) -> None:
     """Fetch ``url`` into ``dest`` (``size`` bytes of hash ``sha256``): written as
-    ``dest.part`` (a partial one resumed), renamed into place only when it matches;
-    one that does not match is deleted and MirrorError names it."""
+    ``dest.part`` (a partial one resumed) and hashed as it arrives, renamed into place
+    only when it matches; one that does not match is deleted and MirrorError names it."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if have > size:
@@ -59,7 +59,9 @@ def download(url: str, dest: Path, size: int, sha256: str) -> None:
         have = 0
     if url.startswith("file://"):
         shutil.copyfile(url[7:], part)
+        got = file_sha256(part)
     elif have < size:
+        h = _sha256_of(part) if have else hashlib.sha256()
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
             resp = _POOL.request("GET", url, headers=headers, preload_content=False, timeout=60)
@@ -68,15 +70,19 @@ def download(url: str, dest: Path, size: int, sha256: str) -> None:
         try:
             if resp.status not in (200, 206):
                 raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
-            mode = "ab" if resp.status == 206 else "wb"
-            with open(part, mode) as f:
+            if resp.status == 200:
+                h = hashlib.sha256()
+            with open(part, "ab" if resp.status == 206 else "wb") as f:
                 for chunk in resp.stream(CHUNK):
+                    h.update(chunk)
                     f.write(chunk)
         except urllib3.exceptions.HTTPError as exc:
             raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
         finally:
             resp.release_conn()
-    got = file_sha256(part)
+        got = h.hexdigest()
+    else:
+        got = file_sha256(part)
     if got != sha256:
         part.unlink(missing_ok=True)
         raise MirrorError(
@@ -86,9 +92,13 @@ def download(url: str, dest: Path, size: int, sha256: str) -> None:
     os.replace(part, dest)
 
 
-def file_sha256(path: Path) -> str:
+def _sha256_of(path: Path) -> hashlib._Hash:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+    return h
+
+
+def file_sha256(path: Path) -> str:
+    return _sha256_of(path).hexdigest()

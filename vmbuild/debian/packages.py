@@ -13,10 +13,7 @@ from pathlib import Path
 
 from vmbuild.debian import aptconf
 from vmbuild.debian.fetch import fetch_all
-from vmbuild.debian.index import RawIndex, fetch_index
-from vmbuild.debian.lock import For, Lock, Locked, read_lock, write_lock
-from vmbuild.debian.release import fetch_release
-from vmbuild.debian.resolve import Request, Universe, resolve
+from vmbuild.debian.lock import For, Lock, Locked, Request, read_lock, write_lock
 from vmbuild.errors import SpecError
 
 log = logging.getLogger("vmbuild")
@@ -74,6 +71,11 @@ def settings(
 
 def make_lock(s: Settings, requests: Sequence[Request]) -> Lock:
     """Resolve ``requests`` against the suite's verified indexes."""
+    # Imported here: a build from a lock (the warm one) needs neither them nor urllib3.
+    from vmbuild.debian.index import RawIndex, fetch_index
+    from vmbuild.debian.release import fetch_release
+    from vmbuild.debian.resolve import Universe, resolve
+
     release = fetch_release(s.mirror, s.suite, s.keyring)
     raw = RawIndex()
     for component in s.components:

@@ -16,6 +16,7 @@ from debian.deb822 import PkgRelation
 from debian.debian_support import version_compare
 
 from vmbuild.debian.index import Candidate, RawIndex, candidate
+from vmbuild.debian.lock import Request
 from vmbuild.errors import VmbuildError
 
 Relation = dict[str, Any]  # one alternative as PkgRelation.parse_relations gives it
@@ -36,12 +37,6 @@ _NAME = re.compile(r"(?:^|[,|])\s*([a-zA-Z0-9][a-zA-Z0-9+.-]*)")
 
 class ResolveError(VmbuildError):
     """The requested packages cannot be installed together."""
-
-
-@dataclass(frozen=True)
-class Request:
-    name: str
-    version: str | None = None
 
 
 @dataclass
