@@ -18,6 +18,7 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
+from vmbuild.debian.fetch import Fetcher
 from vmbuild.debian.lock import Lock, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
@@ -83,8 +84,9 @@ def deb_content(
         requests.append(Request("dpkg"))
         table = dataclasses.replace(table, essential=True)
     s = settings_of(table, goarch)
-    lock = current_lock(s, requests)
-    unpacked = fetch(s, lock)
+    with Fetcher(s.mirror) as fetcher:  # packages fetched as the resolver picks them
+        lock = current_lock(s, requests, fetcher=fetcher)
+        unpacked = fetch(s, lock, fetcher)
     out = DebContent(lock, architecture=s.architecture)
     out.order = [dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in _ordered(lock)]
     for name in sorted(unpacked):

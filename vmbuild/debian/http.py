@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import urllib3
@@ -42,6 +43,39 @@ def get(url: str) -> bytes:
         if len(data) > MAX_INDEX:
             raise MirrorError(f"{url} is larger than {MAX_INDEX} bytes", _HINT)
         return bytes(data)
+    except urllib3.exceptions.HTTPError as exc:
+        raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
+    finally:
+        resp.release_conn()
+
+
+def chunks(url: str, limit: int) -> Iterator[bytes]:
+    """The body of ``url`` as it arrives, in pieces, ending early once more than
+    ``limit`` bytes came (the caller's size check then fails); an error answer or a
+    broken connection is MirrorError naming the URL."""
+    if url.startswith("file://"):
+        try:
+            with open(url[7:], "rb") as f:
+                while piece := f.read(min(CHUNK, limit + 1)):
+                    yield piece
+                    limit -= len(piece)
+                    if limit < 0:
+                        return
+            return
+        except OSError as exc:
+            raise MirrorError(f"cannot read {url}: {exc.strerror}", _HINT) from exc
+    try:
+        resp = _POOL.request("GET", url, preload_content=False, timeout=60)
+    except urllib3.exceptions.HTTPError as exc:
+        raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
+    try:
+        if resp.status != 200:
+            raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
+        for piece in resp.stream(CHUNK):
+            yield piece
+            limit -= len(piece)
+            if limit < 0:
+                return
     except urllib3.exceptions.HTTPError as exc:
         raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
     finally:

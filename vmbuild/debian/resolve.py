@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -132,7 +132,10 @@ def resolve(
     requests: Sequence[Request],
     recommends: bool = False,
     essential: bool = False,
+    on_chosen: Callable[[Candidate], None] | None = None,
 ) -> Resolution:
+    """The packages ``requests`` need; ``on_chosen`` is told of each as it is chosen
+    (a choice is never taken back: an error is raised instead)."""
     res = Resolution()
     parent: dict[str, str | None] = {}
     todo: list[str] = []
@@ -140,6 +143,8 @@ def resolve(
     def add(c: Candidate, why: str | None) -> None:
         res.chosen[c.name] = c
         parent[c.name] = why
+        if on_chosen is not None:
+            on_chosen(c)
         todo.append(c.name)
 
     for req in [*requests, *(Request(n) for n in (universe.essential() if essential else []))]:
