@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import zstandard
 
@@ -261,4 +261,9 @@ def is_current(unpacked: Path) -> bool:
 
 
 def read_members(unpacked: Path) -> list[DebMember]:
-    return [DebMember(**m) for m in json.loads((unpacked / "members.json").read_text())]
+    return [DebMember(**m) for m in read_member_fields(unpacked)]
+
+
+def read_member_fields(unpacked: Path) -> list[dict[str, Any]]:
+    """Each member's fields as written (those of :class:`DebMember`)."""
+    return cast(list[dict[str, Any]], json.loads((unpacked / "members.json").read_text()))
