@@ -4,17 +4,19 @@ kept by that hash), and parsed with python-debian as packages are looked at."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import lzma
 import os
+import queue
 import re
 import threading
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from debian.deb822 import Packages
 
@@ -22,6 +24,7 @@ from vmbuild.cache import cache_dir
 from vmbuild.debian.http import MirrorError, chunks
 from vmbuild.debian.release import IndexFile, ReleaseInfo
 
+T = TypeVar("T")
 MAX_RATIO = 20  # an index's text is at most this many times its compressed size
 FIELDS = ("Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts", "Breaks")
 
@@ -177,6 +180,68 @@ def _inflater(name: str) -> Callable[[bytes], bytes]:
     return inflate
 
 
+def _decoded(
+    source: Iterator[bytes],
+    inflate: Callable[[bytes], bytes],
+    digest: Any,
+    keep: BinaryIO | None,
+    sizes: list[int],
+) -> Iterator[tuple[bytes, bool]]:
+    """(text, whether it is the last) of each piece of ``source``, which is hashed into
+    ``digest``, counted in ``sizes[0]`` and copied to ``keep`` on the way."""
+    for piece in itertools.chain(source, [b""]):  # b"": the end
+        digest.update(piece)
+        sizes[0] += len(piece)
+        if keep is not None:
+            keep.write(piece)
+        yield inflate(piece), not piece
+
+
+def _ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+    """``items``, made by a thread of their own up to ``depth`` ahead of the caller
+    (download and decompression, which free the GIL, overlap the scan); when the
+    caller stops early, the thread stops at its next item and is waited for."""
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[int, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((0, item)):
+                    return
+            put((1, None))
+        except BaseException as exc:  # given to the caller
+            put((2, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="vmbuild-index", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == 0:
+                yield value
+            elif kind == 2:
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _entry(mirror: str, release: ReleaseInfo, component: str, arch: str) -> IndexFile:
     base = f"{component}/binary-{arch}/Packages"
     # gz before xz: 40% more bytes, but a suite's index inflates in a fifth of the
@@ -201,34 +266,33 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
     url = f"{mirror}/dists/{release.suite}/{entry.path}"
     have = cached.is_file()
     source = chunks(f"file://{cached}" if have else url, entry.size)
-    raw, digest, size = RawIndex(), hashlib.sha256(), 0
-    inflate, pending, text_size = _inflater(entry.path), b"", 0
+    raw, digest, sizes = RawIndex(), hashlib.sha256(), [0]
+    pending, text_size = b"", 0
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
     keep = None if have else open(tmp, "wb")  # noqa: SIM115 (closed below)
     try:
-        for piece in itertools.chain(source, [b""]):  # b"": the end
-            digest.update(piece)
-            size += len(piece)
-            if keep is not None:
-                keep.write(piece)
-            text = pending + inflate(piece)
-            text_size += len(text) - len(pending)
-            if text_size > MAX_RATIO * entry.size + (1 << 20):
-                raise MirrorError(
-                    f"{url} decompresses to more than {MAX_RATIO} times its size; not used",
-                    "the mirror serves something else than InRelease names; check the mirror",
-                )
-            # whole paragraphs are scanned now; the last, unfinished one waits
-            cut = text.rfind(b"\n\n") + 2 if piece else len(text)
-            if cut >= 2:
-                raw.add_text(text[:cut])
-                text = text[cut:]
-            pending = text
+        decoded = _decoded(source, _inflater(entry.path), digest, keep, sizes)
+        # closing: the reading thread is stopped and waited for on any way out
+        with contextlib.closing(_ahead(decoded)) as pieces:
+            for new, last in pieces:
+                text = pending + new
+                text_size += len(new)
+                if text_size > MAX_RATIO * entry.size + (1 << 20):
+                    raise MirrorError(
+                        f"{url} decompresses to more than {MAX_RATIO} times its size; not used",
+                        "the mirror serves something else than InRelease names; check the mirror",
+                    )
+                # whole paragraphs are scanned now; the last, unfinished one waits
+                cut = len(text) if last else text.rfind(b"\n\n") + 2
+                if cut >= 2:
+                    raw.add_text(text[:cut])
+                    text = text[cut:]
+                pending = text
         if keep is not None:
             keep.close()
         got = digest.hexdigest()
-        if got != entry.sha256 or size != entry.size:
+        if got != entry.sha256 or sizes[0] != entry.size:
             cached.unlink(missing_ok=True)
             raise MirrorError(
                 f"{url} does not match the hash InRelease gives (expected {entry.sha256}, "

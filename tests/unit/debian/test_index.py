@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_load_index_refuses_a_decompression_bomb(
     with pytest.raises(MirrorError, match="more than 20 times its size"):
         load_index(f"file://{tmp_path}", release, "main", "amd64")
     assert list((tmp_path / "cache" / "debian" / "index").iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "vmbuild-index"]  # stopped
 
 
 def test_resolve_tells_of_each_package_as_it_is_chosen() -> None:
