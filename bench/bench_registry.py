@@ -11,7 +11,8 @@ registry with skopeo, then times, in the same run:
   itself, which also hashes every layer tar to check its diff_id.
 - push: ``vmbuild push`` of that archive against ``skopeo copy docker-archive:… docker://…``,
   each to a fresh registry with empty caches; then the same push again (nothing
-  changed: HEADs only).
+  changed: vmbuild's is one HEAD of the manifest, see registry/repush.py), and the floor
+  under it: Python's start-up alone, and with http.client imported.
 
 Each is run ``--runs`` times, alternating, and the best time of each kept (the machine
 may be busy with other work). Prints wall and CPU times (user + system of the tool's
@@ -158,7 +159,7 @@ def bench_pull(work: Path, ref: str, runs: int, sk_env: dict[str, str]) -> Path:
         raise SystemExit(f"prefetch failed: {printed.stderr}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     spec = work / "pull.toml"
-    spec.write_text('function = "pullImage"\n' + printed.stdout)
+    spec.write_text(printed.stdout)  # a whole pullImage spec, as it says
     build = vmbuild("build", str(spec), "--out", str(out))
     skopeo_pull = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}:1"]
     ours: list[Run] = []
@@ -200,6 +201,12 @@ def bench_push(work: Path, image: Path, runs: int, sk_env: dict[str, str]) -> No
     ok = best <= min(r.wall for r in again_theirs)
     verdict = "(target: no slower than skopeo" + (")" if ok else ": MISSED)")
     line("push again, nothing changed", again_ours, again_theirs, verdict)
+    # The floor under any Python push: the interpreter's start-up, and with the stdlib's
+    # HTTP client (http.client: ssl, email) loaded.
+    floor = [timed([sys.executable, "-c", "pass"]) for _ in range(3 * runs)]
+    http = [timed([sys.executable, "-c", "import http.client"]) for _ in range(3 * runs)]
+    line("  floor: python -c pass", floor)
+    line("  floor: + import http.client", http)
 
 
 def main() -> int:

@@ -18,12 +18,10 @@ a full disk on the host is one line too.
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import importlib
 import logging
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 from typing import TextIO
@@ -71,6 +69,23 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Version(argparse.Action):
+    """``--version``, the installed version looked up only when asked (importlib.metadata
+    costs more than a re-push's HTTP request)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            help="show vmbuild's version and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"vmbuild {package_version()}")  # on stdout, as argparse's version action
+        parser.exit()
+
+
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmbuild",
@@ -79,7 +94,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
         epilog=main_epilog(),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vmbuild {package_version()}")
+    parser.add_argument("--version", action=_Version)
     add_globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name in modules:
@@ -102,6 +117,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser((COMMANDS[command],) if command else COMMAND_MODULES)
     first = next((a for a in argv if a not in GLOBAL_OPTIONS), None)
     if first is not None and not first.startswith("-") and first not in COMMANDS:
+        import difflib
+
         close = difflib.get_close_matches(first, sorted(COMMANDS), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         parser.error(f"unknown command {first!r}{hint} (vmbuild --help lists them)")
@@ -135,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except VmbuildError as exc:
         if args.debug:  # the traceback, then the same line and exit status as without
+            import traceback
+
             traceback.print_exc()
         hint = f" -- {exc.hint}" if exc.hint else ""
         print(f"vmbuild: error: {exc.message}{hint}", file=sys.stderr)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ def cache_dir() -> Path:
 
 def key(parts: Iterable[bytes | str]) -> str:
     """A stable hex key over ``parts`` (each length-prefixed, so boundaries matter)."""
+    import hashlib  # here: ``vmbuild push``'s one-HEAD path needs no OpenSSL hashing
+
     h = hashlib.sha256()
     for part in parts:
         data = part.encode() if isinstance(part, str) else part
@@ -122,3 +123,48 @@ def write_json(path: Path, data: Any) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+# A file changed within this long of a check may change again in the same clock tick
+# without its ctime moving (the kernel's file times are coarse): such a file is checked
+# but never remembered (as git treats a "racy" index entry).
+RACY_NS = 3_000_000_000
+
+
+def file_identity(st: os.stat_result) -> list[int]:
+    """What names one version of a file: device, inode, size, mtime and ctime. Every
+    write, truncation, chmod or chown sets the ctime to the current time, and no system
+    call sets it back (utime sets the mtime and atime only); a file renamed into its
+    place, or made anew there, has another inode or ctime."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def settled(st: os.stat_result, since_ns: int) -> bool:
+    """Whether the file last changed at least :data:`RACY_NS` before ``since_ns``."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) < since_ns - RACY_NS
+
+
+class FileMemo:
+    """Facts about one version of a file (:func:`file_identity`) and ``what`` was asked
+    of it, one small JSON file each under ``cache_dir()/kind`` (:func:`read_json`,
+    :func:`write_json`): losing or corrupting one costs only time. A file that changed
+    within :data:`RACY_NS` of the check that found the facts is not remembered."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def _path(self, st: os.stat_result, what: Iterable[object]) -> Path:
+        doc = json.dumps([file_identity(st), list(what)], default=str)
+        return entry(self.kind, key([doc]))
+
+    def recall(self, st: os.stat_result, what: Iterable[object]) -> dict[str, Any] | None:
+        data = read_json(self._path(st, what))
+        return data if isinstance(data, dict) else None
+
+    def record(
+        self, st: os.stat_result, what: Iterable[object], facts: dict[str, Any], since_ns: int
+    ) -> None:
+        """Remember ``facts``, found by a check that began at ``since_ns`` on the file
+        whose status was then ``st`` (and still was at its end)."""
+        if settled(st, since_ns):
+            write_json(self._path(st, what), facts)

@@ -43,7 +43,11 @@ KINDS = {
     "steps": "runAsRoot step results",
     "elf-info-v1": "ELF dependency records",
     "layer-ids-v2": "diff_ids of layered images' layers",
+    "layer-checks-v1": "base layers already checked, by the version of their file",
     "remote-cache": "records of remote cache entries",
+    "debs": "Debian packages, by SHA256",
+    "debian": "verified Debian package indexes",
+    "pushed": "what each pushed archive was, for a one-request re-push",
 }
 NESTED = {"blobs"}  # kinds whose entries sit one directory further down
 DAY = 86400.0

@@ -42,10 +42,10 @@ def lock_path(d: Path) -> Path:
 class OwnedDir:
     """A fresh ``PREFIX*`` directory under TMPDIR, locked by this process until removed."""
 
-    def __init__(self, prefix: str = PREFIX) -> None:
+    def __init__(self, prefix: str = PREFIX, root: Path | None = None) -> None:
         if not prefix.startswith(PREFIX):
             raise ValueError(f"temporary directory prefix {prefix!r} must start with {PREFIX}")
-        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
         self._fd: int | None = None
         pending = self.path.with_name(f".{self.path.name}.new")
         try:
@@ -71,10 +71,11 @@ class OwnedDir:
 
 
 @contextlib.contextmanager
-def workdir(prefix: str = PREFIX) -> Iterator[Path]:
-    """Sweep stale directories, then yield a new owned one; it is removed on exit."""
-    sweep_stale()
-    owned = OwnedDir(prefix)
+def workdir(prefix: str = PREFIX, root: Path | None = None) -> Iterator[Path]:
+    """Sweep stale directories, then yield a new owned one (under ``root``, else TMPDIR);
+    it is removed on exit."""
+    sweep_stale(root)
+    owned = OwnedDir(prefix, root)
     try:
         yield owned.path
     finally:

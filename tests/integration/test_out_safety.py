@@ -179,3 +179,40 @@ def test_stale_parts_are_swept_and_live_ones_kept(spec: Path, tmp_path: Path) ->
     other.write_text("x")
     assert vmbuild_cli("build", spec, "--out", out).returncode == 0
     assert other.exists()
+
+
+@pytest.fixture
+def roomy(tmp_path: Path) -> Iterator[Path]:
+    yield from _mount(tmp_path / "roomy", "size=64m")
+
+
+def test_an_out_replaced_with_a_base_layer_copied_by_the_kernel(
+    tmp_path: Path, roomy: Path
+) -> None:
+    """A base's layer reaches --out by copy_file_range (same file system), sendfile
+    (tmpfs from elsewhere): the same bytes. An older --out is swapped out whole: a hard
+    link to it keeps the old image, and no part is left."""
+    from tests.support.images import image_from_layers, layer_tar
+
+    layer = layer_tar(tmp_path / "l.tar", [("etc", "d", ""), ("etc/big", "f", os.urandom(3 << 20))])
+    base = image_from_layers(tmp_path / "base.tar", [layer])
+    spec = tmp_path / "ontop.toml"
+    spec.write_text(f'name = "ontop"\ntag = "1"\nfromImage = "{base}"\n')
+    out = tmp_path / "img.tar"
+    old = tmp_path / "old.tar"
+    out.write_bytes(b"an older image")
+    os.link(out, old)
+    for target in (out, roomy / "img.tar"):
+        proc = vmbuild_cli("build", spec, "--out", target, "--compress", "none")
+        assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == (roomy / "img.tar").read_bytes()
+    assert old.read_bytes() == b"an older image"
+    with tarfile.open(out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        stored = next(
+            m for n, m in members.items() if n.endswith("/layer.tar") and m.size > 1 << 20
+        )
+        got = tar.extractfile(stored)
+        assert got is not None and got.read() == layer.read_bytes()
+    no_parts(tmp_path)
+    no_parts(roomy)

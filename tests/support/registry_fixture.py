@@ -93,14 +93,17 @@ def registry(
     htpasswd: tuple[str, str] | None = None,
     auth: dict[str, Any] | None = None,
     http_extra: dict[str, Any] | None = None,
+    access_log: bool = False,
 ) -> Iterator[Registry]:
-    """Run docker-registry on a free port with storage in ``tmp``; stop it afterwards."""
+    """Run docker-registry on a free port with storage in ``tmp``; stop it afterwards.
+    ``access_log``: every request is a line in ``tmp/registry.log`` (see
+    :func:`requests_logged`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     root = tmp / "storage"
     port = free_port()
     config: dict[str, Any] = {
         "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "log": {"level": "error", "accesslog": {"disabled": not access_log}},
         "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": "test-secret", **(http_extra or {})},
     }
@@ -144,6 +147,19 @@ def registry(
             proc.kill()
             proc.wait()
         log.close()
+
+
+def requests_logged(tmp: Path) -> list[str]:
+    """``METHOD PATH`` of each request the registry of ``registry(tmp, access_log=True)``
+    has logged so far (Apache's combined format: ``"HEAD /v2/... HTTP/1.1"``)."""
+    text = (tmp / "registry.log").read_text(errors="replace")
+    found = []
+    for line in text.splitlines():
+        if '"' in line:
+            method, _, rest = line.split('"', 2)[1].partition(" ")
+            if method in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"):
+                found.append(f"{method} {rest.rsplit(' ', 1)[0]}")
+    return found
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:

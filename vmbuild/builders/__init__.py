@@ -21,6 +21,7 @@ for the command line and the API: they pick the function's :class:`Builder` from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
+from vmbuild import cache
 from vmbuild.builders.result import BuildResult
 from vmbuild.errors import SpecError
+from vmbuild.oci import layercheck
 from vmbuild.oci.output import OutputOptions, resolve_out
 
 if TYPE_CHECKING:
@@ -145,8 +148,15 @@ def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
         from vmbuild.sbom.attest import check_paths
 
         check_paths(opts.attest)
-    result = builder.build(loaded.spec, target, opts)
+    with _remembered_checks():
+        result = builder.build(loaded.spec, target, opts)
     return dataclasses.replace(result, out=out)
+
+
+def _remembered_checks() -> contextlib.AbstractContextManager[None]:
+    """Base layers checked once per version of their file (:mod:`vmbuild.oci.layercheck`),
+    remembered in the user's cache."""
+    return layercheck.remembering(cache.FileMemo(layercheck.MEMO_KIND))
 
 
 # what an archive's name ends in, by how it is compressed
@@ -177,4 +187,5 @@ def stream(loaded: Loaded, sink: BinaryIO) -> None:
             f"not {loaded.function}",
             'set function = "streamLayeredImage" (or "streamNixShellImage"), or use vmbuild build',
         )
-    builder.stream(loaded.spec, sink)
+    with _remembered_checks():
+        builder.stream(loaded.spec, sink)

@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
-from vmbuild.builders.debcontent import DebContent, add_to_tree, configure_script, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
-from vmbuild.builders.result import BuildResult, result_for
+from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
-from vmbuild.hoststeps.stage import materialize, run_script
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
@@ -30,6 +28,7 @@ from vmbuild.oci.tree import Tree, from_roots
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
+    from vmbuild.builders.debcontent import DebContent
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -49,11 +48,15 @@ def layer_compression(opts: OutputOptions) -> Compression:
 
 def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
-    debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
-    if debs is not None:
-        add_to_tree(tree, debs)
-        if found is not None:
-            found.append(debs)  # for the SBOM
+    if any(isinstance(item, DebItem) for item in spec.copy_to_root):
+        # only then: the Debian code (indexes, resolver, urllib3) costs ~0.2 s to import
+        from vmbuild.builders.debcontent import add_to_tree, deb_content
+
+        debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
+        if debs is not None:
+            add_to_tree(tree, debs)
+            if found is not None:
+                found.append(debs)  # for the SBOM
     for item in spec.copy_to_root:
         if isinstance(item, DebItem):
             continue
@@ -87,6 +90,8 @@ def assemble(
     owner = layer_writer.Owner(spec.uid, spec.gid)
     script = spec.run_as_root
     if debs and spec.debian is not None and spec.debian.configure:
+        from vmbuild.builders.debcontent import configure_script
+
         script = configure_script(debs[0]) + (script or "")  # in the same VM boot
     if script is not None:
         from vmbuild.vm.steps import RootStep, run_as_root
@@ -103,6 +108,8 @@ def assemble(
         new_layer = run_as_root(step, base, tree, workdir, layer_compression(opts), mtime)
     else:
         if spec.extra_commands:
+            from vmbuild.hoststeps.stage import materialize, run_script
+
             root = workdir / "root"
             materialize(tree, root)
             run_script(spec.extra_commands, root, "extraCommands")
@@ -164,8 +171,6 @@ def _named(item: CopyItem) -> str:
 
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
-    from vmbuild.sbom.attest import recording
-
     report = progress.current()
     with (
         tempdirs.workdir("vmbuild-") as wd,

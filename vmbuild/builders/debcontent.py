@@ -18,9 +18,9 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
-from vmbuild.debian.lock import Lock
+from vmbuild.debian.fetch import Fetcher
+from vmbuild.debian.lock import Lock, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
-from vmbuild.debian.resolve import Request
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
 
@@ -73,26 +73,65 @@ def lock_spec(spec: object) -> Lock | None:
     )
 
 
-def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none)."""
+@dataclass(frozen=True)
+class Pinned:
+    """What a spec's packages resolve to before any is fetched: the settings, the lock
+    and whether dpkg configures them (``builders/layeredcache`` keys on these)."""
+
+    settings: Settings
+    lock: Lock
+    configure: bool
+
+
+def _settings(
+    items: Iterable[object], table: DebianTable | None, goarch: str
+) -> tuple[Settings, list[Request], bool] | None:
+    """The settings and requests of the packages ``items`` name (None when none)."""
     requests = requests_of(items)
     if not requests or table is None:
         return None
     if table.configure:  # dpkg configures them: it and the Essential set come in
         requests.append(Request("dpkg"))
         table = dataclasses.replace(table, essential=True)
-    s = settings_of(table, goarch)
-    lock = current_lock(s, requests)
-    unpacked = fetch(s, lock)
+    return settings_of(table, goarch), requests, table.configure
+
+
+def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
+    """The lock of the packages ``items`` name (None when they name none), nothing
+    fetched (a remote cache may hold their layers)."""
+    got = _settings(items, table, goarch)
+    if got is None:
+        return None
+    s, requests, configure = got
+    return Pinned(s, current_lock(s, requests), configure)
+
+
+def deb_content(
+    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
+) -> DebContent | None:
+    """The packages ``items`` name (None when they name none), each fetched as the
+    resolver picks it."""
+    got = _settings(items, table, goarch)
+    if got is None:
+        return None
+    s, requests, configure = got
+    with Fetcher(s.mirror) as fetcher:
+        pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
+        return content_of(pinned, workdir, fetcher)
+
+
+def content_of(pinned: Pinned, workdir: Path, fetcher: Fetcher | None = None) -> DebContent:
+    """The packages of ``pinned``, fetched (unless in the cache; by ``fetcher`` when it
+    has started some) and read."""
+    s, lock = pinned.settings, pinned.lock
+    unpacked = fetch(s, lock, fetcher)
     out = DebContent(lock, architecture=s.architecture)
     out.order = [dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in _ordered(lock)]
     for name in sorted(unpacked):
         out.packages[name] = content.package_entries(unpacked[name])
     anchor = next(iter(unpacked.values())) / "members.json"
     out.links = content.usr_links(out.packages.values(), anchor)
-    status = dpkgdb.UNPACKED if table.configure else dpkgdb.STATUS
+    status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
     out.status = content.status_entries([unpacked[n] for n in sorted(unpacked)], workdir, status)
     return out
 

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
-from vmbuild.builders.debcontent import DebContent, add_units, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
-from vmbuild.builders.result import BuildResult, result_for
+from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import ClosureItem, LayeredSpec
@@ -45,6 +44,8 @@ from vmbuild.units.graph import Graph, config_programs, tree_of
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
+    from vmbuild.builders.debcontent import DebContent
+    from vmbuild.builders.layeredcache import DebLayers
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -61,7 +62,10 @@ class Assembled:
 
 
 def unit_graph(
-    spec: LayeredSpec, workdir: Path, found: list[DebContent] | None = None
+    spec: LayeredSpec,
+    workdir: Path,
+    found: list[DebContent] | None = None,
+    deb_layers: DebLayers | None = None,
 ) -> tuple[Graph, Tree, list[str]]:
     """The unit graph, and the tree of the contents' plain paths (customisation layer).
 
@@ -76,8 +80,12 @@ def unit_graph(
         return Graph(), tree, []
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, ClosureItem))
     graph = Graph(read_elf=elf.read)
-    debs = deb_content(spec.contents, spec.debian, spec.architecture, workdir)
+    debs = None
+    if deb_layers is not None:  # (the remote caches may have the packages' layers)
+        debs = deb_layers.content(spec.contents, spec.debian, spec.architecture)
     if debs is not None:
+        from vmbuild.builders.debcontent import add_units
+
         add_units(graph, debs)
         if found is not None:
             found.append(debs)  # for the SBOM
@@ -133,10 +141,17 @@ def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
     return slots
 
 
-def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
+def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled:
+    """The image's parts; ``remote``: Debian layers may come from the remote caches
+    (not when an SBOM needs the packages' files)."""
     base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
     debs: list[DebContent] = []
-    graph, tree, helpers = unit_graph(spec, workdir, debs)
+    deb_layers = None
+    if any(isinstance(i, DebItem) for i in spec.contents):  # (else no Debian code loads)
+        from vmbuild.builders.layeredcache import DebLayers
+
+        deb_layers = DebLayers(workdir, remote)
+    graph, tree, helpers = unit_graph(spec, workdir, debs, deb_layers)
     mtime = created_epoch(spec.mtime)
     custom = customisation(
         tree,
@@ -151,18 +166,18 @@ def assemble(spec: LayeredSpec, workdir: Path) -> Assembled:
     slots = check_budget(spec, len(base.layers) if base else 0, bool(graph.units))
     sizes = {name: unit.size for name, unit in graph.units.items()}
     layering: Layering = choose_layers(graph.refs(), sizes, slots, spec.min_layer_size)
-    layers: list[LazyLayer] = []
-    comments: list[str] = []
     owner = layer_writer.Owner(spec.uid, spec.gid, spec.uname, spec.gname)
-    for name in layering.own:
-        unit = graph.units[name]
-        layers.append(TreeLayer(tree_of([unit]), mtime, owner, weight=unit.size))
-        comments.append(f"vmbuild: {name}")
+    groups = [[graph.units[name]] for name in layering.own]
+    comments = [f"vmbuild: {name}" for name in layering.own]
     if layering.shared:
-        shared = tree_of(graph.units[n] for n in layering.shared)
-        weight = sum(graph.units[n].size for n in layering.shared)
-        layers.append(TreeLayer(shared, mtime, owner, weight=weight))
+        groups.append([graph.units[n] for n in layering.shared])
         comments.append(f"vmbuild: {len(layering.shared)} smaller or less popular units")
+    if deb_layers is not None:  # packed here, or from a remote cache
+        layers = deb_layers.layers(groups, mtime, owner)
+    else:
+        layers = [
+            TreeLayer(tree_of(g), mtime, owner, weight=sum(u.size for u in g)) for g in groups
+        ]
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:
@@ -263,11 +278,9 @@ def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> No
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    from vmbuild.sbom.attest import recording
-
     with tempdirs.workdir("vmbuild-") as wd, recording(opts, spec.function, spec.build_args) as rec:
         workdir = Path(wd)
-        asm = assemble(spec, workdir)
+        asm = assemble(spec, workdir, remote=rec is None)
         mtime = created_epoch(spec.created)
         if opts.format == "docker-archive":
             base = asm.base.layers if asm.base else []

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from vmbuild.cli.common import add_command
 from vmbuild.errors import SpecError
-from vmbuild.oci.compress import COMPRESSIONS, Compression
 from vmbuild.registry.progress import Progress, Silent
 from vmbuild.registry.reference import parse_docker_url
 
 if TYPE_CHECKING:
     from vmbuild.registry.auth import Credentials
+    from vmbuild.registry.reference import Reference
+    from vmbuild.registry.repush import PushResult
+
+COMPRESSIONS = ("gzip", "zstd", "none")
 
 # Each command imports its own machinery when it runs: a re-push of an unchanged image
 # is a few HEAD requests, and Python's imports would otherwise be most of its time.
@@ -74,7 +76,7 @@ def register(sub: Any) -> None:
     q.add_argument("dest", help="docker://HOST/NAME:TAG")
     q.add_argument(
         "--compress",
-        choices=COMPRESSIONS,
+        choices=COMPRESSIONS,  # oci.compress's, which imports the compressors
         default="gzip",
         help="how uncompressed layers are sent (default gzip; compressed ones go as they are)",
     )
@@ -164,6 +166,8 @@ def credentials(args: argparse.Namespace, host: str, path: str) -> Credentials |
                     f"--creds {user} has no password and there is no terminal to ask on",
                     "give --creds USER:PASSWORD, or use --authfile",
                 )
+            import getpass
+
             password = getpass.getpass(f"password for {user}@{host}: ")
         return Credentials(user, password, "--creds")
     if args.authfile is not None:
@@ -174,24 +178,14 @@ def credentials(args: argparse.Namespace, host: str, path: str) -> Credentials |
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from vmbuild.oci.output import atomic_file, resolve_out
-    from vmbuild.registry.push import push
-
     dest = parse_docker_url(args.dest)
     creds = credentials(args, dest.repo.host, dest.repo.path)
     if args.digestfile is not None:
+        from vmbuild.oci.output import resolve_out
+
         resolve_out(args.digestfile, directory=False)  # a bad path fails before the upload
     quiet = args.quiet or args.json
-    result = push(
-        args.image,
-        dest,
-        tls_verify=args.tls_verify,
-        compression=cast(Compression, args.compress),
-        level=args.level,
-        jobs=max(1, args.jobs),
-        progress=Silent() if quiet else Progress("pushed"),
-        credentials=creds,
-    )
+    result = _unchanged(args, dest, creds) or _push(args, dest, creds, quiet)
     if not quiet:
         print(
             f"pushed {dest} ({result.uploaded} uploaded, {result.mounted} mounted, "
@@ -199,6 +193,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.digestfile is not None:
+        from vmbuild.oci.output import atomic_file, resolve_out
+
         with atomic_file(resolve_out(args.digestfile, directory=False)) as f:
             f.write(result.digest.encode())
     if args.json:
@@ -218,3 +214,38 @@ def cmd_push(args: argparse.Namespace) -> int:
     else:
         print(result.digest)
     return 0
+
+
+def _unchanged(
+    args: argparse.Namespace, dest: Reference, creds: Credentials | None
+) -> PushResult | None:
+    """The push's result when the registry already has what it would make (one HEAD,
+    see registry/repush.py), else None."""
+    from vmbuild.registry.repush import PushResult, unchanged
+
+    there = unchanged(
+        args.image,
+        dest,
+        args.compress,
+        args.level,
+        tls_verify=args.tls_verify,
+        credentials=creds,
+    )
+    return PushResult(there.digest, 0, 0, there.blobs) if there else None
+
+
+def _push(
+    args: argparse.Namespace, dest: Reference, creds: Credentials | None, quiet: bool
+) -> PushResult:
+    from vmbuild.registry.push import push
+
+    return push(
+        args.image,
+        dest,
+        tls_verify=args.tls_verify,
+        compression=args.compress,
+        level=args.level,
+        jobs=max(1, args.jobs),
+        progress=Silent() if quiet else Progress("pushed"),
+        credentials=creds,
+    )

@@ -134,7 +134,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
     if not final.exists():
         os.rename(tmp, final)
         return
-    if _exchange(tmp, final):
+    if exchange(tmp, final):
         shutil.rmtree(tmp)
         return
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -143,7 +143,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically; False where the kernel or file system cannot."""
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)

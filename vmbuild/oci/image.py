@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
 from vmbuild.oci.compress import Compression, suffix
+from vmbuild.oci.filecopy import EndedEarly, copy_range
 from vmbuild.oci.safety import open_beneath
 from vmbuild.oci.sinks import HashingWriter
 
@@ -51,7 +52,7 @@ def layer_media_type(compression: Compression) -> str:
     return MT_OCI_LAYER + suffix(compression)
 
 
-class _Window:
+class Window:
     """``size`` bytes of ``f`` from ``offset``, as a seekable stream that ends there.
 
     Reads never run past the window, so a tar reader on a layer inside an archive
@@ -105,6 +106,15 @@ class _Window:
     def seekable(self) -> bool:
         return True
 
+    def copy_to(self, sink: BinaryIO) -> None:
+        """The window's bytes into ``sink`` (by the kernel when it is a file); fewer in
+        the file is :class:`~vmbuild.oci.filecopy.EndedEarly`."""
+        copy_range(sink, self._f.fileno(), self._start, self._size)
+
+    def fstat(self) -> os.stat_result:
+        """The status of the file the window is on (which version of it is read)."""
+        return os.fstat(self._f.fileno())
+
 
 @dataclass(frozen=True)
 class BlobRef:
@@ -135,18 +145,22 @@ class BlobRef:
     @contextlib.contextmanager
     def reader(self) -> Iterator[BinaryIO]:
         """A seekable stream of exactly these bytes (it ends where the blob ends)."""
+        with self.window() as w:
+            yield cast(BinaryIO, w)
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[Window]:
+        """:meth:`reader`'s stream as itself: it can also ``fstat`` its file."""
         with self.open() as f:
-            yield cast(BinaryIO, _Window(f, self.offset, self.size))
+            yield Window(f, self.offset, self.size)
 
     def copy_to(self, sink: BinaryIO) -> None:
-        with self.open() as f:
-            left = self.size
-            while left:
-                chunk = f.read(min(left, 1 << 20))
-                if not chunk:
-                    raise OSError(f"{self.path} ended early")
-                sink.write(chunk)
-                left -= len(chunk)
+        """The bytes into ``sink``: by the kernel when it is a file (:mod:`.filecopy`)."""
+        with self.window() as w:
+            try:
+                w.copy_to(sink)
+            except EndedEarly as exc:
+                raise OSError(f"{self.path} ended early") from exc
 
     @classmethod
     def whole(cls, path: Path) -> BlobRef:

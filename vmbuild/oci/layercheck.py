@@ -20,28 +20,59 @@ member, as container runtimes read it.
 :class:`CheckedBlob` is a base image layer's blob that runs the check the first time its
 bytes are read, whichever way (copied into an output, or decompressed for a merge or
 the build VM), and not again.
+
+Across builds (under :func:`remembering`, which the builders set up with
+``vmbuild.cache.FileMemo``), a check that passed is remembered for that version of the
+file: its device, inode, size, mtime and ctime, with the blob's offset, size,
+compression and expected diff_id/digest. A later build reading the same blob of the
+same version trusts the remembered digest instead of reading 165 MB again. Why this
+cannot let changed bytes through:
+
+- a write or truncation sets the file's ctime to the current time, and no system call
+  sets a ctime (``utime`` sets mtime and atime only): only changing the system clock
+  would, which takes root, and root can change the build anyway. A file renamed or made
+  anew at the path has another inode or ctime. (A write through a shared mapping stamps
+  the file when it first dirties a page after writeback: a process holding such a
+  mapping could write again unstamped, but it could as well write during any build.)
+- the clock the kernel stamps files with is coarse, so a change within the same tick as
+  a check could leave the ctime as it was: a file whose ctime or mtime is less than
+  ``cache.RACY_NS`` (3 s) before the check began is checked, never remembered;
+- the status recorded is taken on the open file the check read (``fstat``), before the
+  check, and must be unchanged after it; a trusted read takes it again on the file it
+  copies from, before and after: a write meanwhile fails the build (the output is a
+  part file, never renamed into place);
+- the memo lives in the user's own cache directory, as the step cache and the lower
+  images do: whoever can write there can already change what a build uses. A memo file
+  that is missing, garbage or for other expectations is a miss: the layer is checked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tarfile
+import time
 import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Self, cast
+from typing import Any, BinaryIO, Protocol, Self, cast
 
 import zstandard
 from isal import isal_zlib
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
-from vmbuild.oci.image import BlobRef
+from vmbuild.oci.image import BlobRef, Window
 from vmbuild.oci.safety import check_member, whiteout_target
 from vmbuild.oci.sinks import HashingReader, SinkFailed
 from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
+MEMO_KIND = "layer-checks-v1"  # the cache directory of remembered checks
+MEMO_FORMAT = "vmbuild-layer-check-1"  # part of each key: a new rule here forgets them all
 # tarfile ends its walk quietly on these, past the first header, as at the archive's end
 BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
@@ -251,10 +282,46 @@ def check_layer(
     return got
 
 
+class Memo(Protocol):
+    """Where checks of unchanged files are remembered (``vmbuild.cache.FileMemo``): by
+    the file's status and what was checked of it."""
+
+    def recall(self, st: os.stat_result, what: Sequence[object], /) -> dict[str, Any] | None: ...
+
+    def record(
+        self, st: os.stat_result, what: Sequence[object], facts: dict[str, Any], since_ns: int, /
+    ) -> None: ...
+
+
+_memo: ContextVar[Memo | None] = ContextVar("vmbuild_layer_checks", default=None)
+
+
+@contextlib.contextmanager
+def remembering(memo: Memo | None) -> Iterator[None]:
+    """Within the block, a base layer is checked once per version of its file (see the
+    module's text); ``memo`` keeps what was checked."""
+    token = _memo.set(memo)
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev,
+        b.st_ino,
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+    )
+
+
 class CheckedBlob:
     """A base image layer's bytes (``ref``), checked by :func:`check_layer` the first
     time they are read and trusted from then on. ``digest`` is checked when given, and
-    known once checked."""
+    known once checked. Under :func:`remembering`, a blob of a file checked before in
+    the same version is trusted without reading it twice."""
 
     def __init__(
         self,
@@ -284,10 +351,39 @@ class CheckedBlob:
     def offset(self) -> int:
         return self.ref.offset
 
+    def _what(self) -> list[object]:
+        """What a remembered check covered: this blob of the file, as expected."""
+        return [MEMO_FORMAT, self.ref.offset, self.ref.size, self.compression, self.diff_id,
+                self.digest]  # fmt: skip
+
+    def _recall(self, st: os.stat_result) -> bool:
+        """Whether this version of the file was checked before: then it is trusted."""
+        memo = _memo.get()
+        if memo is None:
+            return False
+        facts = memo.recall(st, self._what())
+        if facts is None or facts.get("diff_id") != self.diff_id:
+            return False
+        digest = facts.get("digest")
+        if not isinstance(digest, str) or self.digest not in (None, digest):
+            return False
+        self.digest = digest
+        return True
+
+    def _unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+        if not _same_file(before, after):
+            raise ImageError(
+                f"{self.where}: its file {self.ref.path} changed while it was read",
+                "build again once nothing writes to the base image",
+            )
+
     def _check(self, copy: BinaryIO | None, plain: BinaryIO | None) -> None:
-        with self.ref.reader() as raw:
+        with self.ref.window() as raw:
+            before = raw.fstat()
+            started = time.time_ns()
+            what = self._what()  # before the check: a digest not given is not yet known
             got = check_layer(
-                raw,
+                cast(BinaryIO, raw),
                 self.compression,
                 self.where,
                 digest=self.digest,
@@ -295,29 +391,53 @@ class CheckedBlob:
                 copy=copy,
                 plain=plain,
             )
+            after = raw.fstat()
         if got.size != self.ref.size:
             raise ImageError(
                 f"{self.where}: ended after {got.size} of its {self.ref.size} bytes",
                 "the image is truncated",
             )
+        self._unchanged(before, after)
         self.digest = got.digest
         self.checked = True
+        memo = _memo.get()
+        if memo is not None:
+            memo.record(before, what, {"diff_id": got.diff_id, "digest": got.digest}, started)
+
+    def _trusted(self, use: Callable[[Window], None]) -> bool:
+        """``use(window)`` if this version of the file was checked before; whether it was.
+        The file must be the same version after ``use`` too."""
+        if _memo.get() is None:
+            return False
+        with self.ref.window() as raw:
+            before = raw.fstat()
+            if not self._recall(before):
+                return False
+            use(raw)
+            self._unchanged(before, raw.fstat())
+        self.checked = True
+        return True
 
     def copy_to(self, sink: BinaryIO) -> None:
         """The blob's bytes as stored into ``sink`` (checked on the way the first time)."""
         if self.checked:
             self.ref.copy_to(sink)
-        else:
+        elif not self._trusted(lambda raw: raw.copy_to(sink)):
             self._check(sink, None)
 
     def verify(self) -> None:
-        if not self.checked:
+        if not self.checked and not self._trusted(lambda raw: None):
             self._check(None, None)
 
     def plain_to(self, sink: BinaryIO) -> None:
         """The layer's plain tar into ``sink`` (checked on the way the first time)."""
         if not self.checked:
+            if self._trusted(lambda raw: self._decompress(cast(BinaryIO, raw), sink)):
+                return
             self._check(None, sink)
             return
         with self.ref.reader() as raw:
-            shutil.copyfileobj(decompressor(raw, self.compression), sink, CHUNK)
+            self._decompress(raw, sink)
+
+    def _decompress(self, raw: BinaryIO, sink: BinaryIO) -> None:
+        shutil.copyfileobj(decompressor(raw, self.compression), sink, CHUNK)

@@ -24,6 +24,7 @@ from typing import BinaryIO, cast
 from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
+from vmbuild.oci.filecopy import EndedEarly, kernel_copy
 from vmbuild.oci.image import Image
 from vmbuild.oci.referrers import Artifact
 
@@ -180,6 +181,16 @@ class _OutFile:
         self._pos += len(data)
         return len(data)
 
+    def copy_range(self, fd: int, offset: int, size: int) -> None:
+        """``size`` bytes of the file ``fd`` from ``offset``, copied by the kernel."""
+        try:
+            kernel_copy(fd, self._fd, offset, size)
+        except EndedEarly:
+            raise
+        except OSError as exc:
+            raise _output_error(self._out, exc) from exc
+        self._pos += size
+
     def flush(self) -> None:
         pass
 
@@ -216,13 +227,26 @@ def atomic_file(out: Path) -> Iterator[BinaryIO]:
             os.fchmod(fd, 0o644)
         except OSError as exc:
             raise _output_error(out, exc) from exc
-        os.replace(tmp, out)
+        _into_place(Path(tmp), out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     finally:
         os.close(fd)
+
+
+def _into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished part file to ``out``. An older ``out`` is swapped with it in
+    one step (``RENAME_EXCHANGE``), then removed: ext4 writes a file renamed over another
+    out to disk at once (its auto_da_alloc: about 0.1 s for a 165 MB image here), an
+    exchange leaves that to the kernel's writeback, and readers see the old or the new
+    image either way."""
+    if out.exists() and not out.is_symlink() and archive.exchange(tmp, out):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # the old image now; a failure leaves a part for sweep_parts
+        return
+    os.replace(tmp, out)
 
 
 def write_image(
@@ -240,6 +264,8 @@ def write_image(
     with atomic_file(out) as f:
         if opts.format == "oci-archive":
             archive.write_oci_archive(image, f, mtime, referrers)
+        elif opts.compression == "none":  # straight into the file: layers copied by the kernel
+            archive.write_docker_archive(image, f, mtime)
         else:
             with compressor(f, opts.compression, opts.level) as z:
                 archive.write_docker_archive(image, z, mtime)

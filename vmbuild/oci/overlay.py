@@ -2,27 +2,22 @@
 
 Image layers mark deletions with ``.wh.NAME`` files and replaced directories with a
 ``.wh..wh..opq`` member. overlayfs marks them with a 0:0 character device named NAME
-and a ``trusted.overlay.opaque=y`` xattr on the directory. :func:`to_overlay` turns a
-base image's layers into overlay lowers (the guest unpacks each with GNU tar): each is
-what the layer changed in the tree a runtime unpacks (see :mod:`vmbuild.oci.rootfs`), so
-no lower holds a name below a symlink and the overlay shows the host merge's tree.
+and a ``trusted.overlay.opaque=y`` xattr on the directory. Base layers reach the guest as
+ext4 lowers (:mod:`vmbuild.vm.lowers`, through :meth:`vmbuild.oci.rootfs.Rootfs.lower`);
 :func:`from_overlay` turns the guest's upper directory, packed by GNU tar, back into a
-layer. Neither unpacks anything on the host; both check every name (see ``safety``).
+layer. Nothing is unpacked on the host; every name is checked (see ``safety``).
 """
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression
-from vmbuild.oci.layer import Packed, open_tar
-from vmbuild.oci.retar import Entry, entries_of, index, pack_entries, reading_tar, write_entries
-from vmbuild.oci.rootfs import Rootfs
+from vmbuild.oci.layer import Packed
+from vmbuild.oci.retar import Entry, entries_of, index, pack_entries, reading_tar
 
 WH = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -68,28 +63,6 @@ def _convert(
     ):
         entries = layer_entries(tar, where)
         return pack_entries(entries, sink, mtime=mtime, compression=compression, level=level)
-
-
-def to_overlay(tars: Sequence[tarfile.TarFile], sink: BinaryIO) -> list[tuple[int, int]]:
-    """Write the overlay lowers of ``tars`` (bottom first) one after another into ``sink``.
-
-    Returns each lower's ``(offset, length)``; a layer that changes nothing has none.
-    """
-    fs = Rootfs()
-    ranges = []
-    try:
-        for n, tar in enumerate(tars):
-            entries = fs.lower(fs.apply(tar, n, f"base layer {n + 1}"))
-            if entries:
-                start = sink.tell()
-                with open_tar(sink) as out:
-                    write_entries(entries, out, None)
-                ranges.append((start, sink.tell() - start))
-    except (tarfile.TarError, EOFError) as exc:
-        raise ImageError(
-            f"a base layer is not a readable tar ({exc})", "the layer is malformed"
-        ) from exc
-    return ranges
 
 
 def from_overlay(

@@ -11,6 +11,8 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO
 
+from vmbuild.oci.filecopy import copy_range
+
 TAR_BLOCK = 512  # a tar header, and the unit tar pads to (tarfile.BLOCKSIZE)
 
 
@@ -71,6 +73,10 @@ class _Counter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.n += len(data)
         return self._sink.write(data)
+
+    def copy_range(self, fd: int, offset: int, size: int) -> None:
+        copy_range(self._sink, fd, offset, size)
+        self.n += size
 
     def flush(self) -> None:
         self._sink.flush()

@@ -18,8 +18,8 @@ import json
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from vmbuild.errors import RegistryError
 from vmbuild.registry import credhelper
@@ -31,13 +31,28 @@ CLIENT_ID = "vmbuild"  # the OAuth2 client_id sent with an identity token
 _PARAM_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
-@dataclass(frozen=True)
 class Credentials:
-    """A login: a user and password, or (user ``<token>``) an identity token."""
+    """A login: a user and password, or (user ``<token>``) an identity token; ``source``
+    says where it came from ("docker-credential-pass"; "": the file) and is not part of
+    its equality. (A plain class: a dataclass costs a push's start-up milliseconds.)"""
 
-    username: str
-    password: str
-    source: str = field(default="", compare=False)  # "docker-credential-pass"; "": the file
+    __slots__ = ("password", "source", "username")
+
+    def __init__(self, username: str, password: str, source: str = "") -> None:
+        self.username = username
+        self.password = password
+        self.source = source
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return (self.username, self.password) == (other.username, other.password)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.password))
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.username!r}, <secret>, {self.source!r})"
 
     @property
     def identity_token(self) -> str | None:
@@ -56,8 +71,7 @@ class Credentials:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     scheme: str  # "basic" or "bearer" (lowercase)
     params: dict[str, str]
 

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vmbuild.errors import RegistryError, StepFailed, ToolMissing
-from vmbuild.run import run
 
 HUB_SERVER = "https://index.docker.io/v1/"
 HUB_KEYS = (HUB_SERVER, "index.docker.io", "docker.io", "registry-1.docker.io")
@@ -48,6 +47,8 @@ def get(name: str, host: str, where: str, file: Path) -> tuple[str, str] | None:
     """(username, secret) from helper ``name`` for ``host``, or None if it has no login.
 
     ``where`` and ``file`` only name the configuration in error messages."""
+    from vmbuild.run import run  # here: a push without a helper needs no subprocess module
+
     program = f"docker-credential-{name}"
     server = server_address(host)
     if "/" in name or name.startswith("."):

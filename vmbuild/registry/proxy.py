@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import os
 import re
 import ssl
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmbuild.errors import RegistryError
 
@@ -40,8 +38,7 @@ class ProxyError(ConnectionError):
         self.hint = hint
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(NamedTuple):
     host: str
     port: int
     variable: str  # where it came from, for messages: "https_proxy"
@@ -93,6 +90,10 @@ class Proxy:
 
 def proxy_for(scheme: str, netloc: str) -> Proxy | None:
     """The proxy the environment names for ``scheme://netloc``, or None (go direct)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the usual case, without importing urllib.request (~10 ms)
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme)
     if not url:
@@ -107,6 +108,8 @@ def proxy_for(scheme: str, netloc: str) -> Proxy | None:
 
 
 def _local(host: str) -> bool:
+    import ipaddress
+
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
         return True
     try:
@@ -119,6 +122,8 @@ def _bypass(netloc: str, default_port: int, host: str, no_proxy: str) -> bool:
     """Whether ``no_proxy`` covers the target: ``*``; a name (leading ``.`` or ``*.``
     ignored) matching the host or a parent domain; ``name:port`` only on that port; an
     IP address or CIDR range containing an IP target."""
+    import ipaddress
+
     port = urllib.parse.urlsplit(f"//{netloc}").port or default_port
     host = host.lower().rstrip(".")
     try:

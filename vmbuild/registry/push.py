@@ -30,7 +30,7 @@ from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.oci.sinks import HashingWriter
-from vmbuild.registry import blobs, known
+from vmbuild.registry import blobs, known, repush
 from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
@@ -38,6 +38,7 @@ from vmbuild.registry.progress import Progress
 from vmbuild.registry.pull import client_for
 from vmbuild.registry.rawconfig import find_raw_config
 from vmbuild.registry.reference import Reference
+from vmbuild.registry.repush import Pushed, PushResult
 
 _SPACE = "check free space, or set VMBUILD_CACHE_DIR to another place"
 
@@ -52,14 +53,6 @@ class Blob:
     path: Path | None = None
     offset: int = 0
     data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class PushResult:
-    digest: str  # of the manifest
-    uploaded: int  # blobs sent
-    mounted: int
-    present: int
 
 
 class _Reader:
@@ -267,6 +260,7 @@ def push(
     progress = progress or Progress("pushed")
     client = client_for(dest.repo, tls_verify, credentials)
     pusher = Pusher(client, dest, progress)
+    ident = repush.identity(image)
     with tempdirs.workdir("vmbuild-push-") as work:
         base = read_image(image, Path(work))
         found = read_referrers(image, Path(work)) if is_oci(image) else []
@@ -325,4 +319,6 @@ def push(
     finally:
         client.close()
     known.remember_seen(client.host, dest.repo.path, [b.digest for b in unique])
+    if not found:  # the next push of this file can be one HEAD (registry/repush.py)
+        repush.remember(ident, compression, level, Pushed(digest, MT_OCI_MANIFEST, len(unique)))
     return PushResult(digest, **pusher.counts)

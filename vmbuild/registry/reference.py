@@ -6,7 +6,7 @@ is under ``library/`` (``debian`` -> ``registry-1.docker.io`` ``library/debian``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmbuild.errors import SpecError
 from vmbuild.oci.names import (
@@ -25,8 +25,7 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
-@dataclass(frozen=True)
-class Repository:
+class Repository(NamedTuple):
     """A repository on a registry: ``host`` as written (``docker.io`` for Docker Hub)."""
 
     host: str
@@ -84,8 +83,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A repository plus a tag or a digest (``reference`` is what the API path takes)."""
 
     repo: Repository

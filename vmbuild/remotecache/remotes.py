@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vmbuild import stepcache, tempdirs
 from vmbuild.errors import VmbuildError
@@ -29,6 +31,7 @@ from vmbuild.remotecache import artifact
 log = logging.getLogger("vmbuild")
 STEP = "step"
 PULLED = "pulled"  # a fromImage pullImage's archive, keyed by its hash
+_clients_lock = threading.Lock()
 _current: ContextVar[Remotes | None] = ContextVar("vmbuild_remotes", default=None)
 
 
@@ -50,12 +53,17 @@ class Remotes:
     _down: set[str] = field(default_factory=set)
     _pending: dict[str, stepcache.CachedStep] = field(default_factory=dict)
     _files: dict[tuple[str, str], artifact.File] = field(default_factory=dict)
+    _entries: dict[tuple[str, str], tuple[list[artifact.File], dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    _scratch: tempdirs.OwnedDir | None = None
 
     def _client(self, repo: Repository) -> Client:
         name = str(repo)
-        if name not in self._clients:
-            self._clients[name] = client_for(repo, self.tls_verify)
-        return self._clients[name]
+        with _clients_lock:  # entries may be fetched from several threads at once
+            if name not in self._clients:
+                self._clients[name] = client_for(repo, self.tls_verify)
+            return self._clients[name]
 
     def _fault(self, repo: Repository, doing: str, exc: VmbuildError) -> None:
         self._down.add(str(repo))
@@ -87,6 +95,27 @@ class Remotes:
             os.replace(file.path, dest)
 
         return self._fetch(kind, key, keep)
+
+    # -- entries of any kind (builders/layeredcache: Debian layers) ------------------------
+
+    def fetch_entry(self, kind: str, key: str, keep: Callable[[artifact.Got], None]) -> bool:
+        """Ask for ``KIND-KEY``; ``keep`` takes the checked files (from a work dir that
+        goes afterwards: move them to :meth:`scratch` to use them later) or raises
+        :class:`artifact.BadEntry`. False: no cache has it."""
+        return self._fetch(kind, key, keep)
+
+    def offer_entry(
+        self, kind: str, key: str, files: list[artifact.File], meta: dict[str, Any]
+    ) -> None:
+        """Push ``KIND-KEY`` on :meth:`flush` (its files must last until then)."""
+        if self.cache_to:
+            self._entries[(kind, key)] = (files, meta)
+
+    def scratch(self) -> Path:
+        """A directory that lasts until :meth:`close`, for entries' files."""
+        if self._scratch is None:
+            self._scratch = tempdirs.OwnedDir("vmbuild-cache-files-")
+        return self._scratch.path
 
     def _fetch(self, kind: str, key: str, keep: Callable[[artifact.Got], None]) -> bool:
         """Ask each ``--cache-from`` in turn for ``KIND-KEY``; ``keep`` takes the first
@@ -124,6 +153,9 @@ class Remotes:
             for key, step in self._pending.items()
         ]
         entries += [(kind, key, [file], {}) for (kind, key), file in self._files.items()]
+        entries += [
+            (kind, key, files, meta) for (kind, key), (files, meta) in self._entries.items()
+        ]
         for kind, key, files, meta in entries:
             for repo in self.cache_to:
                 if str(repo) in self._down:
@@ -137,7 +169,18 @@ class Remotes:
                     warn(f"remote cache {repo}: cannot read the entry {key[:12]}: {exc}")
         self._pending.clear()
         self._files.clear()
+        self._entries.clear()
+
+    def interrupt(self) -> None:
+        """Make every request in flight stop soon (see :meth:`Client.interrupt`)."""
+        with _clients_lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.interrupt()
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+        if self._scratch is not None:
+            self._scratch.remove()
+            self._scratch = None

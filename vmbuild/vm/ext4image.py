@@ -4,11 +4,14 @@ The members come as :mod:`vmbuild.vm.lowers` writes a lower's tar (``write_entri
 into a :class:`Stager` instead of a tar): names already checked (none absolute, none
 with ``..``, none below a symlink), parents before children, each hard link after its
 target. Directories, regular files, symlinks and hard links are
-unpacked below a staging directory with the invoking user's owner and private modes
-(nothing of the layer's owners, modes, devices or xattrs touches the host); ``mke2fs
--d`` copies the staging tree into a new ext4 (no journal) whose ``/l`` is the lower; and
-one ``debugfs -w`` session then gives every inode its owner and mode, makes the device
-nodes and FIFOs (a whiteout is a 0:0 character device) and sets the xattrs
+unpacked below a private staging directory (mode 0700) with the invoking user's owner,
+directories 0700, files with the layer's permission bits plus u+r (never setuid, setgid
+or sticky; nothing of the layer's owners, devices or xattrs touches the host); ``mke2fs
+-d`` copies the staging tree (owners, modes, times) into a new ext4 (no journal) whose
+``/l`` is the lower; and one ``debugfs -w`` session then sets each owner and mode that
+differs from the staged one (a layer's files owned by the building user, or all of them
+when root builds, need none), makes the device nodes and FIFOs (a whiteout is a 0:0
+character device) and sets the xattrs
 (``trusted.overlay.opaque``, ``security.capability``, ...). Debian 12's e2fsprogs 1.47.0
 cannot read a tar itself (1.47.1 can), and fakeroot costs a round trip to its daemon per
 call: 60 s for a Debian base on a busy host, against a few seconds this way.
@@ -32,6 +35,7 @@ XATTR = "SCHILY.xattr."
 EXT4_BLOCK = 4096
 INODE = 256
 TOP = "l"  # the lower's root inside the image
+DIR_MODE = stat.S_IFDIR | 0o700  # a staged directory's (it must stay ours to fill)
 
 
 class Unconvertible(Exception):
@@ -65,12 +69,32 @@ def _check(root: str, name: str) -> str:
     return os.path.join(root, *parts)
 
 
-def _meta(plan: DebugfsScript, target: str, info: tarfile.TarInfo, kind: int, values: Path) -> None:
+@dataclass(frozen=True)
+class Staged:
+    """What ``mke2fs -d`` copies from a staged entry: its owner, and its mode (None: a
+    node debugfs makes, with nothing staged). debugfs sets only what differs."""
+
+    uid: int
+    gid: int
+    mode: int | None = None
+
+
+def _meta(
+    plan: DebugfsScript,
+    target: str,
+    info: tarfile.TarInfo,
+    kind: int,
+    values: Path,
+    staged: Staged | None = None,
+) -> None:
     q = _quote(target)
-    plan.commands.append(f"sif {q} uid {info.uid}")
-    plan.commands.append(f"sif {q} gid {info.gid}")
-    if kind != stat.S_IFLNK:
-        plan.commands.append(f"sif {q} mode 0{kind | (info.mode & 0o7777):o}")
+    if staged is None or info.uid != staged.uid:
+        plan.commands.append(f"sif {q} uid {info.uid}")
+    if staged is None or info.gid != staged.gid:
+        plan.commands.append(f"sif {q} gid {info.gid}")
+    mode = kind | (info.mode & 0o7777)
+    if kind != stat.S_IFLNK and (staged is None or staged.mode != mode):
+        plan.commands.append(f"sif {q} mode 0{mode:o}")
     for key, value in sorted(info.pax_headers.items()):
         if key.startswith(XATTR):
             path = values / str(plan.values)
@@ -91,6 +115,8 @@ class Stager:
         self._dirs: list[tuple[str, int]] = []
         self._top = tarfile.TarInfo(".")
         self._top.mode = 0o755
+        top = os.stat(root)  # the staged entries' owner (they are made in it, by us)
+        self._owner = Staged(top.st_uid, top.st_gid)
 
     def addfile(self, info: tarfile.TarInfo, fileobj: BinaryIO | None = None) -> None:
         plan, values = self.plan, self.values
@@ -101,26 +127,34 @@ class Stager:
         path = _check(self.root, name)
         target = f"/{TOP}/{name}"
         plan.inodes += 1
+        owner = self._owner
         if info.isdir():
             os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)  # whatever the umask: the mode mke2fs copies
             self._dirs.append((path, int(info.mtime)))
             plan.blocks += 1
-            _meta(plan, target, info, stat.S_IFDIR, values)
+            _meta(plan, target, info, stat.S_IFDIR, values, Staged(owner.uid, owner.gid, DIR_MODE))
         elif info.islnk():
             os.link(_check(self.root, info.linkname.rstrip("/")), path)
         elif info.isreg():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            # the permission bits as the layer has them (in a directory only we can
+            # enter) and readable by us for mke2fs, never setuid, setgid or sticky: what
+            # differs from the layer's mode debugfs sets in the image
+            perms = info.mode & 0o777 | 0o400
+            os.fchmod(fd, perms)
             with os.fdopen(fd, "wb") as f:
                 if fileobj is not None:
                     shutil.copyfileobj(fileobj, f, 1 << 20)
             os.utime(path, (info.mtime, info.mtime))
             plan.blocks += (info.size + EXT4_BLOCK - 1) // EXT4_BLOCK + 1
-            _meta(plan, target, info, stat.S_IFREG, values)
+            staged = Staged(owner.uid, owner.gid, stat.S_IFREG | perms)
+            _meta(plan, target, info, stat.S_IFREG, values, staged)
         elif info.issym():
             os.symlink(info.linkname, path)
             os.utime(path, (info.mtime, info.mtime), follow_symlinks=False)
             plan.blocks += 1
-            _meta(plan, target, info, stat.S_IFLNK, values)
+            _meta(plan, target, info, stat.S_IFLNK, values, owner)
         elif info.ischr() or info.isblk() or info.isfifo():
             parent, base = os.path.split(target)
             kind = "p" if info.isfifo() else ("c" if info.ischr() else "b")

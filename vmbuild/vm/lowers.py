@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from vmbuild import cache
+from vmbuild import cache, tempdirs
 from vmbuild.errors import ImageError
 from vmbuild.oci.image import Layer
 from vmbuild.oci.merge import open_layers
@@ -45,6 +45,7 @@ IMAGE = "lower.ext4"
 EMPTY = "empty"
 META = "meta.json"
 EXT4_MAGIC_AT = 1024 + 0x38
+RAM = Path("/dev/shm")  # a tmpfs on Linux: where a lower's files are staged, if they fit
 # Called with (lowers done, lowers in all, bytes of images made so far).
 Progress = Callable[[int, int, int], None]
 
@@ -160,10 +161,28 @@ def _publish(group: Group, entries: dict[str, Entry], workdir: Path, where: str)
         if not entries:
             (tmp / META).write_text(json.dumps({"format": FORMAT, "empty": True}))
         else:
-            _convert(entries, tmp / IMAGE, workdir, where)
+            with tempdirs.workdir("vmbuild-lower-", _staging_root(entries)) as scratch:
+                _convert(entries, tmp / IMAGE, scratch, where)
             size = (tmp / IMAGE).stat().st_size
             (tmp / META).write_text(json.dumps({"format": FORMAT, "size": size}))
     return final / IMAGE if entries else None
+
+
+def _staging_root(entries: dict[str, Entry]) -> Path | None:
+    """Where a lower's files are staged for ``mke2fs -d``: in memory (:data:`RAM`) when
+    it and free memory have room for them twice over, else TMPDIR (None). They are read
+    once and removed: written to a disk they cost that write and a file system's
+    metadata work per file (on these machines 1-2 ms a file in a new directory on the
+    root file system, against 0.05 ms on tmpfs: 10 s of a 7,000-file Debian base)."""
+    need = sum(e.info.size + 4096 for e in entries.values()) + (64 << 20)
+    try:
+        shm = os.statvfs(RAM)
+        memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+    if shm.f_bavail * shm.f_frsize < 2 * need or memory < 2 * need:
+        return None
+    return RAM if os.access(RAM, os.W_OK | os.X_OK) else None
 
 
 def _convert(entries: dict[str, Entry], image: Path, workdir: Path, where: str) -> None:

@@ -22,27 +22,27 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from vmbuild import progress, stepcache, timeouts
 from vmbuild.errors import StepFailed, VmError
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.image import BlobRef, Layer
-from vmbuild.oci.layer import Packed
-from vmbuild.oci.overlay import from_overlay
-from vmbuild.oci.reader import BaseImage
-from vmbuild.oci.retar import retar
 from vmbuild.oci.sinks import HashingWriter
 from vmbuild.oci.tree import Tree
 from vmbuild.progress import human
 from vmbuild.run import Tee
-from vmbuild.vm import lowers, shell
 from vmbuild.vm.faults import GuestDiskFull, GuestOutOfMemory, VmTimeout
-from vmbuild.vm.machine import Disk, Machine
-from vmbuild.vm.qemu import MAX_DISKS
-from vmbuild.vm.stepfiles import step_tar
 from vmbuild.vm.stepkey import guest_identity
+
+# The VM's side (QEMU, SSH, the lowers, the result's rewriting) is imported where a VM
+# boots, not here: a step-cache hit loads none of it (tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    from vmbuild.oci.layer import Packed
+    from vmbuild.oci.reader import BaseImage
+    from vmbuild.vm.machine import Machine
+    from vmbuild.vm.qemu import Disk
 
 log = logging.getLogger("vmbuild")
 MIB = 1024 * 1024
@@ -92,6 +92,9 @@ class RootStep:
 def lower_disks(base: BaseImage | None, workdir: Path, others: int) -> list[Disk]:
     """The base's lowers (ext4 images, bottom first) as read-only disks, as many as fit
     beside the scratch disk and ``others`` more."""
+    from vmbuild.vm import lowers
+    from vmbuild.vm.qemu import MAX_DISKS, Disk
+
     with progress.current().stage(PREPARING) as stage:
 
         def shown(done: int, total: int, made: int) -> None:
@@ -106,6 +109,8 @@ def _booted(
     memory: int, disk_size: int, disks: list[Disk], timeout: float | None
 ) -> Iterator[Machine]:
     """A build VM, its boot timed as a stage of the build's progress."""
+    from vmbuild.vm.machine import Machine
+
     with contextlib.ExitStack() as stack:
         with progress.current().stage(BOOTING):
             vm = stack.enter_context(
@@ -152,6 +157,9 @@ def _run_step(
     files: dict[str, bytes] | None = None,
     has_content: bool = False,
 ) -> None:
+    from vmbuild.vm import shell
+    from vmbuild.vm.stepfiles import step_tar
+
     tee = Tee(sys.stderr.buffer)
     content = "/dev/vdc" if mode == "build" and has_content else "-"
     # /dev/vda is the scratch disk, vdb the output, then (build) the content, the lowers
@@ -331,6 +339,9 @@ def _build_in_vm(
     mtime: int,
 ) -> str:
     """Run the step in a build VM; write the new layer (plain tar) to ``plain``."""
+    from vmbuild.oci.overlay import from_overlay
+    from vmbuild.vm.qemu import Disk
+
     lower = lower_disks(base, workdir, 2)
     needed = check_disk(2 * content.stat().st_size, step.disk_size)
     out = _sparse(workdir / "out.img", step.disk_size)
@@ -366,6 +377,9 @@ def export_in_vm(
     step: RootStep, base: BaseImage, workdir: Path, sink: BinaryIO, mtime: int
 ) -> Packed:
     """The merged filesystem of ``base``, flattened by the VM's overlay, into ``sink``."""
+    from vmbuild.oci.retar import retar
+    from vmbuild.vm.qemu import Disk
+
     lower = lower_disks(base, workdir, 1)
     # the merged tree is packed onto the output disk: about the size of the lowers' data
     needed = check_disk(sum(d.path.stat().st_blocks * 512 for d in lower), step.disk_size)

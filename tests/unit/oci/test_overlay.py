@@ -7,7 +7,22 @@ import tarfile
 from pathlib import Path
 
 from tests.support.images import layer_tar
-from vmbuild.oci.overlay import from_overlay, to_overlay
+from vmbuild.oci.layer import open_tar
+from vmbuild.oci.overlay import from_overlay
+from vmbuild.oci.retar import write_entries
+from vmbuild.oci.rootfs import Rootfs
+
+
+def lowers(tars: list[tarfile.TarFile], out: Path) -> list[Path]:
+    """Each layer's overlay lower (``Rootfs.lower``, as vm/lowers.py makes them) as a tar."""
+    fs = Rootfs()
+    paths = []
+    for n, tar in enumerate(tars):
+        path = out / f"lower{n}.tar"
+        with open(path, "wb") as f, open_tar(f) as sink:
+            write_entries(fs.lower(fs.apply(tar, n, f"base layer {n + 1}")), sink, None)
+        paths.append(path)
+    return paths
 
 
 def members(path: Path) -> dict[str, tarfile.TarInfo]:
@@ -38,18 +53,15 @@ def test_round_trip(tmp_path: Path) -> None:
             ("var/.wh..wh..opq", "w", ""),
         ],
     )
-    with tarfile.open(base) as t0, tarfile.open(src) as t1, open(tmp_path / "ov", "wb") as f:
-        ranges = to_overlay([t0, t1], f)
-    assert len(ranges) == 2
-    start, length = ranges[1]
-    (tmp_path / "overlay.tar").write_bytes((tmp_path / "ov").read_bytes()[start : start + length])
-    ov = members(tmp_path / "overlay.tar")
+    with tarfile.open(base) as t0, tarfile.open(src) as t1:
+        overlay = lowers([t0, t1], tmp_path)[1]
+    ov = members(overlay)
     for gone in ("etc/passwd", "opt/old", "var/lib"):  # whiteouts as 0:0 devices
         assert ov[gone].ischr() and (ov[gone].devmajor, ov[gone].devminor) == (0, 0)
     assert ov["opt"].isdir() and ov["var"].isdir() and ov["opt/new"].isfile()
     assert not any(".wh." in n for n in ov)
     out = io.BytesIO()
-    from_overlay(tmp_path / "overlay.tar", out, compression="none", mtime=1)
+    from_overlay(overlay, out, compression="none", mtime=1)
     (tmp_path / "back.tar").write_bytes(out.getvalue())
     back = members(tmp_path / "back.tar")
     assert set(back) == {
@@ -86,10 +98,7 @@ def test_no_lower_holds_a_name_below_a_symlink(tmp_path: Path) -> None:
     """The lower of ``a/x`` above ``a -> /tmp`` puts x where the link points."""
     l0 = layer_tar(tmp_path / "l0.tar", [("a", "l", "/tmp")])
     l1 = layer_tar(tmp_path / "l1.tar", [("a/x", "f", "X"), ("b", "d", ""), ("b/.wh.c", "w", "")])
-    with tarfile.open(l0) as t0, tarfile.open(l1) as t1, open(tmp_path / "ov", "wb") as f:
-        ranges = to_overlay([t0, t1], f)
-    start, length = ranges[1]
-    (tmp_path / "l1-ov.tar").write_bytes((tmp_path / "ov").read_bytes()[start : start + length])
-    ov = members(tmp_path / "l1-ov.tar")
+    with tarfile.open(l0) as t0, tarfile.open(l1) as t1:
+        ov = members(lowers([t0, t1], tmp_path)[1])
     assert set(ov) == {"tmp", "tmp/x", "b"}  # no whiteout for a name no lower layer has
     assert ov["tmp"].isdir() and (ov["tmp"].mode, ov["tmp"].uid) == (0o755, 0)

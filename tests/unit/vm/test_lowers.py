@@ -4,6 +4,7 @@ for more layers than disks, the cache (chain ids, corrupt entries), unconvertibl
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,20 @@ def lower_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.parametrize("staged_by", ["this user", "another user"])
 def test_a_layer_becomes_an_ext4_lower_with_every_attribute(
-    tmp_path: Path, lower_cache: Path
+    tmp_path: Path, lower_cache: Path, monkeypatch: pytest.MonkeyPatch, staged_by: str
 ) -> None:
+    from vmbuild.vm import ext4image
+
+    if staged_by == "another user":  # no staged owner matches: debugfs sets every one
+        real_init = ext4image.Stager.__init__
+
+        def init(self: ext4image.Stager, *a: object) -> None:
+            real_init(self, *a)  # type: ignore[arg-type]
+            self._owner = ext4image.Staged(12345, 12345)
+
+        monkeypatch.setattr(ext4image.Stager, "__init__", init)
     paths = [member_tar(tmp_path / f"l{n}.tar", m) for n, m in enumerate(LAYERS)]
     images = lowers.images(_layers(paths), tmp_path, 5)
     assert len(images) == 3
@@ -47,6 +59,8 @@ def test_a_layer_becomes_an_ext4_lower_with_every_attribute(
     assert "security.capability (20) = " + " ".join(f"{b:02x}" for b in CAP) in _debugfs(
         bottom, "ea_list /l/bin/ping"
     )
+    sh = _debugfs(bottom, "stat /l/bin/sh-like")
+    assert "Mode:  0755" in sh and "User:     0   Group:     0" in sh
     keep = _debugfs(bottom, "stat /l/etc/keep")
     assert "User:     7   Group:     8" in keep and "Mode:  0600" in keep
     nodes = _debugfs(bottom, "ls -l /l/nodes")
@@ -119,7 +133,11 @@ def test_an_interrupted_conversion_leaves_nothing_behind(
     monkeypatch.setattr(ext4image.Stager, "addfile", interrupted)
     work = tmp_path / "work"
     work.mkdir()
+    staging_roots = [lowers.RAM, Path(tempfile.gettempdir())]
+    before = {p for root in staging_roots for p in root.glob("vmbuild-lower-*")}
     with pytest.raises(KeyboardInterrupt):
         lowers.images(_layers([path]), work, 5)
     assert list((lower_cache / "lowers").iterdir()) == []  # no entry, no temporary one
     assert list(work.iterdir()) == []  # no staging tree
+    after = {p for root in staging_roots for p in root.glob("vmbuild-lower-*")}
+    assert after <= before  # nor one in memory or TMPDIR
