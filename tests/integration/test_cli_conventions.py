@@ -125,10 +125,12 @@ def _error(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_exit_codes_by_kind(tmp_path: Path) -> None:
+    """Each kind's status; a few from a real process, to see ``sys.exit`` pass them on
+    (vmbuild_cli runs the rest in-process: main's return value)."""
     out = tmp_path / "o.tar"
     # 2: a bad spec, a bad command line
     assert vmbuild_cli("build", write_spec(tmp_path, "bogus = 1\n"), "-o", out).returncode == 2
-    assert vmbuild_cli("build").returncode == 2
+    assert vmbuild_cli("build", child=True).returncode == 2
     # 3: a missing host tool (no podman or docker on PATH)
     spec = write_spec(tmp_path, 'name = "e"\ntag = "1"\n', "e.toml")
     assert vmbuild_cli("build", spec, "-o", out).returncode == 0
@@ -136,7 +138,7 @@ def test_exit_codes_by_kind(tmp_path: Path) -> None:
     assert proc.returncode == 3 and "neither podman nor docker" in _error(proc)
     # 4: a failed user script, its own status in the message
     failing = write_spec(tmp_path, 'name = "f"\nextraCommands = "exit 9"\n', "f.toml")
-    proc = vmbuild_cli("build", failing, "-o", out)
+    proc = vmbuild_cli("build", failing, "-o", out, child=True)
     assert proc.returncode == 4 and "status 9" in _error(proc)
     fake = write_spec(
         tmp_path, 'function = "buildLayeredImage"\nname = "f"\nfakeRootCommands = "exit 6"\n'
@@ -148,7 +150,7 @@ def test_exit_codes_by_kind(tmp_path: Path) -> None:
     assert proc.returncode == 5 and "cannot reach" in _error(proc), proc.stderr
     # 1: anything else (an input image that is not one)
     (tmp_path / "junk.tar").write_bytes(b"\0" * 1024)
-    proc = vmbuild_cli("inspect", tmp_path / "junk.tar")
+    proc = vmbuild_cli("inspect", tmp_path / "junk.tar", child=True)
     assert proc.returncode == 1, proc.stderr
 
 

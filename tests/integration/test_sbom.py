@@ -11,14 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
-from spdx_tools.spdx.parser.parse_anything import parse_file
-from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from tests.support.cli import build_ok, vmbuild_cli, write_spec
 from tests.support.images import image_from_layers, layer_tar
+from tests.support.sbomcheck import cyclonedx_problem, spdx_problems
 
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -33,8 +30,7 @@ def spec_with_tree(tmp: Path, extra: str = "") -> Path:
 
 
 def spdx_valid(path: Path) -> dict[str, object]:
-    doc = parse_file(str(path))
-    assert validate_full_spdx_document(doc) == []
+    assert spdx_problems(path) == []
     value: dict[str, object] = json.loads(path.read_text())
     return value
 
@@ -64,7 +60,7 @@ def test_cyclonedx_of_a_layered_image_validates(tmp_path: Path) -> None:
     out = tmp_path / "img.tar.gz"
     build_ok(spec, out, "--sbom", str(tmp_path / "s.json"), "--sbom-format", "cyclonedx")
     text = (tmp_path / "s.json").read_text()
-    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    assert cyclonedx_problem(text) is None
     again = tmp_path / "again.tar.gz"
     build_ok(spec, again, "--sbom", str(tmp_path / "s2.json"), "--sbom-format", "cyclonedx")
     assert (tmp_path / "s2.json").read_text() == text  # the same bytes from another build

@@ -24,9 +24,12 @@ def _checked(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[b
 class Containers:
     """podman/buildah/skopeo with their own throwaway storage under a temp dir."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, run: Path | None = None):
+        """Storage under ``root``; the run root in ``run`` if given (podman refuses one
+        over 50 characters, which an xdist worker's temp dirs reach)."""
         self.root = root
-        self.store = ["--root", str(root / "root"), "--runroot", str(root / "run")]
+        runroot = run if run is not None else root / "run"
+        self.store = ["--root", str(root / "root"), "--runroot", str(runroot)]
         # podman's own --tmpdir too: libpod's state dir (/run/libpod by default) is shared
         # by every podman on the machine, and `system reset` of one store removed it
         # under another's `load`.

@@ -79,6 +79,15 @@ def big(
     return route
 
 
+def taken(sent: list[int], timeout: float = 10.0) -> list[int]:
+    """``sent`` once a :func:`big` answer has noted what the client took: the handler
+    thread notes it after the client hangs up, which may be after the stub stopped."""
+    deadline = time.monotonic() + timeout
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sent
+
+
 def drip(data: bytes, started: threading.Event, limit: float = 20.0) -> Route:
     """``data`` at one byte a second, for at most ``limit`` seconds."""
 

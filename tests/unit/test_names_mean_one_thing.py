@@ -16,13 +16,18 @@ WATCHED = ("TAR_BLOCK", "BLOCK", "BLOCK_SIZE", "Plan", "Closure", "ClosureItem",
 
 
 @functools.cache
-def top_level() -> list[tuple[str, ast.stmt]]:
-    """Every module's top-level statements, parsed once."""
+def modules() -> list[tuple[str, ast.Module]]:
+    """Every module of the package, parsed once."""
     return [
-        (str(path.relative_to(PACKAGE)), node)
+        (str(path.relative_to(PACKAGE)), ast.parse(path.read_text()))
         for path in sorted(PACKAGE.rglob("*.py"))
-        for node in ast.parse(path.read_text()).body
     ]
+
+
+@functools.cache
+def top_level() -> list[tuple[str, ast.stmt]]:
+    """Every module's top-level statements."""
+    return [(where, node) for where, tree in modules() for node in tree.body]
 
 
 def names_defined(node: ast.stmt) -> list[str]:
@@ -59,9 +64,8 @@ def test_no_ad_hoc_hashing_sinks() -> None:
     """A class keeping its own sha256 of what passes, or a hashlib object handed to a
     helper to update, is a second hashing tee: use HashingWriter or HashingReader."""
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        where = str(path.relative_to(PACKAGE))
-        for node in ast.walk(ast.parse(path.read_text())):
+    for where, tree in modules():
+        for node in ast.walk(tree):
             if (
                 isinstance(node, ast.ClassDef)
                 and where not in HASHING_CLASSES

@@ -127,3 +127,25 @@ def test_build_knows_the_remote_cache_variable() -> None:
     from vmbuild.remotecache.options import ENV
 
     assert CACHE_REPO_ENV == ENV
+
+
+def test_a_layered_build_without_sbom_loads_no_sbom_vm_or_registry_code(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "hello").write_text("hi\n")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'function = "buildLayeredImage"\nname = "l"\ntag = "t"\n'
+        f'contents = ["{tmp_path / "root"}"]\n'
+    )
+    env = {**os.environ, "VMBUILD_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("VMBUILD_CACHE_REPO", None)
+    argv = ["build", str(spec), "--out", str(tmp_path / "out.tar"), "--compress", "none"]
+    run = subprocess.run(
+        [sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    loaded = ast.literal_eval(run.stdout.strip().splitlines()[-1])
+    assert "vmbuild.builders.layered" in loaded
+    not_here = tuple(m for m in NOT_ON_A_HIT if m != "vmbuild.hoststeps")  # (its last layer)
+    bad = [m for m in loaded if m.startswith(not_here)]
+    assert not bad, f"a layered build imported {bad}"

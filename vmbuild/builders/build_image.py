@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmbuild import progress, tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
 from vmbuild.builders.imageconfig import default_tag, image_config
-from vmbuild.builders.result import BuildResult, result_for
+from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
@@ -176,17 +175,12 @@ def _named(item: CopyItem) -> str:
     return item.name if isinstance(item, Helper | DebItem) else str(item)
 
 
-def _recording(spec: BuildImageSpec, opts: OutputOptions) -> AbstractContextManager[Record | None]:
-    if not opts.attest.wanted:  # a build without --sbom/--provenance loads none of sbom/
-        return contextlib.nullcontext()
-    from vmbuild.sbom.attest import recording
-
-    return recording(opts, "buildImage", spec.build_args)
-
-
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     report = progress.current()
-    with tempdirs.workdir("vmbuild-") as wd, _recording(spec, opts) as record:
+    with (
+        tempdirs.workdir("vmbuild-") as wd,
+        recording(opts, "buildImage", spec.build_args) as record,
+    ):
         image = assemble(spec, Path(wd), opts, record)
         refs = record.referrers(image) if record else []
         if record:

@@ -25,11 +25,9 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
 from vmbuild.debian.debfile import merged_usr
-from vmbuild.debian.fetch import deb_path
-from vmbuild.debian.http import download
-from vmbuild.debian.lock import Lock, Locked
+from vmbuild.debian.fetch import Fetcher, deb_path
+from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
-from vmbuild.debian.resolve import Request
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
 
@@ -101,30 +99,48 @@ class Pinned:
     configure: bool
 
 
-def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
-    """The lock of the packages ``items`` name (None when they name none)."""
+def _settings(
+    items: Iterable[object], table: DebianTable | None, goarch: str
+) -> tuple[Settings, list[Request], bool] | None:
+    """The settings and requests of the packages ``items`` name (None when none)."""
     requests = requests_of(items)
     if not requests or table is None:
         return None
     if table.configure:  # dpkg configures them: it and the Essential set come in
         requests.append(Request("dpkg"))
         table = dataclasses.replace(table, essential=True)
-    s = settings_of(table, goarch)
-    return Pinned(s, current_lock(s, requests), table.configure)
+    return settings_of(table, goarch), requests, table.configure
+
+
+def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
+    """The lock of the packages ``items`` name (None when they name none), nothing
+    fetched (a remote cache may hold their layers)."""
+    got = _settings(items, table, goarch)
+    if got is None:
+        return None
+    s, requests, configure = got
+    return Pinned(s, current_lock(s, requests), configure)
 
 
 def deb_content(
     items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
 ) -> DebContent | None:
-    """The packages ``items`` name (None when they name none)."""
-    pinned = deb_lock(items, table, goarch)
-    return None if pinned is None else content_of(pinned, workdir)
+    """The packages ``items`` name (None when they name none), each fetched as the
+    resolver picks it."""
+    got = _settings(items, table, goarch)
+    if got is None:
+        return None
+    s, requests, configure = got
+    with Fetcher(s.mirror) as fetcher:
+        pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
+        return content_of(pinned, workdir, fetcher)
 
 
-def content_of(pinned: Pinned, workdir: Path) -> DebContent:
-    """The packages of ``pinned``, fetched (unless in the cache) and read."""
+def content_of(pinned: Pinned, workdir: Path, fetcher: Fetcher | None = None) -> DebContent:
+    """The packages of ``pinned``, fetched (unless in the cache; by ``fetcher`` when it
+    has started some) and read."""
     s, lock = pinned.settings, pinned.lock
-    unpacked = fetch(s, lock)
+    unpacked = fetch(s, lock, fetcher)
     out = DebContent(lock, architecture=s.architecture)
     ordered = _ordered(lock)
     if pinned.configure:
@@ -186,6 +202,8 @@ def _deb_file(s: Settings, pkg: Locked) -> Path:
     """The package's verified .deb in the cache (fetched again if it was removed)."""
     deb = deb_path(pkg)
     if not deb.is_file():
+        from vmbuild.debian.http import download
+
         download(f"{s.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
     return deb
 

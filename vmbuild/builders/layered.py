@@ -21,10 +21,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vmbuild import tempdirs
 from vmbuild.builders.basepull import base_path, base_ref
-from vmbuild.builders.debcontent import DebContent, add_units, deb_content
 from vmbuild.builders.imageconfig import default_tag, image_config
-from vmbuild.builders.layeredcache import DebLayers
-from vmbuild.builders.result import BuildResult, result_for
+from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import ClosureItem, LayeredSpec
@@ -42,10 +40,12 @@ from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.streaming.stream import write_streaming
 from vmbuild.units.elf import elf_kind
 from vmbuild.units.elfcache import ElfCache
-from vmbuild.units.graph import Graph, config_programs
+from vmbuild.units.graph import Graph, config_programs, tree_of
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
+    from vmbuild.builders.debcontent import DebContent
+    from vmbuild.builders.layeredcache import DebLayers
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -80,11 +80,12 @@ def unit_graph(
         return Graph(), tree, []
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, ClosureItem))
     graph = Graph(read_elf=elf.read)
-    if deb_layers is not None:  # the remote caches may have the packages' layers
+    debs = None
+    if deb_layers is not None:  # (the remote caches may have the packages' layers)
         debs = deb_layers.content(spec.contents, spec.debian, spec.architecture)
-    else:
-        debs = deb_content(spec.contents, spec.debian, spec.architecture, workdir)
     if debs is not None:
+        from vmbuild.builders.debcontent import add_units
+
         add_units(graph, debs)
         if found is not None:
             found.append(debs)  # for the SBOM
@@ -145,7 +146,11 @@ def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled
     (not when an SBOM needs the packages' files)."""
     base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
     debs: list[DebContent] = []
-    deb_layers = DebLayers(workdir, remote)
+    deb_layers = None
+    if any(isinstance(i, DebItem) for i in spec.contents):  # (else no Debian code loads)
+        from vmbuild.builders.layeredcache import DebLayers
+
+        deb_layers = DebLayers(workdir, remote)
     graph, tree, helpers = unit_graph(spec, workdir, debs, deb_layers)
     mtime = created_epoch(spec.mtime)
     custom = customisation(
@@ -167,7 +172,12 @@ def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled
     if layering.shared:
         groups.append([graph.units[n] for n in layering.shared])
         comments.append(f"vmbuild: {len(layering.shared)} smaller or less popular units")
-    layers = deb_layers.layers(groups, mtime, owner)  # packed here, or from a remote cache
+    if deb_layers is not None:  # packed here, or from a remote cache
+        layers = deb_layers.layers(groups, mtime, owner)
+    else:
+        layers = [
+            TreeLayer(tree_of(g), mtime, owner, weight=sum(u.size for u in g)) for g in groups
+        ]
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:
@@ -268,8 +278,6 @@ def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> No
 
 def build(spec: LayeredSpec, out: Path, opts: OutputOptions) -> BuildResult:
     """Write the image to ``out``: a compressed docker-archive unless ``opts`` says OCI."""
-    from vmbuild.sbom.attest import recording
-
     with tempdirs.workdir("vmbuild-") as wd, recording(opts, spec.function, spec.build_args) as rec:
         workdir = Path(wd)
         asm = assemble(spec, workdir, remote=rec is None)

@@ -44,6 +44,7 @@ from vmbuild.builders.debcontent import (
     DebContent,
     Pinned,
     content_of,
+    deb_content,
     deb_lock,
 )
 from vmbuild.cache import cache_dir, key
@@ -185,6 +186,9 @@ class DebLayers:
     ) -> DebContent | None:
         """The spec's packages as :func:`~.debcontent.deb_content` gives them; from the
         remote caches' ``debcontent`` entry when they have it (nothing fetched)."""
+        if self.remotes is None:  # each package fetched as the resolver picks it
+            self.debs = self._real = deb_content(items, table, goarch, self.workdir)
+            return self.debs
         self.pinned = deb_lock(items, table, goarch)
         if self.pinned is None:
             return None

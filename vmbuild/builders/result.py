@@ -3,13 +3,18 @@ arguments), the config digest and the layers, as `vmbuild build --json` prints i
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import Image
 from vmbuild.oci.output import OutputOptions
+
+if TYPE_CHECKING:
+    from vmbuild.sbom.attest import Record
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,15 @@ def result_for(
         layers=layers,
         format=opts.format,
     )
+
+
+def recording(
+    opts: OutputOptions, function: str, build_args: dict[str, Any] | None
+) -> AbstractContextManager[Record | None]:
+    """The SBOM/provenance record of a build (None inside when neither is asked for: a
+    build without --sbom/--provenance loads nothing of ``vmbuild.sbom``)."""
+    if not opts.attest.wanted:
+        return contextlib.nullcontext()
+    from vmbuild.sbom.attest import recording as attest_recording
+
+    return attest_recording(opts, function, build_args)

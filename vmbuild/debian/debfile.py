@@ -11,20 +11,24 @@ are. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
 import os
 import posixpath
 import shutil
 import stat
+import subprocess
 import tarfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import zstandard
 
+from vmbuild import run
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -46,6 +50,7 @@ FORMAT = "2"  # change when the unpacked layout changes
 # The payload starts with this line, so no member's bytes are at offset 0 (a range at
 # offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
 PAYLOAD_HEAD = b"vmbuild .deb payload\n"
+XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
 
 
 class DebError(ImageError):
@@ -149,12 +154,18 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
                     seen_control = True
                 elif name.startswith("data.tar"):
                     with open(tmp / "payload", "wb") as payload:
-                        tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
-                        members = _read_data(tar, payload, what)
+                        got = None
+                        if name.endswith(".xz") and size >= XZ_LARGE:
+                            got = _read_data_xz(deb, f.tell(), payload, what)
+                        if got is None:
+                            tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
+                            got = _read_data(tar, payload, what)
+                        members = got
                     seen_data = True
         if not (seen_data and seen_control):
             raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-        (tmp / "members.json").write_text(json.dumps([asdict(m) for m in members]))
+        # vars(): the fields in order, as asdict() gives them without its deep copies
+        (tmp / "members.json").write_text(json.dumps([vars(m) for m in members]))
         (tmp / "format").write_text(FORMAT)
         if dest.exists() and not is_current(dest):
             shutil.rmtree(dest)  # an older layout
@@ -169,6 +180,36 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
         raise DebError(f"{what} cannot be read: {exc}", "the file is corrupt") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@functools.cache
+def _xz() -> str | None:
+    return shutil.which("xz")
+
+
+def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[DebMember] | None:
+    """The data.tar.xz at ``start`` in ``deb``, decompressed by an ``xz`` process (the
+    CPU of a large package's xz then runs beside the build's threads, not under their
+    GIL; the tar is still read here, by tarfile); None when there is no xz."""
+    xz = _xz()
+    if xz is None:
+        return None
+    fd = os.open(deb, os.O_RDONLY)
+    try:
+        os.lseek(fd, start, os.SEEK_SET)
+        argv = [xz, "--decompress", "--stdout", "--single-stream"]  # (the ar's rest ignored)
+        with run.spawn(argv, stdin=fd, stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            with proc.stdout as out:
+                tar = tarfile.open(fileobj=out, mode="r|")  # noqa: SIM115 (_read_data closes it)
+                members = _read_data(tar, payload, what)
+                while out.read(1 << 16):  # the tar's padding: xz must end well
+                    pass
+            if proc.wait() != 0:
+                raise DebError(f"{what}: its data.tar.xz does not decompress", "it is corrupt")
+    finally:
+        os.close(fd)
+    return members
 
 
 def _read_control(tar: tarfile.TarFile, out: Path, what: str) -> None:
@@ -216,7 +257,7 @@ def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMe
                     )
                 first = out[at]
                 group = first.link_group or first.name
-                out[at] = DebMember(**{**asdict(first), "link_group": group})
+                out[at] = dataclasses.replace(first, link_group=group)
                 member = DebMember(
                     mode=first.mode,
                     size=first.size,
@@ -259,4 +300,9 @@ def is_current(unpacked: Path) -> bool:
 
 
 def read_members(unpacked: Path) -> list[DebMember]:
-    return [DebMember(**m) for m in json.loads((unpacked / "members.json").read_text())]
+    return [DebMember(**m) for m in read_member_fields(unpacked)]
+
+
+def read_member_fields(unpacked: Path) -> list[dict[str, Any]]:
+    """Each member's fields as written (those of :class:`DebMember`)."""
+    return cast(list[dict[str, Any]], json.loads((unpacked / "members.json").read_text()))

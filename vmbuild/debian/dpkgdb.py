@@ -5,18 +5,20 @@ same). Paths are the packages' own (``/lib/...``), as dpkg lists them on merged-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from debian.deb822 import Deb822
-
-from vmbuild.debian.debfile import DebMember
 
 STATUS = "install ok installed"
 UNPACKED = "install ok unpacked"  # for ``dpkg --configure -a`` to configure (configure = true)
 
 
+@functools.lru_cache(maxsize=4096)
 def control_of(unpacked: Path) -> Deb822:
+    """The package's control paragraph, parsed once (an unpacked package, named by its
+    .deb's SHA256, never changes; do not modify what this returns)."""
     return Deb822((unpacked / "control" / "control").read_text(errors="replace"))
 
 
@@ -27,8 +29,9 @@ def info_name(control: Deb822) -> str:
     return name
 
 
-def list_file(members: Iterable[DebMember]) -> bytes:
-    lines = ["/."] + ["/" + m.path for m in members]
+def list_of(paths: Iterable[str]) -> bytes:
+    """``info/<pkg>.list``: the package's paths as shipped (``path`` of each member)."""
+    lines = ["/.", *("/" + p for p in paths)]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -59,6 +62,11 @@ def status_paragraph(unpacked: Path, status: str = STATUS) -> str:
     return str(out.dump()).rstrip("\n") + "\n"
 
 
-def status_file(unpacked: Iterable[Path], status: str = STATUS) -> bytes:
-    paras = sorted((str(control_of(u)["Package"]), status_paragraph(u, status)) for u in unpacked)
+def status_file(
+    unpacked: Iterable[Path],
+    status: str = STATUS,
+    paragraph: Callable[[Path, str], str] = status_paragraph,
+) -> bytes:
+    """The status file of the packages (``paragraph`` gives each one's paragraph)."""
+    paras = sorted((str(control_of(u)["Package"]), paragraph(u, status)) for u in unpacked)
     return "\n".join(p for _, p in paras).encode("utf-8", "surrogateescape")

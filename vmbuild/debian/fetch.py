@@ -1,53 +1,119 @@
 """The ``.deb`` files of a lock: downloaded in parallel into ``cache_dir()/debs`` by
-SHA256 (each checked before it is kept), then read once into ``debs/unpacked/<sha256>``
-(:mod:`vmbuild.debian.debfile`). A second build downloads and reads nothing."""
+SHA256 (each checked as it arrives, before it is kept), each read into
+``debs/unpacked/<sha256>`` (:mod:`vmbuild.debian.debfile`) as soon as it is there,
+while the others download. A second build downloads and reads nothing.
+
+A :class:`Fetcher` can be given packages while they are still being resolved (each as
+the resolver picks it: the resolver never takes a choice back), so the first
+downloads and reads overlap the rest of the resolution. Reading a package is CPU (xz
+mostly, which frees the GIL): one more than there are cores is read at a time (at
+most four: each holds its xz dictionary while the index may still be in memory)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from vmbuild.cache import cache_dir
 from vmbuild.debian import debfile
-from vmbuild.debian.http import download
-from vmbuild.debian.lock import Locked
 
 log = logging.getLogger("vmbuild")
-WORKERS = 8
+WORKERS = 8  # downloads at a time
+READERS = min(4, (os.cpu_count() or 1) + 1)  # packages read at a time (each ~8 MB)
+
+
+class Pinned(Protocol):
+    """A package file to fetch (a lock's :class:`~vmbuild.debian.lock.Locked`, or a
+    resolver's candidate)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 def debs_dir() -> Path:
     return cache_dir() / "debs"
 
 
-def deb_path(pkg: Locked) -> Path:
+def deb_path(pkg: Pinned) -> Path:
     return debs_dir() / f"{pkg.sha256}.deb"
 
 
-def unpacked_path(pkg: Locked) -> Path:
+def unpacked_path(pkg: Pinned) -> Path:
     return debs_dir() / "unpacked" / pkg.sha256
 
 
-def _one(mirror: str, pkg: Locked) -> Path:
+def _read(deb: Path, pkg: Pinned) -> Path:
     done = unpacked_path(pkg)
-    if debfile.is_current(done):
-        return done
-    deb = deb_path(pkg)
-    if not deb.is_file():
-        download(f"{mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
     done.parent.mkdir(parents=True, exist_ok=True)
     debfile.unpack(deb, done, f"{pkg.name} {pkg.version} ({pkg.filename})")
     return done
 
 
-def fetch_all(mirror: str, packages: Sequence[Locked]) -> dict[str, Path]:
+class Fetcher:
+    """Downloads and reads packages in the background; :meth:`wait` gives the unpacked
+    directories. Used as a context manager: on the way out, what is still queued is
+    dropped and running work is waited for (no thread outlives the build)."""
+
+    def __init__(self, mirror: str):
+        self.mirror = mirror
+        self._downloads = ThreadPoolExecutor(WORKERS, thread_name_prefix="deb-get")
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="deb-read")
+        self._started: dict[str, Future[Future[Path]]] = {}  # sha256 -> its download
+        self._told = False
+
+    def start(self, pkg: Pinned) -> None:
+        """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
+        if pkg.sha256 in self._started or debfile.is_current(unpacked_path(pkg)):
+            return
+        if not self._told:
+            debs_dir().mkdir(parents=True, exist_ok=True)
+            log.info("fetching Debian packages")
+            self._told = True
+        self._started[pkg.sha256] = self._downloads.submit(self._download, pkg)
+
+    def _download(self, pkg: Pinned) -> Future[Path]:
+        deb = deb_path(pkg)
+        if not deb.is_file():
+            from vmbuild.debian.http import download  # (urllib3: only when downloading)
+
+            download(f"{self.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
+        return self._readers.submit(_read, deb, pkg)
+
+    def wait(self, packages: Sequence[Pinned]) -> dict[str, Path]:
+        """name -> the unpacked directory of each of ``packages`` (fetched as needed,
+        the largest first)."""
+        for pkg in sorted(packages, key=lambda p: (-p.size, p.name)):
+            self.start(pkg)
+        for pkg in packages:
+            started = self._started.get(pkg.sha256)
+            if started is not None:
+                started.result().result()
+        return {p.name: unpacked_path(p) for p in packages}
+
+    def close(self) -> None:
+        self._downloads.shutdown(wait=True, cancel_futures=True)
+        self._readers.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fetch_all(mirror: str, packages: Sequence[Pinned]) -> dict[str, Path]:
     """name -> the unpacked directory of each package (fetched as needed)."""
-    debs_dir().mkdir(parents=True, exist_ok=True)
-    missing = [p for p in packages if not debfile.is_current(unpacked_path(p))]
-    if missing:
-        log.info("fetching %d Debian packages", len(missing))
-    with ThreadPoolExecutor(WORKERS) as pool:
-        futures = {p.name: pool.submit(_one, mirror, p) for p in packages}
-        return {name: f.result() for name, f in futures.items()}
+    with Fetcher(mirror) as fetcher:
+        return fetcher.wait(packages)

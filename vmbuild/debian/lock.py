@@ -13,12 +13,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmbuild.debian.resolve import Request
 from vmbuild.errors import SpecError
 
 LOCK_VERSION = 1
 _SHA = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A package a spec asks for (at a version, or the newest)."""
+
+    name: str
+    version: str | None = None
 
 
 @dataclass(frozen=True)

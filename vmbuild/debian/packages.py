@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmbuild.debian import aptconf
-from vmbuild.debian.fetch import fetch_all
-from vmbuild.debian.index import RawIndex, fetch_index
-from vmbuild.debian.lock import For, Lock, Locked, read_lock, write_lock
-from vmbuild.debian.release import fetch_release
-from vmbuild.debian.resolve import Request, Universe, resolve
+from vmbuild.debian.fetch import Fetcher, fetch_all
+from vmbuild.debian.lock import For, Lock, Locked, Request, read_lock, write_lock
 from vmbuild.errors import SpecError
 
 log = logging.getLogger("vmbuild")
@@ -72,13 +69,20 @@ def settings(
     )
 
 
-def make_lock(s: Settings, requests: Sequence[Request]) -> Lock:
-    """Resolve ``requests`` against the suite's verified indexes."""
+def make_lock(s: Settings, requests: Sequence[Request], fetcher: Fetcher | None = None) -> Lock:
+    """Resolve ``requests`` against the suite's verified indexes (``fetcher`` is given
+    each package as it is chosen)."""
+    # Imported here: a build from a lock (the warm one) needs neither them nor urllib3.
+    from vmbuild.debian.index import RawIndex, load_index
+    from vmbuild.debian.release import fetch_release
+    from vmbuild.debian.resolve import Universe, resolve
+
     release = fetch_release(s.mirror, s.suite, s.keyring)
     raw = RawIndex()
     for component in s.components:
-        raw.add_text(fetch_index(s.mirror, release, component, s.architecture))
-    res = resolve(Universe(raw, s.architecture), requests, s.recommends, s.essential)
+        raw.extend(load_index(s.mirror, release, component, s.architecture))
+    on_chosen = fetcher.start if fetcher is not None else None
+    res = resolve(Universe(raw, s.architecture), requests, s.recommends, s.essential, on_chosen)
     packages = tuple(
         Locked(
             name=c.name,
@@ -96,7 +100,9 @@ def make_lock(s: Settings, requests: Sequence[Request]) -> Lock:
     return Lock(s.made_for(requests), release.date, packages)
 
 
-def current_lock(s: Settings, requests: Sequence[Request], relock: bool = False) -> Lock:
+def current_lock(
+    s: Settings, requests: Sequence[Request], relock: bool = False, fetcher: Fetcher | None = None
+) -> Lock:
     """The lock to build from: the file's when it covers ``requests``, else a new one
     (written to the file), unless only a locked build is allowed."""
     wanted = s.made_for(requests)
@@ -112,12 +118,15 @@ def current_lock(s: Settings, requests: Sequence[Request], relock: bool = False)
         log.info("lock file %s is stale: resolving again", s.lock)
     elif LOCKED_ONLY.get():
         raise SpecError(f"--locked: there is no lock file {s.lock}", "run vmbuild lock on the spec")
-    lock = make_lock(s, requests)
+    lock = make_lock(s, requests, fetcher)
     write_lock(s.lock, lock)
     log.info("wrote %s (%d packages)", s.lock, len(lock.packages))
     return lock
 
 
-def fetch(s: Settings, lock: Lock) -> dict[str, Path]:
-    """name -> unpacked directory, for every package of ``lock``."""
-    return fetch_all(s.mirror, lock.packages)
+def fetch(s: Settings, lock: Lock, fetcher: Fetcher | None = None) -> dict[str, Path]:
+    """name -> unpacked directory, for every package of ``lock`` (by ``fetcher``, which
+    may have started some while the lock was made)."""
+    if fetcher is None:
+        return fetch_all(s.mirror, lock.packages)
+    return fetcher.wait(lock.packages)

@@ -7,7 +7,8 @@ set are errors naming both packages."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from debian.deb822 import PkgRelation
 from debian.debian_support import version_compare
 
 from vmbuild.debian.index import Candidate, RawIndex, candidate
+from vmbuild.debian.lock import Request
 from vmbuild.errors import VmbuildError
 
 Relation = dict[str, Any]  # one alternative as PkgRelation.parse_relations gives it
@@ -28,14 +30,13 @@ _OPS = {
 }
 
 
+# A package name at the start of a Provides field or after a comma or bar (the
+# characters python-debian's relation parser allows in a name).
+_NAME = re.compile(r"(?:^|[,|])\s*([a-zA-Z0-9][a-zA-Z0-9+.-]*)")
+
+
 class ResolveError(VmbuildError):
     """The requested packages cannot be installed together."""
-
-
-@dataclass(frozen=True)
-class Request:
-    name: str
-    version: str | None = None
 
 
 @dataclass
@@ -65,7 +66,8 @@ class Universe:
         self.arch = arch
         self.raw = raw
         self._parsed: dict[str, list[Candidate]] = {}
-        self._providers: dict[str, list[tuple[str, str | None]]] | None = None
+        self._providers: dict[str, list[tuple[str, str | None]]] = {}  # by virtual name
+        self._naming: dict[str, list[int]] | None = None  # name -> Provides fields with it
 
     def versions(self, name: str) -> list[Candidate]:
         found = self._parsed.get(name)
@@ -81,15 +83,27 @@ class Universe:
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
         """(package, the version it provides) for each package providing ``virtual``."""
-        if self._providers is None:
-            self._providers = {}
-            for name, text in self.raw.provides:
+        if self._naming is None:
+            # Only the Provides fields that name ``virtual`` are parsed by python-debian
+            # (parsing all of a suite's, 10,000, takes longer than the rest of a
+            # resolution); the names in each are found by a quick split first.
+            self._naming = {}
+            for i, (_, text) in enumerate(self.raw.provides):
+                for word in _NAME.findall(text):
+                    self._naming.setdefault(word, []).append(i)
+        named = self._providers.get(virtual)
+        if named is None:
+            named = []
+            for i in dict.fromkeys(self._naming.get(virtual, ())):
+                name, text = self.raw.provides[i]
                 for group in relations(text):
                     for rel in group:
-                        ver = rel["version"][1] if rel.get("version") else None
-                        self._providers.setdefault(rel["name"], []).append((name, ver))
+                        if rel["name"] == virtual:
+                            ver = rel["version"][1] if rel.get("version") else None
+                            named.append((name, ver))
+            self._providers[virtual] = named
         out: list[tuple[Candidate, str | None]] = []
-        for name, ver in self._providers.get(virtual, []):
+        for name, ver in named:
             for c in self.versions(name):
                 if any(r["name"] == virtual for g in relations(c.provides) for r in g):
                     out.append((c, ver))
@@ -118,7 +132,10 @@ def resolve(
     requests: Sequence[Request],
     recommends: bool = False,
     essential: bool = False,
+    on_chosen: Callable[[Candidate], None] | None = None,
 ) -> Resolution:
+    """The packages ``requests`` need; ``on_chosen`` is told of each as it is chosen
+    (a choice is never taken back: an error is raised instead)."""
     res = Resolution()
     parent: dict[str, str | None] = {}
     todo: list[str] = []
@@ -126,6 +143,8 @@ def resolve(
     def add(c: Candidate, why: str | None) -> None:
         res.chosen[c.name] = c
         parent[c.name] = why
+        if on_chosen is not None:
+            on_chosen(c)
         todo.append(c.name)
 
     for req in [*requests, *(Request(n) for n in (universe.essential() if essential else []))]:

@@ -14,11 +14,10 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO, Literal, cast
 
-import zstandard
-from isal import igzip_threaded
-
 from vmbuild.errors import SpecError
-from vmbuild.oci.pgzip import ParallelGzipWriter
+
+# The compressors are imported where they are used: a build writing an uncompressed
+# archive (a step-cache hit's) loads none of ISA-L, zstd or the parallel gzip's threads.
 
 Compression = Literal["gzip", "zstd", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "none")
@@ -124,6 +123,8 @@ def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> I
     if kind == "none":
         yield cast(BinaryIO, _NoClose(sink))
     elif kind == "gzip" and lvl > ISAL_MAX_LEVEL:
+        from vmbuild.oci.pgzip import ParallelGzipWriter
+
         writer = ParallelGzipWriter(sink, lvl, threads())
         try:
             yield cast(BinaryIO, writer)
@@ -132,6 +133,8 @@ def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> I
             raise
         writer.close()
     elif kind == "gzip":
+        from isal import igzip_threaded
+
         stream = igzip_threaded.open(  # type: ignore[no-untyped-call]
             cast(BinaryIO, _NoClose(sink)),
             "wb",
@@ -148,6 +151,8 @@ def compressor(sink: BinaryIO, kind: Compression, level: int | None = None) -> I
         finally:
             stream.close()
     else:
+        import zstandard
+
         cctx = zstandard.ZstdCompressor(level=lvl, threads=threads(), write_checksum=True)
         with cctx.stream_writer(sink, closefd=False) as zw:
             yield cast(BinaryIO, zw)
@@ -169,6 +174,8 @@ def decompressor(source: BinaryIO, kind: Compression) -> BinaryIO:
 
         return cast(BinaryIO, igzip.GzipFile(fileobj=source, mode="rb"))  # type: ignore[no-untyped-call]
     if kind == "zstd":
+        import zstandard
+
         reader = zstandard.ZstdDecompressor().stream_reader(
             source, closefd=False, read_across_frames=True
         )

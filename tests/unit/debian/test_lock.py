@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.debian.lock import For, Lock, Locked, read_lock, to_json, write_lock
-from vmbuild.debian.resolve import Request
+from vmbuild.debian.lock import For, Lock, Locked, Request, read_lock, to_json, write_lock
 from vmbuild.errors import SpecError
 
 SHA = "a" * 64
