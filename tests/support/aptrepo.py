@@ -190,8 +190,8 @@ def host_debs(names: list[str], out_dir: Path) -> list[Path]:
     ``names`` with dpkg and the Essential set, resolved as configure = true resolves
     them: what a local repository needs for a configure = true build of ``names``."""
     from vmbuild.debian.fetch import deb_path, fetch_all
+    from vmbuild.debian.lock import Request
     from vmbuild.debian.packages import make_lock, settings
-    from vmbuild.debian.resolve import Request
 
     s = settings(goarch=ARCH, lock=out_dir / "host.lock", essential=True)
     lock = make_lock(s, [Request(n) for n in [*names, "dpkg"]])
