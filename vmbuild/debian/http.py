@@ -27,26 +27,10 @@ class MirrorError(VmbuildError):
 
 def get(url: str) -> bytes:
     """The body of ``url`` (an index), or MirrorError naming the URL."""
-    if url.startswith("file://"):
-        try:
-            return Path(url[7:]).read_bytes()
-        except OSError as exc:
-            raise MirrorError(f"cannot read {url}: {exc.strerror}", _HINT) from exc
-    try:
-        resp = _POOL.request("GET", url, preload_content=False, timeout=60)
-    except urllib3.exceptions.HTTPError as exc:
-        raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
-    try:
-        if resp.status != 200:
-            raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
-        data = resp.read(MAX_INDEX + 1)
-        if len(data) > MAX_INDEX:
-            raise MirrorError(f"{url} is larger than {MAX_INDEX} bytes", _HINT)
-        return bytes(data)
-    except urllib3.exceptions.HTTPError as exc:
-        raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
-    finally:
-        resp.release_conn()
+    data = b"".join(chunks(url, MAX_INDEX))
+    if len(data) > MAX_INDEX:
+        raise MirrorError(f"{url} is larger than {MAX_INDEX} bytes", _HINT)
+    return data
 
 
 def chunks(url: str, limit: int) -> Iterator[bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from typing import BinaryIO, Protocol, runtime_checkable
 
 CHUNK = 1 << 20
@@ -66,25 +67,20 @@ def kernel_copy(src: int, dst: int, offset: int, size: int) -> None:
 
 
 def _copy_file_range(src: int, dst: int, offset: int, size: int) -> int:
-    done = 0
-    while done < size:
-        try:
-            n = os.copy_file_range(src, dst, size - done, offset + done)
-        except OSError as exc:
-            if exc.errno in NOT_HERE:
-                return done
-            raise
-        if n == 0:
-            raise EndedEarly(size - done)
-        done += n
-    return done
+    return _by_kernel(lambda at, n: os.copy_file_range(src, dst, n, at), offset, size)
 
 
 def _sendfile(src: int, dst: int, offset: int, size: int) -> int:
+    return _by_kernel(lambda at, n: os.sendfile(dst, src, at, n), offset, size)
+
+
+def _by_kernel(call: Callable[[int, int], int], offset: int, size: int) -> int:
+    """How many of ``size`` bytes from ``offset`` ``call(offset, count)`` copied before
+    the kernel refused these files (0 if at once: the caller tries the next way)."""
     done = 0
     while done < size:
         try:
-            n = os.sendfile(dst, src, offset + done, size - done)
+            n = call(offset + done, size - done)
         except OSError as exc:
             if exc.errno in NOT_HERE:
                 return done
