@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ GOARCH = {
 
 
 def host_goarch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine  # (platform.machine(), without platform's imports)
     return GOARCH.get(machine, machine)
 
 
