@@ -85,37 +85,23 @@ def add_command(
     return parser
 
 
-GLOBAL_OPTIONS = ("--debug", "-q", "--quiet", "-v", "--verbose")
+# The options every command takes: their names and help.
+GLOBALS = (
+    (("--debug",), "show tracebacks, every command run and whole step outputs"),
+    (("-q", "--quiet"), "print only results, warnings and errors (no progress)"),
+    (("-v", "--verbose"), "say what vmbuild does, with every command it runs"),
+)
+GLOBAL_OPTIONS = tuple(name for names, _ in GLOBALS for name in names)
 
 
 def add_globals(parser: argparse.ArgumentParser, top: bool) -> None:
     """``--debug``, ``-q`` and ``-v`` on ``parser``; on a command's parser they keep the
     value given before the command unless given again (``SUPPRESS`` defaults)."""
     taken = parser._option_string_actions
-    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    if "--debug" not in taken:
-        parser.add_argument(
-            "--debug",
-            action="store_true",
-            help="show tracebacks, every command run and whole step outputs",
-            **({"default": False} if top else default),
-        )
-    if "--quiet" not in taken and "-q" not in taken:
-        parser.add_argument(
-            "-q",
-            "--quiet",
-            action="store_true",
-            help="print only results, warnings and errors (no progress)",
-            **({"default": False} if top else default),
-        )
-    if "--verbose" not in taken and "-v" not in taken:
-        parser.add_argument(
-            "-v",
-            "--verbose",
-            action="store_true",
-            help="say what vmbuild does, with every command it runs",
-            **({"default": False} if top else default),
-        )
+    default: dict[str, Any] = {"default": False} if top else {"default": argparse.SUPPRESS}
+    for names, help in GLOBALS:
+        if not any(name in taken for name in names):
+            parser.add_argument(*names, action="store_true", help=help, **default)
 
 
 def subparsers_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
