@@ -176,13 +176,11 @@ def _essential_closure(lock: Lock) -> set[str]:
 
 
 def _relation_names(value: str) -> set[str]:
-    """The package names a Depends-like field names (alternatives included)."""
-    names = set()
-    for alt in value.replace("|", ",").split(","):
-        name = alt.strip().split(" ")[0].split("(")[0].split(":")[0]
-        if name:
-            names.add(name)
-    return names
+    """The package names a Depends-like field names (alternatives included), as the
+    resolver parses relations (python-debian)."""
+    from vmbuild.debian.resolve import relations  # (configure = true only)
+
+    return {alt["name"] for group in relations(value) for alt in group}
 
 
 def _batches(names: list[str], unpacked: dict[str, Path]) -> list[list[str]]:
