@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import vmbuild_cli
+from tests.support.cli import REPO, vmbuild_cli
 from tests.support.registry_fixture import (
     Registry,
     have_tools,
@@ -83,3 +85,112 @@ def test_a_changed_file_or_tag_is_pushed_again(tmp_path: Path, reg: Registry) ->
     # Other options make another manifest: not the remembered one.
     zstd, _, requests = push(tmp_path, image, dest, "--compress", "zstd")
     assert zstd != other_digest and any(r.startswith("PUT ") for r in manifests(requests))
+
+
+# ``python -m vmbuild ARGV`` in a child that then writes the modules it loaded to FILE.
+CHILD = """
+import json, runpy, sys
+out, sys.argv = sys.argv[1], ["vmbuild", *sys.argv[2:]]
+try:
+    runpy.run_module("vmbuild", run_name="__main__", alter_sys=True)
+    status = 0
+except SystemExit as exc:
+    status = exc.code
+sys.stdout.flush()
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+sys.exit(status)
+"""
+HEAVY = ("argparse", "logging", "http.client", "email", "typing", "ssl", "vmbuild.cli")
+
+
+def child(
+    tmp: Path, *args: str | Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[str], list[str]]:
+    """(the run, the modules it loaded, the requests the registry saw) of a real
+    ``python -m vmbuild ARGS`` (which has the before-argparse path; vmbuild_cli's
+    in-process run is the full path)."""
+    before = len(requests_logged(tmp / "reg"))
+    mods = tmp / "modules.json"
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(mods), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        check=False,
+    )
+    return run, json.loads(mods.read_text()), requests_logged(tmp / "reg")[before:]
+
+
+def same(fast: subprocess.CompletedProcess[str], full: subprocess.CompletedProcess[str]) -> None:
+    assert (fast.returncode, fast.stdout, fast.stderr) == (
+        full.returncode,
+        full.stdout,
+        full.stderr,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["push"],
+        ["push", "-q"],
+        ["-q", "push"],
+        ["push", "--json"],
+        ["push", "--json", "--tls-verify=false"],
+        ["push", "--tls-verify=true", "--quiet"],
+    ],
+)
+def test_a_hit_answers_before_argparse_as_the_full_path_does(
+    tmp_path: Path, reg: Registry, args: list[str]
+) -> None:
+    image = make_archive(tmp_path / "a.tar", [{"etc/a": b"a\n"}, {"etc/b": b"b\n"}])
+    dest = f"docker://{reg.host}/app/fast:1"
+    push(tmp_path, image, dest)
+    fast, loaded, requests = child(tmp_path, *args, image, dest)
+    assert requests == ["HEAD /v2/app/fast/manifests/1"], requests
+    assert not [m for m in loaded if m.startswith(HEAVY)], loaded
+    same(fast, vmbuild_cli(*args, image, dest))  # in-process: the full path
+    assert fast.returncode == 0 and "sha256:" in fast.stdout
+
+
+def test_what_the_fast_path_cannot_answer_goes_the_full_way(tmp_path: Path, reg: Registry) -> None:
+    image = make_archive(tmp_path / "a.tar", [{"etc/a": b"a\n"}])
+    other = make_archive(tmp_path / "b.tar", [{"etc/b": b"b\n"}])
+    dest = f"docker://{reg.host}/app/slow:1"
+    # No record yet: a whole push.
+    first, loaded, requests = child(tmp_path, "push", "-q", image, dest)
+    assert first.returncode == 0 and "argparse" in loaded, first.stderr
+    assert any(r.startswith("PUT ") for r in manifests(requests)), requests
+    digest = first.stdout.strip()
+    # A login for the registry in the auth file: the full path reads it.
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"auths": {reg.host: {"auth": "dTpw"}}}))
+    env = {"REGISTRY_AUTH_FILE": str(authfile)}
+    run, loaded, _ = child(tmp_path, "push", "-q", image, dest, env=env)
+    assert "argparse" in loaded and run.stdout.strip() == digest, run.stderr
+    # An auth file the full path cannot read: its error, not the fast path's answer.
+    authfile.write_text("{not json")
+    run, loaded, _ = child(tmp_path, "push", "-q", image, dest, env=env)
+    assert run.returncode != 0 and "argparse" in loaded
+    same(run, vmbuild_cli("push", "-q", image, dest, env=env))
+    # The tag names another image now: the registry's answer differs, a full push.
+    push(tmp_path, other, dest)
+    run, loaded, requests = child(tmp_path, "push", "-q", image, dest)
+    assert run.stdout.strip() == digest and "argparse" in loaded
+    assert any(r.startswith("PUT ") for r in manifests(requests)), requests
+    # An option outside the narrow shape: the full path (still one HEAD: it is unchanged).
+    run, loaded, requests = child(tmp_path, "push", "--jobs", "2", image, dest)
+    assert "argparse" in loaded and requests == ["HEAD /v2/app/slow/manifests/1"]
+    same(run, vmbuild_cli("push", "--jobs", "2", image, dest))
+
+
+def test_a_proxy_does_not_apply_to_this_machine(tmp_path: Path, reg: Registry) -> None:
+    image = make_archive(tmp_path / "a.tar", [{"etc/a": b"a\n"}])
+    dest = f"docker://{reg.host}/app/proxy:1"
+    push(tmp_path, image, dest)
+    env = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    fast, loaded, requests = child(tmp_path, "push", image, dest, env=env)
+    assert requests == ["HEAD /v2/app/proxy/manifests/1"] and "argparse" not in loaded
+    same(fast, vmbuild_cli("push", image, dest, env=env))
