@@ -22,6 +22,7 @@ import sys
 # ``python -m vmbuild push IMAGE docker://localhost...`` of an unchanged image is
 # answered before argparse and logging load (registry/repushfast.py: ~80 ms of a
 # re-push's ~110 were imports); any other command line, or any doubt, goes on below.
+# (The installed ``vmbuild`` command does the same in vmbuild/entry.py.)
 if __name__ == "__main__" and "push" in sys.argv[1:3]:
     from vmbuild.registry.repushfast import main as _repush
 

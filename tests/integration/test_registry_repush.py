@@ -87,11 +87,15 @@ def test_a_changed_file_or_tag_is_pushed_again(tmp_path: Path, reg: Registry) ->
     assert zstd != other_digest and any(r.startswith("PUT ") for r in manifests(requests))
 
 
-# ``python -m vmbuild ARGV`` in a child that then writes the modules it loaded to FILE.
+# ``python -m vmbuild ARGV`` (or, ENTRY=entry, the installed command's entry point) in a
+# child that then writes the modules it loaded to FILE.
 CHILD = """
-import json, runpy, sys
+import json, os, runpy, sys
 out, sys.argv = sys.argv[1], ["vmbuild", *sys.argv[2:]]
 try:
+    if os.environ.get("ENTRY") == "entry":
+        from vmbuild.entry import main
+        sys.exit(main())
     runpy.run_module("vmbuild", run_name="__main__", alter_sys=True)
     status = 0
 except SystemExit as exc:
@@ -131,6 +135,7 @@ def same(fast: subprocess.CompletedProcess[str], full: subprocess.CompletedProce
     )
 
 
+@pytest.mark.parametrize("entry", ["module", "entry"])
 @pytest.mark.parametrize(
     "args",
     [
@@ -143,12 +148,12 @@ def same(fast: subprocess.CompletedProcess[str], full: subprocess.CompletedProce
     ],
 )
 def test_a_hit_answers_before_argparse_as_the_full_path_does(
-    tmp_path: Path, reg: Registry, args: list[str]
+    tmp_path: Path, reg: Registry, args: list[str], entry: str
 ) -> None:
     image = make_archive(tmp_path / "a.tar", [{"etc/a": b"a\n"}, {"etc/b": b"b\n"}])
     dest = f"docker://{reg.host}/app/fast:1"
     push(tmp_path, image, dest)
-    fast, loaded, requests = child(tmp_path, *args, image, dest)
+    fast, loaded, requests = child(tmp_path, *args, image, dest, env={"ENTRY": entry})
     assert requests == ["HEAD /v2/app/fast/manifests/1"], requests
     assert not [m for m in loaded if m.startswith(HEAVY)], loaded
     same(fast, vmbuild_cli(*args, image, dest))  # in-process: the full path
@@ -181,9 +186,12 @@ def test_what_the_fast_path_cannot_answer_goes_the_full_way(tmp_path: Path, reg:
     assert run.stdout.strip() == digest and "argparse" in loaded
     assert any(r.startswith("PUT ") for r in manifests(requests)), requests
     # An option outside the narrow shape: the full path (still one HEAD: it is unchanged).
-    run, loaded, requests = child(tmp_path, "push", "--jobs", "2", image, dest)
-    assert "argparse" in loaded and requests == ["HEAD /v2/app/slow/manifests/1"]
-    same(run, vmbuild_cli("push", "--jobs", "2", image, dest))
+    for entry in ("module", "entry"):
+        run, loaded, requests = child(
+            tmp_path, "push", "--jobs", "2", image, dest, env={"ENTRY": entry}
+        )
+        assert "argparse" in loaded and requests == ["HEAD /v2/app/slow/manifests/1"]
+        same(run, vmbuild_cli("push", "--jobs", "2", image, dest))
 
 
 def test_a_proxy_does_not_apply_to_this_machine(tmp_path: Path, reg: Registry) -> None:
