@@ -277,9 +277,17 @@ def push(
                 pusher.ensure(blob)
             return blob
 
+        compressing = threading.Lock()
+
         def layer_task(layer: Layer) -> Blob:
-            # Each layer is sent as soon as it is compressed: uploads overlap compression.
-            return send(_layer_blob(layer, compression, level, pusher.stop))
+            # One layer is compressed at a time (with all cores: the compressor has its
+            # threads) and sent as soon as it is done, while the next one compresses:
+            # the uploads (and the registry's hashing and writing) overlap compression.
+            # Compressing all layers at once made them all finish at about the same
+            # time, and nothing was sent until then.
+            with compressing:
+                blob = _layer_blob(layer, compression, level, pusher.stop)
+            return send(blob)
 
         try:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
