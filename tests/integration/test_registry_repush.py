@@ -3,6 +3,7 @@ through the CLI against a real registry whose access log counts the requests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -202,3 +203,33 @@ def test_a_proxy_does_not_apply_to_this_machine(tmp_path: Path, reg: Registry) -
     fast, loaded, requests = child(tmp_path, "push", image, dest, env=env)
     assert requests == ["HEAD /v2/app/proxy/manifests/1"] and "argparse" not in loaded
     same(fast, vmbuild_cli("push", image, dest, env=env))
+
+
+def test_a_layer_whose_tar_is_not_its_diff_id_is_not_pushed(tmp_path: Path, reg: Registry) -> None:
+    """The one hash of an uncompressed layer's tar (the blob's own check as push reads
+    it to compress) still refuses a layer that is not what the config says."""
+    from tests.support.registry_fixture import layer_tar
+    from vmbuild.oci.archive import write_docker_archive
+    from vmbuild.oci.image import BlobRef, Image, Layer
+
+    good = tmp_path / "good.tar"
+    good.write_bytes(layer_tar({"etc/a": b"a\n"}))
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(layer_tar({"etc/b": b"b\n" * 4000}))
+    lie = "sha256:" + hashlib.sha256(good.read_bytes()).hexdigest()
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}
+    config["rootfs"]["diff_ids"] = [lie]  # type: ignore[index]
+    image = tmp_path / "lie.tar"
+    with open(image, "wb") as f:
+        write_docker_archive(
+            Image("lie/img", "1", config, [Layer(lie, BlobRef.whole(bad), "none")]), f, 1
+        )
+    before = len(requests_logged(tmp_path / "reg"))
+    res = vmbuild_cli("push", image, f"docker://{reg.host}/lie/img:1")
+    assert res.returncode != 0
+    assert f"not its diff_id {lie}" in res.stderr, res.stderr
+    assert res.stderr.count("vmbuild: error:") == 1, res.stderr
+    requests = requests_logged(tmp_path / "reg")[before:]
+    assert not [r for r in requests if "/manifests/" in r or r.startswith("PUT ")], requests
+    store = tmp_path / "cache" / "blobs"
+    assert not store.exists() or not [p for p in store.rglob("*") if p.is_file()]

@@ -351,6 +351,12 @@ class CheckedBlob:
     def offset(self) -> int:
         return self.ref.offset
 
+    @property
+    def checks_next_read(self) -> bool:
+        """Whether the next read hashes the tar against the diff_id (not checked yet, and
+        no remembered check may be trusted instead): a reader need not hash it again."""
+        return not self.checked and _memo.get() is None
+
     def _what(self) -> list[object]:
         """What a remembered check covered: this blob of the file, as expected."""
         return [MEMO_FORMAT, self.ref.offset, self.ref.size, self.compression, self.diff_id,

@@ -26,6 +26,7 @@ from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
+from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
@@ -78,6 +79,19 @@ class _Reader:
 
     def close(self) -> None:
         self._f.close()
+
+
+class _Stoppable:
+    """Bytes passed on to ``sink`` until ``stop`` is set (then :class:`blobs.Cancelled`)."""
+
+    def __init__(self, sink: BinaryIO, stop: threading.Event):
+        self._sink = sink
+        self._stop = stop
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._stop.is_set():
+            raise blobs.Cancelled()
+        return self._sink.write(data)
 
 
 class Pusher:
@@ -212,13 +226,22 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
     except OSError as exc:
         raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
+    # A base layer's blob checks its tar against the diff_id as it is read (see
+    # oci/layercheck.py); hashing the tar here as well was a second sha256 pass over
+    # every layer (~0.7 s of a 900 MB push's 4.4 s of CPU).
+    source = layer.blob
+    checked = isinstance(source, CheckedBlob) and source.checks_next_read
     try:
         with os.fdopen(fd, "wb") as f:
             hw = HashingWriter(f)
             with compressor(cast(BinaryIO, hw), kind, level) as z:
-                plain = HashingWriter(z, stop=stop, cancelled=blobs.Cancelled)
-                layer.blob.copy_to(cast(BinaryIO, plain))
-        if plain.digest != layer.diff_id:
+                plain: HashingWriter | _Stoppable
+                if checked:
+                    plain = _Stoppable(z, stop)
+                else:
+                    plain = HashingWriter(z, stop=stop, cancelled=blobs.Cancelled)
+                source.copy_to(cast(BinaryIO, plain))
+        if isinstance(plain, HashingWriter) and plain.digest != layer.diff_id:
             raise ImageError(
                 f"layer {layer.diff_id} of the image has different contents",
                 "the archive is corrupt",
