@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,31 @@ class _Stoppable:
         if self._stop.is_set():
             raise blobs.Cancelled()
         return self._sink.write(data)
+
+
+class _Turns:
+    """Blocks that run one at a time in the order of their numbers 0, 1, 2, ... (the
+    executor starts tasks in the order they were submitted, so each number's turn
+    comes); once ``stop`` is set, waiting for a turn raises :class:`blobs.Cancelled`."""
+
+    def __init__(self, stop: threading.Event):
+        self._stop = stop
+        self._next = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self, number: int) -> Iterator[None]:
+        with self._cond:
+            while self._next != number:
+                if self._stop.is_set():
+                    raise blobs.Cancelled()
+                self._cond.wait(0.1)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._next = number + 1
+                self._cond.notify_all()
 
 
 class Pusher:
@@ -300,22 +326,23 @@ def push(
                 pusher.ensure(blob)
             return blob
 
-        compressing = threading.Lock()
+        turns = _Turns(pusher.stop)
 
-        def layer_task(layer: Layer) -> Blob:
-            # One layer is compressed at a time (with all cores: the compressor has its
-            # threads) and sent as soon as it is done, while the next one compresses:
-            # the uploads (and the registry's hashing and writing) overlap compression.
-            # Compressing all layers at once made them all finish at about the same
-            # time, and nothing was sent until then.
-            with compressing:
+        def layer_task(index: int, layer: Layer) -> Blob:
+            # One layer is compressed at a time, in the image's order (with all cores:
+            # the compressor has its threads), and sent as soon as it is done while the
+            # next one compresses: uploads (and the registry's hashing and writing)
+            # overlap compression, and the last (usually smallest) layer's upload is
+            # all that is left at the end. Compressing all layers at once made them
+            # finish together, and nothing was sent until then.
+            with turns.turn(index):
                 blob = _layer_blob(layer, compression, level, pusher.stop)
             return send(blob)
 
         try:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 sent = [pool.submit(send, config_blob)]
-                sent += [pool.submit(layer_task, layer) for layer in base.layers]
+                sent += [pool.submit(layer_task, i, la) for i, la in enumerate(base.layers)]
                 try:
                     wait(sent, return_when=FIRST_EXCEPTION)  # the first failure, at once
                     failed = [f for f in sent if f.done() and f.exception() is not None]
