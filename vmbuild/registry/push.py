@@ -5,6 +5,11 @@ is known to hold it, a cross-repository mount; else a monolithic upload (POST, t
 with the digest). Uncompressed layers are compressed once (gzip by default, like
 ``skopeo copy``); the compressed form is kept in the blob cache and remembered by
 diff_id, so pushing an unchanged image again costs only HEAD requests.
+
+Layers are compressed one at a time, in the image's order, each with all of the
+compressor's threads, and each is sent while the next one compresses (the registry's
+own hashing and writing is about as much CPU again as the compression). A base layer's
+tar is hashed once, by its blob's diff_id check as it is read.
 """
 
 from __future__ import annotations
