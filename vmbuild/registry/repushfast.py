@@ -5,7 +5,8 @@ HEAD of the manifest (:mod:`.repush`). Through the normal command line that cost
 Python's start-up plus ~80 ms of imports (argparse, logging, http.client and the email
 package it loads, the auth and reference modules), against skopeo's whole re-push of
 58-70 ms (bench/bench_registry.py). So ``python -m vmbuild`` sends one narrow shape of
-command line here first, and this module imports only os, sys, json and socket:
+command line here first, and this module imports only os, sys, json, ``_socket`` and
+(for SIGTERM and SIGHUP, handled as the full path handles them) vmbuild.signals:
 
     vmbuild [-q|--quiet] push [-q|--quiet] [--json] [--tls-verify=BOOL] IMAGE docker://DEST
 
@@ -284,11 +285,16 @@ def main(argv: list[str]) -> int | None:
         if known is None or not no_credentials(sh.netloc):
             return None
         digest, media_type, blobs = known
-        if head_digest(sh, media_type) != digest:
-            return None
-    except KeyboardInterrupt:
-        print("vmbuild: interrupted", file=sys.stderr)
-        return 130
+        from vmbuild import signals  # SIGTERM and SIGHUP as the full path has them
+
+        with signals.handlers():
+            if head_digest(sh, media_type) != digest:
+                return None
+    except KeyboardInterrupt as exc:
+        from vmbuild import signals
+
+        print(f"vmbuild: {signals.describe(exc)}", file=sys.stderr)
+        return signals.exit_status(exc)
     except Exception:  # anything odd: the full path decides
         return None
     return _report(sh, digest, blobs)
