@@ -333,21 +333,29 @@ def push(
 
         turns = _Turns(pusher.stop)
 
-        def layer_task(index: int, layer: Layer) -> Blob:
+        def layer_task(index: int | None, layer: Layer) -> Blob:
             # One layer is compressed at a time, in the image's order (with all cores:
             # the compressor has its threads), and sent as soon as it is done while the
             # next one compresses: uploads (and the registry's hashing and writing)
             # overlap compression, and the last (usually smallest) layer's upload is
             # all that is left at the end. Compressing all layers at once made them
-            # finish together, and nothing was sent until then.
+            # finish together, and nothing was sent until then. A layer sent as it is
+            # (already compressed, or --compress none) waits for no turn.
+            if index is None:
+                return send(_layer_blob(layer, compression, level, pusher.stop))
             with turns.turn(index):
                 blob = _layer_blob(layer, compression, level, pusher.stop)
             return send(blob)
 
+        # the turn of each layer that is compressed here (None: sent as it is)
+        here = [la.compression == "none" and compression != "none" for la in base.layers]
+        numbers = [sum(here[:i]) if h else None for i, h in enumerate(here)]
+
         try:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 sent = [pool.submit(send, config_blob)]
-                sent += [pool.submit(layer_task, i, la) for i, la in enumerate(base.layers)]
+                layers = zip(numbers, base.layers, strict=True)
+                sent += [pool.submit(layer_task, n, la) for n, la in layers]
                 try:
                     wait(sent, return_when=FIRST_EXCEPTION)  # the first failure, at once
                     failed = [f for f in sent if f.done() and f.exception() is not None]
