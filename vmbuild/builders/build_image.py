@@ -21,6 +21,7 @@ from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
 from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.headstart import HeadStart, head_start
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import BaseImage, read_image
@@ -77,13 +78,21 @@ def pack_tree(
 
 
 def assemble(
-    spec: BuildImageSpec, workdir: Path, opts: OutputOptions, record: Record | None = None
+    spec: BuildImageSpec,
+    workdir: Path,
+    opts: OutputOptions,
+    record: Record | None = None,
+    head: HeadStart | None = None,
 ) -> Image:
+    """The image ``spec`` describes; ``head``, if given, is started on the base's layers
+    as soon as they are known (see :mod:`vmbuild.oci.headstart`)."""
     base = (
         read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )
+    if head is not None and base is not None:
+        head.start(base.layers)
     debs: list[DebContent] = []
     tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
@@ -177,16 +186,18 @@ def _named(item: CopyItem) -> str:
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     report = progress.current()
+    mtime = created_epoch(spec.created)
     with (
         tempdirs.workdir("vmbuild-") as wd,
         recording(opts, "buildImage", spec.build_args) as record,
+        head_start(out, opts, mtime) as head,
     ):
-        image = assemble(spec, Path(wd), opts, record)
+        image = assemble(spec, Path(wd), opts, record, head)
         refs = record.referrers(image) if record else []
         if record:
             record.prepare(image)
         with report.stage(WRITING) if report.active else contextlib.nullcontext():
-            write_image(image, out, opts, created_epoch(spec.created), refs)
+            write_image(image, out, opts, mtime, refs, head)
         if record:
             record.write(image, out)
         report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings

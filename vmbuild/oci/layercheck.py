@@ -356,19 +356,46 @@ class CheckedBlob:
         return [MEMO_FORMAT, self.ref.offset, self.ref.size, self.compression, self.diff_id,
                 self.digest]  # fmt: skip
 
-    def _recall(self, st: os.stat_result) -> bool:
-        """Whether this version of the file was checked before: then it is trusted."""
+    def _recalled_digest(self, st: os.stat_result) -> str | None:
+        """The digest a check of this version of the file found before, if one did."""
         memo = _memo.get()
         if memo is None:
-            return False
+            return None
         facts = memo.recall(st, self._what())
         if facts is None or facts.get("diff_id") != self.diff_id:
-            return False
+            return None
         digest = facts.get("digest")
         if not isinstance(digest, str) or self.digest not in (None, digest):
+            return None
+        return digest
+
+    def _recall(self, st: os.stat_result) -> bool:
+        """Whether this version of the file was checked before: then it is trusted."""
+        digest = self._recalled_digest(st)
+        if digest is None:
             return False
         self.digest = digest
         return True
+
+    def remembered(self) -> os.stat_result | None:
+        """The status of the blob's file now, if a check of this version of it is
+        remembered (under :func:`remembering`); None otherwise. Changes nothing: the
+        blob is not trusted by this, only :meth:`copy_remembered` can use the answer."""
+        if _memo.get() is None:
+            return None
+        with self.ref.window() as raw:
+            st = raw.fstat()
+        return st if self._recalled_digest(st) is not None else None
+
+    def copy_remembered(self, version: os.stat_result, use: Callable[[Window], None]) -> None:
+        """``use(window)`` on the blob, which must still be in the version of its file
+        that :meth:`remembered` answered, before and after (:class:`ImageError` if not).
+        Safe in another thread (it changes nothing here); the blob is not marked checked.
+        """
+        with self.ref.window() as raw:
+            self._unchanged(version, raw.fstat())
+            use(raw)
+            self._unchanged(version, raw.fstat())
 
     def _unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
         if not _same_file(before, after):
