@@ -19,7 +19,6 @@ from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
-from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.headstart import HeadStart, head_start
 from vmbuild.oci.image import BlobRef, Image, Layer
@@ -30,6 +29,7 @@ from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
     from vmbuild.builders.debcontent import DebContent
+    from vmbuild.oci.layer import Owner
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -69,8 +69,10 @@ def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None =
 
 
 def pack_tree(
-    tree: Tree, workdir: Path, compression: Compression, mtime: int, owner: layer_writer.Owner
+    tree: Tree, workdir: Path, compression: Compression, mtime: int, owner: Owner
 ) -> Layer:
+    from vmbuild.oci import layer as layer_writer
+
     path = workdir / f"layer-{len(list(workdir.glob('layer-*')))}"
     with open(path, "wb") as f:
         packed = layer_writer.pack(tree, f, compression=compression, mtime=mtime, owner=owner)
@@ -96,7 +98,9 @@ def assemble(
     debs: list[DebContent] = []
     tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
-    owner = layer_writer.Owner(spec.uid, spec.gid)
+    from vmbuild.oci.layer import Owner  # after the head start (the VM step needs it too)
+
+    owner = Owner(spec.uid, spec.gid)
     script = spec.run_as_root
     configure = ""
     guest_debs: tuple[Path, ...] = ()

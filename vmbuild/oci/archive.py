@@ -18,12 +18,11 @@ The metadata's bytes come from :mod:`vmbuild.oci.metadata`.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import MT_OCI_MANIFEST, Blob, Image, Layer
@@ -37,8 +36,10 @@ from vmbuild.oci.metadata import (
     manifest_json,
     repositories_json,
 )
-from vmbuild.oci.referrers import Artifact, artifact_manifest, blobs_of, descriptor, index_entry
 from vmbuild.oci.tarstream import TarStreamWriter
+
+if TYPE_CHECKING:
+    from vmbuild.oci.referrers import Artifact
 
 
 def write_docker_archive(
@@ -112,12 +113,16 @@ def leading_layers(layers: Sequence[Layer], mtime: int) -> list[tuple[int, Blob]
 
 def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:
     """The layout's index: the image, then its referrer artifacts (no ``ref.name``)."""
+    from vmbuild.oci.referrers import artifact_manifest, descriptor, index_entry  # OCI only
+
     subject = descriptor(MT_OCI_MANIFEST, manifest)
     more = [index_entry(a, artifact_manifest(a, subject)) for a in referrers]
     return image_index(image, manifest, more)
 
 
 def _extra_blobs(manifest: bytes, referrers: Sequence[Artifact]) -> list[bytes]:
+    from vmbuild.oci.referrers import blobs_of, descriptor
+
     return blobs_of(referrers, descriptor(MT_OCI_MANIFEST, manifest))
 
 
@@ -182,6 +187,8 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 def exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically; False where the kernel or file system cannot."""
+    import ctypes  # here, at the end of a build: ~3 ms that a build's start is spared
+
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:

@@ -60,9 +60,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, Self, cast
 
-import zstandard
-from isal import isal_zlib
-
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef, Window
@@ -78,15 +75,24 @@ BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
 )
 MAX_RECORD = 1 << 20  # a pax or GNU long-name record (Go's archive/tar allows as much)
-READ_ERRORS: tuple[type[BaseException], ...] = (
-    tarfile.TarError,
-    EOFError,
-    OSError,
-    ValueError,
-    zlib.error,
-    zstandard.ZstdError,
-    cast(type[BaseException], isal_zlib.error),
-)
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a layer that is not a good tar raises, the decompressors' errors
+    included (``except read_errors()`` imports them only when something was raised: a
+    build that reads no zstd layer starts without zstandard, ~4 ms)."""
+    import zstandard
+    from isal import isal_zlib
+
+    return (
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        ValueError,
+        zlib.error,
+        zstandard.ZstdError,
+        cast(type[BaseException], isal_zlib.error),
+    )
 
 
 @dataclass(frozen=True)
@@ -265,7 +271,7 @@ def check_layer(
         blob.drain()
     except SinkFailed as failed:
         raise failed.exc from None
-    except READ_ERRORS as exc:
+    except read_errors() as exc:
         what = "tar" if compression == "none" else f"{compression}-compressed tar"
         raise ImageError(f"{where}: not a readable {what} ({exc})", "the image is corrupt") from exc
     got = Checked(blob.digest, blob.size, tar_bytes.digest, tar_bytes.size)

@@ -19,19 +19,33 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
 from vmbuild.oci.filecopy import EndedEarly, kernel_copy
 from vmbuild.oci.image import Image
-from vmbuild.oci.referrers import Artifact
 
 if TYPE_CHECKING:
-    from vmbuild.oci.headstart import HeadStart
+    from vmbuild.oci.referrers import Artifact
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
+
+
+class Ahead(Protocol):
+    """A part file some of whose members are being written ahead of the rest
+    (:class:`vmbuild.oci.headstart.HeadStart`)."""
+
+    part: tuple[int, Path] | None  # its descriptor and path, once started
+    published: bool
+
+    def take(self, pos: int, source: object, size: int) -> bool: ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
+
 SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
@@ -171,7 +185,7 @@ class _OutFile:
     the members it copies ahead are skipped (:class:`~vmbuild.oci.tarstream.Prefilled`).
     """
 
-    def __init__(self, fd: int, out: Path, head: HeadStart | None = None):
+    def __init__(self, fd: int, out: Path, head: Ahead | None = None):
         self._fd = fd
         self._out = out
         self._pos = 0
@@ -241,7 +255,7 @@ def open_part(out: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(out: Path, head: HeadStart | None = None) -> Iterator[BinaryIO]:
+def atomic_file(out: Path, head: Ahead | None = None) -> Iterator[BinaryIO]:
     """A file under a temporary name beside ``out``, renamed to ``out`` on success.
 
     ``out`` should come from :func:`resolve_out` (a symlink there is replaced otherwise).
@@ -292,7 +306,7 @@ def write_image(
     opts: OutputOptions,
     mtime: int,
     referrers: Sequence[Artifact] = (),
-    head: HeadStart | None = None,
+    head: Ahead | None = None,
 ) -> None:
     """Write ``image`` to ``out`` in ``opts.format``; OCI formats hold ``referrers``
     (documents attached to the image), a docker-archive cannot. ``head`` (for these

@@ -29,7 +29,7 @@ from vmbuild.oci import imagejson
 from vmbuild.oci.compress import decompressor, sniff
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Layer, host_goarch
-from vmbuild.oci.layercheck import READ_ERRORS, CheckedBlob
+from vmbuild.oci.layercheck import CheckedBlob, read_errors
 from vmbuild.oci.safety import open_beneath
 
 MAX_JSON = 32 << 20  # a manifest, index or config larger than this is not one
@@ -59,7 +59,7 @@ class _Members:
                 self._index_in_place(links)
             else:
                 self._spool(kind, workdir, links)
-        except READ_ERRORS as exc:
+        except read_errors() as exc:
             raise ImageError(
                 f"{path} is not a readable image archive ({exc})",
                 "give a docker-archive (docker save) or OCI archive; it may be truncated",
