@@ -13,7 +13,7 @@ skips each copied member at the very offset planned), then waits for the copy an
 if it did (the base's file changed, the disk is full) before the part is renamed into
 place; so the output is the same bytes, published the same way, as without.
 
-The thread only reads the base and writes the part file; it stops between 64 MiB pieces
+The thread only reads the base and writes the part file; it stops between 256 MiB pieces
 when the build gives the part up (an error, Ctrl-C), and :meth:`HeadStart.close`
 waits for it before the part is removed: nothing is left behind, no thread outlives the
 build.
