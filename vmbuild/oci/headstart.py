@@ -135,17 +135,16 @@ class HeadStart:
             raise RuntimeError(f"{self.out}: written without the base layers copied ahead")
 
     def close(self) -> None:
-        """Stop and wait for the copy; remove the part unless it was published."""
+        """Stop and wait for the copy; remove the part unless it was published (first:
+        a second Ctrl-C while waiting leaves no part behind either)."""
         self._stop = True
-        self._join()
-        if self.part is None:
-            return
-        fd, tmp = self.part
-        self.part = None
-        if not self.published:
+        if self.part is not None and not self.published:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        os.close(fd)
+                os.unlink(self.part[1])
+        self._join()
+        if self.part is not None:
+            fd, self.part = self.part[0], None
+            os.close(fd)
 
 
 @contextlib.contextmanager
