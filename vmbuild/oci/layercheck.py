@@ -56,9 +56,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, Self, cast
+from typing import Any, BinaryIO, NamedTuple, Protocol, Self, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
@@ -95,8 +94,7 @@ def read_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """What a checked layer's bytes hash to, and how many there were."""
 
     digest: str  # sha256 of the blob as read

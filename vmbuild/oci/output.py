@@ -46,6 +46,7 @@ class Ahead(Protocol):
 
     def close(self) -> None: ...
 
+
 SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
