@@ -20,9 +20,8 @@ import os
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci import imagejson
@@ -37,11 +36,12 @@ MAX_NESTING = 4  # image indexes inside image indexes
 NAMED_CONFIG = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?")
 
 
-@dataclass
-class BaseImage:
+class BaseImage(NamedTuple):
+    """A base image as read: its config, layers (each a checked blob) and RepoTags."""
+
     config: dict[str, Any]
     layers: list[Layer]
-    repo_tags: list[str] = field(default_factory=list)
+    repo_tags: list[str]
     config_bytes: bytes | None = None  # the config as stored, where a reader keeps it
 
 
