@@ -11,12 +11,16 @@ is the 0.1 s copy of a 165 MB base done beside the step's lookup instead of afte
 The writer writes every other byte around them (:class:`~vmbuild.oci.tarstream.Prefilled`
 skips each copied member at the very offset planned), then waits for the copy and fails
 if it did (the base's file changed, the disk is full) before the part is renamed into
-place; so the output is the same bytes, published the same way, as without.
+place; so the output is the same bytes, published the same way, as without. Durability
+is as without too: no fsync, the part goes into place by ``RENAME_EXCHANGE``
+(:func:`vmbuild.oci.output.atomic_file`), its pages are written back by the kernel.
 
 The thread only reads the base and writes the part file; it stops between 256 MiB pieces
 when the build gives the part up (an error, Ctrl-C), and :meth:`HeadStart.close`
-waits for it before the part is removed: nothing is left behind, no thread outlives the
-build.
+removes the part and waits for it: nothing is left behind, no thread outlives the build.
+Only the copy's own checks run in the thread (the file is still the version the memo
+knows, before and after); the blob itself is not marked checked by it, so every other
+use of the base (the build VM's lower images) checks or trusts it as before.
 """
 
 from __future__ import annotations
@@ -48,14 +52,6 @@ class _At:
     def copy_range(self, fd: int, offset: int, size: int) -> None:
         copy_at(fd, self._fd, offset, size, self._at, self._head.going)
         self._at += size
-
-    def write(self, data: bytes) -> int:  # (a window copies by copy_range: not used)
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, self._at)
-            view = view[n:]
-            self._at += n
-        return len(data)
 
 
 class HeadStart:

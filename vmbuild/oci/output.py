@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vmbuild.oci.referrers import Artifact
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
+SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
 class Ahead(Protocol):
@@ -45,9 +46,6 @@ class Ahead(Protocol):
     def finish(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
 @dataclass(frozen=True)
