@@ -18,9 +18,10 @@ is as without too: no fsync, the part goes into place by ``RENAME_EXCHANGE``
 The thread only reads the base and writes the part file; it stops between 256 MiB pieces
 when the build gives the part up (an error, Ctrl-C), and :meth:`HeadStart.close`
 removes the part and waits for it: nothing is left behind, no thread outlives the build.
-Only the copy's own checks run in the thread (the file is still the version the memo
-knows, before and after); the blob itself is not marked checked by it, so every other
-use of the base (the build VM's lower images) checks or trusts it as before.
+Only the copy runs in the thread: the base's files are opened, and found to be the
+version the memo knows, by the build's own thread before the copy and again after it.
+The blobs are not marked checked by this, so every other use of the base (the build
+VM's lower images) checks or trusts it as before.
 """
 
 from __future__ import annotations
@@ -68,21 +69,37 @@ class HeadStart:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._error: BaseException | None = None
+        self._windows = contextlib.ExitStack()  # the base files, open while copied
+        self._copies: list[tuple[int, CheckedBlob, Window, os.stat_result]] = []
 
     def start(self, layers: Sequence[Layer]) -> None:
-        """Copy the leading ``layers`` that are trusted as they are into place."""
+        """Copy the leading ``layers`` that are trusted as they are into place.
+
+        Each blob's file is opened and its version checked here, and again by
+        :meth:`finish` once copied: the thread makes no system call but the copy's (each
+        other one would wait for the GIL again, up to 5 ms, while this thread runs)."""
         if self.part is not None:
             return
-        plan = []
-        for offset, blob in archive.leading_layers(layers, self.mtime):
-            version = blob.remembered() if isinstance(blob, CheckedBlob) else None
-            if version is None:
-                break
-            plan.append((offset, blob, version))
-        if not plan:
+        try:
+            for offset, blob in archive.leading_layers(layers, self.mtime):
+                if not isinstance(blob, CheckedBlob):
+                    break
+                raw = self._windows.enter_context(blob.ref.window())
+                version = raw.fstat()
+                if not blob.remembered(version):
+                    break
+                self._copies.append((offset, blob, raw, version))
+            if self._copies:
+                self.part = output.open_part(self.out)
+        except BaseException:
+            self._windows.close()
+            raise
+        if self.part is None:
+            self._windows.close()
+            self._copies = []
             return
-        self.part = output.open_part(self.out)
-        self._ahead = {offset: (blob, blob.size) for offset, blob, _ in plan}
+        self._ahead = {offset: (blob, blob.size) for offset, blob, _, _ in self._copies}
+        plan = [(raw, offset) for offset, _, raw, _ in self._copies]
         self._thread = threading.Thread(
             target=self._copy, args=(self.part[0], plan), name="vmbuild-head-start"
         )
@@ -91,14 +108,10 @@ class HeadStart:
     def going(self) -> bool:
         return not self._stop
 
-    def _copy(self, fd: int, plan: list[tuple[int, CheckedBlob, os.stat_result]]) -> None:
+    def _copy(self, fd: int, plan: list[tuple[Window, int]]) -> None:
         try:
-            for offset, blob, version in plan:
-
-                def use(raw: Window, at: int = offset) -> None:
-                    raw.copy_to(_At(fd, at, self))  # type: ignore[arg-type]
-
-                blob.copy_remembered(version, use)
+            for raw, at in plan:
+                raw.copy_to(_At(fd, at, self))  # type: ignore[arg-type]
                 if self._stop:
                     return
         except BaseException as exc:  # raised in the build's own thread by finish()
@@ -127,6 +140,8 @@ class HeadStart:
             raise output.output_error(self.out, exc) from exc
         if exc is not None:
             raise exc
+        for _, blob, raw, version in self._copies:
+            blob.unchanged(version, raw.fstat())  # the version the memo knows, throughout
         if self._ahead:
             raise RuntimeError(f"{self.out}: written without the base layers copied ahead")
 
@@ -138,6 +153,7 @@ class HeadStart:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.part[1])
         self._join()
+        self._windows.close()
         if self.part is not None:
             fd, self.part = self.part[0], None
             os.close(fd)

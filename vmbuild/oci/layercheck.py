@@ -381,27 +381,16 @@ class CheckedBlob:
         self.digest = digest
         return True
 
-    def remembered(self) -> os.stat_result | None:
-        """The status of the blob's file now, if a check of this version of it is
-        remembered (under :func:`remembering`); None otherwise. Changes nothing: the
-        blob is not trusted by this, only :meth:`copy_remembered` can use the answer."""
-        if _memo.get() is None:
-            return None
-        with self.ref.window() as raw:
-            st = raw.fstat()
-        return st if self._recalled_digest(st) is not None else None
+    def remembered(self, st: os.stat_result) -> bool:
+        """Whether a check of the version of the blob's file whose status is ``st`` is
+        remembered (under :func:`remembering`). Changes nothing: the blob is not trusted
+        by this; whoever reads it on this answer must take the file's status on the
+        file it reads, before (that is ``st``) and after, and compare
+        (:meth:`unchanged`)."""
+        return _memo.get() is not None and self._recalled_digest(st) is not None
 
-    def copy_remembered(self, version: os.stat_result, use: Callable[[Window], None]) -> None:
-        """``use(window)`` on the blob, which must still be in the version of its file
-        that :meth:`remembered` answered, before and after (:class:`ImageError` if not).
-        Safe in another thread (it changes nothing here); the blob is not marked checked.
-        """
-        with self.ref.window() as raw:
-            self._unchanged(version, raw.fstat())
-            use(raw)
-            self._unchanged(version, raw.fstat())
-
-    def _unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+    def unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+        """:class:`ImageError` unless the two statuses are of one version of the file."""
         if not _same_file(before, after):
             raise ImageError(
                 f"{self.where}: its file {self.ref.path} changed while it was read",
@@ -428,7 +417,7 @@ class CheckedBlob:
                 f"{self.where}: ended after {got.size} of its {self.ref.size} bytes",
                 "the image is truncated",
             )
-        self._unchanged(before, after)
+        self.unchanged(before, after)
         self.digest = got.digest
         self.checked = True
         memo = _memo.get()
@@ -445,7 +434,7 @@ class CheckedBlob:
             if not self._recall(before):
                 return False
             use(raw)
-            self._unchanged(before, raw.fstat())
+            self.unchanged(before, raw.fstat())
         self.checked = True
         return True
 
