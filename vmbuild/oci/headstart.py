@@ -40,6 +40,9 @@ from vmbuild.oci.layercheck import CheckedBlob
 
 # what a failed write of the part file means for the user (the output's disk)
 OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+# base layers copied ahead at most (each holds its file open meanwhile): the writer
+# copies any after them in order, as without a head start
+MAX_AHEAD = 64
 
 
 class _At:
@@ -81,7 +84,7 @@ class HeadStart:
         if self.part is not None:
             return
         try:
-            for offset, blob in archive.leading_layers(layers, self.mtime):
+            for offset, blob in archive.leading_layers(layers, self.mtime)[:MAX_AHEAD]:
                 if not isinstance(blob, CheckedBlob):
                     break
                 raw = self._windows.enter_context(blob.ref.window())

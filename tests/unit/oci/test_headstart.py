@@ -179,3 +179,18 @@ def test_an_archive_laid_out_otherwise_is_never_published(tmp_path: Path, memo: 
         head.start(base.layers)
         write_image(other, out, PLAIN, MTIME, head=head)
     assert out.read_bytes() == b"the old image" and _parts(tmp_path) == []
+
+
+def test_at_most_max_ahead_layers_are_copied_ahead(
+    tmp_path: Path, memo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(headstart, "MAX_AHEAD", 1)
+    base = _base(tmp_path)
+    image = _image(tmp_path, base)
+    out = tmp_path / "out.tar"
+    with headstart.head_start(out, PLAIN, MTIME) as head:
+        assert head is not None
+        head.start(base.layers)
+        assert len(head._ahead) == 1  # the second layer is written in order
+        write_image(image, out, PLAIN, MTIME, head=head)
+    assert out.read_bytes() == _in_order(image)
