@@ -64,6 +64,11 @@ NOT_ON_A_HIT = (
     "vmbuild.debian",
     "vmbuild.sbom",
     "vmbuild.hoststeps",
+    # what only a zstd layer, a misspelt spec key or an OCI output needs
+    "zstandard",
+    "isal",
+    "difflib",
+    "vmbuild.oci.referrers",
 )
 
 SEED = """

@@ -25,9 +25,8 @@ import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, NamedTuple, TypeVar
 
 from vmbuild import cache
 from vmbuild.builders.result import BuildResult
@@ -47,8 +46,7 @@ if TYPE_CHECKING:
 Spec = TypeVar("Spec")
 
 
-@dataclass(frozen=True)
-class Builder(Generic[Spec]):
+class Builder(NamedTuple, Generic[Spec]):
     """One dockerTools function: how its spec is built into --out, and streamed if it can."""
 
     build: Callable[[Spec, Path, OutputOptions], BuildResult]

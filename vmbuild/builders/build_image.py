@@ -19,8 +19,8 @@ from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
-from vmbuild.oci import layer as layer_writer
 from vmbuild.oci.compress import Compression
+from vmbuild.oci.headstart import HeadStart, head_start
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import BaseImage, read_image
@@ -29,6 +29,7 @@ from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
     from vmbuild.builders.debcontent import DebContent
+    from vmbuild.oci.layer import Owner
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -68,8 +69,10 @@ def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None =
 
 
 def pack_tree(
-    tree: Tree, workdir: Path, compression: Compression, mtime: int, owner: layer_writer.Owner
+    tree: Tree, workdir: Path, compression: Compression, mtime: int, owner: Owner
 ) -> Layer:
+    from vmbuild.oci import layer as layer_writer
+
     path = workdir / f"layer-{len(list(workdir.glob('layer-*')))}"
     with open(path, "wb") as f:
         packed = layer_writer.pack(tree, f, compression=compression, mtime=mtime, owner=owner)
@@ -77,17 +80,27 @@ def pack_tree(
 
 
 def assemble(
-    spec: BuildImageSpec, workdir: Path, opts: OutputOptions, record: Record | None = None
+    spec: BuildImageSpec,
+    workdir: Path,
+    opts: OutputOptions,
+    record: Record | None = None,
+    head: HeadStart | None = None,
 ) -> Image:
+    """The image ``spec`` describes; ``head``, if given, is started on the base's layers
+    as soon as they are known (see :mod:`vmbuild.oci.headstart`)."""
     base = (
         read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )
+    if head is not None and base is not None:
+        head.start(base.layers)
     debs: list[DebContent] = []
     tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
-    owner = layer_writer.Owner(spec.uid, spec.gid)
+    from vmbuild.oci.layer import Owner  # after the head start (the VM step needs it too)
+
+    owner = Owner(spec.uid, spec.gid)
     script = spec.run_as_root
     configure = ""
     guest_debs: tuple[Path, ...] = ()
@@ -177,16 +190,18 @@ def _named(item: CopyItem) -> str:
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     report = progress.current()
+    mtime = created_epoch(spec.created)
     with (
         tempdirs.workdir("vmbuild-") as wd,
         recording(opts, "buildImage", spec.build_args) as record,
+        head_start(out, opts, mtime) as head,
     ):
-        image = assemble(spec, Path(wd), opts, record)
+        image = assemble(spec, Path(wd), opts, record, head)
         refs = record.referrers(image) if record else []
         if record:
             record.prepare(image)
         with report.stage(WRITING) if report.active else contextlib.nullcontext():
-            write_image(image, out, opts, created_epoch(spec.created), refs)
+            write_image(image, out, opts, mtime, refs, head)
         if record:
             record.write(image, out)
         report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmbuild import progress, stepcache, tempdirs, timeouts
+from vmbuild import progress, tempdirs, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.builders.result import BuildResult
 from vmbuild.cli.common import add_command
@@ -189,7 +189,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     with (
         timeouts.limit(timeout),
         _failure_shell(args.shell_on_failure),
-        stepcache.disabled(args.no_cache),
+        _no_cache(args.no_cache),
         progress.reporting(progress_report),
         using_remotes,
     ):
@@ -219,6 +219,17 @@ def _remotes(
         args.cache_from, args.cache_to, loaded.cache_from, loaded.cache_to
     )
     return remotes, remotecache.using(remotes)
+
+
+def _no_cache(on: bool) -> contextlib.AbstractContextManager[None]:
+    """``--no-cache``'s block. The step cache is imported only then (or by the step that
+    looks it up: a step-cache hit has its base layers copying by then, see
+    vmbuild.oci.headstart, so what it imports later costs it no time)."""
+    if not on:
+        return contextlib.nullcontext()
+    from vmbuild import stepcache
+
+    return stepcache.disabled()
 
 
 def _failure_shell(on: bool) -> contextlib.AbstractContextManager[None]:

@@ -19,7 +19,7 @@ from vmbuild.cli.common import add_command
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import decompressor
 from vmbuild.oci.image import Layer
-from vmbuild.oci.layercheck import READ_ERRORS, CheckedBlob
+from vmbuild.oci.layercheck import CheckedBlob, read_errors
 from vmbuild.oci.reader import BaseImage, read_docker_images, read_image
 
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "User", "WorkingDir", "ExposedPorts", "Labels")
@@ -56,7 +56,7 @@ def _files(layer: Layer) -> int:
             with tarfile.open(fileobj=decompressor(raw, layer.compression), mode="r|") as tar:
                 for _member in tar:
                     count += 1
-        except READ_ERRORS as exc:
+        except read_errors() as exc:
             raise ImageError(f"{blob.where}: unreadable: {exc}", "the image is corrupt") from exc
     return count
 

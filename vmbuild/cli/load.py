@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from vmbuild.cli.common import add_command
 from vmbuild.errors import ImageError, SpecError, ToolFailed, ToolMissing
 from vmbuild.oci.compress import decompressor, sniff
-from vmbuild.oci.layercheck import READ_ERRORS
+from vmbuild.oci.layercheck import read_errors
 from vmbuild.run import spawn
 
 LOADERS = ("podman", "docker")
@@ -85,7 +85,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # it stopped reading: its status says why
-            except READ_ERRORS as exc:
+            except read_errors() as exc:
                 raise ImageError(
                     f"{args.archive}: cannot decompress ({kind}): {exc}",
                     "the archive is corrupt or truncated",

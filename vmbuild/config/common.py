@@ -8,7 +8,6 @@ Errors are :class:`SpecError` with the key's name, what was expected and how to 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -76,6 +75,8 @@ ITEM_KINDS = (
 def missing_item_hint(value: str, helpers: Sequence[str], closures: bool) -> str:
     """The hint for a copyToRoot/contents item that names no existing path: the helper
     it is close to, or what items are when it looks like a Nix package."""
+    import difflib  # only for a name that is not known (~2 ms to import)
+
     close = difflib.get_close_matches(value, helpers, n=1, cutoff=0.6) or [
         h for h in helpers if h.lower() == value.lower()
     ]
@@ -220,6 +221,8 @@ class Fields:
             warnings.warn(f"{self.where}: {key} is ignored: {NIX_ONLY[key]}", UserWarning, 2)
         if self._table:
             key = sorted(self._table)[0]
+            import difflib
+
             close = difflib.get_close_matches(key, sorted(self._known), n=1, cutoff=0.6)
             if not close:
                 close = [k for k in sorted(self._known) if k.lower() == key.lower()]

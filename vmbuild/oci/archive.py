@@ -18,15 +18,14 @@ The metadata's bytes come from :mod:`vmbuild.oci.metadata`.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_MANIFEST, Image
+from vmbuild.oci.image import MT_OCI_MANIFEST, Blob, Image, Layer
 from vmbuild.oci.metadata import (
     OCI_LAYOUT,
     DockerEntry,
@@ -37,8 +36,10 @@ from vmbuild.oci.metadata import (
     manifest_json,
     repositories_json,
 )
-from vmbuild.oci.referrers import Artifact, artifact_manifest, blobs_of, descriptor, index_entry
 from vmbuild.oci.tarstream import TarStreamWriter
+
+if TYPE_CHECKING:
+    from vmbuild.oci.referrers import Artifact
 
 
 def write_docker_archive(
@@ -58,10 +59,7 @@ def write_docker_images(entries: Sequence[DockerEntry], sink: BinaryIO, mtime: i
     tar = TarStreamWriter(sink, mtime)
     written: set[str] = set()
     for e in entries:
-        for layer_id, layer in zip(e.layer_ids, e.image.layers, strict=True):
-            if layer_id not in written:
-                written.add(layer_id)
-                tar.add_stream(f"{layer_id}/layer.tar", layer.blob.size, layer.blob.copy_to)
+        _add_layers(tar, e.layer_ids, e.image.layers, written)
     for e in entries:
         config = e.image.config_bytes()
         name = config_name(config)
@@ -73,14 +71,58 @@ def write_docker_images(entries: Sequence[DockerEntry], sink: BinaryIO, mtime: i
     tar.close()
 
 
+def _add_layers(
+    tar: TarStreamWriter, layer_ids: Sequence[str], layers: Sequence[Layer], written: set[str]
+) -> None:
+    for layer_id, layer in zip(layer_ids, layers, strict=True):
+        if layer_id not in written:
+            written.add(layer_id)
+            name = f"{layer_id}/layer.tar"
+            tar.add_stream(name, layer.blob.size, layer.blob.copy_to, source=layer.blob)
+
+
+class _Planner:
+    """A sink that only counts, and takes every prefilled member (noting where)."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.members: list[tuple[int, Blob]] = []
+
+    def write(self, data: bytes) -> int:
+        self.pos += len(data)
+        return len(data)
+
+    def take(self, source: object, size: int) -> bool:
+        self.members.append((self.pos, cast(Blob, source)))
+        self.pos += size
+        return True
+
+    def flush(self) -> None:
+        pass
+
+
+def leading_layers(layers: Sequence[Layer], mtime: int) -> list[tuple[int, Blob]]:
+    """Where each blob of ``layers`` (a repeated one once) lies in the docker-archive
+    :func:`write_docker_archive` writes of an image whose first layers they are (layer
+    directories named as by default): its data's offset in the archive, and the blob."""
+    planner = _Planner()
+    tar = TarStreamWriter(cast(BinaryIO, planner), mtime)
+    _add_layers(tar, [hex_of(layer.diff_id) for layer in layers], layers, set())
+    return planner.members
+
+
 def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:
     """The layout's index: the image, then its referrer artifacts (no ``ref.name``)."""
+    from vmbuild.oci.referrers import artifact_manifest, descriptor, index_entry  # OCI only
+
     subject = descriptor(MT_OCI_MANIFEST, manifest)
     more = [index_entry(a, artifact_manifest(a, subject)) for a in referrers]
     return image_index(image, manifest, more)
 
 
 def _extra_blobs(manifest: bytes, referrers: Sequence[Artifact]) -> list[bytes]:
+    from vmbuild.oci.referrers import blobs_of, descriptor
+
     return blobs_of(referrers, descriptor(MT_OCI_MANIFEST, manifest))
 
 
@@ -145,6 +187,8 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 def exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically; False where the kernel or file system cannot."""
+    import ctypes  # here, at the end of a build: ~3 ms that a build's start is spared
+
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, NamedTuple, Protocol, cast
 
 from vmbuild.oci.compress import Compression, suffix
 from vmbuild.oci.filecopy import EndedEarly, copy_range
@@ -115,8 +115,7 @@ class Window:
         return os.fstat(self._f.fileno())
 
 
-@dataclass(frozen=True)
-class BlobRef:
+class BlobRef(NamedTuple):
     """``size`` bytes at ``offset`` in ``path``.
 
     With ``below`` (an image layout directory holding ``path``), the file is opened

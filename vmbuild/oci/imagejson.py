@@ -8,8 +8,7 @@ which field is wrong. Every digest goes through :func:`check_digest`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.digest import check_digest
@@ -43,8 +42,7 @@ def _strings(value: Any, where: str, what: str, *, optional: bool = False) -> li
     return items
 
 
-@dataclass(frozen=True)
-class DockerEntry:
+class DockerEntry(NamedTuple):
     """One image of a docker-archive's manifest.json."""
 
     config: str  # member name of the config
@@ -70,8 +68,7 @@ def docker_manifest(value: Any, where: str) -> list[DockerEntry]:
     return out
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     """A content descriptor: what vmbuild uses of it."""
 
     digest: str
@@ -120,8 +117,7 @@ def is_index(value: Any) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     config: Descriptor
     layers: list[Descriptor]
 

@@ -14,8 +14,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
@@ -31,8 +30,7 @@ RECORD = tarfile.RECORDSIZE
 _ZEROS = bytes(RECORD + 2 * TAR_BLOCK)
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """Owners for every entry; None keeps the source's numeric owner. ``uname`` and
     ``gname`` go into every header (empty: none, as for a layer of numeric owners)."""
 
@@ -42,8 +40,10 @@ class Owner:
     gname: str = ""
 
 
-@dataclass(frozen=True)
-class Packed:
+ROOT = Owner()  # every entry root's (0:0), with no user or group names
+
+
+class Packed(NamedTuple):
     """What packing produced: diff_id/size of the tar, digest/size of the blob written."""
 
     diff_id: str
@@ -75,8 +75,7 @@ def read_xattrs(path: str) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """A header, then ``size`` bytes of the regular file ``host`` (none if empty)."""
 
     header: bytes
@@ -258,7 +257,7 @@ def pack(
     compression: Compression,
     level: int | None = None,
     mtime: int,
-    owner: Owner = Owner(),
+    owner: Owner = ROOT,
 ) -> Packed:
     """Write ``tree`` as a (compressed) layer blob to ``sink`` in one pass: file data is
     read straight into blocks that one thread hashes (the diff_id) and another hands to

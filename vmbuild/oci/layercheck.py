@@ -56,12 +56,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, Self, cast
-
-import zstandard
-from isal import isal_zlib
+from typing import Any, BinaryIO, NamedTuple, Protocol, Self, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
@@ -78,19 +74,27 @@ BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
 )
 MAX_RECORD = 1 << 20  # a pax or GNU long-name record (Go's archive/tar allows as much)
-READ_ERRORS: tuple[type[BaseException], ...] = (
-    tarfile.TarError,
-    EOFError,
-    OSError,
-    ValueError,
-    zlib.error,
-    zstandard.ZstdError,
-    cast(type[BaseException], isal_zlib.error),
-)
 
 
-@dataclass(frozen=True)
-class Checked:
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a layer that is not a good tar raises, the decompressors' errors
+    included (``except read_errors()`` imports them only when something was raised: a
+    build that reads no zstd layer starts without zstandard, ~4 ms)."""
+    import zstandard
+    from isal import isal_zlib
+
+    return (
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        ValueError,
+        zlib.error,
+        zstandard.ZstdError,
+        cast(type[BaseException], isal_zlib.error),
+    )
+
+
+class Checked(NamedTuple):
     """What a checked layer's bytes hash to, and how many there were."""
 
     digest: str  # sha256 of the blob as read
@@ -265,7 +269,7 @@ def check_layer(
         blob.drain()
     except SinkFailed as failed:
         raise failed.exc from None
-    except READ_ERRORS as exc:
+    except read_errors() as exc:
         what = "tar" if compression == "none" else f"{compression}-compressed tar"
         raise ImageError(f"{where}: not a readable {what} ({exc})", "the image is corrupt") from exc
     got = Checked(blob.digest, blob.size, tar_bytes.digest, tar_bytes.size)
@@ -362,21 +366,37 @@ class CheckedBlob:
         return [MEMO_FORMAT, self.ref.offset, self.ref.size, self.compression, self.diff_id,
                 self.digest]  # fmt: skip
 
-    def _recall(self, st: os.stat_result) -> bool:
-        """Whether this version of the file was checked before: then it is trusted."""
+    def _recalled_digest(self, st: os.stat_result) -> str | None:
+        """The digest a check of this version of the file found before, if one did."""
         memo = _memo.get()
         if memo is None:
-            return False
+            return None
         facts = memo.recall(st, self._what())
         if facts is None or facts.get("diff_id") != self.diff_id:
-            return False
+            return None
         digest = facts.get("digest")
         if not isinstance(digest, str) or self.digest not in (None, digest):
+            return None
+        return digest
+
+    def _recall(self, st: os.stat_result) -> bool:
+        """Whether this version of the file was checked before: then it is trusted."""
+        digest = self._recalled_digest(st)
+        if digest is None:
             return False
         self.digest = digest
         return True
 
-    def _unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+    def remembered(self, st: os.stat_result) -> bool:
+        """Whether a check of the version of the blob's file whose status is ``st`` is
+        remembered (under :func:`remembering`). Changes nothing: the blob is not trusted
+        by this; whoever reads it on this answer must take the file's status on the
+        file it reads, before (that is ``st``) and after, and compare
+        (:meth:`unchanged`)."""
+        return _memo.get() is not None and self._recalled_digest(st) is not None
+
+    def unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+        """:class:`ImageError` unless the two statuses are of one version of the file."""
         if not _same_file(before, after):
             raise ImageError(
                 f"{self.where}: its file {self.ref.path} changed while it was read",
@@ -403,7 +423,7 @@ class CheckedBlob:
                 f"{self.where}: ended after {got.size} of its {self.ref.size} bytes",
                 "the image is truncated",
             )
-        self._unchanged(before, after)
+        self.unchanged(before, after)
         self.digest = got.digest
         self.checked = True
         memo = _memo.get()
@@ -420,7 +440,7 @@ class CheckedBlob:
             if not self._recall(before):
                 return False
             use(raw)
-            self._unchanged(before, raw.fstat())
+            self.unchanged(before, raw.fstat())
         self.checked = True
         return True
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
@@ -73,8 +72,7 @@ def image_index(image: Image, manifest: bytes, more: Sequence[Mapping[str, Any]]
 # --- docker-archive ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DockerEntry:
+class DockerEntry(NamedTuple):
     """One image of a docker-archive: its layers' directories and its RepoTags."""
 
     image: Image

@@ -19,17 +19,33 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
 from vmbuild.oci.filecopy import EndedEarly, kernel_copy
 from vmbuild.oci.image import Image
-from vmbuild.oci.referrers import Artifact
+
+if TYPE_CHECKING:
+    from vmbuild.oci.referrers import Artifact
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
 SBOM_FORMATS = ("spdx", "cyclonedx")
+
+
+class Ahead(Protocol):
+    """A part file some of whose members are being written ahead of the rest
+    (:class:`vmbuild.oci.headstart.HeadStart`)."""
+
+    part: tuple[int, Path] | None  # its descriptor and path, once started
+    published: bool
+
+    def take(self, pos: int, source: object, size: int) -> bool: ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,8 @@ class OutputOptions:
         check_level(self.compression, self.level)
 
 
-def _output_error(out: Path, exc: OSError) -> VmbuildError:
+def output_error(out: Path, exc: OSError) -> VmbuildError:
+    """One clear line for a failed write of ``out`` (disk full, read-only, ...)."""
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = f"free space in {out.parent} or write elsewhere"
@@ -163,12 +180,22 @@ def sweep_parts(out: Path) -> None:
 
 class _OutFile:
     """The part file, unbuffered (so closing it never fails late): whole writes only, and
-    a write that fails (disk full, read-only) becomes one clear error."""
+    a write that fails (disk full, read-only) becomes one clear error. With ``head``,
+    the members it copies ahead are skipped (:class:`~vmbuild.oci.tarstream.Prefilled`).
+    """
 
-    def __init__(self, fd: int, out: Path):
+    def __init__(self, fd: int, out: Path, head: Ahead | None = None):
         self._fd = fd
         self._out = out
         self._pos = 0
+        self._head = head
+
+    def take(self, source: object, size: int) -> bool:
+        if self._head is None or not self._head.take(self._pos, source, size):
+            return False
+        os.lseek(self._fd, size, os.SEEK_CUR)
+        self._pos += size
+        return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
@@ -177,7 +204,7 @@ class _OutFile:
                 n = os.write(self._fd, view)
                 view = view[n:]
         except OSError as exc:
-            raise _output_error(self._out, exc) from exc
+            raise output_error(self._out, exc) from exc
         self._pos += len(data)
         return len(data)
 
@@ -188,7 +215,7 @@ class _OutFile:
         except EndedEarly:
             raise
         except OSError as exc:
-            raise _output_error(self._out, exc) from exc
+            raise output_error(self._out, exc) from exc
         self._pos += size
 
     def flush(self) -> None:
@@ -204,12 +231,9 @@ class _OutFile:
         return True
 
 
-@contextlib.contextmanager
-def atomic_file(out: Path) -> Iterator[BinaryIO]:
-    """A file under a temporary name beside ``out``, renamed to ``out`` on success.
-
-    ``out`` should come from :func:`resolve_out` (a symlink there is replaced otherwise).
-    """
+def open_part(out: Path) -> tuple[int, Path]:
+    """A new part file beside ``out`` (after sweeping dead builds' parts), locked as
+    :func:`sweep_parts` expects: its descriptor and path."""
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise VmbuildError(f"output directory {directory} does not exist", "create it first")
@@ -219,21 +243,47 @@ def atomic_file(out: Path) -> Iterator[BinaryIO]:
             prefix=f"{_part_prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
         )
     except OSError as exc:
-        raise _output_error(out, exc) from exc
+        raise output_error(out, exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield cast(BinaryIO, _OutFile(fd, out))
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, head: Ahead | None = None) -> Iterator[BinaryIO]:
+    """A file under a temporary name beside ``out``, renamed to ``out`` on success.
+
+    ``out`` should come from :func:`resolve_out` (a symlink there is replaced otherwise).
+    With a started ``head`` the file is its part file (which it closes), and is renamed
+    only once the layers it copies are in.
+    """
+    if head is not None and head.part is None:
+        head = None  # it copies nothing: a part file of our own
+    fd, tmp = head.part if head is not None and head.part is not None else open_part(out)
+    try:
+        yield cast(BinaryIO, _OutFile(fd, out, head))
+        if head is not None:
+            head.finish()
         try:
             os.fchmod(fd, 0o644)
         except OSError as exc:
-            raise _output_error(out, exc) from exc
-        _into_place(Path(tmp), out)
+            raise output_error(out, exc) from exc
+        _into_place(tmp, out)
+        if head is not None:
+            head.published = True
     except BaseException:
+        if head is not None:
+            head.close()  # stops its copy before the part goes
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     finally:
-        os.close(fd)
+        if head is None:
+            os.close(fd)
 
 
 def _into_place(tmp: Path, out: Path) -> None:
@@ -255,13 +305,15 @@ def write_image(
     opts: OutputOptions,
     mtime: int,
     referrers: Sequence[Artifact] = (),
+    head: Ahead | None = None,
 ) -> None:
     """Write ``image`` to ``out`` in ``opts.format``; OCI formats hold ``referrers``
-    (documents attached to the image), a docker-archive cannot."""
+    (documents attached to the image), a docker-archive cannot. ``head`` (for these
+    ``out``, ``opts`` and ``mtime``) may hold the base layers copied already."""
     if opts.format == "oci":
         _write_layout(image, out, referrers)
         return
-    with atomic_file(out) as f:
+    with atomic_file(out, head) as f:
         if opts.format == "oci-archive":
             archive.write_oci_archive(image, f, mtime, referrers)
         elif opts.compression == "none":  # straight into the file: layers copied by the kernel
@@ -281,7 +333,7 @@ def _write_layout(image: Image, out: Path, referrers: Sequence[Artifact]) -> Non
             )
         )
     except OSError as exc:
-        raise _output_error(out, exc) from exc
+        raise output_error(out, exc) from exc
     fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -289,7 +341,7 @@ def _write_layout(image: Image, out: Path, referrers: Sequence[Artifact]) -> Non
             archive.write_oci_layout(image, tmp, referrers)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
-                raise _output_error(out, exc) from exc
+                raise output_error(out, exc) from exc
             raise
         os.chmod(tmp, 0o755)
         archive.replace_dir(tmp, out)

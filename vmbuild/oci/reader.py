@@ -20,16 +20,15 @@ import os
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from vmbuild.errors import ImageError
 from vmbuild.oci import imagejson
 from vmbuild.oci.compress import decompressor, sniff
 from vmbuild.oci.digest import hex_of, of_bytes
 from vmbuild.oci.image import BlobRef, Layer, host_goarch
-from vmbuild.oci.layercheck import READ_ERRORS, CheckedBlob
+from vmbuild.oci.layercheck import CheckedBlob, read_errors
 from vmbuild.oci.safety import open_beneath
 
 MAX_JSON = 32 << 20  # a manifest, index or config larger than this is not one
@@ -37,11 +36,12 @@ MAX_NESTING = 4  # image indexes inside image indexes
 NAMED_CONFIG = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?")
 
 
-@dataclass
-class BaseImage:
+class BaseImage(NamedTuple):
+    """A base image as read: its config, layers (each a checked blob) and RepoTags."""
+
     config: dict[str, Any]
     layers: list[Layer]
-    repo_tags: list[str] = field(default_factory=list)
+    repo_tags: list[str]
     config_bytes: bytes | None = None  # the config as stored, where a reader keeps it
 
 
@@ -59,7 +59,7 @@ class _Members:
                 self._index_in_place(links)
             else:
                 self._spool(kind, workdir, links)
-        except READ_ERRORS as exc:
+        except read_errors() as exc:
             raise ImageError(
                 f"{path} is not a readable image archive ({exc})",
                 "give a docker-archive (docker save) or OCI archive; it may be truncated",

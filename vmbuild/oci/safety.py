@@ -7,8 +7,8 @@ import errno
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from vmbuild.errors import ImageError
 
@@ -57,8 +57,7 @@ def whiteout_target(name: str, base: str, where: str) -> str:
     return target
 
 
-@dataclass(frozen=True)
-class MemberName:
+class MemberName(NamedTuple):
     """A layer member's name as both layer scanners check it (:func:`check_member`)."""
 
     name: str  # clean: no ``./``, no trailing ``/``; "" for the root itself

@@ -16,12 +16,12 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from vmbuild.errors import SpecError
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """One layer entry: ``host`` is read with lstat, or stat when ``follow`` is set."""
 
     host: Path

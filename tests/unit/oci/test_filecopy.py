@@ -67,3 +67,40 @@ def test_a_sink_that_is_not_a_file_gets_writes(tmp_path: Path) -> None:
         filecopy.copy_range(sink, s.fileno(), len(DATA), len(DATA) + 7)
     assert sink.getvalue() == DATA + DATA[:7]
     assert not isinstance(sink, filecopy.RangeSink)
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_copy_at_writes_at_the_offset_and_moves_no_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refuse: bool
+) -> None:
+    if refuse:
+        monkeypatch.setattr(os, "copy_file_range", _refused)
+    monkeypatch.setattr(filecopy, "PIECE", 300_000)  # several pieces
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 100 + DATA)
+    dst = tmp_path / "dst"
+    with open(src, "rb") as s, open(dst, "w+b") as d:
+        d.write(b"head")
+        d.flush()
+        filecopy.copy_at(s.fileno(), d.fileno(), 100, len(DATA), 10, lambda: True)
+        assert s.tell() == 0 and d.tell() == 4
+    assert dst.read_bytes() == b"head" + b"\0" * 6 + DATA
+
+
+def test_copy_at_stops_when_told_and_finds_a_short_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filecopy, "PIECE", 1 << 16)
+    src = tmp_path / "src"
+    src.write_bytes(DATA)
+    asked: list[int] = []
+
+    def twice() -> bool:
+        asked.append(1)
+        return len(asked) <= 2
+
+    with open(src, "rb") as s, open(tmp_path / "dst", "wb") as d:
+        filecopy.copy_at(s.fileno(), d.fileno(), 0, len(DATA), 0, twice)
+        assert os.path.getsize(tmp_path / "dst") == 2 << 16
+        with pytest.raises(filecopy.EndedEarly):
+            filecopy.copy_at(s.fileno(), d.fileno(), 0, len(DATA) + 5, 0, lambda: True)
