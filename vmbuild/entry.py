@@ -18,6 +18,7 @@ def main() -> int:
         status = repush(sys.argv[1:])
         if status is not None:
             return status
+    from vmbuild.__main__ import exit_after
     from vmbuild.__main__ import main as command_line
 
-    return command_line()
+    exit_after(command_line())
