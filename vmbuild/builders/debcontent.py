@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, dpkgdb
-from vmbuild.debian.debfile import merged_usr
+from vmbuild.debian.debfile import merged_usr, record_of
 from vmbuild.debian.fetch import Fetcher, deb_path
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
@@ -148,12 +148,10 @@ def content_of(pinned: Pinned, workdir: Path, fetcher: Fetcher | None = None) ->
         out.guest = _batches([n for n in ordered if n not in host], unpacked)
         out.guest_debs = {n: _deb_file(s, lock.by_name()[n]) for b in out.guest for n in b}
         out.source_date = _epoch(lock.release_date)
-    out.order = [
-        dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in ordered if out.on_host(n)
-    ]
+    out.order = [record_of(unpacked[n])["info"] for n in ordered if out.on_host(n)]
     for name in sorted(unpacked):
         out.packages[name] = content.package_entries(unpacked[name])
-    anchor = next(iter(unpacked.values())) / "members.json"
+    anchor = next(iter(unpacked.values()))
     out.links = content.usr_links(out.packages.values(), anchor)
     status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
     on_host = [unpacked[n] for n in sorted(unpacked) if out.on_host(n)]
@@ -189,7 +187,7 @@ def _batches(names: list[str], unpacked: dict[str, Path]) -> list[list[str]]:
     pre-dependency must be configured before its dependent is unpacked."""
     batches: list[list[str]] = []
     for name in names:
-        pre = _relation_names(str(dpkgdb.control_of(unpacked[name]).get("Pre-Depends", "")))
+        pre = _relation_names(record_of(unpacked[name])["pre_depends"])
         if not batches or pre & set(batches[-1]):
             batches.append([])
         batches[-1].append(name)

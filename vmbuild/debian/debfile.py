@@ -4,14 +4,20 @@ A ``.deb`` is an ``ar`` archive of ``debian-binary``, ``control.tar.*`` and
 ``data.tar.*`` (gz, xz, zst or none). Both tars are read as streams. The data's
 members are checked (no absolute name, no ``..``, no hard link to a name not met
 before, no relative symlink climbing out of the root) and mapped to merged-/usr
-(``bin/x`` -> ``usr/bin/x``); regular files' bytes are appended to one payload file
-in the cache, beside a JSON list of every member's metadata and where its bytes
-are. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`).
+(``bin/x`` -> ``usr/bin/x``). What is read goes into one file in the cache (one file,
+not a directory of them: creating inodes is a large part of a cold build's CPU):
+the regular files' bytes, then the control files', then dpkg's ``.list`` of the
+package, then a JSON record of every member's metadata and where its bytes are (and
+the dpkg facts :mod:`vmbuild.debian.dpkgdb` derives from the control files), then a
+fixed-size trailer saying where that record starts. The layer writer reads those
+ranges (:class:`vmbuild.oci.tree.BlobSource`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import io
 import json
@@ -21,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +36,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from vmbuild import run
+from vmbuild.debian import dpkgdb
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -46,11 +54,14 @@ CONTROL_FILES = (
     "templates",
     "config",
 )
-FORMAT = "2"  # change when the unpacked layout changes
+FORMAT = "3"  # change when the unpacked layout changes (it is in the entry's name)
 # The payload starts with this line, so no member's bytes are at offset 0 (a range at
 # offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
 PAYLOAD_HEAD = b"vmbuild .deb payload\n"
+TRAILER = b"\nvmbuild-meta "  # then the record's offset in 16 hex digits, then "\n"
+TRAILER_SIZE = len(TRAILER) + 17
 XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
+PIPE_SIZE = 1 << 20  # of the pipe from xz, and what tarfile reads from it at a time
 
 
 class DebError(ImageError):
@@ -138,48 +149,71 @@ def _clean(raw: str, what: str) -> str:
     return name
 
 
+def entry_name(sha256: str) -> str:
+    """The cache file of the package whose ``.deb`` has ``sha256`` (in this layout)."""
+    return f"{sha256}-{FORMAT}"
+
+
 def unpack(deb: Path, dest: Path, what: str) -> None:
-    """Read ``deb`` into the directory ``dest`` (made here, under a temporary name):
-    ``payload``, ``members.json`` and the control files under ``control/``."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "control").mkdir(parents=True)
+    """Read ``deb`` into the file ``dest`` (written under a temporary name, renamed
+    once whole): its members' bytes, control files, dpkg list and record."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         members: list[DebMember] = []
-        seen_data = seen_control = False
-        with open(deb, "rb") as f:
+        control: dict[str, tuple[bytes, int]] = {}
+        seen_data = False
+        with open(deb, "rb") as f, open(tmp, "wb") as out:
             for name, size in ar_members(f, what):
                 if name.startswith("control.tar"):
-                    _read_control(_tar_stream(_Range(f, size), name, what), tmp / "control", what)  # type: ignore[arg-type]
-                    seen_control = True
+                    control = _read_control(_tar_stream(_Range(f, size), name, what), what)  # type: ignore[arg-type]
                 elif name.startswith("data.tar"):
-                    with open(tmp / "payload", "wb") as payload:
-                        got = None
-                        if name.endswith(".xz") and size >= XZ_LARGE:
-                            got = _read_data_xz(deb, f.tell(), payload, what)
-                        if got is None:
-                            tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
-                            got = _read_data(tar, payload, what)
-                        members = got
+                    got = None
+                    if name.endswith(".xz") and size >= XZ_LARGE:
+                        got = _read_data_xz(deb, f.tell(), out, what)
+                    if got is None:
+                        tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
+                        got = _read_data(tar, out, what)
+                    members = got
                     seen_data = True
-        if not (seen_data and seen_control):
-            raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-        # vars(): the fields in order, as asdict() gives them without its deep copies
-        (tmp / "members.json").write_text(json.dumps([vars(m) for m in members]))
-        (tmp / "format").write_text(FORMAT)
-        if dest.exists() and not is_current(dest):
-            shutil.rmtree(dest)  # an older layout
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not is_current(dest):  # else another build made it meanwhile
-                raise
+            if not (seen_data and "control" in control):
+                raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
+            _write_record(out, members, control)
+        os.replace(tmp, dest)
     except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise DebError(f"{what} cannot be read: {exc}", "the file is corrupt") from exc
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _write_record(
+    out: BinaryIO, members: list[DebMember], control: dict[str, tuple[bytes, int]]
+) -> None:
+    """After the members' bytes: the control files, the dpkg list, the record, the
+    trailer."""
+    at = out.tell()
+    files: dict[str, list[int]] = {}
+    texts: dict[str, str] = {}
+    for name, (data, mode) in sorted(control.items()):
+        out.write(data)
+        files[name] = [at, len(data), mode]
+        at += len(data)
+        if name in dpkgdb.FROM_CONTROL:
+            texts[name] = data.decode("utf-8", "replace")
+    listed = dpkgdb.list_of(m.path for m in members)
+    out.write(listed)
+    record = {
+        # each member's fields in order (rows, not objects: 6,000 of them an image)
+        "members": [list(vars(m).values()) for m in members],
+        "control": files,
+        "list": [at, len(listed)],
+        **dpkgdb.facts(texts),
+    }
+    at += len(listed)
+    out.write(json.dumps(record, separators=(",", ":")).encode())
+    out.write(TRAILER + b"%016x\n" % at)
 
 
 @functools.cache
@@ -200,8 +234,9 @@ def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[D
         argv = [xz, "--decompress", "--stdout", "--single-stream"]  # (the ar's rest ignored)
         with run.spawn(argv, stdin=fd, stdout=subprocess.PIPE) as proc:
             assert proc.stdout is not None
+            _grow_pipe(proc.stdout.fileno())
             with proc.stdout as out:
-                tar = tarfile.open(fileobj=out, mode="r|")  # noqa: SIM115 (_read_data closes it)
+                tar = tarfile.open(fileobj=out, mode="r|", bufsize=PIPE_SIZE)  # noqa: SIM115 (_read_data closes it)
                 members = _read_data(tar, payload, what)
                 while out.read(1 << 16):  # the tar's padding: xz must end well
                     pass
@@ -212,15 +247,23 @@ def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[D
     return members
 
 
-def _read_control(tar: tarfile.TarFile, out: Path, what: str) -> None:
+def _grow_pipe(fd: int) -> None:
+    """Let ``xz`` run ahead of the reader by a megabyte (Linux; else the 64 KiB default)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+
+
+def _read_control(tar: tarfile.TarFile, what: str) -> dict[str, tuple[bytes, int]]:
+    """The control files dpkg keeps: name -> (bytes, mode)."""
+    out: dict[str, tuple[bytes, int]] = {}
     with tar:
         for ti in tar:
             name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
             if ti.isfile() and name in CONTROL_FILES:
                 src = tar.extractfile(ti)
                 assert src is not None
-                (out / name).write_bytes(src.read(16 << 20))
-                os.chmod(out / name, 0o755 if ti.mode & 0o100 else 0o644)
+                out[name] = (src.read(16 << 20), 0o755 if ti.mode & 0o100 else 0o644)
+    return out
 
 
 def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMember]:
@@ -295,14 +338,40 @@ def _check_symlink(path: str, target: str, what: str) -> None:
 
 
 def is_current(unpacked: Path) -> bool:
-    fmt = unpacked / "format"
-    return fmt.is_file() and fmt.read_text() == FORMAT
+    return unpacked.is_file()
+
+
+@functools.lru_cache(maxsize=4096)
+def record_of(unpacked: Path) -> dict[str, Any]:
+    """The record of an unpacked package, read once (an entry, named by its .deb's
+    SHA256, never changes; do not modify what this returns)."""
+    with open(unpacked, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(end - TRAILER_SIZE)
+        tail = f.read(TRAILER_SIZE)
+        if not tail.startswith(TRAILER):
+            raise DebError(
+                f"{unpacked} is not an unpacked package", "delete it (vmbuild cache prune)"
+            )
+        start = int(tail[len(TRAILER) : -1], 16)
+        f.seek(start)
+        return cast(dict[str, Any], json.loads(f.read(end - TRAILER_SIZE - start)))
 
 
 def read_members(unpacked: Path) -> list[DebMember]:
-    return [DebMember(**m) for m in read_member_fields(unpacked)]
+    return [DebMember(*m) for m in record_of(unpacked)["members"]]
 
 
-def read_member_fields(unpacked: Path) -> list[dict[str, Any]]:
-    """Each member's fields as written (those of :class:`DebMember`)."""
-    return cast(list[dict[str, Any]], json.loads((unpacked / "members.json").read_text()))
+def control_file(unpacked: Path, name: str) -> tuple[int, int, int] | None:
+    """(offset, size, mode) of the control file ``name`` in the entry (None: not there)."""
+    got = record_of(unpacked)["control"].get(name)
+    return None if got is None else (got[0], got[1], got[2])
+
+
+def read_control_file(unpacked: Path, name: str) -> bytes | None:
+    where = control_file(unpacked, name)
+    if where is None:
+        return None
+    with open(unpacked, "rb") as f:
+        f.seek(where[0])
+        return f.read(where[1])

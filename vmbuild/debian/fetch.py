@@ -1,7 +1,8 @@
 """The ``.deb`` files of a lock: downloaded in parallel into ``cache_dir()/debs`` by
-SHA256 (each checked as it arrives, before it is kept), each read into
-``debs/unpacked/<sha256>`` (:mod:`vmbuild.debian.debfile`) as soon as it is there,
-while the others download. A second build downloads and reads nothing.
+SHA256 (each checked as it arrives, before it is kept), each read into one file
+``debs/unpacked/<sha256>-<format>`` (:mod:`vmbuild.debian.debfile`) as soon as it is
+there, while the others download (the largest waiting first). A second build
+downloads and reads nothing.
 
 A :class:`Fetcher` can be given packages while they are still being resolved (each as
 the resolver picks it: the resolver never takes a choice back), so the first
@@ -11,8 +12,11 @@ most four: each holds its xz dictionary while the index may still be in memory).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +55,7 @@ def deb_path(pkg: Pinned) -> Path:
 
 
 def unpacked_path(pkg: Pinned) -> Path:
-    return debs_dir() / "unpacked" / pkg.sha256
+    return debs_dir() / "unpacked" / debfile.entry_name(pkg.sha256)
 
 
 def _read(deb: Path, pkg: Pinned) -> Path:
@@ -72,6 +76,11 @@ class Fetcher:
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="deb-read")
         self._started: dict[str, Future[Future[Path]]] = {}  # sha256 -> its download
         self._told = False
+        # downloaded, waiting to be read: the largest is read first (the big ones,
+        # often resolved last, would otherwise be read last, alone)
+        self._ready: list[tuple[int, int, Path, Pinned, Future[Path]]] = []
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
 
     def start(self, pkg: Pinned) -> None:
         """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
@@ -89,7 +98,22 @@ class Fetcher:
             from vmbuild.debian.http import download  # (urllib3: only when downloading)
 
             download(f"{self.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
-        return self._readers.submit(_read, deb, pkg)
+        done: Future[Path] = Future()
+        with self._lock:
+            heapq.heappush(self._ready, (-pkg.size, next(self._seq), deb, pkg, done))
+        self._readers.submit(self._read_largest)
+        return done
+
+    def _read_largest(self) -> None:
+        """Read the largest package waiting (one task is submitted per package)."""
+        with self._lock:
+            _, _, deb, pkg, done = heapq.heappop(self._ready)
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(_read(deb, pkg))
+        except BaseException as exc:  # (given to whoever waits for it)
+            done.set_exception(exc)
 
     def wait(self, packages: Sequence[Pinned]) -> dict[str, Path]:
         """name -> the unpacked directory of each of ``packages`` (fetched as needed,

@@ -3,10 +3,12 @@ guest's dpkg installs and in which order, and the script that does it."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from vmbuild.builders import debcontent
 from vmbuild.builders.debcontent import DebContent, configure_script
+from vmbuild.debian import debfile
 from vmbuild.debian.lock import For, Lock, Locked
 
 
@@ -19,13 +21,21 @@ def _lock(*packages: Locked) -> Lock:
 
 
 def _unpacked(tmp_path: Path, name: str, pre_depends: str = "") -> Path:
+    """Package ``name`` built with dpkg-deb and read into the cache's form."""
     root = tmp_path / name
-    (root / "control").mkdir(parents=True)
-    fields = f"Package: {name}\nVersion: 1\nArchitecture: amd64\n"
+    (root / "DEBIAN").mkdir(parents=True)
+    fields = f"Package: {name}\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\n"
     if pre_depends:
         fields += f"Pre-Depends: {pre_depends}\n"
-    (root / "control" / "control").write_text(fields)
-    return root
+    (root / "DEBIAN" / "control").write_text(fields + "Description: t\n")
+    deb = tmp_path / f"{name}.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+    debfile.unpack(deb, tmp_path / f"{name}.entry", name)
+    return tmp_path / f"{name}.entry"
 
 
 def test_the_host_unpacks_the_essential_set_dpkg_and_what_they_need() -> None:
