@@ -19,14 +19,15 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
+import gzip
 import io
 import json
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import subprocess
-import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from vmbuild import run
-from vmbuild.debian import dpkgdb
+from vmbuild.debian import dpkgdb, tarstream
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -61,7 +62,7 @@ PAYLOAD_HEAD = b"vmbuild .deb payload\n"
 TRAILER = b"\nvmbuild-meta "  # then the record's offset in 16 hex digits, then "\n"
 TRAILER_SIZE = len(TRAILER) + 17
 XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
-PIPE_SIZE = 1 << 20  # of the pipe from xz, and what tarfile reads from it at a time
+PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
 
 
 class DebError(ImageError):
@@ -121,16 +122,16 @@ def ar_members(f: BinaryIO, what: str) -> Iterator[tuple[str, int]]:
         f.seek(start + size + (size & 1))
 
 
-def _tar_stream(raw: BinaryIO, name: str, what: str) -> tarfile.TarFile:
+def _data_stream(raw: BinaryIO, name: str, what: str) -> BinaryIO:
+    """The tar in the ar member ``name`` (at ``raw``), decompressed."""
     if name.endswith(".zst"):
-        return tarfile.open(
-            fileobj=zstandard.ZstdDecompressor().stream_reader(raw),
-            mode="r|",
-        )
-    modes = {".gz": "r|gz", ".xz": "r|xz", ".tar": "r|"}
-    for suffix, mode in modes.items():
-        if name.endswith(suffix):
-            return tarfile.open(fileobj=raw, mode=mode)  # type: ignore[call-overload, no-any-return]
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(raw))
+    if name.endswith(".xz"):
+        return cast(BinaryIO, lzma.LZMAFile(raw))
+    if name.endswith(".gz"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    if name.endswith(".tar"):
+        return raw
     raise DebError(f"{what}: unknown member {name}", "vmbuild reads gz, xz, zst or plain tars")
 
 
@@ -165,24 +166,26 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
         with open(deb, "rb") as f, open(tmp, "wb") as out:
             for name, size in ar_members(f, what):
                 if name.startswith("control.tar"):
-                    control = _read_control(_tar_stream(_Range(f, size), name, what), what)  # type: ignore[arg-type]
+                    with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                        control = _read_control(stream, what)
                 elif name.startswith("data.tar"):
                     got = None
                     if name.endswith(".xz") and size >= XZ_LARGE:
                         got = _read_data_xz(deb, f.tell(), out, what)
                     if got is None:
-                        tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
-                        got = _read_data(tar, out, what)
+                        with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                            got = _read_data(stream, out, what)
                     members = got
                     seen_data = True
             if not (seen_data and "control" in control):
                 raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
             _write_record(out, members, control)
         os.replace(tmp, dest)
-    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
+    except (tarstream.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        raise DebError(f"{what} cannot be read: {exc}", "the file is corrupt") from exc
+        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -224,7 +227,7 @@ def _xz() -> str | None:
 def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[DebMember] | None:
     """The data.tar.xz at ``start`` in ``deb``, decompressed by an ``xz`` process (the
     CPU of a large package's xz then runs beside the build's threads, not under their
-    GIL; the tar is still read here, by tarfile); None when there is no xz."""
+    GIL; the tar is still read here); None when there is no xz."""
     xz = _xz()
     if xz is None:
         return None
@@ -235,9 +238,8 @@ def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[D
         with run.spawn(argv, stdin=fd, stdout=subprocess.PIPE) as proc:
             assert proc.stdout is not None
             _grow_pipe(proc.stdout.fileno())
-            with proc.stdout as out:
-                tar = tarfile.open(fileobj=out, mode="r|", bufsize=PIPE_SIZE)  # noqa: SIM115 (_read_data closes it)
-                members = _read_data(tar, payload, what)
+            with proc.stdout, open(proc.stdout.fileno(), "rb", PIPE_SIZE, closefd=False) as out:
+                members = _read_data(out, payload, what)
                 while out.read(1 << 16):  # the tar's padding: xz must end well
                     pass
             if proc.wait() != 0:
@@ -253,76 +255,75 @@ def _grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
 
 
-def _read_control(tar: tarfile.TarFile, what: str) -> dict[str, tuple[bytes, int]]:
+def _read_control(stream: BinaryIO, what: str) -> dict[str, tuple[bytes, int]]:
     """The control files dpkg keeps: name -> (bytes, mode)."""
     out: dict[str, tuple[bytes, int]] = {}
-    with tar:
-        for ti in tar:
-            name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
-            if ti.isfile() and name in CONTROL_FILES:
-                src = tar.extractfile(ti)
-                assert src is not None
-                out[name] = (src.read(16 << 20), 0o755 if ti.mode & 0o100 else 0o644)
+    tar = tarstream.TarReader(stream)
+    for ti in tar:
+        name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
+        if ti.isreg and name in CONTROL_FILES:
+            if ti.size > 16 << 20:
+                raise DebError(f"{what}: its control file {name} is too large", "it is broken")
+            data = io.BytesIO()
+            tar.copy_data(data)
+            out[name] = (data.getvalue(), 0o755 if ti.mode & 0o100 else 0o644)
     return out
 
 
-def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMember]:
+def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember]:
     out: list[DebMember] = []
     names: dict[str, int] = {}  # shipped path -> index in out
     payload.write(PAYLOAD_HEAD)
     offset = len(PAYLOAD_HEAD)
-    with tar:
-        for ti in tar:
-            if ti.name in (".", "./", ""):
-                continue
-            path = _clean(ti.name, what)
-            name = merged_usr(path)
-            perms = ti.mode & 0o7777
-            common = {"name": name, "path": path, "uid": ti.uid, "gid": ti.gid}
-            if ti.isreg():
-                src = tar.extractfile(ti)
-                assert src is not None
-                shutil.copyfileobj(src, payload, 1 << 20)
-                member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
-                offset += ti.size
-            elif ti.isdir():
-                member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
-            elif ti.issym():
-                _check_symlink(path, ti.linkname, what)
-                member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
-            elif ti.islnk():
-                target = _clean(ti.linkname, what)
-                at = names.get(target)
-                if at is None or not stat.S_ISREG(out[at].mode):
-                    raise DebError(
-                        f"{what}: hard link {path} points to {ti.linkname!r}, not a file before it",
-                        "the package is broken or hostile",
-                    )
-                first = out[at]
-                group = first.link_group or first.name
-                out[at] = dataclasses.replace(first, link_group=group)
-                member = DebMember(
-                    mode=first.mode,
-                    size=first.size,
-                    offset=first.offset,
-                    link_group=group,
-                    **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
-                )
-            elif ti.ischr() or ti.isblk():
-                kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
-                member = DebMember(
-                    mode=kind | perms,
-                    rdev=os.makedev(ti.devmajor, ti.devminor),
-                    **common,  # type: ignore[arg-type]
-                )
-            elif ti.isfifo():
-                member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
-            else:
+    tar = tarstream.TarReader(stream)
+    for ti in tar:
+        if ti.name in (".", "./", ""):
+            continue
+        path = _clean(ti.name, what)
+        name = merged_usr(path)
+        perms = ti.mode & 0o7777
+        common = {"name": name, "path": path, "uid": ti.uid, "gid": ti.gid}
+        kind = ti.type
+        if ti.isreg:
+            tar.copy_data(payload)
+            member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
+            offset += ti.size
+        elif kind == tarstream.DIR:
+            member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
+        elif kind == tarstream.SYMLINK:
+            _check_symlink(path, ti.linkname, what)
+            member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
+        elif kind == tarstream.HARDLINK:
+            target = _clean(ti.linkname, what)
+            at = names.get(target)
+            if at is None or not stat.S_ISREG(out[at].mode):
                 raise DebError(
-                    f"{what}: member {path} has an unknown type", "the package is broken"
+                    f"{what}: hard link {path} points to {ti.linkname!r}, not a file before it",
+                    "the package is broken or hostile",
                 )
-            names[path] = len(out)
-            out.append(member)
+            first = out[at]
+            group = first.link_group or first.name
+            out[at] = dataclasses.replace(first, link_group=group)
+            member = DebMember(
+                mode=first.mode,
+                size=first.size,
+                offset=first.offset,
+                link_group=group,
+                **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
+            )
+        elif kind in (tarstream.CHAR, tarstream.BLOCKDEV):
+            dev = stat.S_IFCHR if kind == tarstream.CHAR else stat.S_IFBLK
+            member = DebMember(
+                mode=dev | perms,
+                rdev=os.makedev(ti.devmajor, ti.devminor),
+                **common,  # type: ignore[arg-type]
+            )
+        elif kind == tarstream.FIFO:
+            member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
+        else:
+            raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")
+        names[path] = len(out)
+        out.append(member)
     return out
 
 
