@@ -79,7 +79,7 @@ class Universe:
         return found
 
     def names(self) -> list[str]:
-        return sorted(self.raw.spans)
+        return self.raw.names()
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
         """(package, the version it provides) for each package providing ``virtual``."""
