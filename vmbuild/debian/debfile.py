@@ -179,8 +179,9 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
                     seen_data = True
             if not (seen_data and "control" in control):
                 raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-            _write_record(out, members, control)
+            record = _write_record(out, members, control)
         os.replace(tmp, dest)
+        _RECORDS[dest] = record
     except (tarstream.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
@@ -193,7 +194,7 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
 
 def _write_record(
     out: BinaryIO, members: list[DebMember], control: dict[str, tuple[bytes, int]]
-) -> None:
+) -> dict[str, Any]:
     """After the members' bytes: the control files, the dpkg list, the record, the
     trailer."""
     at = out.tell()
@@ -217,6 +218,7 @@ def _write_record(
     at += len(listed)
     out.write(json.dumps(record, separators=(",", ":")).encode())
     out.write(TRAILER + b"%016x\n" % at)
+    return record
 
 
 @functools.cache
@@ -342,18 +344,25 @@ def is_current(unpacked: Path) -> bool:
     return unpacked.is_file()
 
 
-@functools.lru_cache(maxsize=4096)
+_RECORDS: dict[Path, dict[str, Any]] = {}  # the records read or written by this process
+
+
 def record_of(unpacked: Path) -> dict[str, Any]:
     """The record of an unpacked package, read once (an entry, named by its .deb's
     SHA256, never changes; do not modify what this returns)."""
+    got = _RECORDS.get(unpacked)
+    if got is None:
+        got = _RECORDS[unpacked] = _read_record(unpacked)
+    return got
+
+
+def _read_record(unpacked: Path) -> dict[str, Any]:
     with open(unpacked, "rb") as f:
         end = f.seek(0, os.SEEK_END)
         f.seek(end - TRAILER_SIZE)
         tail = f.read(TRAILER_SIZE)
         if not tail.startswith(TRAILER):
-            raise DebError(
-                f"{unpacked} is not an unpacked package", "delete it (vmbuild cache prune)"
-            )
+            raise DebError(f"{unpacked} is not an unpacked package", "delete it")
         start = int(tail[len(TRAILER) : -1], 16)
         f.seek(start)
         return cast(dict[str, Any], json.loads(f.read(end - TRAILER_SIZE - start)))

@@ -81,6 +81,9 @@ class Fetcher:
         self._ready: list[tuple[int, int, Path, Pinned, Future[Path]]] = []
         self._lock = threading.Lock()
         self._seq = itertools.count()
+        for pool, n in ((self._downloads, WORKERS), (self._readers, READERS)):
+            for _ in range(n):  # the threads started now, not on the resolver's time
+                pool.submit(int)
 
     def start(self, pkg: Pinned) -> None:
         """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
