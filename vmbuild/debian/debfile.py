@@ -29,6 +29,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,17 @@ TRAILER = b"\nvmbuild-meta "  # then the record's offset in 16 hex digits, then 
 TRAILER_SIZE = len(TRAILER) + 17
 XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
 PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
+
+
+# what reading a corrupt .deb raises (besides OSError without an errno: gzip's)
+_BROKEN = (
+    tarstream.TarError,
+    EOFError,
+    zstandard.ZstdError,
+    lzma.LZMAError,
+    zlib.error,
+    ValueError,
+)
 
 
 class DebError(ImageError):
@@ -182,7 +194,7 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
             record = _write_record(out, members, control)
         os.replace(tmp, dest)
         _RECORDS[dest] = record
-    except (tarstream.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
+    except (*_BROKEN, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         why = exc.message if isinstance(exc, tarstream.TarError) else exc
@@ -190,6 +202,22 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def control_text(deb: Path, what: str) -> str:
+    """The ``control`` file of ``deb`` (its data is not read)."""
+    try:
+        with open(deb, "rb") as f:
+            for name, size in ar_members(f, what):
+                if name.startswith("control.tar"):
+                    with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                        control = _read_control(stream, what).get("control")
+                    if control is not None:
+                        return control[0].decode("utf-8", "replace")
+    except _BROKEN as exc:
+        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
+    raise DebError(f"{what} has no control file", "the file is corrupt")
 
 
 def _write_record(

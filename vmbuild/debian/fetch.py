@@ -67,14 +67,18 @@ def _read(deb: Path, pkg: Pinned) -> Path:
 
 class Fetcher:
     """Downloads and reads packages in the background; :meth:`wait` gives the unpacked
-    directories. Used as a context manager: on the way out, what is still queued is
-    dropped and running work is waited for (no thread outlives the build)."""
+    directories. With ``read`` false a package is only downloaded until :meth:`wait`
+    asks for it (configure = true: the guest's dpkg installs most from their .debs).
+    Used as a context manager: on the way out, what is still queued is dropped and
+    running work is waited for (no thread outlives the build)."""
 
-    def __init__(self, mirror: str):
+    def __init__(self, mirror: str, read: bool = True):
         self.mirror = mirror
+        self.read = read
         self._downloads = ThreadPoolExecutor(WORKERS, thread_name_prefix="deb-get")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="deb-read")
-        self._started: dict[str, Future[Future[Path]]] = {}  # sha256 -> its download
+        # sha256 -> its download, giving its read (None: not read yet)
+        self._started: dict[str, Future[Future[Path] | None]] = {}
         self._told = False
         # downloaded, waiting to be read: the largest is read first (the big ones,
         # often resolved last, would otherwise be read last, alone)
@@ -95,12 +99,15 @@ class Fetcher:
             self._told = True
         self._started[pkg.sha256] = self._downloads.submit(self._download, pkg)
 
-    def _download(self, pkg: Pinned) -> Future[Path]:
+    def _download(self, pkg: Pinned) -> Future[Path] | None:
         deb = deb_path(pkg)
         if not deb.is_file():
             from vmbuild.debian.http import download  # (urllib3: only when downloading)
 
             download(f"{self.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
+        return self._queue_read(deb, pkg) if self.read else None
+
+    def _queue_read(self, deb: Path, pkg: Pinned) -> Future[Path]:
         done: Future[Path] = Future()
         with self._lock:
             heapq.heappush(self._ready, (-pkg.size, next(self._seq), deb, pkg, done))
@@ -123,11 +130,28 @@ class Fetcher:
         the largest first)."""
         for pkg in sorted(packages, key=lambda p: (-p.size, p.name)):
             self.start(pkg)
+        reads = []
+        for pkg in packages:
+            started = self._started.get(pkg.sha256)
+            if started is None:
+                continue
+            read = started.result()
+            if read is None:  # downloaded only: read now
+                read = self._queue_read(deb_path(pkg), pkg)
+                done: Future[Future[Path] | None] = Future()
+                done.set_result(read)
+                self._started[pkg.sha256] = done
+            reads.append(read)
+        for read in reads:
+            read.result()
+        return {p.name: unpacked_path(p) for p in packages}
+
+    def downloaded(self, packages: Sequence[Pinned]) -> None:
+        """Wait for the downloads of ``packages`` (those started)."""
         for pkg in packages:
             started = self._started.get(pkg.sha256)
             if started is not None:
-                started.result().result()
-        return {p.name: unpacked_path(p) for p in packages}
+                started.result()
 
     def close(self) -> None:
         self._downloads.shutdown(wait=True, cancel_futures=True)

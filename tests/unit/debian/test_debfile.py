@@ -80,3 +80,29 @@ def test_an_entry_holds_the_members_control_files_and_dpkg_facts(tmp_path: Path)
     assert noise == (tmp_path / "root" / "usr" / "share" / "big" / "noise").read_bytes()
     assert listed.splitlines()[:3] == ["/.", "/usr", "/usr/share"]
     assert "/usr/share/big/link" in listed.splitlines()
+
+
+def test_a_corrupt_small_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
+    """Under XZ_LARGE: decompressed in this process (liblzma's error, one DebError)."""
+    root = tmp_path / "root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: small\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    (root / "usr" / "share").mkdir(parents=True)
+    (root / "usr" / "share" / "noise").write_bytes(random.Random(2).randbytes(40 << 10))
+    deb = tmp_path / "small.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+    data = bytearray(deb.read_bytes())
+    head = data.index(b"data.tar")
+    middle = head + 60 + int(data[head + 48 : head + 58]) // 2
+    data[middle : middle + 64] = bytes(64)  # inside the data.tar's compressed stream
+    deb.write_bytes(bytes(data))
+    with pytest.raises(debfile.DebError, match="small"):
+        debfile.unpack(deb, tmp_path / "out", "small")
+    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) and not (tmp_path / "out").exists()
+    assert debfile.control_text(deb, "small").startswith("Package: small\n")
