@@ -81,22 +81,34 @@ _PACKAGE_LATER = re.compile(rb"\nPackage:[ \t]*(\S+)")
 # Over a whole text, a pattern that starts with a literal newline lets the regex engine
 # skip ahead with a fast search (``^`` in MULTILINE mode tries every byte)
 _PROVIDES = re.compile(rb"\nProvides:(.*(?:\n[ \t].*)*)")
-_ESSENTIAL = re.compile(rb"\nEssential:[ \t]*yes")
+_ESSENTIAL_ANY = re.compile(rb"(?:^|\n)Essential:[ \t]*yes")
 
 
 @dataclass
 class RawIndex:
     """An index's paragraphs by package name, parsed only when a package is looked at
     (python-debian takes about a millisecond a paragraph; an index has 60,000). The
-    ``Provides`` and ``Essential`` fields of all are found by a scan, for the virtual
-    packages and the Essential set. Names and texts are bytes: as text, one non-ASCII
+    ``Provides`` fields of all are found by a scan, for the virtual packages (and
+    their ``Essential`` fields by one when the Essential set is asked for). Names and texts are bytes: as text, one non-ASCII
     character would make a string 2 or 4 bytes a character, and 60,000 names would be
     decoded for the few hundred a resolution looks at."""
 
     first: dict[bytes, bytes] = field(default_factory=dict)  # name -> its first paragraph
     more: dict[bytes, list[bytes]] = field(default_factory=dict)  # name -> its others
     provides: list[tuple[str, str]] = field(default_factory=list)  # (package, field)
-    essential: set[str] = field(default_factory=set)
+    _essential: set[str] | None = None
+
+    def essential(self) -> set[str]:
+        """The packages with ``Essential: yes`` (found when first asked: most
+        resolutions do not ask)."""
+        if self._essential is None:
+            found = _ESSENTIAL_ANY.search
+            self._essential = {
+                name.decode("ascii", "replace")
+                for name, para in self.first.items()
+                if any(found(p) for p in (para, *self.more.get(name, ())))
+            }
+        return self._essential
 
     def paragraphs(self, name: str) -> list[str]:
         key = name.encode("utf-8", "surrogateescape")
@@ -118,19 +130,18 @@ class RawIndex:
         """Add the paragraphs of ``other`` (another component's index) after these."""
         if not self.first:  # (the first: taken as it is, 60,000 names not copied)
             self.first, self.more = other.first, other.more
-            self.provides, self.essential = other.provides, other.essential
+            self.provides = other.provides
             return
         for name, para in other.first.items():
             self._add(name, para)
             for later in other.more.get(name, ()):
                 self._add(name, later)
         self.provides.extend(other.provides)
-        self.essential |= other.essential
 
     def add_text(self, text: bytes) -> None:
         """Index the paragraphs of ``text`` (whole ones: separated by blank lines,
         Debian Policy 5.1), each under its first ``Package`` field (one without is
-        skipped), and note their Provides and Essential fields.
+        skipped), and note their Provides fields.
 
         The work per paragraph is done by C loops (split, regex scans over the whole
         text, ``dict(zip())``) when each paragraph starts with its only Package field,
@@ -164,10 +175,6 @@ class RawIndex:
                 name_ = names[i].decode("ascii", "replace")
                 value = m.group(1).decode("utf-8", "replace")
                 self.provides.append((name_, value.replace("\n", " ").strip()))
-        for m in _ESSENTIAL.finditer(text):
-            i = bisect_right(ends, m.start())
-            if i < len(paras):
-                self.essential.add(names[i].decode("ascii", "replace"))
 
     def _add_slowly(self, paras: list[bytes]) -> None:
         for para in paras:
@@ -181,8 +188,6 @@ class RawIndex:
                 self.provides.append(
                     (name, value.group(1).decode("utf-8", "replace").replace("\n", " ").strip())
                 )
-            if _ESSENTIAL.search(b"\n" + para):
-                self.essential.add(name)
 
 
 def _seen(para: bytes, at: int, what: bytes) -> bool:

@@ -111,7 +111,7 @@ class Universe:
         return out
 
     def essential(self) -> list[str]:
-        return sorted(n for n in self.raw.essential if self.versions(n))
+        return sorted(n for n in self.raw.essential() if self.versions(n))
 
 
 class _VersionKey:

@@ -26,7 +26,7 @@ def test_an_archive_index_is_scanned() -> None:
     assert [p.split("\n")[1] for p in raw.paragraphs("a")] == ["Version: 1", "Version: 2"]
     assert raw.paragraphs("b") == ["Package: b\nEssential: no\nProvides: x\n"]
     assert raw.provides == [("a", "x, y (= 2)"), ("a", "z,  w"), ("b", "x")]
-    assert raw.essential == {"a"}
+    assert raw.essential() == {"a"}
     assert raw.paragraphs("c") == []
 
 
@@ -52,4 +52,4 @@ def test_a_paragraph_not_led_by_its_package_field_is_scanned_too() -> None:
     assert raw.names() == ["a", "b"]
     assert raw.paragraphs("a") == ["Version: 1\nPackage: a\nProvides: x\nProvides: y"]
     assert raw.provides == [("a", "x")]
-    assert raw.essential == {"b"}
+    assert raw.essential() == {"b"}
