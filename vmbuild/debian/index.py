@@ -84,14 +84,19 @@ _PROVIDES = re.compile(rb"\nProvides:(.*(?:\n[ \t].*)*)")
 _ESSENTIAL_ANY = re.compile(rb"(?:^|\n)Essential:[ \t]*yes")
 
 
+def _is_essential(para: bytes) -> bool:
+    return _ESSENTIAL_ANY.search(para) is not None
+
+
 @dataclass
 class RawIndex:
     """An index's paragraphs by package name, parsed only when a package is looked at
     (python-debian takes about a millisecond a paragraph; an index has 60,000). The
     ``Provides`` fields of all are found by a scan, for the virtual packages (and
-    their ``Essential`` fields by one when the Essential set is asked for). Names and texts are bytes: as text, one non-ASCII
-    character would make a string 2 or 4 bytes a character, and 60,000 names would be
-    decoded for the few hundred a resolution looks at."""
+    their ``Essential`` fields by one when the Essential set is asked for). Names and
+    texts are bytes: as text, one non-ASCII character would make a string 2 or 4 bytes
+    a character, and 60,000 names would be decoded for the few hundred a resolution
+    looks at."""
 
     first: dict[bytes, bytes] = field(default_factory=dict)  # name -> its first paragraph
     more: dict[bytes, list[bytes]] = field(default_factory=dict)  # name -> its others
@@ -102,12 +107,9 @@ class RawIndex:
         """The packages with ``Essential: yes`` (found when first asked: most
         resolutions do not ask)."""
         if self._essential is None:
-            found = _ESSENTIAL_ANY.search
-            self._essential = {
-                name.decode("ascii", "replace")
-                for name, para in self.first.items()
-                if any(found(p) for p in (para, *self.more.get(name, ())))
-            }
+            found = {n for n, p in self.first.items() if b"Essential:" in p and _is_essential(p)}
+            found |= {n for n, ps in self.more.items() if any(map(_is_essential, ps))}
+            self._essential = {n.decode("ascii", "replace") for n in found}
         return self._essential
 
     def paragraphs(self, name: str) -> list[str]:
