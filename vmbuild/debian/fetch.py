@@ -85,9 +85,11 @@ class Fetcher:
         self._ready: list[tuple[int, int, Path, Pinned, Future[Path]]] = []
         self._lock = threading.Lock()
         self._seq = itertools.count()
+        gate = threading.Event()  # each waits: a new thread per task, all started now
         for pool, n in ((self._downloads, WORKERS), (self._readers, READERS)):
-            for _ in range(n):  # the threads started now, not on the resolver's time
-                pool.submit(int)
+            for _ in range(n):  # (not on the resolver's time)
+                pool.submit(gate.wait)
+        gate.set()
 
     def start(self, pkg: Pinned) -> None:
         """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
