@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.config.debian import DebianTable, DebItem
-from vmbuild.debian import content, dpkgdb
-from vmbuild.debian.debfile import merged_usr
+from vmbuild.debian import content, debfile, dpkgdb
+from vmbuild.debian.debfile import merged_usr, record_of
 from vmbuild.debian.fetch import Fetcher, deb_path
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
@@ -131,7 +131,7 @@ def deb_content(
     if got is None:
         return None
     s, requests, configure = got
-    with Fetcher(s.mirror) as fetcher:
+    with Fetcher(s.mirror, read=not configure) as fetcher:  # (guest packages: .debs only)
         pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
         return content_of(pinned, workdir, fetcher)
 
@@ -140,20 +140,23 @@ def content_of(pinned: Pinned, workdir: Path, fetcher: Fetcher | None = None) ->
     """The packages of ``pinned``, fetched (unless in the cache; by ``fetcher`` when it
     has started some) and read."""
     s, lock = pinned.settings, pinned.lock
-    unpacked = fetch(s, lock, fetcher)
+    host = _essential_closure(lock) if pinned.configure else {p.name for p in lock.packages}
+    unpacked = fetch(s, [p for p in lock.packages if p.name in host], fetcher)
     out = DebContent(lock, architecture=s.architecture)
     ordered = _ordered(lock)
-    if pinned.configure:
-        host = _essential_closure(lock)
-        out.guest = _batches([n for n in ordered if n not in host], unpacked)
-        out.guest_debs = {n: _deb_file(s, lock.by_name()[n]) for b in out.guest for n in b}
+    if pinned.configure:  # the others: their .debs (the guest's dpkg reads them)
+        guest = [n for n in ordered if n not in host]
+        by_name = lock.by_name()
+        if fetcher is not None:
+            fetcher.downloaded([by_name[n] for n in guest])
+        debs = {n: _deb_file(s, by_name[n]) for n in guest}
+        out.guest = _batches(guest, {n: _pre_depends(debs[n], by_name[n]) for n in guest})
+        out.guest_debs = debs
         out.source_date = _epoch(lock.release_date)
-    out.order = [
-        dpkgdb.info_name(dpkgdb.control_of(unpacked[n])) for n in ordered if out.on_host(n)
-    ]
+    out.order = [record_of(unpacked[n])["info"] for n in ordered if out.on_host(n)]
     for name in sorted(unpacked):
         out.packages[name] = content.package_entries(unpacked[name])
-    anchor = next(iter(unpacked.values())) / "members.json"
+    anchor = next(iter(unpacked.values()))
     out.links = content.usr_links(out.packages.values(), anchor)
     status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
     on_host = [unpacked[n] for n in sorted(unpacked) if out.on_host(n)]
@@ -183,13 +186,21 @@ def _relation_names(value: str) -> set[str]:
     return {alt["name"] for group in relations(value) for alt in group}
 
 
-def _batches(names: list[str], unpacked: dict[str, Path]) -> list[list[str]]:
+def _pre_depends(deb: Path, pkg: Locked) -> str:
+    """The Pre-Depends field of ``deb`` (only its control file is read)."""
+    from debian.deb822 import Deb822  # (configure = true only)
+
+    text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    return str(Deb822(text).get("Pre-Depends", ""))
+
+
+def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
     """``names`` (dependencies first) cut where a package pre-depends on one before it in
     the same batch: dpkg --install unpacks a batch, then configures it, and a
     pre-dependency must be configured before its dependent is unpacked."""
     batches: list[list[str]] = []
     for name in names:
-        pre = _relation_names(str(dpkgdb.control_of(unpacked[name]).get("Pre-Depends", "")))
+        pre = _relation_names(pre_depends[name])
         if not batches or pre & set(batches[-1]):
             batches.append([])
         batches[-1].append(name)

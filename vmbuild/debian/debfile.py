@@ -4,23 +4,32 @@ A ``.deb`` is an ``ar`` archive of ``debian-binary``, ``control.tar.*`` and
 ``data.tar.*`` (gz, xz, zst or none). Both tars are read as streams. The data's
 members are checked (no absolute name, no ``..``, no hard link to a name not met
 before, no relative symlink climbing out of the root) and mapped to merged-/usr
-(``bin/x`` -> ``usr/bin/x``); regular files' bytes are appended to one payload file
-in the cache, beside a JSON list of every member's metadata and where its bytes
-are. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`).
+(``bin/x`` -> ``usr/bin/x``). What is read goes into one file in the cache (one file,
+not a directory of them: creating inodes is a large part of a cold build's CPU):
+the regular files' bytes, then the control files', then dpkg's ``.list`` of the
+package, then a JSON record of every member's metadata and where its bytes are (and
+the dpkg facts :mod:`vmbuild.debian.dpkgdb` derives from the control files), then a
+fixed-size trailer saying where that record starts. The layer writer reads those
+ranges (:class:`vmbuild.oci.tree.BlobSource`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
+import gzip
 import io
 import json
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import subprocess
-import tarfile
+import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +38,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from vmbuild import run
+from vmbuild.debian import dpkgdb, tarstream
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -46,11 +56,25 @@ CONTROL_FILES = (
     "templates",
     "config",
 )
-FORMAT = "2"  # change when the unpacked layout changes
+FORMAT = "3"  # change when the unpacked layout changes (it is in the entry's name)
 # The payload starts with this line, so no member's bytes are at offset 0 (a range at
 # offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
 PAYLOAD_HEAD = b"vmbuild .deb payload\n"
+TRAILER = b"\nvmbuild-meta "  # then the record's offset in 16 hex digits, then "\n"
+TRAILER_SIZE = len(TRAILER) + 17
 XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
+PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
+
+
+# what reading a corrupt .deb raises (besides OSError without an errno: gzip's)
+_BROKEN = (
+    tarstream.TarError,
+    EOFError,
+    zstandard.ZstdError,
+    lzma.LZMAError,
+    zlib.error,
+    ValueError,
+)
 
 
 class DebError(ImageError):
@@ -110,16 +134,16 @@ def ar_members(f: BinaryIO, what: str) -> Iterator[tuple[str, int]]:
         f.seek(start + size + (size & 1))
 
 
-def _tar_stream(raw: BinaryIO, name: str, what: str) -> tarfile.TarFile:
+def _data_stream(raw: BinaryIO, name: str, what: str) -> BinaryIO:
+    """The tar in the ar member ``name`` (at ``raw``), decompressed."""
     if name.endswith(".zst"):
-        return tarfile.open(
-            fileobj=zstandard.ZstdDecompressor().stream_reader(raw),
-            mode="r|",
-        )
-    modes = {".gz": "r|gz", ".xz": "r|xz", ".tar": "r|"}
-    for suffix, mode in modes.items():
-        if name.endswith(suffix):
-            return tarfile.open(fileobj=raw, mode=mode)  # type: ignore[call-overload, no-any-return]
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(raw))
+    if name.endswith(".xz"):
+        return cast(BinaryIO, lzma.LZMAFile(raw))
+    if name.endswith(".gz"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    if name.endswith(".tar"):
+        return raw
     raise DebError(f"{what}: unknown member {name}", "vmbuild reads gz, xz, zst or plain tars")
 
 
@@ -138,48 +162,91 @@ def _clean(raw: str, what: str) -> str:
     return name
 
 
+def entry_name(sha256: str) -> str:
+    """The cache file of the package whose ``.deb`` has ``sha256`` (in this layout)."""
+    return f"{sha256}-{FORMAT}"
+
+
 def unpack(deb: Path, dest: Path, what: str) -> None:
-    """Read ``deb`` into the directory ``dest`` (made here, under a temporary name):
-    ``payload``, ``members.json`` and the control files under ``control/``."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "control").mkdir(parents=True)
+    """Read ``deb`` into the file ``dest`` (written under a temporary name, renamed
+    once whole): its members' bytes, control files, dpkg list and record."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         members: list[DebMember] = []
-        seen_data = seen_control = False
+        control: dict[str, tuple[bytes, int]] = {}
+        seen_data = False
+        with open(deb, "rb") as f, open(tmp, "wb") as out:
+            for name, size in ar_members(f, what):
+                if name.startswith("control.tar"):
+                    with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                        control = _read_control(stream, what)
+                elif name.startswith("data.tar"):
+                    got = None
+                    if name.endswith(".xz") and size >= XZ_LARGE:
+                        got = _read_data_xz(deb, f.tell(), out, what)
+                    if got is None:
+                        with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                            got = _read_data(stream, out, what)
+                    members = got
+                    seen_data = True
+            if not (seen_data and "control" in control):
+                raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
+            record = _write_record(out, members, control)
+        os.replace(tmp, dest)
+        _RECORDS[dest] = record
+    except (*_BROKEN, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def control_text(deb: Path, what: str) -> str:
+    """The ``control`` file of ``deb`` (its data is not read)."""
+    try:
         with open(deb, "rb") as f:
             for name, size in ar_members(f, what):
                 if name.startswith("control.tar"):
-                    _read_control(_tar_stream(_Range(f, size), name, what), tmp / "control", what)  # type: ignore[arg-type]
-                    seen_control = True
-                elif name.startswith("data.tar"):
-                    with open(tmp / "payload", "wb") as payload:
-                        got = None
-                        if name.endswith(".xz") and size >= XZ_LARGE:
-                            got = _read_data_xz(deb, f.tell(), payload, what)
-                        if got is None:
-                            tar = _tar_stream(_Range(f, size), name, what)  # type: ignore[arg-type]
-                            got = _read_data(tar, payload, what)
-                        members = got
-                    seen_data = True
-        if not (seen_data and seen_control):
-            raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-        # vars(): the fields in order, as asdict() gives them without its deep copies
-        (tmp / "members.json").write_text(json.dumps([vars(m) for m in members]))
-        (tmp / "format").write_text(FORMAT)
-        if dest.exists() and not is_current(dest):
-            shutil.rmtree(dest)  # an older layout
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not is_current(dest):  # else another build made it meanwhile
-                raise
-    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise
-        raise DebError(f"{what} cannot be read: {exc}", "the file is corrupt") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                    with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
+                        control = _read_control(stream, what).get("control")
+                    if control is not None:
+                        return control[0].decode("utf-8", "replace")
+    except _BROKEN as exc:
+        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
+    raise DebError(f"{what} has no control file", "the file is corrupt")
+
+
+def _write_record(
+    out: BinaryIO, members: list[DebMember], control: dict[str, tuple[bytes, int]]
+) -> dict[str, Any]:
+    """After the members' bytes: the control files, the dpkg list, the record, the
+    trailer."""
+    at = out.tell()
+    files: dict[str, list[int]] = {}
+    texts: dict[str, str] = {}
+    for name, (data, mode) in sorted(control.items()):
+        out.write(data)
+        files[name] = [at, len(data), mode]
+        at += len(data)
+        if name in dpkgdb.FROM_CONTROL:
+            texts[name] = data.decode("utf-8", "replace")
+    listed = dpkgdb.list_of(m.path for m in members)
+    out.write(listed)
+    record = {
+        # each member's fields in order (rows, not objects: 6,000 of them an image)
+        "members": [list(vars(m).values()) for m in members],
+        "control": files,
+        "list": [at, len(listed)],
+        **dpkgdb.facts(texts),
+    }
+    at += len(listed)
+    out.write(json.dumps(record, separators=(",", ":")).encode())
+    out.write(TRAILER + b"%016x\n" % at)
+    return record
 
 
 @functools.cache
@@ -190,7 +257,7 @@ def _xz() -> str | None:
 def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[DebMember] | None:
     """The data.tar.xz at ``start`` in ``deb``, decompressed by an ``xz`` process (the
     CPU of a large package's xz then runs beside the build's threads, not under their
-    GIL; the tar is still read here, by tarfile); None when there is no xz."""
+    GIL; the tar is still read here); None when there is no xz."""
     xz = _xz()
     if xz is None:
         return None
@@ -200,9 +267,9 @@ def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[D
         argv = [xz, "--decompress", "--stdout", "--single-stream"]  # (the ar's rest ignored)
         with run.spawn(argv, stdin=fd, stdout=subprocess.PIPE) as proc:
             assert proc.stdout is not None
-            with proc.stdout as out:
-                tar = tarfile.open(fileobj=out, mode="r|")  # noqa: SIM115 (_read_data closes it)
-                members = _read_data(tar, payload, what)
+            _grow_pipe(proc.stdout.fileno())
+            with proc.stdout, open(proc.stdout.fileno(), "rb", PIPE_SIZE, closefd=False) as out:
+                members = _read_data(out, payload, what)
                 while out.read(1 << 16):  # the tar's padding: xz must end well
                     pass
             if proc.wait() != 0:
@@ -212,74 +279,81 @@ def _read_data_xz(deb: Path, start: int, payload: BinaryIO, what: str) -> list[D
     return members
 
 
-def _read_control(tar: tarfile.TarFile, out: Path, what: str) -> None:
-    with tar:
-        for ti in tar:
-            name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
-            if ti.isfile() and name in CONTROL_FILES:
-                src = tar.extractfile(ti)
-                assert src is not None
-                (out / name).write_bytes(src.read(16 << 20))
-                os.chmod(out / name, 0o755 if ti.mode & 0o100 else 0o644)
+def _grow_pipe(fd: int) -> None:
+    """Let ``xz`` run ahead of the reader by a megabyte (Linux; else the 64 KiB default)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
 
 
-def _read_data(tar: tarfile.TarFile, payload: BinaryIO, what: str) -> list[DebMember]:
+def _read_control(stream: BinaryIO, what: str) -> dict[str, tuple[bytes, int]]:
+    """The control files dpkg keeps: name -> (bytes, mode)."""
+    out: dict[str, tuple[bytes, int]] = {}
+    tar = tarstream.TarReader(stream)
+    for ti in tar:
+        name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
+        if ti.isreg and name in CONTROL_FILES:
+            if ti.size > 16 << 20:
+                raise DebError(f"{what}: its control file {name} is too large", "it is broken")
+            data = io.BytesIO()
+            tar.copy_data(data)
+            out[name] = (data.getvalue(), 0o755 if ti.mode & 0o100 else 0o644)
+    return out
+
+
+def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember]:
     out: list[DebMember] = []
     names: dict[str, int] = {}  # shipped path -> index in out
     payload.write(PAYLOAD_HEAD)
     offset = len(PAYLOAD_HEAD)
-    with tar:
-        for ti in tar:
-            if ti.name in (".", "./", ""):
-                continue
-            path = _clean(ti.name, what)
-            name = merged_usr(path)
-            perms = ti.mode & 0o7777
-            common = {"name": name, "path": path, "uid": ti.uid, "gid": ti.gid}
-            if ti.isreg():
-                src = tar.extractfile(ti)
-                assert src is not None
-                shutil.copyfileobj(src, payload, 1 << 20)
-                member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
-                offset += ti.size
-            elif ti.isdir():
-                member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
-            elif ti.issym():
-                _check_symlink(path, ti.linkname, what)
-                member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
-            elif ti.islnk():
-                target = _clean(ti.linkname, what)
-                at = names.get(target)
-                if at is None or not stat.S_ISREG(out[at].mode):
-                    raise DebError(
-                        f"{what}: hard link {path} points to {ti.linkname!r}, not a file before it",
-                        "the package is broken or hostile",
-                    )
-                first = out[at]
-                group = first.link_group or first.name
-                out[at] = dataclasses.replace(first, link_group=group)
-                member = DebMember(
-                    mode=first.mode,
-                    size=first.size,
-                    offset=first.offset,
-                    link_group=group,
-                    **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
-                )
-            elif ti.ischr() or ti.isblk():
-                kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
-                member = DebMember(
-                    mode=kind | perms,
-                    rdev=os.makedev(ti.devmajor, ti.devminor),
-                    **common,  # type: ignore[arg-type]
-                )
-            elif ti.isfifo():
-                member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
-            else:
+    tar = tarstream.TarReader(stream)
+    for ti in tar:
+        if ti.name in (".", "./", ""):
+            continue
+        path = _clean(ti.name, what)
+        name = merged_usr(path)
+        perms = ti.mode & 0o7777
+        common = {"name": name, "path": path, "uid": ti.uid, "gid": ti.gid}
+        kind = ti.type
+        if ti.isreg:
+            tar.copy_data(payload)
+            member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
+            offset += ti.size
+        elif kind == tarstream.DIR:
+            member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
+        elif kind == tarstream.SYMLINK:
+            _check_symlink(path, ti.linkname, what)
+            member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
+        elif kind == tarstream.HARDLINK:
+            target = _clean(ti.linkname, what)
+            at = names.get(target)
+            if at is None or not stat.S_ISREG(out[at].mode):
                 raise DebError(
-                    f"{what}: member {path} has an unknown type", "the package is broken"
+                    f"{what}: hard link {path} points to {ti.linkname!r}, not a file before it",
+                    "the package is broken or hostile",
                 )
-            names[path] = len(out)
-            out.append(member)
+            first = out[at]
+            group = first.link_group or first.name
+            out[at] = dataclasses.replace(first, link_group=group)
+            member = DebMember(
+                mode=first.mode,
+                size=first.size,
+                offset=first.offset,
+                link_group=group,
+                **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
+            )
+        elif kind in (tarstream.CHAR, tarstream.BLOCKDEV):
+            dev = stat.S_IFCHR if kind == tarstream.CHAR else stat.S_IFBLK
+            member = DebMember(
+                mode=dev | perms,
+                rdev=os.makedev(ti.devmajor, ti.devminor),
+                **common,  # type: ignore[arg-type]
+            )
+        elif kind == tarstream.FIFO:
+            member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
+        else:
+            raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")
+        names[path] = len(out)
+        out.append(member)
     return out
 
 
@@ -295,14 +369,47 @@ def _check_symlink(path: str, target: str, what: str) -> None:
 
 
 def is_current(unpacked: Path) -> bool:
-    fmt = unpacked / "format"
-    return fmt.is_file() and fmt.read_text() == FORMAT
+    return unpacked.is_file()
+
+
+_RECORDS: dict[Path, dict[str, Any]] = {}  # the records read or written by this process
+
+
+def record_of(unpacked: Path) -> dict[str, Any]:
+    """The record of an unpacked package, read once (an entry, named by its .deb's
+    SHA256, never changes; do not modify what this returns)."""
+    got = _RECORDS.get(unpacked)
+    if got is None:
+        got = _RECORDS[unpacked] = _read_record(unpacked)
+    return got
+
+
+def _read_record(unpacked: Path) -> dict[str, Any]:
+    with open(unpacked, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(end - TRAILER_SIZE)
+        tail = f.read(TRAILER_SIZE)
+        if not tail.startswith(TRAILER):
+            raise DebError(f"{unpacked} is not an unpacked package", "delete it")
+        start = int(tail[len(TRAILER) : -1], 16)
+        f.seek(start)
+        return cast(dict[str, Any], json.loads(f.read(end - TRAILER_SIZE - start)))
 
 
 def read_members(unpacked: Path) -> list[DebMember]:
-    return [DebMember(**m) for m in read_member_fields(unpacked)]
+    return [DebMember(*m) for m in record_of(unpacked)["members"]]
 
 
-def read_member_fields(unpacked: Path) -> list[dict[str, Any]]:
-    """Each member's fields as written (those of :class:`DebMember`)."""
-    return cast(list[dict[str, Any]], json.loads((unpacked / "members.json").read_text()))
+def control_file(unpacked: Path, name: str) -> tuple[int, int, int] | None:
+    """(offset, size, mode) of the control file ``name`` in the entry (None: not there)."""
+    got = record_of(unpacked)["control"].get(name)
+    return None if got is None else (got[0], got[1], got[2])
+
+
+def read_control_file(unpacked: Path, name: str) -> bytes | None:
+    where = control_file(unpacked, name)
+    if where is None:
+        return None
+    with open(unpacked, "rb") as f:
+        f.seek(where[0])
+        return f.read(where[1])

@@ -5,21 +5,14 @@ same). Paths are the packages' own (``/lib/...``), as dpkg lists them on merged-
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 from debian.deb822 import Deb822
 
 STATUS = "install ok installed"
 UNPACKED = "install ok unpacked"  # for ``dpkg --configure -a`` to configure (configure = true)
-
-
-@functools.lru_cache(maxsize=4096)
-def control_of(unpacked: Path) -> Deb822:
-    """The package's control paragraph, parsed once (an unpacked package, named by its
-    .deb's SHA256, never changes; do not modify what this returns)."""
-    return Deb822((unpacked / "control" / "control").read_text(errors="replace"))
+FROM_CONTROL = ("control", "conffiles", "md5sums")  # the control files :func:`facts` reads
 
 
 def info_name(control: Deb822) -> str:
@@ -35,38 +28,45 @@ def list_of(paths: Iterable[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def _md5s(unpacked: Path) -> dict[str, str]:
-    path = unpacked / "control" / "md5sums"
+def _md5s(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            md5, _, name = line.partition("  ")
-            if name:
-                out["/" + name.lstrip("/")] = md5
+    for line in text.splitlines():
+        md5, _, name = line.partition("  ")
+        if name:
+            out["/" + name.lstrip("/")] = md5
     return out
 
 
-def status_paragraph(unpacked: Path, status: str = STATUS) -> str:
-    control = control_of(unpacked)
+def status_paragraph(control: Deb822, conffiles: str, md5sums: str, status: str = STATUS) -> str:
+    """The package's paragraph of ``var/lib/dpkg/status``: its control fields with
+    ``Status`` after ``Package``, and its ``Conffiles`` with their md5sums."""
     out = Deb822()
     for key, value in control.items():
         out[key] = value
         if key == "Package":
             out["Status"] = status
-    conffiles = unpacked / "control" / "conffiles"
-    if conffiles.is_file():
-        sums = _md5s(unpacked)
-        names = [n.strip() for n in conffiles.read_text(errors="replace").splitlines() if n.strip()]
-        if names:
-            out["Conffiles"] = "\n" + "\n".join(f" {n} {sums.get(n, 'newconffile')}" for n in names)
+    names = [n.strip() for n in conffiles.splitlines() if n.strip()]
+    if names:
+        sums = _md5s(md5sums)
+        out["Conffiles"] = "\n" + "\n".join(f" {n} {sums.get(n, 'newconffile')}" for n in names)
     return str(out.dump()).rstrip("\n") + "\n"
 
 
-def status_file(
-    unpacked: Iterable[Path],
-    status: str = STATUS,
-    paragraph: Callable[[Path, str], str] = status_paragraph,
-) -> bytes:
-    """The status file of the packages (``paragraph`` gives each one's paragraph)."""
-    paras = sorted((str(control_of(u)["Package"]), paragraph(u, status)) for u in unpacked)
-    return "\n".join(p for _, p in paras).encode("utf-8", "surrogateescape")
+def facts(texts: dict[str, str]) -> dict[str, Any]:
+    """What an image's dpkg database and the build need of a package, from its control
+    files (``texts``: name -> text, those of :data:`FROM_CONTROL` it has), made once
+    when the package is read: its name, ``info`` name, Pre-Depends and status
+    paragraphs."""
+    control = Deb822(texts["control"])
+    conffiles, md5sums = texts.get("conffiles", ""), texts.get("md5sums", "")
+    return {
+        "package": str(control["Package"]),
+        "info": info_name(control),
+        "pre_depends": str(control.get("Pre-Depends", "")),
+        "status": {s: status_paragraph(control, conffiles, md5sums, s) for s in (STATUS, UNPACKED)},
+    }
+
+
+def status_file(paragraphs: Iterable[tuple[str, str]]) -> bytes:
+    """The status file of packages given as (name, paragraph)."""
+    return "\n".join(p for _, p in sorted(paragraphs)).encode("utf-8", "surrogateescape")

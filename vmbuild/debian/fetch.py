@@ -1,7 +1,8 @@
 """The ``.deb`` files of a lock: downloaded in parallel into ``cache_dir()/debs`` by
-SHA256 (each checked as it arrives, before it is kept), each read into
-``debs/unpacked/<sha256>`` (:mod:`vmbuild.debian.debfile`) as soon as it is there,
-while the others download. A second build downloads and reads nothing.
+SHA256 (each checked as it arrives, before it is kept), each read into one file
+``debs/unpacked/<sha256>-<format>`` (:mod:`vmbuild.debian.debfile`) as soon as it is
+there, while the others download (the largest waiting first). A second build
+downloads and reads nothing.
 
 A :class:`Fetcher` can be given packages while they are still being resolved (each as
 the resolver picks it: the resolver never takes a choice back), so the first
@@ -11,8 +12,11 @@ most four: each holds its xz dictionary while the index may still be in memory).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +55,7 @@ def deb_path(pkg: Pinned) -> Path:
 
 
 def unpacked_path(pkg: Pinned) -> Path:
-    return debs_dir() / "unpacked" / pkg.sha256
+    return debs_dir() / "unpacked" / debfile.entry_name(pkg.sha256)
 
 
 def _read(deb: Path, pkg: Pinned) -> Path:
@@ -63,15 +67,29 @@ def _read(deb: Path, pkg: Pinned) -> Path:
 
 class Fetcher:
     """Downloads and reads packages in the background; :meth:`wait` gives the unpacked
-    directories. Used as a context manager: on the way out, what is still queued is
-    dropped and running work is waited for (no thread outlives the build)."""
+    directories. With ``read`` false a package is only downloaded until :meth:`wait`
+    asks for it (configure = true: the guest's dpkg installs most from their .debs).
+    Used as a context manager: on the way out, what is still queued is dropped and
+    running work is waited for (no thread outlives the build)."""
 
-    def __init__(self, mirror: str):
+    def __init__(self, mirror: str, read: bool = True):
         self.mirror = mirror
+        self.read = read
         self._downloads = ThreadPoolExecutor(WORKERS, thread_name_prefix="deb-get")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="deb-read")
-        self._started: dict[str, Future[Future[Path]]] = {}  # sha256 -> its download
+        # sha256 -> its download, giving its read (None: not read yet)
+        self._started: dict[str, Future[Future[Path] | None]] = {}
         self._told = False
+        # downloaded, waiting to be read: the largest is read first (the big ones,
+        # often resolved last, would otherwise be read last, alone)
+        self._ready: list[tuple[int, int, Path, Pinned, Future[Path]]] = []
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        gate = threading.Event()  # each waits: a new thread per task, all started now
+        for pool, n in ((self._downloads, WORKERS), (self._readers, READERS)):
+            for _ in range(n):  # (not on the resolver's time)
+                pool.submit(gate.wait)
+        gate.set()
 
     def start(self, pkg: Pinned) -> None:
         """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
@@ -83,24 +101,59 @@ class Fetcher:
             self._told = True
         self._started[pkg.sha256] = self._downloads.submit(self._download, pkg)
 
-    def _download(self, pkg: Pinned) -> Future[Path]:
+    def _download(self, pkg: Pinned) -> Future[Path] | None:
         deb = deb_path(pkg)
         if not deb.is_file():
             from vmbuild.debian.http import download  # (urllib3: only when downloading)
 
             download(f"{self.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
-        return self._readers.submit(_read, deb, pkg)
+        return self._queue_read(deb, pkg) if self.read else None
+
+    def _queue_read(self, deb: Path, pkg: Pinned) -> Future[Path]:
+        done: Future[Path] = Future()
+        with self._lock:
+            heapq.heappush(self._ready, (-pkg.size, next(self._seq), deb, pkg, done))
+        self._readers.submit(self._read_largest)
+        return done
+
+    def _read_largest(self) -> None:
+        """Read the largest package waiting (one task is submitted per package)."""
+        with self._lock:
+            _, _, deb, pkg, done = heapq.heappop(self._ready)
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(_read(deb, pkg))
+        except BaseException as exc:  # (given to whoever waits for it)
+            done.set_exception(exc)
 
     def wait(self, packages: Sequence[Pinned]) -> dict[str, Path]:
         """name -> the unpacked directory of each of ``packages`` (fetched as needed,
         the largest first)."""
         for pkg in sorted(packages, key=lambda p: (-p.size, p.name)):
             self.start(pkg)
+        reads = []
+        for pkg in packages:
+            started = self._started.get(pkg.sha256)
+            if started is None:
+                continue
+            read = started.result()
+            if read is None:  # downloaded only: read now
+                read = self._queue_read(deb_path(pkg), pkg)
+                done: Future[Future[Path] | None] = Future()
+                done.set_result(read)
+                self._started[pkg.sha256] = done
+            reads.append(read)
+        for read in reads:
+            read.result()
+        return {p.name: unpacked_path(p) for p in packages}
+
+    def downloaded(self, packages: Sequence[Pinned]) -> None:
+        """Wait for the downloads of ``packages`` (those started)."""
         for pkg in packages:
             started = self._started.get(pkg.sha256)
             if started is not None:
-                started.result().result()
-        return {p.name: unpacked_path(p) for p in packages}
+                started.result()
 
     def close(self) -> None:
         self._downloads.shutdown(wait=True, cancel_futures=True)

@@ -16,15 +16,18 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from itertools import repeat as _repeat
+from typing import Any, BinaryIO, TypeVar, cast
 
 from debian.deb822 import Packages
+from isal import isal_zlib
 
 from vmbuild.cache import cache_dir
 from vmbuild.debian.http import MirrorError, chunks
 from vmbuild.debian.release import IndexFile, ReleaseInfo
 
 T = TypeVar("T")
+_ISAL_ERROR = cast(type[BaseException], isal_zlib.error)
 MAX_RATIO = 20  # an index's text is at most this many times its compressed size
 FIELDS = ("Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts", "Breaks")
 
@@ -72,87 +75,126 @@ def candidate(paragraph: str) -> Candidate:
     )
 
 
-# Fields at the start of a line. Over a whole index, a pattern that starts with a
-# literal newline lets the regex engine skip ahead with a fast search (``^`` in
-# MULTILINE mode tries every byte: ten times slower); the text's first line is
-# matched apart.
-_PACKAGE = rb"Package:[ \t]*(\S+)"
-_PROVIDES = rb"Provides:(.*(?:\n[ \t].*)*)"
-_ESSENTIAL = rb"Essential:[ \t]*(yes)"
-_BLANK = re.compile(rb"\n\n")
-_COMPILED: dict[bytes, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {
-    body: (re.compile(body), re.compile(b"\n" + body)) for body in (_PACKAGE, _PROVIDES, _ESSENTIAL)
-}
+# A field at the start of a paragraph (``match``) or of a later line (``search``).
+_PACKAGE_FIRST = re.compile(rb"Package:[ \t]*(\S+)")
+_PACKAGE_LATER = re.compile(rb"\nPackage:[ \t]*(\S+)")
+# Over a whole text, a pattern that starts with a literal newline lets the regex engine
+# skip ahead with a fast search (``^`` in MULTILINE mode tries every byte)
+_PROVIDES = re.compile(rb"\nProvides:(.*(?:\n[ \t].*)*)")
+_ESSENTIAL_ANY = re.compile(rb"(?:^|\n)Essential:[ \t]*yes")
 
 
-def _line_starts(body: bytes, text: bytes) -> Iterator[tuple[int, bytes]]:
-    """(offset, first group) of each line of ``text`` that ``body`` matches at its start."""
-    first, rest = _COMPILED[body]
-    m = first.match(text)
-    if m is not None:
-        yield 0, m.group(1)
-    for m in rest.finditer(text):
-        yield m.start() + 1, m.group(1)
+def _is_essential(para: bytes) -> bool:
+    return _ESSENTIAL_ANY.search(para) is not None
 
 
 @dataclass
 class RawIndex:
     """An index's paragraphs by package name, parsed only when a package is looked at
     (python-debian takes about a millisecond a paragraph; an index has 60,000). The
-    ``Provides`` and ``Essential`` fields of all are found by a scan, for the virtual
-    packages and the Essential set."""
+    ``Provides`` fields of all are found by a scan, for the virtual packages (and
+    their ``Essential`` fields by one when the Essential set is asked for). Names and
+    texts are bytes: as text, one non-ASCII character would make a string 2 or 4 bytes
+    a character, and 60,000 names would be decoded for the few hundred a resolution
+    looks at."""
 
-    # name -> (text, start, end) of each of its paragraphs: spans of the index's one
-    # string, not copies (an index is 50 MB of text)
-    spans: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
-    texts: list[bytes] = field(default_factory=list)  # bytes: as text, one non-ASCII
-    # character would make the whole string 2 or 4 bytes a character
+    first: dict[bytes, bytes] = field(default_factory=dict)  # name -> its first paragraph
+    more: dict[bytes, list[bytes]] = field(default_factory=dict)  # name -> its others
     provides: list[tuple[str, str]] = field(default_factory=list)  # (package, field)
-    essential: set[str] = field(default_factory=set)
+    _essential: set[str] | None = None
+
+    def essential(self) -> set[str]:
+        """The packages with ``Essential: yes`` (found when first asked: most
+        resolutions do not ask)."""
+        if self._essential is None:
+            found = {n for n, p in self.first.items() if b"Essential:" in p and _is_essential(p)}
+            found |= {n for n, ps in self.more.items() if any(map(_is_essential, ps))}
+            self._essential = {n.decode("ascii", "replace") for n in found}
+        return self._essential
 
     def paragraphs(self, name: str) -> list[str]:
-        return [
-            self.texts[t][a:b].decode("utf-8", "replace") for t, a, b in self.spans.get(name, [])
-        ]
+        key = name.encode("utf-8", "surrogateescape")
+        got = self.first.get(key)
+        if got is None:
+            return []
+        return [p.decode("utf-8", "replace") for p in (got, *self.more.get(key, ()))]
+
+    def names(self) -> list[str]:
+        return sorted(n.decode("ascii", "replace") for n in self.first)
+
+    def _add(self, name: bytes, para: bytes) -> None:
+        if name not in self.first:
+            self.first[name] = para
+        else:
+            self.more.setdefault(name, []).append(para)
 
     def extend(self, other: RawIndex) -> None:
         """Add the paragraphs of ``other`` (another component's index) after these."""
-        base = len(self.texts)
-        self.texts.extend(other.texts)
-        for name, spans in other.spans.items():
-            self.spans.setdefault(name, []).extend((t + base, a, b) for t, a, b in spans)
+        if not self.first:  # (the first: taken as it is, 60,000 names not copied)
+            self.first, self.more = other.first, other.more
+            self.provides = other.provides
+            return
+        for name, para in other.first.items():
+            self._add(name, para)
+            for later in other.more.get(name, ()):
+                self._add(name, later)
         self.provides.extend(other.provides)
-        self.essential |= other.essential
 
     def add_text(self, text: bytes) -> None:
-        """Index the paragraphs of ``text``: each pattern is searched once over the
-        whole text (a search per paragraph costs a second on a suite's index) and each
-        hit is given to the paragraph it falls in."""
-        which = len(self.texts)
-        self.texts.append(text)
-        # Paragraphs are separated by blank lines (Debian Policy 5.1): paragraph i
-        # ends at ends[i] and starts 2 bytes after ends[i - 1].
-        ends = [m.start() for m in _BLANK.finditer(text)]
-        ends.append(len(text))
-        named: dict[int, str] = {}  # paragraph -> its package (the first Package field)
-        for at, value in _line_starts(_PACKAGE, text):
-            i = bisect_right(ends, at)
-            if i not in named:
-                named[i] = value.decode("ascii", "replace")
-        for i, name in named.items():
-            start = ends[i - 1] + 2 if i else 0
-            self.spans.setdefault(name, []).append((which, start, ends[i]))
-        seen: set[int] = set()
-        for at, value in _line_starts(_PROVIDES, text):
-            i = bisect_right(ends, at)
-            if i in named and i not in seen:
-                seen.add(i)
-                field_ = value.decode("utf-8", "replace")
-                self.provides.append((named[i], field_.replace("\n", " ").strip()))
-        for at, _ in _line_starts(_ESSENTIAL, text):
-            i = bisect_right(ends, at)
-            if i in named:
-                self.essential.add(named[i])
+        """Index the paragraphs of ``text`` (whole ones: separated by blank lines,
+        Debian Policy 5.1), each under its first ``Package`` field (one without is
+        skipped), and note their Provides fields.
+
+        The work per paragraph is done by C loops (split, regex scans over the whole
+        text, ``dict(zip())``) when each paragraph starts with its only Package field,
+        as in every index a Debian archive publishes; a paragraph at a time otherwise.
+        """
+        paras = text.split(b"\n\n")
+        names = _PACKAGE_LATER.findall(text)
+        head = _PACKAGE_FIRST.match(text)
+        if head is not None:
+            names.insert(0, head.group(1))
+        if paras and not paras[-1].strip():
+            paras.pop()  # (what follows the last blank line: nothing)
+        simple = len(names) == len(paras) and all(
+            map(bytes.startswith, paras, _repeat(b"Package:"))
+        )
+        if not simple:
+            return self._add_slowly(paras)
+        new = dict(zip(names, paras, strict=True))
+        if len(new) == len(names) and not (new.keys() & self.first.keys()):
+            self.first.update(new)
+        else:  # a name twice (several versions): in order
+            for name, para in zip(names, paras, strict=True):
+                self._add(name, para)
+        # each paragraph's end offset in text, for the fields found by a scan
+        ends = list(itertools.accumulate(len(p) + 2 for p in paras))
+        for m in _PROVIDES.finditer(text):
+            i = bisect_right(ends, m.start())
+            if i < len(paras) and not _seen(
+                paras[i], m.start() - (ends[i - 1] if i else 0), b"\nProvides:"
+            ):
+                name_ = names[i].decode("ascii", "replace")
+                value = m.group(1).decode("utf-8", "replace")
+                self.provides.append((name_, value.replace("\n", " ").strip()))
+
+    def _add_slowly(self, paras: list[bytes]) -> None:
+        for para in paras:
+            m = _PACKAGE_FIRST.match(para) or _PACKAGE_LATER.search(para)
+            if m is None:
+                continue
+            self._add(m.group(1), para)
+            name = m.group(1).decode("ascii", "replace")
+            value = _PROVIDES.search(b"\n" + para)
+            if value is not None:
+                self.provides.append(
+                    (name, value.group(1).decode("utf-8", "replace").replace("\n", " ").strip())
+                )
+
+
+def _seen(para: bytes, at: int, what: bytes) -> bool:
+    """Whether ``para`` has ``what`` before offset ``at`` (a field's first line wins)."""
+    return para.find(what, 0, at) >= 0
 
 
 def _inflater(name: str) -> Callable[[bytes], bytes]:
@@ -160,7 +202,8 @@ def _inflater(name: str) -> Callable[[bytes], bytes]:
     if not name.endswith((".gz", ".xz")):
         return lambda data: data
     make: Callable[[], Any] = (
-        lzma.LZMADecompressor if name.endswith(".xz") else lambda: zlib.decompressobj(47)
+        # (ISA-L's inflate: a third faster than zlib's, the same bytes)
+        lzma.LZMADecompressor if name.endswith(".xz") else lambda: isal_zlib.decompressobj(47)
     )
     state = [make()]
 
@@ -284,10 +327,10 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
                         "the mirror serves something else than InRelease names; check the mirror",
                     )
                 # whole paragraphs are scanned now; the last, unfinished one waits
-                cut = len(text) if last else text.rfind(b"\n\n") + 2
-                if cut >= 2:
+                cut = len(text) if last else text.rfind(b"\n\n")
+                if cut >= 0:
                     raw.add_text(text[:cut])
-                    text = text[cut:]
+                    text = text[cut + 2 :]
                 pending = text
         if keep is not None:
             keep.close()
@@ -301,7 +344,7 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
             )
         if not have:
             os.replace(tmp, cached)
-    except (zlib.error, lzma.LZMAError, EOFError) as exc:
+    except (zlib.error, _ISAL_ERROR, lzma.LZMAError, EOFError) as exc:
         cached.unlink(missing_ok=True)
         raise MirrorError(
             f"{url} does not decompress ({exc}); not used",

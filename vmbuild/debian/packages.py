@@ -124,9 +124,11 @@ def current_lock(
     return lock
 
 
-def fetch(s: Settings, lock: Lock, fetcher: Fetcher | None = None) -> dict[str, Path]:
-    """name -> unpacked directory, for every package of ``lock`` (by ``fetcher``, which
-    may have started some while the lock was made)."""
+def fetch(
+    s: Settings, packages: Sequence[Locked], fetcher: Fetcher | None = None
+) -> dict[str, Path]:
+    """name -> unpacked directory, for each of ``packages`` (by ``fetcher``, which may
+    have started some while the lock was made)."""
     if fetcher is None:
-        return fetch_all(s.mirror, lock.packages)
-    return fetcher.wait(lock.packages)
+        return fetch_all(s.mirror, packages)
+    return fetcher.wait(packages)

@@ -79,7 +79,7 @@ class Universe:
         return found
 
     def names(self) -> list[str]:
-        return sorted(self.raw.spans)
+        return self.raw.names()
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
         """(package, the version it provides) for each package providing ``virtual``."""
@@ -111,7 +111,7 @@ class Universe:
         return out
 
     def essential(self) -> list[str]:
-        return sorted(n for n in self.raw.essential if self.versions(n))
+        return sorted(n for n in self.raw.essential() if self.versions(n))
 
 
 class _VersionKey:

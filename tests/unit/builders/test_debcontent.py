@@ -3,6 +3,7 @@ guest's dpkg installs and in which order, and the script that does it."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from vmbuild.builders import debcontent
@@ -18,16 +19,6 @@ def _lock(*packages: Locked) -> Lock:
     return Lock(For("testing", "amd64", ()), "", packages)
 
 
-def _unpacked(tmp_path: Path, name: str, pre_depends: str = "") -> Path:
-    root = tmp_path / name
-    (root / "control").mkdir(parents=True)
-    fields = f"Package: {name}\nVersion: 1\nArchitecture: amd64\n"
-    if pre_depends:
-        fields += f"Pre-Depends: {pre_depends}\n"
-    (root / "control" / "control").write_text(fields)
-    return root
-
-
 def test_the_host_unpacks_the_essential_set_dpkg_and_what_they_need() -> None:
     lock = _lock(
         _locked("libc6"),
@@ -40,14 +31,32 @@ def test_the_host_unpacks_the_essential_set_dpkg_and_what_they_need() -> None:
     assert debcontent._essential_closure(lock) == {"libc6", "base-files", "dpkg", "tar"}
 
 
-def test_a_batch_ends_where_a_package_pre_depends_on_one_in_it(tmp_path: Path) -> None:
-    unpacked = {
-        "a": _unpacked(tmp_path, "a"),
-        "b": _unpacked(tmp_path, "b", "libc6 (>= 2.36)"),  # before this batch: configured
-        "c": _unpacked(tmp_path, "c", "x | a:any (>= 1)"),
-        "d": _unpacked(tmp_path, "d"),
+def test_a_batch_ends_where_a_package_pre_depends_on_one_in_it() -> None:
+    pre_depends = {
+        "a": "",
+        "b": "libc6 (>= 2.36)",  # before this batch: configured
+        "c": "x | a:any (>= 1)",
+        "d": "",
     }
-    assert debcontent._batches(["a", "b", "c", "d"], unpacked) == [["a", "b"], ["c", "d"]]
+    assert debcontent._batches(["a", "b", "c", "d"], pre_depends) == [["a", "b"], ["c", "d"]]
+
+
+def test_pre_depends_come_from_the_deb_control_file_alone(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: p\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\n"
+        "Pre-Depends: libc6 (>= 2.36) | libc6.1\nDescription: t\n"
+    )
+    deb = tmp_path / "p.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+    got = debcontent._pre_depends(deb, _locked("p"))
+    assert got == "libc6 (>= 2.36) | libc6.1"
+    assert [p for p in tmp_path.iterdir() if p.name not in ("root", "p.deb")] == []
 
 
 def test_relation_names_cover_alternatives_versions_and_arch_qualifiers() -> None:

@@ -39,10 +39,7 @@ def test_xz_process_reads_as_this_process_does(
     debfile.unpack(deb, tmp_path / "by-xz", "big")
     monkeypatch.setattr(debfile, "XZ_LARGE", 1 << 62)
     debfile.unpack(deb, tmp_path / "in-process", "big")
-    for name in ("payload", "members.json", "control/control"):
-        assert (tmp_path / "by-xz" / name).read_bytes() == (
-            tmp_path / "in-process" / name
-        ).read_bytes()
+    assert (tmp_path / "by-xz").read_bytes() == (tmp_path / "in-process").read_bytes()
     names = [m.name for m in debfile.read_members(tmp_path / "by-xz")]
     assert "usr/share/big/noise" in names and "usr/share/big/link" in names
 
@@ -57,3 +54,55 @@ def test_a_corrupt_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
         debfile.unpack(deb, tmp_path / "out", "big")
     assert not (tmp_path / "out").exists()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".out")] == []
+
+
+def test_an_entry_holds_the_members_control_files_and_dpkg_facts(tmp_path: Path) -> None:
+    deb = _deb(tmp_path)
+    entry = tmp_path / debfile.entry_name("0" * 64)
+    debfile.unpack(deb, entry, "big")
+    assert os.listdir(tmp_path).count(entry.name) == 1  # one file, nothing else left
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+    record = debfile.record_of(entry)
+    assert (record["package"], record["info"], record["pre_depends"]) == ("big", "big", "")
+    assert record["status"]["install ok installed"].startswith(
+        "Package: big\nStatus: install ok installed\n"
+    )
+    control = debfile.read_control_file(entry, "control")
+    assert control is not None and control.startswith(b"Package: big\n")
+    with open(entry, "rb") as f:
+        for m in debfile.read_members(entry):
+            if m.name == "usr/share/big/noise":
+                f.seek(m.offset)
+                noise = f.read(m.size)
+        at, size = record["list"]
+        f.seek(at)
+        listed = f.read(size).decode()
+    assert noise == (tmp_path / "root" / "usr" / "share" / "big" / "noise").read_bytes()
+    assert listed.splitlines()[:3] == ["/.", "/usr", "/usr/share"]
+    assert "/usr/share/big/link" in listed.splitlines()
+
+
+def test_a_corrupt_small_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
+    """Under XZ_LARGE: decompressed in this process (liblzma's error, one DebError)."""
+    root = tmp_path / "root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: small\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    (root / "usr" / "share").mkdir(parents=True)
+    (root / "usr" / "share" / "noise").write_bytes(random.Random(2).randbytes(40 << 10))
+    deb = tmp_path / "small.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+    data = bytearray(deb.read_bytes())
+    head = data.index(b"data.tar")
+    middle = head + 60 + int(data[head + 48 : head + 58]) // 2
+    data[middle : middle + 64] = bytes(64)  # inside the data.tar's compressed stream
+    deb.write_bytes(bytes(data))
+    with pytest.raises(debfile.DebError, match="small"):
+        debfile.unpack(deb, tmp_path / "out", "small")
+    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) and not (tmp_path / "out").exists()
+    assert debfile.control_text(deb, "small").startswith("Package: small\n")

@@ -1,0 +1,90 @@
+"""The Fetcher: packages downloaded (each checked against its SHA256) and read into
+the cache, or with ``read`` false only downloaded until they are asked for."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vmbuild.debian import debfile
+from vmbuild.debian.fetch import Fetcher, deb_path, unpacked_path
+from vmbuild.debian.http import MirrorError
+
+
+@dataclass(frozen=True)
+class Pkg:
+    name: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+
+
+def _mirror(tmp_path: Path, *names: str) -> tuple[str, list[Pkg]]:
+    pool = tmp_path / "mirror" / "pool"
+    pool.mkdir(parents=True)
+    out = []
+    for name in names:
+        root = tmp_path / "src" / name
+        (root / "DEBIAN").mkdir(parents=True)
+        (root / "DEBIAN" / "control").write_text(
+            f"Package: {name}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+        )
+        (root / "usr" / "share" / name).mkdir(parents=True)
+        (root / "usr" / "share" / name / "file").write_text(name * 100)
+        deb = pool / f"{name}.deb"
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+            check=True,
+            capture_output=True,
+        )
+        data = deb.read_bytes()
+        out.append(Pkg(name, "1", f"pool/{name}.deb", len(data), hashlib.sha256(data).hexdigest()))
+    return f"file://{tmp_path / 'mirror'}", out
+
+
+def test_packages_are_read_as_they_arrive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, pkgs = _mirror(tmp_path, "a", "b")
+    with Fetcher(mirror) as fetcher:
+        for p in pkgs:
+            fetcher.start(p)
+        got = fetcher.wait(pkgs)
+    assert got == {p.name: unpacked_path(p) for p in pkgs}
+    names = [m.name for m in debfile.read_members(got["b"])]
+    assert "usr/share/b/file" in names
+
+
+def test_download_only_reads_nothing_until_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, (a, b) = _mirror(tmp_path, "a", "b")
+    with Fetcher(mirror, read=False) as fetcher:
+        fetcher.start(a)
+        fetcher.start(b)
+        fetcher.downloaded([a, b])
+        assert deb_path(a).is_file() and deb_path(b).is_file()
+        assert not unpacked_path(a).exists() and not unpacked_path(b).exists()
+        fetcher.wait([a])
+        fetcher.wait([a])  # (read once)
+    assert unpacked_path(a).is_file() and not unpacked_path(b).exists()
+    assert [n for n in os.listdir(unpacked_path(a).parent) if n.startswith(".")] == []
+
+
+def test_a_package_that_does_not_match_its_hash_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, (a,) = _mirror(tmp_path, "a")
+    bad = Pkg(a.name, a.version, a.filename, a.size, "0" * 64)
+    with Fetcher(mirror) as fetcher:
+        fetcher.start(bad)
+        with pytest.raises(MirrorError, match="SHA256"):
+            fetcher.wait([bad])
+    assert not deb_path(bad).exists() and not unpacked_path(bad).exists()
