@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from vmbuild import run
-from vmbuild.debian import dpkgdb, tarstream
+from vmbuild.debian import dpkgdb, tarreader
 from vmbuild.errors import ImageError
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -68,7 +68,7 @@ PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
 
 # what reading a corrupt .deb raises (besides OSError without an errno: gzip's)
 _BROKEN = (
-    tarstream.TarError,
+    tarreader.TarError,
     EOFError,
     zstandard.ZstdError,
     lzma.LZMAError,
@@ -197,7 +197,7 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
     except (*_BROKEN, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        why = exc.message if isinstance(exc, tarreader.TarError) else exc
         raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -215,7 +215,7 @@ def control_text(deb: Path, what: str) -> str:
                     if control is not None:
                         return control[0].decode("utf-8", "replace")
     except _BROKEN as exc:
-        why = exc.message if isinstance(exc, tarstream.TarError) else exc
+        why = exc.message if isinstance(exc, tarreader.TarError) else exc
         raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
     raise DebError(f"{what} has no control file", "the file is corrupt")
 
@@ -288,7 +288,7 @@ def _grow_pipe(fd: int) -> None:
 def _read_control(stream: BinaryIO, what: str) -> dict[str, tuple[bytes, int]]:
     """The control files dpkg keeps: name -> (bytes, mode)."""
     out: dict[str, tuple[bytes, int]] = {}
-    tar = tarstream.TarReader(stream)
+    tar = tarreader.TarReader(stream)
     for ti in tar:
         name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
         if ti.isreg and name in CONTROL_FILES:
@@ -305,7 +305,7 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
     names: dict[str, int] = {}  # shipped path -> index in out
     payload.write(PAYLOAD_HEAD)
     offset = len(PAYLOAD_HEAD)
-    tar = tarstream.TarReader(stream)
+    tar = tarreader.TarReader(stream)
     for ti in tar:
         if ti.name in (".", "./", ""):
             continue
@@ -318,12 +318,12 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
             tar.copy_data(payload)
             member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
             offset += ti.size
-        elif kind == tarstream.DIR:
+        elif kind == tarreader.DIR:
             member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
-        elif kind == tarstream.SYMLINK:
+        elif kind == tarreader.SYMLINK:
             _check_symlink(path, ti.linkname, what)
             member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
-        elif kind == tarstream.HARDLINK:
+        elif kind == tarreader.HARDLINK:
             target = _clean(ti.linkname, what)
             at = names.get(target)
             if at is None or not stat.S_ISREG(out[at].mode):
@@ -341,14 +341,14 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
                 link_group=group,
                 **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
             )
-        elif kind in (tarstream.CHAR, tarstream.BLOCKDEV):
-            dev = stat.S_IFCHR if kind == tarstream.CHAR else stat.S_IFBLK
+        elif kind in (tarreader.CHAR, tarreader.BLOCKDEV):
+            dev = stat.S_IFCHR if kind == tarreader.CHAR else stat.S_IFBLK
             member = DebMember(
                 mode=dev | perms,
                 rdev=os.makedev(ti.devmajor, ti.devminor),
                 **common,  # type: ignore[arg-type]
             )
-        elif kind == tarstream.FIFO:
+        elif kind == tarreader.FIFO:
             member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
         else:
             raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from vmbuild.errors import ImageError
+from vmbuild.oci.tarstream import TAR_BLOCK
 
-BLOCK = 512
 CHUNK = 1 << 20
-_ZERO = bytes(BLOCK)
+_ZERO = bytes(TAR_BLOCK)
 REGULAR = (b"0", b"\0", b"7")  # a file (b"7": contiguous, read as a file)
 HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = b"1", b"2", b"3", b"4", b"5", b"6"
 KNOWN = (*REGULAR, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO)
@@ -132,7 +132,7 @@ class TarReader:
         self._skip()
 
     def _data(self, size: int) -> bytes:
-        data = self._exact(-(-size // BLOCK) * BLOCK)
+        data = self._exact(-(-size // TAR_BLOCK) * TAR_BLOCK)
         return data[:size]
 
     def __iter__(self) -> Iterator[Header]:
@@ -140,11 +140,11 @@ class TarReader:
         pax: dict[str, str] = {}
         while True:
             self._skip()
-            buf = self.f.read(BLOCK)
+            buf = self.f.read(TAR_BLOCK)
             if not buf or buf == _ZERO:
                 return  # the end (or an archive without its end blocks, as tarfile allows)
-            if len(buf) < BLOCK:
-                buf += self._exact(BLOCK - len(buf))
+            if len(buf) < TAR_BLOCK:
+                buf += self._exact(TAR_BLOCK - len(buf))
             _check_sum(buf)
             kind = buf[156:157]
             size = _number(buf[124:136])
@@ -193,5 +193,5 @@ class TarReader:
             longname = longlink = None
             pax = {}
             self._size = head.size if head.isreg else 0
-            self._left = -(-self._size // BLOCK) * BLOCK
+            self._left = -(-self._size // TAR_BLOCK) * TAR_BLOCK
             yield head

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from vmbuild.debian import tarstream
+from vmbuild.debian import tarreader
 
 LONG = "usr/share/" + "a-very-long-directory-name/" * 6 + "file.txt"
 
@@ -49,12 +49,12 @@ def _by_tarfile(data: bytes) -> list[tuple[object, ...]]:
 
 def _by_reader(data: bytes) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
-    reader = tarstream.TarReader(io.BytesIO(data))
+    reader = tarreader.TarReader(io.BytesIO(data))
     for h in reader:
         body = io.BytesIO()
         if h.isreg:
             reader.copy_data(body)
-        name = h.name.rstrip("/") if h.type == tarstream.DIR and h.name != "./" else h.name
+        name = h.name.rstrip("/") if h.type == tarreader.DIR and h.name != "./" else h.name
         out.append(
             (name, h.mode, h.uid, h.gid, h.linkname, h.devmajor, h.devminor, body.getvalue())
         )
@@ -81,21 +81,21 @@ def test_every_format_reads_as_tarfile_reads_it(fmt: int) -> None:
 
 
 def test_data_left_unread_is_skipped() -> None:
-    names = [h.name for h in tarstream.TarReader(io.BytesIO(_archive(tarfile.GNU_FORMAT)))]
+    names = [h.name for h in tarreader.TarReader(io.BytesIO(_archive(tarfile.GNU_FORMAT)))]
     assert names[-1] == "./big-ids" and "./usr/bin/empty" in names
 
 
 def test_a_bad_checksum_is_refused() -> None:
     data = bytearray(_archive(tarfile.GNU_FORMAT))
     data[512 + 10] ^= 0x01  # the second header's name
-    with pytest.raises(tarstream.TarError, match="checksum"):
-        list(tarstream.TarReader(io.BytesIO(bytes(data))))
+    with pytest.raises(tarreader.TarError, match="checksum"):
+        list(tarreader.TarReader(io.BytesIO(bytes(data))))
 
 
 def test_a_truncated_stream_is_refused() -> None:
     data = _archive(tarfile.GNU_FORMAT)
-    reader = tarstream.TarReader(io.BytesIO(data[:1000]))
-    with pytest.raises(tarstream.TarError, match="ends early"):
+    reader = tarreader.TarReader(io.BytesIO(data[:1000]))
+    with pytest.raises(tarreader.TarError, match="ends early"):
         for h in reader:
             if h.isreg:
                 reader.copy_data(io.BytesIO())
@@ -106,5 +106,5 @@ def test_a_sparse_member_is_refused() -> None:
     head[156:157] = b"S"
     head[148:156] = b" " * 8
     head[148:155] = b"%06o\0" % sum(head)
-    with pytest.raises(tarstream.TarError, match=r"type b'S'"):
-        list(tarstream.TarReader(io.BytesIO(bytes(head) + bytes(1024))))
+    with pytest.raises(tarreader.TarError, match=r"type b'S'"):
+        list(tarreader.TarReader(io.BytesIO(bytes(head) + bytes(1024))))
