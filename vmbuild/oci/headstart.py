@@ -94,6 +94,7 @@ class HeadStart:
                 self._copies.append((offset, blob, raw, version))
             if self._copies:
                 self.part = output.open_part(self.out)
+                self._reserve(max(at + blob.size for at, blob, _, _ in self._copies))
         except BaseException:
             self._windows.close()
             raise
@@ -107,6 +108,24 @@ class HeadStart:
             target=self._copy, args=(self.part[0], plan), name="vmbuild-head-start"
         )
         self._thread.start()
+
+    def _reserve(self, end: int) -> None:
+        """Allocate the part file's blocks up to ``end`` before the copy fills them.
+
+        A base layer's offset in the output seldom matches its offset in the base's
+        archive modulo the page size (512 and 1024 for the bench's Debian base), and
+        then the kernel's copy into freshly allocated blocks is slowest: 165 MB copied in
+        about 100 ms here, 80 ms into blocks allocated first (fallocate itself: < 1 ms),
+        and the copy is what a step-cache hit waits for. The file's size becomes ``end``
+        at once; the writer still writes every byte before and after the copied
+        layers, so the finished archive is the same. A full disk is now found here."""
+        assert self.part is not None
+        try:
+            os.posix_fallocate(self.part[0], 0, end)
+        except OSError as exc:
+            if exc.errno in OUTPUT_ERRORS:  # the part goes with close(), as on any error
+                raise output.output_error(self.out, exc) from exc
+            # a file system without fallocate: the copy allocates as it writes
 
     def going(self) -> bool:
         return not self._stop
