@@ -23,6 +23,7 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
+MAX_RECORD = 1 << 20  # a long name, long link or pax record: far more than any needs
 _ZERO = bytes(TAR_BLOCK)
 REGULAR = (b"0", b"\0", b"7")  # a file (b"7": contiguous, read as a file)
 HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = b"1", b"2", b"3", b"4", b"5", b"6"
@@ -56,15 +57,17 @@ def _text(field: bytes) -> str:
 
 
 def _number(field: bytes) -> int:
-    if field[0] in (0o200, 0o377):  # base-256 (GNU), the first byte the sign
-        n = int.from_bytes(field[1:], "big")
-        return n - (256 ** (len(field) - 1)) if field[0] == 0o377 else n
+    """A header's number (size, mode, ids, device numbers): never negative, since a
+    negative size would make every later read of the stream wrong."""
+    if field[0] == 0o377:  # base-256 (GNU) with the sign bit: a negative number
+        raise TarError("a negative number in a tar header", "the archive is corrupt")
+    if field[0] == 0o200:  # base-256 (GNU), positive
+        return int.from_bytes(field[1:], "big")
     end = field.find(b"\0")
     text = (field if end < 0 else field[:end]).strip()
-    try:
-        return int(text or b"0", 8)
-    except ValueError:
-        raise TarError(f"bad number {text!r} in a tar header", "the archive is corrupt") from None
+    if not all(0x30 <= c <= 0x37 for c in text):  # octal digits only (int() takes "-", "_")
+        raise TarError(f"bad number {text!r} in a tar header", "the archive is corrupt")
+    return int(text or b"0", 8)
 
 
 def _pax(data: bytes) -> dict[str, str]:
@@ -149,6 +152,8 @@ class TarReader:
             kind = buf[156:157]
             size = _number(buf[124:136])
             if kind in (b"L", b"K", b"x", b"g"):
+                if size > MAX_RECORD:
+                    raise TarError(f"a tar header record of {size} bytes", "the archive is corrupt")
                 data = self._data(size)
                 if kind == b"L":
                     longname = _text(data)
@@ -184,10 +189,10 @@ class TarReader:
                 head.linkname = pax.get("linkpath", head.linkname)
                 for key in ("size", "uid", "gid"):
                     if key in pax:
-                        try:
-                            setattr(head, key, int(pax[key]))
-                        except ValueError:
-                            raise TarError(f"bad pax {key}", "the archive is corrupt") from None
+                        value = pax[key]
+                        if not value.isascii() or not value.isdigit():
+                            raise TarError(f"bad pax {key}", "the archive is corrupt")
+                        setattr(head, key, int(value))
             if head.type == b"\0" and head.name.endswith("/"):
                 head.type = b"5"  # an old-style directory, as tarfile reads it
             longname = longlink = None

@@ -108,3 +108,46 @@ def test_a_sparse_member_is_refused() -> None:
     head[148:155] = b"%06o\0" % sum(head)
     with pytest.raises(tarreader.TarError, match=r"type b'S'"):
         list(tarreader.TarReader(io.BytesIO(bytes(head) + bytes(1024))))
+
+
+def _header(name: str, kind: bytes, size_field: bytes) -> bytes:
+    """One GNU header for ``name`` of type ``kind`` whose size field is ``size_field``
+    (12 bytes), with a right checksum."""
+    head = bytearray(tarfile.TarInfo(name).tobuf(tarfile.GNU_FORMAT))
+    head[156:157] = kind
+    head[124:136] = size_field
+    head[148:156] = b" " * 8
+    head[148:155] = b"%06o\0" % sum(head)
+    return bytes(head)
+
+
+@pytest.mark.parametrize(
+    "size_field",
+    [
+        b"\xff" * 12,  # base-256, negative
+        b"-0000000017\0",  # octal text with a sign (int() would take it)
+        b"00_00000017\0",  # and with an underscore
+    ],
+)
+@pytest.mark.parametrize("kind", [b"0", b"L", b"x"])
+def test_a_negative_or_malformed_size_is_refused(size_field: bytes, kind: bytes) -> None:
+    data = _header("./x", kind, size_field) + bytes(4096)
+    with pytest.raises(tarreader.TarError, match="number"):
+        list(tarreader.TarReader(io.BytesIO(data)))
+
+
+def test_a_huge_header_record_is_refused_before_it_is_read() -> None:
+    size = b"%011o\0" % (tarreader.MAX_RECORD + 1)
+    data = _header("././@LongLink", b"L", size) + bytes(1024)
+    with pytest.raises(tarreader.TarError, match="record of"):
+        list(tarreader.TarReader(io.BytesIO(data)))
+
+
+def test_a_pax_size_that_is_not_a_plain_number_is_refused() -> None:
+    record = b" size=-5\n"
+    record = b"%d%s" % (len(record) + 2, record)
+    pax = _header("./PaxHeaders/x", b"x", b"%011o\0" % len(record))
+    pax += record + bytes(-len(record) % 512)
+    data = pax + _header("./x", b"0", b"%011o\0" % 0) + bytes(1024)
+    with pytest.raises(tarreader.TarError, match="bad pax size"):
+        list(tarreader.TarReader(io.BytesIO(data)))
