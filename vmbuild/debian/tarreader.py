@@ -65,7 +65,7 @@ def _number(field: bytes) -> int:
         return int.from_bytes(field[1:], "big")
     end = field.find(b"\0")
     text = (field if end < 0 else field[:end]).strip()
-    if not all(0x30 <= c <= 0x37 for c in text):  # octal digits only (int() takes "-", "_")
+    if text.strip(b"01234567"):  # octal digits only (int() would take "-", "_", "+")
         raise TarError(f"bad number {text!r} in a tar header", "the archive is corrupt")
     return int(text or b"0", 8)
 
