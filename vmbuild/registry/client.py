@@ -356,6 +356,18 @@ class Client:
                 raise self.error(resp, what, url if redirects else None)
             return resp
 
+    def head(
+        self, path: str, *, scope: str, what: str, accept: str | None = None
+    ) -> http.client.HTTPResponse:
+        """A HEAD of ``path`` answered 200 (there) or 404 (not there), any other answer
+        an error; the status and headers are the answer (the body is discarded)."""
+        headers = {"Accept": accept} if accept else None
+        resp = self.request(
+            "HEAD", path, scope=scope, what=what, expect=(200, 404), headers=headers
+        )
+        discard(resp)
+        return resp
+
     def _redirect(self, start: str, url: str, location: str, redirects: int, what: str) -> str:
         target = urllib.parse.urljoin(url, location)
         parts = urllib.parse.urlsplit(target)

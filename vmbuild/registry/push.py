@@ -142,14 +142,11 @@ class Pusher:
             self.counts[kind] += 1
 
     def has(self, digest: str) -> bool:
-        resp = self.client.request(
-            "HEAD",
+        resp = self.client.head(
             f"/v2/{self.repo}/blobs/{digest}",
             scope=f"repository:{self.repo}:pull,push",
             what=f"{self.what}: blob {digest}",
-            expect=(200, 404),
         )
-        discard(resp)
         return resp.status == 200
 
     def ensure(self, blob: Blob) -> None:

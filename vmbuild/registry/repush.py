@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 from vmbuild.cache import cache_dir, read_json, write_json
 from vmbuild.errors import RegistryError
-from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.reference import Reference
@@ -116,15 +115,12 @@ def unchanged(
     client = Client(dest.repo.api_host, credentials=credentials, tls_verify=tls_verify)
     repo = dest.repo.path
     try:
-        resp = client.request(
-            "HEAD",
+        resp = client.head(
             f"/v2/{repo}/manifests/{dest.reference}",
             scope=f"repository:{repo}:pull,push",
             what=f"push to {dest}: manifest",
-            expect=(200, 404),
-            headers={"Accept": f"{pushed.media_type}, {MT_OCI_MANIFEST}, {MT_DOCKER_MANIFEST}"},
+            accept=f"{pushed.media_type}, {MT_OCI_MANIFEST}, {MT_DOCKER_MANIFEST}",
         )
-        discard(resp)
     except RegistryError:
         return None  # the push itself will say what is wrong
     finally:

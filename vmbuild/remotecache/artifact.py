@@ -107,15 +107,12 @@ def put(
 
 
 def _exists(client: Client, repo: Repository, reference: str) -> bool:
-    resp = client.request(
-        "HEAD",
+    resp = client.head(
         f"/v2/{repo.path}/manifests/{reference}",
         scope=f"repository:{repo.path}:pull,push",
         what=f"cache {repo}:{reference}",
-        expect=(200, 404),
-        headers={"Accept": MT_OCI_MANIFEST},
+        accept=MT_OCI_MANIFEST,
     )
-    discard(resp)
     return resp.status == 200
 
 
