@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.imports import loaded_of
 from vmbuild.builders import BUILDERS, stream
 from vmbuild.config import PARSERS, parse_table
 from vmbuild.errors import SpecError
@@ -43,13 +42,4 @@ def test_stream_refuses_a_function_that_does_not_stream(tmp_path: Path) -> None:
 
 
 def test_the_table_loads_no_vm_or_registry_code() -> None:
-    code = (
-        "import sys\n"
-        "import vmbuild.builders\n"
-        "lower = ('vmbuild.vm', 'vmbuild.registry')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(lower)))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert loaded_of("import vmbuild.builders", ("vmbuild.vm", "vmbuild.registry")) == []

@@ -5,13 +5,12 @@ one is a miss, and the keys follow what the layer's bytes depend on."""
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.support.imports import loaded_of
 from vmbuild.builders import layeredcache
 from vmbuild.builders.debcontent import DebContent, Pinned
 from vmbuild.debian.lock import For, Lock, Locked
@@ -83,13 +82,5 @@ def test_the_content_key_follows_the_packages_and_the_status_mode() -> None:
 def test_the_layered_builder_loads_no_registry_code() -> None:
     """Without remote caches (``vmbuild stream``, a build without --cache-*) the hook
     loads nothing of the registry client."""
-    code = (
-        "import sys\n"
-        "import vmbuild.builders.layered\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('vmbuild.registry',"
-        " 'vmbuild.remotecache'))))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    code = "import vmbuild.builders.layered"
+    assert loaded_of(code, ("vmbuild.registry", "vmbuild.remotecache")) == []
