@@ -64,6 +64,22 @@ class SinkFailed(Exception):
         self.exc = exc
 
 
+class StoppingWriter:
+    """Bytes passed on to ``sink`` until ``stop`` is set, then ``cancelled`` raised: a
+    :class:`HashingWriter`'s stop without its hash, where the bytes are checked already."""
+
+    def __init__(self, sink: Writable, *, stop: threading.Event, cancelled: type[Exception]):
+        self._sink = sink
+        self._stop = stop
+        self._cancelled = cancelled
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._stop.is_set():
+            raise self._cancelled()
+        self._sink.write(data)
+        return len(data)
+
+
 class HashingWriter:
     """A write-only file object that hashes and counts bytes, then passes them on.
 

@@ -36,7 +36,7 @@ from vmbuild.oci.layercheck import CheckedBlob
 from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
-from vmbuild.oci.sinks import HashingWriter
+from vmbuild.oci.sinks import HashingWriter, StoppingWriter
 from vmbuild.registry import blobs, known, repush
 from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
@@ -85,19 +85,6 @@ class _Reader:
 
     def close(self) -> None:
         self._f.close()
-
-
-class _Stoppable:
-    """Bytes passed on to ``sink`` until ``stop`` is set (then :class:`blobs.Cancelled`)."""
-
-    def __init__(self, sink: BinaryIO, stop: threading.Event):
-        self._sink = sink
-        self._stop = stop
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        if self._stop.is_set():
-            raise blobs.Cancelled()
-        return self._sink.write(data)
 
 
 class _Turns:
@@ -263,9 +250,9 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         with os.fdopen(fd, "wb") as f:
             hw = HashingWriter(f)
             with compressor(cast(BinaryIO, hw), kind, level) as z:
-                plain: HashingWriter | _Stoppable
+                plain: HashingWriter | StoppingWriter
                 if checked:
-                    plain = _Stoppable(z, stop)
+                    plain = StoppingWriter(z, stop=stop, cancelled=blobs.Cancelled)
                 else:
                     plain = HashingWriter(z, stop=stop, cancelled=blobs.Cancelled)
                 source.copy_to(cast(BinaryIO, plain))
