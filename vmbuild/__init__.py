@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmbuild.errors import VmbuildError
 
-# typing is not imported at run time: every command, the one-request re-push among them
-# (registry/repushfast.py), imports this package, and typing costs it ~3 ms.
-TYPE_CHECKING = False
 if TYPE_CHECKING:  # the API imports its machinery on first use: `vmbuild --help` stays fast
     from typing import Any, BinaryIO
 

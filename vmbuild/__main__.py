@@ -17,23 +17,11 @@ a full disk on the host is one line too.
 
 from __future__ import annotations
 
-import sys
-
-# ``python -m vmbuild push IMAGE docker://localhost...`` of an unchanged image is
-# answered before argparse and logging load (registry/repushfast.py: ~80 ms of a
-# re-push's ~110 were imports); any other command line, or any doubt, goes on below.
-# (The installed ``vmbuild`` command does the same in vmbuild/entry.py.)
-if __name__ == "__main__" and "push" in sys.argv[1:3]:
-    from vmbuild.registry.repushfast import main as _repush
-
-    _status = _repush(sys.argv[1:])
-    if _status is not None:
-        sys.exit(_status)
-
 import argparse
 import errno
 import importlib
 import logging
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import NoReturn, TextIO

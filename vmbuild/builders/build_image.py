@@ -20,7 +20,6 @@ from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
 from vmbuild.config.debian import DebItem
 from vmbuild.oci.compress import Compression
-from vmbuild.oci.headstart import HeadStart, head_start
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import BaseImage, read_image
@@ -84,21 +83,17 @@ def assemble(
     workdir: Path,
     opts: OutputOptions,
     record: Record | None = None,
-    head: HeadStart | None = None,
 ) -> Image:
-    """The image ``spec`` describes; ``head``, if given, is started on the base's layers
-    as soon as they are known (see :mod:`vmbuild.oci.headstart`)."""
+    """The image ``spec`` describes."""
     base = (
         read_image(base_path(spec.from_image), workdir, spec.from_image_name, spec.from_image_tag)
         if spec.from_image
         else None
     )
-    if head is not None and base is not None:
-        head.start(base.layers)
     debs: list[DebContent] = []
     tree = gather(spec, workdir, debs)
     mtime = LAYER_MTIME
-    from vmbuild.oci.layer import Owner  # after the head start (the VM step needs it too)
+    from vmbuild.oci.layer import Owner
 
     owner = Owner(spec.uid, spec.gid)
     script = spec.run_as_root
@@ -194,14 +189,13 @@ def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:
     with (
         tempdirs.workdir("vmbuild-") as wd,
         recording(opts, "buildImage", spec.build_args) as record,
-        head_start(out, opts, mtime) as head,
     ):
-        image = assemble(spec, Path(wd), opts, record, head)
+        image = assemble(spec, Path(wd), opts, record)
         refs = record.referrers(image) if record else []
         if record:
             record.prepare(image)
         with report.stage(WRITING) if report.active else contextlib.nullcontext():
-            write_image(image, out, opts, mtime, refs, head)
+            write_image(image, out, opts, mtime, refs)
         if record:
             record.write(image, out)
         report.summary(f"built {image.ref}", VM_STAGES)  # a VM step ran, or --timings

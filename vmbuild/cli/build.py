@@ -223,8 +223,7 @@ def _remotes(
 
 def _no_cache(on: bool) -> contextlib.AbstractContextManager[None]:
     """``--no-cache``'s block. The step cache is imported only then (or by the step that
-    looks it up: a step-cache hit has its base layers copying by then, see
-    vmbuild.oci.headstart, so what it imports later costs it no time)."""
+    looks it up)."""
     if not on:
         return contextlib.nullcontext()
     from vmbuild import stepcache

@@ -22,10 +22,10 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO
 
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_MANIFEST, Blob, Image, Layer
+from vmbuild.oci.image import MT_OCI_MANIFEST, Image, Layer
 from vmbuild.oci.metadata import (
     OCI_LAYOUT,
     DockerEntry,
@@ -78,37 +78,7 @@ def _add_layers(
         if layer_id not in written:
             written.add(layer_id)
             name = f"{layer_id}/layer.tar"
-            tar.add_stream(name, layer.blob.size, layer.blob.copy_to, source=layer.blob)
-
-
-class _Planner:
-    """A sink that only counts, and takes every prefilled member (noting where)."""
-
-    def __init__(self) -> None:
-        self.pos = 0
-        self.members: list[tuple[int, Blob]] = []
-
-    def write(self, data: bytes) -> int:
-        self.pos += len(data)
-        return len(data)
-
-    def take(self, source: object, size: int) -> bool:
-        self.members.append((self.pos, cast(Blob, source)))
-        self.pos += size
-        return True
-
-    def flush(self) -> None:
-        pass
-
-
-def leading_layers(layers: Sequence[Layer], mtime: int) -> list[tuple[int, Blob]]:
-    """Where each blob of ``layers`` (a repeated one once) lies in the docker-archive
-    :func:`write_docker_archive` writes of an image whose first layers they are (layer
-    directories named as by default): its data's offset in the archive, and the blob."""
-    planner = _Planner()
-    tar = TarStreamWriter(cast(BinaryIO, planner), mtime)
-    _add_layers(tar, [hex_of(layer.diff_id) for layer in layers], layers, set())
-    return planner.members
+            tar.add_stream(name, layer.blob.size, layer.blob.copy_to)
 
 
 def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:

@@ -16,10 +16,6 @@ from collections.abc import Callable
 from typing import BinaryIO, Protocol, runtime_checkable
 
 CHUNK = 1 << 20
-# what copy_at copies between asking whether to go on (~0.2 s here): large, since after
-# each piece a thread waits for the GIL (up to sys.getswitchinterval(), 5 ms, while the
-# build's own thread runs Python), small enough that Ctrl-C is not kept waiting long
-PIECE = 256 << 20
 # what copy_file_range / sendfile raise where they cannot copy these two files: try the next
 NOT_HERE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
 
@@ -68,34 +64,6 @@ def kernel_copy(src: int, dst: int, offset: int, size: int) -> None:
         while view:
             view = view[os.write(dst, view) :]
         done += len(chunk)
-
-
-def copy_at(src: int, dst: int, offset: int, size: int, at: int, go_on: Callable[[], bool]) -> None:
-    """``size`` bytes of ``src`` from ``offset`` written at ``at`` in ``dst``, by the kernel
-    where it can; neither file's position moves (another thread may write elsewhere in
-    ``dst`` meanwhile). ``go_on()`` is asked between chunks of :data:`PIECE`: False stops
-    the copy short (the caller is giving the file up)."""
-    done = 0
-    by_kernel = True
-    while done < size and go_on():
-        n = min(PIECE, size - done)
-        if by_kernel:
-            try:
-                got = os.copy_file_range(src, dst, n, offset + done, at + done)
-            except OSError as exc:
-                if exc.errno not in NOT_HERE:
-                    raise
-                by_kernel = False
-                continue
-        else:
-            chunk = os.pread(src, min(CHUNK, n), offset + done)
-            got = len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.pwrite(dst, view, at + done + got - len(view)) :]
-        if got == 0:
-            raise EndedEarly(size - done)
-        done += got
 
 
 def _copy_file_range(src: int, dst: int, offset: int, size: int) -> int:

@@ -387,15 +387,7 @@ class CheckedBlob:
         self.digest = digest
         return True
 
-    def remembered(self, st: os.stat_result) -> bool:
-        """Whether a check of the version of the blob's file whose status is ``st`` is
-        remembered (under :func:`remembering`). Changes nothing: the blob is not trusted
-        by this; whoever reads it on this answer must take the file's status on the
-        file it reads, before (that is ``st``) and after, and compare
-        (:meth:`unchanged`)."""
-        return _memo.get() is not None and self._recalled_digest(st) is not None
-
-    def unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
+    def _unchanged(self, before: os.stat_result, after: os.stat_result) -> None:
         """:class:`ImageError` unless the two statuses are of one version of the file."""
         if not _same_file(before, after):
             raise ImageError(
@@ -423,7 +415,7 @@ class CheckedBlob:
                 f"{self.where}: ended after {got.size} of its {self.ref.size} bytes",
                 "the image is truncated",
             )
-        self.unchanged(before, after)
+        self._unchanged(before, after)
         self.digest = got.digest
         self.checked = True
         memo = _memo.get()
@@ -440,7 +432,7 @@ class CheckedBlob:
             if not self._recall(before):
                 return False
             use(raw)
-            self.unchanged(before, raw.fstat())
+            self._unchanged(before, raw.fstat())
         self.checked = True
         return True
 

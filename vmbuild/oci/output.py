@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
@@ -32,20 +32,6 @@ if TYPE_CHECKING:
 
 FORMATS = ("docker-archive", "oci-archive", "oci")
 SBOM_FORMATS = ("spdx", "cyclonedx")
-
-
-class Ahead(Protocol):
-    """A part file some of whose members are being written ahead of the rest
-    (:class:`vmbuild.oci.headstart.HeadStart`)."""
-
-    part: tuple[int, Path] | None  # its descriptor and path, once started
-    published: bool
-
-    def take(self, pos: int, source: object, size: int) -> bool: ...
-
-    def finish(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -180,22 +166,12 @@ def sweep_parts(out: Path) -> None:
 
 class _OutFile:
     """The part file, unbuffered (so closing it never fails late): whole writes only, and
-    a write that fails (disk full, read-only) becomes one clear error. With ``head``,
-    the members it copies ahead are skipped (:class:`~vmbuild.oci.tarstream.Prefilled`).
-    """
+    a write that fails (disk full, read-only) becomes one clear error."""
 
-    def __init__(self, fd: int, out: Path, head: Ahead | None = None):
+    def __init__(self, fd: int, out: Path):
         self._fd = fd
         self._out = out
         self._pos = 0
-        self._head = head
-
-    def take(self, source: object, size: int) -> bool:
-        if self._head is None or not self._head.take(self._pos, source, size):
-            return False
-        os.lseek(self._fd, size, os.SEEK_CUR)
-        self._pos += size
-        return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
@@ -254,36 +230,25 @@ def open_part(out: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(out: Path, head: Ahead | None = None) -> Iterator[BinaryIO]:
+def atomic_file(out: Path) -> Iterator[BinaryIO]:
     """A file under a temporary name beside ``out``, renamed to ``out`` on success.
 
     ``out`` should come from :func:`resolve_out` (a symlink there is replaced otherwise).
-    With a started ``head`` the file is its part file (which it closes), and is renamed
-    only once the layers it copies are in.
     """
-    if head is not None and head.part is None:
-        head = None  # it copies nothing: a part file of our own
-    fd, tmp = head.part if head is not None and head.part is not None else open_part(out)
+    fd, tmp = open_part(out)
     try:
-        yield cast(BinaryIO, _OutFile(fd, out, head))
-        if head is not None:
-            head.finish()
+        yield cast(BinaryIO, _OutFile(fd, out))
         try:
             os.fchmod(fd, 0o644)
         except OSError as exc:
             raise output_error(out, exc) from exc
         _into_place(tmp, out)
-        if head is not None:
-            head.published = True
     except BaseException:
-        if head is not None:
-            head.close()  # stops its copy before the part goes
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     finally:
-        if head is None:
-            os.close(fd)
+        os.close(fd)
 
 
 def _into_place(tmp: Path, out: Path) -> None:
@@ -305,15 +270,13 @@ def write_image(
     opts: OutputOptions,
     mtime: int,
     referrers: Sequence[Artifact] = (),
-    head: Ahead | None = None,
 ) -> None:
     """Write ``image`` to ``out`` in ``opts.format``; OCI formats hold ``referrers``
-    (documents attached to the image), a docker-archive cannot. ``head`` (for these
-    ``out``, ``opts`` and ``mtime``) may hold the base layers copied already."""
+    (documents attached to the image), a docker-archive cannot."""
     if opts.format == "oci":
         _write_layout(image, out, referrers)
         return
-    with atomic_file(out, head) as f:
+    with atomic_file(out) as f:
         if opts.format == "oci-archive":
             archive.write_oci_archive(image, f, mtime, referrers)
         elif opts.compression == "none":  # straight into the file: layers copied by the kernel

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Callable
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO
 
 from vmbuild.oci.filecopy import copy_range
 
@@ -26,16 +26,6 @@ def archive_header(name: str, size: int, kind: bytes, mtime: int) -> bytes:
     ti.uid = ti.gid = 0
     ti.uname = ti.gname = ""
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-@runtime_checkable
-class Prefilled(Protocol):
-    """A sink some of whose bytes are (being) written already, out of order."""
-
-    def take(self, source: object, size: int, /) -> bool:
-        """Whether the ``size`` bytes of ``source`` are (to be) at the sink's position
-        already; if so, the position moves past them."""
-        ...
 
 
 class TarStreamWriter:
@@ -63,21 +53,14 @@ class TarStreamWriter:
         name: str,
         size: int,
         produce: Callable[[BinaryIO], object],
-        source: object = None,
     ) -> None:
-        """Add ``name`` whose ``size`` bytes ``produce(sink)`` writes (exactly that many),
-        unless a :class:`Prefilled` sink holds ``source``'s bytes there already."""
+        """Add ``name`` whose ``size`` bytes ``produce(sink)`` writes (exactly that many)."""
         self._parents(name)
         self._header(name, size, tarfile.REGTYPE)
-        if (
-            source is None
-            or not isinstance(self._sink, Prefilled)
-            or not self._sink.take(source, size)
-        ):
-            counter = _Counter(self._sink)
-            produce(counter)  # type: ignore[arg-type]
-            if counter.n != size:
-                raise RuntimeError(f"tar member {name}: wrote {counter.n} bytes, promised {size}")
+        counter = _Counter(self._sink)
+        produce(counter)  # type: ignore[arg-type]
+        if counter.n != size:
+            raise RuntimeError(f"tar member {name}: wrote {counter.n} bytes, promised {size}")
         pad = -size % TAR_BLOCK
         if pad:
             self._sink.write(b"\0" * pad)
