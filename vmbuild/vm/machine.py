@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from vmbuild import signals
 from vmbuild.errors import VmbuildError, VmError
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # paramiko and asyncio load when a VM boots, not on import
     import paramiko
 
     from vmbuild.vm.channel import Channel
+    from vmbuild.vm.keys import Keys
     from vmbuild.vm.qmp import Monitor
 
 __all__ = ["Disk", "Machine"]
@@ -51,6 +52,16 @@ log = logging.getLogger("vmbuild")
 
 BOOT_TIMEOUT = 60.0
 EXEC = ". /usr/lib/vmbuild/exec.sh; vmbuild_exec "  # see guest/exec.sh
+
+
+class Prepared(NamedTuple):
+    """What :meth:`Machine._prepare` readies for QEMU."""
+
+    qemu: str
+    kernel: Path
+    initrd: Path
+    machine: str  # a key of vmbuild.vm.qemu.MACHINES
+    scratch: Path
 
 
 class Machine:
@@ -134,12 +145,18 @@ class Machine:
 
     def _boot(self) -> None:
         from vmbuild.vm import keys
-        from vmbuild.vm.qmp import Monitor
 
+        ssh_keys = keys.load()
+        spec = self._prepare(ssh_keys)
+        self._launch(spec)
+        self._connect(ssh_keys)
+
+    def _prepare(self, ssh_keys: Keys) -> Prepared:
+        """Everything QEMU needs before it starts: the binary, the kernel and initramfs
+        (built once), the accelerator, the scratch disk in a work dir of our own."""
         t0 = time.monotonic()
         qemu = which("qemu-system-x86_64", "qemu-system-x86")
         kern = bootkernel.resolve(self.kernel_path)
-        ssh_keys = keys.load()
         initrd = initramfs.ensure(ssh_keys).path
         if kern.modules is not None:
             from vmbuild.vm.cloudkernel import with_modules
@@ -165,28 +182,34 @@ class Machine:
         self._started = t1
         if self.timeout is not None:  # from here: a first kernel build does not count
             self._deadline = t1 + self.timeout
+        return Prepared(qemu, kern.path, initrd, kern.machine, scratch)
 
+    def _launch(self, prep: Prepared) -> None:
+        """QEMU started with ``prep``, its QMP monitor connected."""
+        from vmbuild.vm.qmp import Monitor
+
+        assert self._tmp is not None and self.accel is not None and self._started is not None
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         self._stack.callback(qmp_ours.close)
         self._console = Console(con_ours)
         spec = VmSpec(
-            kernel=kern.path,
-            initrd=initrd,
+            kernel=prep.kernel,
+            initrd=prep.initrd,
             memory_mib=self.memory_mib,
             accel=self.accel.name,
             qmp_fd=qmp_theirs.fileno(),
             console_fd=con_theirs.fileno(),
-            scratch=scratch,
+            scratch=prep.scratch,
             disks=self.disks,
             cpus=self.cpus,
-            machine=kern.machine,
+            machine=prep.machine,
         )
         log_file: IO[Any] = self._stack.enter_context((self._tmp / "qemu.log").open("wb"))
         try:
             self._proc = self._stack.enter_context(
                 spawn(
-                    argv(qemu, spec),
+                    argv(prep.qemu, spec),
                     stdout=log_file,
                     stderr=log_file,
                     pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
@@ -206,8 +229,12 @@ class Machine:
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 self._raise_timeout("the guest did not boot", self.timeout or 0.0)
             raise
+        self.timings["qemu_start"] = time.monotonic() - self._started
+
+    def _connect(self, ssh_keys: Keys) -> None:
+        """Wait for the guest's init to say it is ready, then open the SSH channel."""
+        assert self._console is not None and self._monitor is not None
         t2 = time.monotonic()
-        self.timings["qemu_start"] = t2 - t1
         limit = self.timeout if self.timeout and self.timeout < BOOT_TIMEOUT else BOOT_TIMEOUT
         # paramiko (about 0.1 s to import) loads while the guest's kernel boots
         from vmbuild.vm.channel import Channel

@@ -73,11 +73,24 @@ def opt(value: str | os.PathLike[str]) -> str:
     return os.fspath(value).replace(",", ",,")
 
 
-def _machine(spec: VmSpec) -> list[str]:
+@dataclass(frozen=True)
+class MachineKind:
+    """What differs between the machines a build VM can be: QEMU's ``-M`` value and
+    the transport of its virtio devices (``virtio-blk-device`` or ``virtio-blk-pci``)."""
+
+    machine: str
+    transport: str
+
+    def device(self, kind: str) -> str:
+        """The device name of virtio ``kind`` ("blk", "net", "rng") on this machine."""
+        return f"virtio-{kind}-{self.transport}"
+
+
+MACHINES = {
     # rtc=on: without a CMOS clock the kernel waits a full second for one at boot.
-    if spec.machine == "microvm":
-        return ["-M", "microvm,x-option-roms=off,rtc=on,acpi=off,isa-serial=on"]
-    return ["-M", "pc"]
+    "microvm": MachineKind("microvm,x-option-roms=off,rtc=on,acpi=off,isa-serial=on", "device"),
+    "pc": MachineKind("pc", "pci"),
+}
 
 
 def _cpu(spec: VmSpec) -> list[str]:
@@ -85,10 +98,6 @@ def _cpu(spec: VmSpec) -> list[str]:
         # -cpu host aborts on paravirtual KVM hosts; QEMU's default model is safe.
         return ["-accel", "kvm"]
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
-
-
-def _blk(spec: VmSpec) -> str:
-    return "virtio-blk-device" if spec.machine == "microvm" else "virtio-blk-pci"
 
 
 def _drives(spec: VmSpec) -> list[str]:
@@ -109,7 +118,7 @@ def _drives(spec: VmSpec) -> list[str]:
             # A host write or read error (a full TMPDIR) reaches the guest as an I/O
             # error instead of pausing the VM (QEMU's default for ENOSPC), and QEMU
             # reports it on QMP (BLOCK_IO_ERROR), which the Machine watches.
-            f"{_blk(spec)},drive=d{i},serial=vmbuild{i},werror=report,rerror=report",
+            f"{MACHINES[spec.machine].device('blk')},drive=d{i},serial=vmbuild{i},werror=report,rerror=report",
         ]
     return args
 
@@ -117,12 +126,11 @@ def _drives(spec: VmSpec) -> list[str]:
 def _net(spec: VmSpec) -> list[str]:
     if not spec.ssh:
         return []
-    nic = "virtio-net-device" if spec.machine == "microvm" else "virtio-net-pci"
     return [
         "-netdev",
         "user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:0-:22",
         "-device",
-        f"{nic},netdev=n0",
+        f"{MACHINES[spec.machine].device('net')},netdev=n0",
     ]
 
 
@@ -133,12 +141,13 @@ BARE = ("-nodefaults", "-no-user-config", "-display", "none", "-no-reboot")
 
 def argv(qemu: str, spec: VmSpec) -> list[str]:
     """The full QEMU argv for ``spec``."""
-    rng = "virtio-rng-device" if spec.machine == "microvm" else "virtio-rng-pci"
+    kind = MACHINES[spec.machine]
     append = " ".join((*KERNEL_ARGS, *spec.extra_args))
     return [
         qemu,
         *BARE,
-        *_machine(spec),
+        "-M",
+        kind.machine,
         *_cpu(spec),
         "-smp",
         str(spec.cpus),
@@ -161,5 +170,5 @@ def argv(qemu: str, spec: VmSpec) -> list[str]:
         *_drives(spec),
         *_net(spec),
         "-device",
-        rng,
+        kind.device("rng"),
     ]
