@@ -24,12 +24,15 @@ from typing import TextIO
 PREFIX = "vmbuild> "
 
 
-def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+def human(n: float, binary: bool = False) -> str:
+    """``n`` bytes for people: ``1.5 MB`` (powers of 1000), or with ``binary`` ``1.5 MiB``
+    (powers of 1024, as the cache's sizes are given)."""
+    step, units = (1024, ("B", "KiB", "MiB", "GiB")) if binary else (1000, ("B", "kB", "MB", "GB"))
+    for unit in units[:-1]:
+        if n < step:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+        n /= step
+    return f"{n:.1f} {units[-1]}"
 
 
 class Stage:

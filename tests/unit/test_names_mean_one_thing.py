@@ -12,7 +12,22 @@ import vmbuild
 PACKAGE = Path(vmbuild.__file__).parent
 # Where a class may hold a hashlib object: the tee, and BlockWriter's hashing thread.
 HASHING_CLASSES = {"oci/sinks.py", "oci/blocks.py"}
-WATCHED = ("TAR_BLOCK", "BLOCK", "BLOCK_SIZE", "Plan", "Closure", "ClosureItem", "ClosureOf")
+WATCHED = (
+    "TAR_BLOCK",
+    "BLOCK",
+    "BLOCK_SIZE",
+    "Plan",
+    "Closure",
+    "ClosureItem",
+    "ClosureOf",
+    "RACY_NS",
+    "human",
+    "descriptor",
+    "WHITEOUT",
+    "OPAQUE",
+)
+# Strings that name a format's fixed thing: written once, in vmbuild/oci/layout.py.
+LAYOUT_STRINGS = ("application/vnd.oci.", "application/vnd.docker.", ".wh.")
 
 
 @functools.cache
@@ -75,3 +90,30 @@ def test_no_ad_hoc_hashing_sinks() -> None:
             if isinstance(node, ast.arg) and node.annotation and uses_hashlib(node.annotation):
                 found.append(f"{where}: argument {node.arg}")
     assert found == []
+
+
+def test_layout_strings_live_in_one_module() -> None:
+    """Media types and whiteout markers are vmbuild.oci.layout's constants."""
+    found = [
+        f"{where}: {node.value!r}"
+        for where, tree in modules()
+        if where != "oci/layout.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith(LAYOUT_STRINGS)
+    ]
+    assert found == []
+
+
+def test_a_file_version_is_named_by_cache_file_identity() -> None:
+    """st_ino and st_ctime_ns together (a file's version) are read only by
+    cache.file_identity; a second spelling would be a second, perhaps weaker, rule."""
+    found = []
+    for where, tree in modules():
+        if where == "cache.py":
+            continue
+        attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        if {"st_ino", "st_mtime_ns"} <= attrs:
+            found.append(where)
+    assert found == [], found

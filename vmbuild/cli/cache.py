@@ -10,6 +10,7 @@ from vmbuild import cachelist
 from vmbuild.cache import cache_dir
 from vmbuild.cli.common import add_command
 from vmbuild.errors import SpecError
+from vmbuild.progress import human
 
 
 def register(sub: Any) -> None:
@@ -68,15 +69,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{'KIND':<18} {'ENTRIES':>7} {'SIZE':>10}  {'OLDEST USE':>10}  WHAT")
     for s in cachelist.summary(found, now):
         what = cachelist.KINDS.get(s.kind, "")
-        size = cachelist.human(s.size)
+        size = human(s.size, binary=True)
         print(f"{s.kind:<18} {s.count:>7} {size:>10}  {_age(s.oldest):>10}  {what}".rstrip())
         if args.entries:
             for e in found:
                 if e.kind == s.kind:
                     rel = e.path.relative_to(root)
-                    print(f"  {rel}  {cachelist.human(e.size)}  {_age(now - e.used)}")
+                    print(f"  {rel}  {human(e.size, binary=True)}  {_age(now - e.used)}")
     total = sum(e.size for e in found)
-    print(f"{'total':<18} {len(found):>7} {cachelist.human(total):>10}")
+    print(f"{'total':<18} {len(found):>7} {human(total, binary=True):>10}")
     return 0
 
 
@@ -89,12 +90,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.dry_run:
         chosen = cachelist.choose(cachelist.entries(), args.older_than, max_size)
         for e in chosen:
-            print(f"would remove {e.path} ({cachelist.human(e.size)})")
-        print(f"would free {cachelist.human(sum(e.size for e in chosen))}")
+            print(f"would remove {e.path} ({human(e.size, binary=True)})")
+        print(f"would free {human(sum(e.size for e in chosen), binary=True)}")
         return 0
     removed, busy = cachelist.prune(args.older_than, max_size)
     freed = sum(e.size for e in removed)
-    print(f"removed {len(removed)} entries, freed {cachelist.human(freed)}")
+    print(f"removed {len(removed)} entries, freed {human(freed, binary=True)}")
     for e in busy:
         print(f"kept {e.path}: in use")
     return 0

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_MANIFEST, Image, Layer
+from vmbuild.oci.image import Image, Layer
+from vmbuild.oci.layout import MT_OCI_MANIFEST
 from vmbuild.oci.metadata import (
     OCI_LAYOUT,
     DockerEntry,
     config_name,
+    descriptor_of,
     docker_entry,
     image_index,
     image_manifest,
@@ -83,17 +85,17 @@ def _add_layers(
 
 def oci_index(image: Image, manifest: bytes, referrers: Sequence[Artifact] = ()) -> bytes:
     """The layout's index: the image, then its referrer artifacts (no ``ref.name``)."""
-    from vmbuild.oci.referrers import artifact_manifest, descriptor, index_entry  # OCI only
+    from vmbuild.oci.referrers import artifact_manifest, index_entry  # OCI only
 
-    subject = descriptor(MT_OCI_MANIFEST, manifest)
+    subject = descriptor_of(MT_OCI_MANIFEST, manifest)
     more = [index_entry(a, artifact_manifest(a, subject)) for a in referrers]
     return image_index(image, manifest, more)
 
 
 def _extra_blobs(manifest: bytes, referrers: Sequence[Artifact]) -> list[bytes]:
-    from vmbuild.oci.referrers import blobs_of, descriptor
+    from vmbuild.oci.referrers import blobs_of
 
-    return blobs_of(referrers, descriptor(MT_OCI_MANIFEST, manifest))
+    return blobs_of(referrers, descriptor_of(MT_OCI_MANIFEST, manifest))
 
 
 def write_oci_archive(

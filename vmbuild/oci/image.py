@@ -17,15 +17,9 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, cast
 
 from vmbuild.oci.compress import Compression, suffix
 from vmbuild.oci.filecopy import EndedEarly, copy_range
+from vmbuild.oci.layout import MT_OCI_LAYER
 from vmbuild.oci.safety import open_beneath
 from vmbuild.oci.sinks import HashingWriter
-
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 GOARCH = {
     "x86_64": "amd64",

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from vmbuild.errors import ImageError
 from vmbuild.oci.digest import check_digest
-from vmbuild.oci.image import MT_DOCKER_LIST, MT_OCI_INDEX
+from vmbuild.oci.layout import MT_DOCKER_LIST, MT_OCI_INDEX
 
 HINT = "the image is corrupt or was not written by an image tool"
 
@@ -78,7 +78,7 @@ class Descriptor(NamedTuple):
     media_type: str | None
 
 
-def descriptor(value: Any, where: str, what: str) -> Descriptor:
+def read_descriptor(value: Any, where: str, what: str) -> Descriptor:
     d = _object(value, where, what)
     digest = check_digest(d.get("digest"), f"{where}: {what}")
     size = d.get("size")
@@ -107,7 +107,7 @@ def index_manifests(value: Any, where: str, what: str) -> list[Descriptor]:
     items = _list(index.get("manifests"), where, f"{what}'s manifests", optional=True)
     if not items:
         raise _fail(where, f"{what} lists no image")
-    return [descriptor(m, where, f"{what}'s manifest {i + 1}") for i, m in enumerate(items)]
+    return [read_descriptor(m, where, f"{what}'s manifest {i + 1}") for i, m in enumerate(items)]
 
 
 def is_index(value: Any) -> bool:
@@ -124,11 +124,11 @@ class Manifest(NamedTuple):
 
 def image_manifest(value: Any, where: str) -> Manifest:
     manifest = _object(value, where, "the image manifest")
-    config = descriptor(manifest.get("config"), where, "the manifest's config")
+    config = read_descriptor(manifest.get("config"), where, "the manifest's config")
     layers = _list(manifest.get("layers"), where, "the manifest's layers")
     return Manifest(
         config,
-        [descriptor(d, where, f"the manifest's layer {i + 1}") for i, d in enumerate(layers)],
+        [read_descriptor(d, where, f"the manifest's layer {i + 1}") for i, d in enumerate(layers)],
     )
 
 

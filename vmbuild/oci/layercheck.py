@@ -59,9 +59,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol, Self, cast
 
+from vmbuild.cache import file_identity
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef, Window
+from vmbuild.oci.layout import OPAQUE, WHITEOUT
 from vmbuild.oci.safety import check_member, whiteout_target
 from vmbuild.oci.sinks import HashingReader, SinkFailed
 from vmbuild.oci.tarstream import TAR_BLOCK
@@ -221,7 +223,7 @@ def _scan(stream: _Forward, where: str) -> None:
             regular.discard(name)
             links.pop(name, None)
             base = name.rpartition("/")[2]
-            if base.startswith(".wh.") and base != ".wh..wh..opq":
+            if base.startswith(WHITEOUT) and base != OPAQUE:
                 whiteout_target(name, base, where)
             if member.hardlink_to is not None:
                 links[name] = member.hardlink_to
@@ -312,13 +314,7 @@ def remembering(memo: Memo | None) -> Iterator[None]:
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
-        b.st_dev,
-        b.st_ino,
-        b.st_size,
-        b.st_mtime_ns,
-        b.st_ctime_ns,
-    )
+    return file_identity(a) == file_identity(b)
 
 
 class CheckedBlob:

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from vmbuild.oci.digest import hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Image, canonical_json
+from vmbuild.oci.image import Image, canonical_json
+from vmbuild.oci.layout import (
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    MT_OCI_CONFIG,
+    MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+)
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
@@ -25,6 +32,11 @@ OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 def descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
     """An OCI content descriptor."""
     return {"mediaType": media_type, "digest": digest, "size": size}
+
+
+def descriptor_of(media_type: str, data: bytes) -> dict[str, Any]:
+    """The OCI content descriptor of the blob ``data``."""
+    return descriptor(media_type, of_bytes(data), len(data))
 
 
 def oci_manifest_json(config: Mapping[str, Any], layers: Sequence[Mapping[str, Any]]) -> bytes:
@@ -53,7 +65,7 @@ def oci_index_json(
     containerd and ``tag`` for ``skopeo copy oci:DIR:TAG``, then the ``more`` descriptors
     (referrer artifacts, unnamed). ``media_type`` None leaves the index's own
     ``mediaType`` out (pullImage's archives, as they always were)."""
-    annotations = {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": tag}
+    annotations = {ANNOTATION_CONTAINERD_NAME: ref, ANNOTATION_REF_NAME: tag}
     index: dict[str, Any] = {
         "schemaVersion": 2,
         "manifests": [{**manifest, "annotations": annotations}, *more],

@@ -17,10 +17,9 @@ from typing import BinaryIO
 
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.layer import Packed
+from vmbuild.oci.layout import OPAQUE, WHITEOUT
 from vmbuild.oci.retar import Entry, entries_of, index, pack_entries, reading_tar
 
-WH = ".wh."
-OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"
 OVERLAY_XATTRS = "SCHILY.xattr.trusted.overlay."
 
@@ -32,7 +31,7 @@ def layer_entries(tar: tarfile.TarFile, where: str) -> dict[str, Entry]:
         info = e.info
         if info.ischr() and info.devmajor == 0 and info.devminor == 0:
             parent, base = posixpath.split(name)
-            wh = posixpath.join(parent, WH + base)
+            wh = posixpath.join(parent, WHITEOUT + base)
             ti = tarfile.TarInfo(wh)
             ti.mode = 0o644
             out[wh] = Entry(ti, tar)

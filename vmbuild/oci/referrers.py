@@ -18,10 +18,11 @@ from typing import Any
 
 from vmbuild.errors import ImageError
 from vmbuild.oci import imagejson
-from vmbuild.oci.digest import check_digest, hex_of, of_bytes
-from vmbuild.oci.image import MT_OCI_INDEX, MT_OCI_MANIFEST, canonical_json
+from vmbuild.oci.digest import check_digest, hex_of
+from vmbuild.oci.image import canonical_json
+from vmbuild.oci.layout import MT_OCI_EMPTY, MT_OCI_INDEX, MT_OCI_MANIFEST
+from vmbuild.oci.metadata import descriptor_of
 
-MT_EMPTY = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 MAX_DOCUMENT = 32 << 20  # as the reader's MAX_JSON
 
@@ -35,18 +36,14 @@ class Artifact:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": of_bytes(data), "size": len(data)}
-
-
 def artifact_manifest(artifact: Artifact, subject: dict[str, Any]) -> bytes:
     """The artifact manifest of ``artifact`` whose subject is the descriptor ``subject``."""
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MT_OCI_MANIFEST,
         "artifactType": artifact.artifact_type,
-        "config": descriptor(MT_EMPTY, EMPTY),
-        "layers": [descriptor(artifact.artifact_type, artifact.data)],
+        "config": descriptor_of(MT_OCI_EMPTY, EMPTY),
+        "layers": [descriptor_of(artifact.artifact_type, artifact.data)],
         "subject": subject,
     }
     if artifact.annotations:
@@ -56,7 +53,7 @@ def artifact_manifest(artifact: Artifact, subject: dict[str, Any]) -> bytes:
 
 def index_entry(artifact: Artifact, manifest: bytes) -> dict[str, Any]:
     """How an artifact manifest is listed in ``index.json`` or a referrers index."""
-    entry = descriptor(MT_OCI_MANIFEST, manifest)
+    entry = descriptor_of(MT_OCI_MANIFEST, manifest)
     entry["artifactType"] = artifact.artifact_type
     if artifact.annotations:
         entry["annotations"] = dict(artifact.annotations)
@@ -103,7 +100,7 @@ def find_referrers(members: Any, where: str) -> list[Found]:
     for value in raw if isinstance(raw, list) else []:
         if not isinstance(value, dict) or "artifactType" not in value:
             continue
-        desc = imagejson.descriptor(value, where, "index.json's artifact")
+        desc = imagejson.read_descriptor(value, where, "index.json's artifact")
         manifest = members.blob_json(desc)
         if not isinstance(manifest, dict):
             raise ImageError(f"{where}: an artifact manifest is not an object", "corrupt image")
@@ -114,7 +111,7 @@ def find_referrers(members: Any, where: str) -> list[Found]:
             raise ImageError(f"{where}: artifact {desc.digest} is malformed", "corrupt image")
         if not isinstance(subject, dict):
             raise ImageError(f"{where}: artifact {desc.digest} has no subject", "corrupt image")
-        layer = imagejson.descriptor(layers[0], where, "the artifact's layer")
+        layer = imagejson.read_descriptor(layers[0], where, "the artifact's layer")
         if layer.size is None or layer.size > MAX_DOCUMENT:
             raise ImageError(f"{where}: artifact {desc.digest} is too large", "corrupt image")
         data = members.raw(f"blobs/sha256/{hex_of(layer.digest)}", layer.digest, layer.size)

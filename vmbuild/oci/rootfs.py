@@ -25,11 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from vmbuild.errors import ImageError
+from vmbuild.oci.layout import OPAQUE, WHITEOUT
 from vmbuild.oci.retar import Entry, index
 from vmbuild.oci.safety import clean_name, whiteout_target
 
-WH = ".wh."
-OPAQUE = ".wh..wh..opq"
 OVERLAY_XATTRS = "SCHILY.xattr.trusted.overlay."
 MAX_LINKS = 255  # as the kernel's and umoci's lookups
 MALFORMED = "the layer is malformed"
@@ -107,7 +106,7 @@ class Rootfs:
             if not name:
                 continue
             parent, base = posixpath.split(name)
-            if base.startswith(WH):
+            if base.startswith(WHITEOUT):
                 self._whiteout(name, parent, base, change, where)
             else:
                 self._set(name, parent, base, self._entry(tar, m, name, n, where), change, where)

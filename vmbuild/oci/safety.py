@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from vmbuild.errors import ImageError
+from vmbuild.oci.layout import WHITEOUT
 
 
 def clean_name(name: str, where: str) -> str:
@@ -47,7 +48,7 @@ def whiteout_target(name: str, base: str, where: str) -> str:
     Its directory component was checked with the member's name; the hidden name itself must
     be a real one (not empty, ``.`` or ``..``, which would hide the directory or its parent).
     """
-    target = base[len(".wh.") :]
+    target = base[len(WHITEOUT) :]
     if target == "..":
         raise ImageError(
             f"{where}: unsafe whiteout {name!r} climbs out with '..'", "the layer is malformed"

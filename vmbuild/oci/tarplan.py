@@ -19,6 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from vmbuild.cache import file_identity
 from vmbuild.oci.inputs import cannot_read
 from vmbuild.oci.layer import Member, Owner, end_size, members
 from vmbuild.oci.tarstream import TAR_BLOCK
@@ -66,10 +67,10 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
 
 
 def _stat_line(name: str, src: Entry, st: os.stat_result) -> bytes:
+    version = ":".join(map(str, file_identity(st)))
     return (
-        f"{name}\0{src.host}\0{int(src.follow)}\0{st.st_dev}:{st.st_ino}:{st.st_mode}:"
-        f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}:"
-        f"{st.st_ctime_ns}:{st.st_rdev}\0"
+        f"{name}\0{src.host}\0{int(src.follow)}\0{version}:{st.st_mode}:"
+        f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_rdev}\0"
     ).encode("utf-8", "surrogateescape")
 
 

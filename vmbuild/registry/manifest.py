@@ -13,14 +13,8 @@ from typing import Any
 
 from vmbuild.errors import RegistryError, SpecError
 from vmbuild.oci.digest import of_bytes
-from vmbuild.oci.image import (
-    GOARCH,
-    MT_DOCKER_LIST,
-    MT_DOCKER_MANIFEST,
-    MT_OCI_INDEX,
-    MT_OCI_MANIFEST,
-    host_goarch,
-)
+from vmbuild.oci.image import GOARCH, host_goarch
+from vmbuild.oci.layout import MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST
 from vmbuild.oci.names import DIGEST_RE
 from vmbuild.registry.client import Client
 from vmbuild.registry.reference import Repository

@@ -7,15 +7,9 @@ import threading
 import time
 from typing import TextIO
 
+from vmbuild.progress import human
+
 BAR = 24
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 class Progress:

@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from vmbuild.cache import cache_dir
+from vmbuild.cache import cache_dir, file_identity
 
 KIND = "pulled"
 
@@ -36,8 +36,7 @@ def _record_path(path: Path) -> Path:
 
 
 def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    return file_identity(path.stat())
 
 
 def _write_record(path: Path) -> None:

@@ -30,9 +30,10 @@ from vmbuild import tempdirs
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import of_bytes
-from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_MANIFEST, Layer, canonical_json
+from vmbuild.oci.image import Layer, canonical_json
 from vmbuild.oci.image import layer_media_type as _media_type
 from vmbuild.oci.layercheck import CheckedBlob
+from vmbuild.oci.layout import MT_OCI_CONFIG, MT_OCI_MANIFEST
 from vmbuild.oci.metadata import descriptor, oci_manifest_json
 from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers

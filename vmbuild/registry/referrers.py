@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from vmbuild.oci.digest import of_bytes
-from vmbuild.oci.image import MT_OCI_INDEX
+from vmbuild.oci.layout import MT_OCI_EMPTY, MT_OCI_INDEX
 from vmbuild.oci.referrers import (
     EMPTY,
-    MT_EMPTY,
     Artifact,
     Found,
     artifact_manifest,
@@ -44,7 +43,7 @@ class Sender(Protocol):
 
 
 def push_referrers(pusher: Sender, found: Sequence[Found], subject: dict[str, Any]) -> None:
-    pusher.send_bytes(EMPTY, MT_EMPTY)
+    pusher.send_bytes(EMPTY, MT_OCI_EMPTY)
     entries = []
     listed = True
     for f in found:

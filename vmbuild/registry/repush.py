@@ -29,8 +29,9 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from vmbuild.cache import cache_dir, read_json, write_json
+from vmbuild.cache import cache_dir, file_identity, read_json, write_json
 from vmbuild.errors import RegistryError
+from vmbuild.oci.layout import MT_DOCKER_MANIFEST, MT_OCI_MANIFEST
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.reference import Reference
@@ -38,8 +39,6 @@ from vmbuild.registry.reference import Reference
 # Bumped when what push makes of the same archive changes (manifest shape, layer
 # compression), so that older records are not used.
 FORMAT = "1"
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 class PushResult(NamedTuple):
@@ -66,8 +65,7 @@ def identity(image: Path) -> str | None:
         st = os.stat(target)
     except OSError:
         return None
-    parts = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return "-".join(str(p) for p in parts)
+    return "-".join(str(p) for p in file_identity(st))
 
 
 def _record(ident: str, compression: str, level: int | None) -> Path:

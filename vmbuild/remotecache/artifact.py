@@ -28,7 +28,8 @@ from typing import Any, BinaryIO, cast
 from vmbuild.errors import RegistryError
 from vmbuild.oci.compress import decompressor
 from vmbuild.oci.digest import of_bytes
-from vmbuild.oci.image import MT_OCI_MANIFEST, BlobRef, Layer, canonical_json
+from vmbuild.oci.image import BlobRef, Layer, canonical_json
+from vmbuild.oci.layout import MT_OCI_LAYER, MT_OCI_MANIFEST
 from vmbuild.registry import blobs
 from vmbuild.registry.answers import discard
 from vmbuild.registry.client import Client
@@ -39,7 +40,7 @@ from vmbuild.registry.reference import Reference, Repository
 
 ARTIFACT_TYPE = "application/vnd.vmbuild.cache.v1"
 CONFIG_TYPE = "application/vnd.vmbuild.cache.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_TYPE = MT_OCI_LAYER + "+gzip"
 FORMAT = 1
 MAX_CONFIG = 1 << 20
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import Image, canonical_json
+from vmbuild.oci.layout import ANNOTATION_CREATED
 from vmbuild.oci.metadata import image_manifest
 from vmbuild.oci.output import AttestOptions, OutputOptions, atomic_file, resolve_out
 from vmbuild.oci.reader import BaseImage
@@ -125,7 +126,7 @@ class Record:
         """The artifacts an OCI output carries (none for a docker-archive)."""
         if self.opts.format == "docker-archive":
             return []
-        created = {"org.opencontainers.image.created": str(image.config.get("created", ""))}
+        created = {ANNOTATION_CREATED: str(image.config.get("created", ""))}
         kind, data = self.sbom(image)
         return [
             Artifact(kind, data, created),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from vmbuild.errors import ImageError
 from vmbuild.oci.compress import decompressor, sniff
 from vmbuild.oci.image import BlobRef, Layer
+from vmbuild.oci.layout import OPAQUE, WHITEOUT
 from vmbuild.oci.safety import clean_name
 from vmbuild.sbom.inventory import FileEntry
 
@@ -60,10 +61,10 @@ def _member(
 ) -> None:
     name = clean_name(member.name, where)
     directory, _, base = name.rpartition("/")
-    if base == ".wh..wh..opq":
+    if base == OPAQUE:
         out.opaque.add(directory)
         return
-    if base.startswith(".wh."):
+    if base.startswith(WHITEOUT):
         out.hidden.add(f"{directory}/{base[4:]}".lstrip("/"))
         return
     if not member.isreg():

@@ -18,12 +18,11 @@ from vmbuild import cache
 from vmbuild.oci.tarplan import TarPlan
 
 KIND = "layer-ids-v2"
-RACY_NS = 3_000_000_000
 
 
 def settled(plan: TarPlan) -> bool:
-    """Whether no entry changed within :data:`RACY_NS` of now."""
-    return plan.newest_ns < time.time_ns() - RACY_NS
+    """Whether no entry changed within :data:`vmbuild.cache.RACY_NS` of now."""
+    return plan.newest_ns < time.time_ns() - cache.RACY_NS
 
 
 def load(plan: TarPlan) -> str | None:

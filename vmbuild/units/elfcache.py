@@ -19,7 +19,6 @@ from vmbuild import cache
 from vmbuild.units.elf import ElfInfo, read_elf
 
 KIND = "elf-info-v1"
-RACY_NS = 3_000_000_000
 
 
 def _encode(info: ElfInfo | None) -> Any:
@@ -51,14 +50,14 @@ class ElfCache:
             st = os.stat(path)
         except OSError:
             return read_elf(path)  # which raises the error that fits
-        sig = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        sig = ":".join(map(str, cache.file_identity(st)))
         hit = self.old.get(path)
         info: ElfInfo | None
         try:
             info = _decode(hit[1]) if isinstance(hit, list) and hit[0] == sig else read_elf(path)
         except (ValueError, TypeError, IndexError):
             info = read_elf(path)
-        if max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - RACY_NS:
+        if cache.settled(st, time.time_ns()):
             self.new[path] = [sig, _encode(info)]
         return info
 

@@ -55,7 +55,7 @@ def probe_key(qemu: str) -> str:
     st = os.stat(qemu)
     u = os.uname()
     return cache.key(
-        [PROBE_VERSION, u.release, u.version, u.machine, qemu, str(st.st_size), str(st.st_mtime_ns)]
+        [PROBE_VERSION, u.release, u.version, u.machine, qemu, str(cache.file_identity(st))]
     )
 
 

@@ -37,7 +37,7 @@ def _package() -> tuple[str, str]:
     """
     try:
         st = APT_CACHE.stat()
-        memo = cache.entry(KIND, "resolved-" + cache.key([str(st.st_size), str(st.st_mtime_ns)]))
+        memo = cache.entry(KIND, "resolved-" + cache.key([str(cache.file_identity(st))]))
     except OSError:
         return _ask_apt()
     if (memo / "package").exists():

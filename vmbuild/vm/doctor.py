@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vmbuild import cache
 from vmbuild.errors import VmbuildError
+from vmbuild.progress import human
 from vmbuild.run import run
 from vmbuild.vm import accel, initramfs, kernel
 
@@ -121,7 +122,7 @@ def _cache(r: Report) -> None:
     kinds = cachelist.summary(cachelist.entries(root))
     total = sum(k.size for k in kinds)
     counts = ", ".join(f"{k.kind}: {k.count}" for k in kinds if k.kind in _CACHE_KINDS)
-    detail = f"{root} ({cachelist.human(total)}; {counts})"
+    detail = f"{root} ({human(total, binary=True)}; {counts})"
     r.line(OK, "cache", f"{detail}: `vmbuild cache ls` lists it, `vmbuild cache prune` trims it")
 
 

@@ -199,7 +199,7 @@ def quick_key(keys: Keys) -> str:
     for path in (*(p for p, _ in (*TOOLS, *OPTIONAL_TOOLS, *HOST_DATA)), DPKG_STATUS):
         try:
             st = os.stat(path)
-            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            parts.append(f"{path}:{cache.file_identity(st)}")
         except OSError:
             parts.append(f"{path}:-")
     for name in GUEST_FILES:

@@ -73,7 +73,7 @@ def fragment() -> bytes:
 
 def build_key() -> str:
     st = SOURCE.stat()
-    return cache.key([RECIPE, fragment(), str(SOURCE), str(st.st_size), str(st.st_mtime_ns)])
+    return cache.key([RECIPE, fragment(), str(SOURCE), str(cache.file_identity(st))])
 
 
 def cached_build() -> Path | None:

@@ -29,6 +29,9 @@ def guest_identity() -> str:
     for path in (*(p for p, _ in tools), initramfs.DPKG_STATUS):
         try:
             st = os.stat(path)
+            # Not cache.file_identity: this key is shared through remote caches, and a
+            # packaged file's size and mtime (dpkg sets it from the package) are the same
+            # on every runner with the same package, its inode and ctime are not.
             parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
         except OSError:
             parts.append(f"{path}:-")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmbuild.oci.image import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST
+from vmbuild.oci.layout import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST
 from vmbuild.oci.metadata import descriptor, oci_index_json, oci_manifest_json, split_ref
 
 D1 = "sha256:" + "1" * 64

@@ -283,11 +283,11 @@ def test_open_beneath(tmp_path: Path) -> None:
             "not a valid digest",
         ),
         (
-            lambda: imagejson.descriptor({"digest": GOOD, "size": "1"}, "a", "d"),
+            lambda: imagejson.read_descriptor({"digest": GOOD, "size": "1"}, "a", "d"),
             "not a count of bytes",
         ),
         (
-            lambda: imagejson.descriptor({"digest": GOOD, "annotations": []}, "a", "d"),
+            lambda: imagejson.read_descriptor({"digest": GOOD, "annotations": []}, "a", "d"),
             "annotations",
         ),
         (lambda: imagejson.image_manifest({"config": {"digest": GOOD}}, "a"), "layers"),

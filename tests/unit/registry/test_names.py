@@ -189,7 +189,8 @@ def test_pull_spec_errors(tmp_path: Path, table: dict[str, object], message: str
 def test_progress_lines_and_bars() -> None:
     import io
 
-    from vmbuild.registry.progress import Progress, human
+    from vmbuild.progress import human
+    from vmbuild.registry.progress import Progress
 
     plain = io.StringIO()
     p = Progress("fetched", plain, live=False)
@@ -206,7 +207,7 @@ def test_progress_lines_and_bars() -> None:
     q.close()
     out = live.getvalue()
     assert "a [" in out and "b [" in out and "pushed a 100 B" in out and "\x1b[" in out
-    assert human(999) == "999 B" and human(1500) == "1.5 KB" and human(2.5e9) == "2.5 GB"
+    assert human(999) == "999 B" and human(1500) == "1.5 kB" and human(2.5e9) == "2.5 GB"
 
 
 def test_cli_tls_option() -> None:

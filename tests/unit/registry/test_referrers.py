@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from vmbuild.oci.digest import of_bytes
-from vmbuild.oci.image import MT_OCI_INDEX, MT_OCI_MANIFEST
+from vmbuild.oci.layout import MT_OCI_INDEX, MT_OCI_MANIFEST
 from vmbuild.oci.referrers import Found
 from vmbuild.registry.referrers import push_referrers
 

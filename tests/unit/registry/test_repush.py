@@ -12,6 +12,7 @@ import pytest
 from tests.support.imports import loaded_of
 from vmbuild.cli import registry as cli_registry
 from vmbuild.oci.compress import COMPRESSIONS
+from vmbuild.oci.layout import MT_OCI_MANIFEST
 from vmbuild.registry import repush
 
 
@@ -23,7 +24,7 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_remembered_by_identity_and_options(tmp_path: Path) -> None:
     image = tmp_path / "a.tar"
     image.write_bytes(b"x" * 10)
-    pushed = repush.Pushed("sha256:" + "a" * 64, repush.MT_OCI_MANIFEST, 3)
+    pushed = repush.Pushed("sha256:" + "a" * 64, MT_OCI_MANIFEST, 3)
     repush.remember(repush.identity(image), "gzip", None, pushed)
     assert repush.recall(image, "gzip", None) == pushed
     assert repush.recall(image, "gzip", 6) is None
@@ -39,7 +40,7 @@ def test_a_layout_is_known_by_its_index(tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     layout.mkdir()
     (layout / "index.json").write_text("{}")
-    pushed = repush.Pushed("sha256:" + "b" * 64, repush.MT_OCI_MANIFEST, 2)
+    pushed = repush.Pushed("sha256:" + "b" * 64, MT_OCI_MANIFEST, 2)
     repush.remember(repush.identity(layout), "gzip", None, pushed)
     assert repush.recall(layout, "gzip", None) == pushed
     time.sleep(0.05)

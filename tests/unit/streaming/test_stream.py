@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vmbuild import cache
 from vmbuild.errors import ImageError
 from vmbuild.oci.archive import write_docker_archive
 from vmbuild.oci.blocks import BlockWriter
@@ -18,7 +19,6 @@ from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.layer import Owner
 from vmbuild.oci.tarplan import TarPlan, plan_tree
 from vmbuild.oci.tree import from_roots
-from vmbuild.streaming import idcache
 from vmbuild.streaming.hashpool import HashPool
 from vmbuild.streaming.lazy import TreeLayer, diff_id_of
 from vmbuild.streaming.packing import pack
@@ -174,7 +174,7 @@ def test_a_closed_reader_ends_the_stream_with_broken_pipe(tmp_path: Path) -> Non
 def test_a_remembered_diff_id_spares_the_hashing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(idcache, "RACY_NS", 0)  # files made by the test count as settled
+    monkeypatch.setattr(cache, "RACY_NS", 0)  # files made by the test count as settled
     files: dict[str, str | bytes] = {"f": "one", "g": "x" * 5000}
     first = io.BytesIO()
     image, _ = write_streaming([], [tree_layer(tmp_path / "a", files)], finish, first, 1)
@@ -228,7 +228,7 @@ class Writes(io.BytesIO):
 def test_a_compressing_sink_gets_the_same_writes_cold_or_warm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(idcache, "RACY_NS", 0)
+    monkeypatch.setattr(cache, "RACY_NS", 0)
     trees: dict[str, dict[str, str | bytes]] = {
         "a": {"x": b"\1" * 700_000, "y": "y"},
         "b": {"z": "z"},

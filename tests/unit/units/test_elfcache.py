@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vmbuild import cache
 from vmbuild.units import elfcache
 from vmbuild.units.elf import ElfInfo, read_elf
 from vmbuild.units.elfcache import ElfCache
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(BASH), reason="needs /usr/bin
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(elfcache, "RACY_NS", 0)  # files made by the test count as settled
+    monkeypatch.setattr(cache, "RACY_NS", 0)  # files made by the test count as settled
     reads: list[str] = []
 
     def counted(path: str) -> ElfInfo | None:
