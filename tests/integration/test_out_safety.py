@@ -274,3 +274,19 @@ def test_bad_sbom_and_provenance_paths_name_their_option(
     assert stat.S_ISCHR(dev.lstat().st_mode)
     assert not out.exists()
     no_parts(tmp_path)
+
+
+def test_vmbuild_lock_refuses_a_device_lock_path_before_resolving(tmp_path: Path) -> None:
+    """`lock = "devlock"` (a character device) was replaced by a regular file."""
+    dev = tmp_path / "devlock"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'function = "buildLayeredImage"\nname = "x"\ntag = "1"\ncontents = [{ deb = "hello" }]\n'
+        '[debian]\nmirror = "http://127.0.0.1:9/"\nsuite = "testing"\nlock = "devlock"\n'
+    )
+    proc = vmbuild_cli("lock", spec, cwd=tmp_path)
+    line = one_error_line(proc, f"lock file {dev} is a special file")
+    assert proc.returncode == 2, line
+    assert stat.S_ISCHR(dev.lstat().st_mode)
+    no_parts(tmp_path)
