@@ -171,7 +171,7 @@ def test_a_step_past_its_timeout_names_the_step_and_is_torn_down(
 
 @pytest.mark.parametrize(
     ("option", "env"),
-    [("-5", None), ("0", None), ("soon", None), ("nan", None), ("inf", None), (None, "ten")],
+    [("-5", None), ("-0.5", None), ("soon", None), ("nan", None), ("inf", None), (None, "ten")],
 )
 def test_a_bad_timeout_is_one_line_and_status_2(
     tmp_path: Path, option: str | None, env: str | None

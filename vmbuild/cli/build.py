@@ -88,7 +88,8 @@ def register(sub: Any) -> None:
         "--timeout",
         metavar="SECONDS",
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
-        "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+        "included, and fail naming the step; 0 for no limit (default: $VMBUILD_TIMEOUT, "
+        f"else {timeouts.DEFAULT:g}: an hour)",
     )
     p.add_argument(
         "--shell-on-failure",

@@ -260,7 +260,7 @@ def _bounded(step: str) -> Iterator[float | None]:
     try:
         yield timeouts.step_timeout()
     except VmTimeout as exc:
-        hint = "allow more time: vmbuild build --timeout SECONDS (or VMBUILD_TIMEOUT)"
+        hint = "allow more time: vmbuild build --timeout SECONDS (or VMBUILD_TIMEOUT; 0: no limit)"
         if exc.phase == "boot":
             raise VmError(
                 f"the build VM for {step} did not boot within the {exc.seconds:g} s timeout "
