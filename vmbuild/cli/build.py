@@ -48,7 +48,8 @@ def register(sub: Any) -> None:
         "buildLayeredImage, streamLayeredImage, pullImage, exportImage, mergeImages) and "
         "print where it went. Without --out the image is ./NAME-TAG.tar.gz (the spec's "
         "name and tag; .tar.zst or .tar by --compress; NAME-TAG.oci.tar for oci-archive, "
-        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage).",
+        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage, .tar.gz or "
+        ".tar.zst with --compress).",
         examples=[
             "vmbuild build image.toml",
             "vmbuild build image.toml -o - | podman load",
@@ -160,8 +161,6 @@ def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
     if not name:
         name = {"mergeImages": "merged", "exportImage": "rootfs"}.get(loaded.function, "image")
     stem = _safe(name) + (f"-{_safe(tag)}" if tag else "")
-    if loaded.function == "exportImage":  # one plain root filesystem tar, whatever --format
-        return Path(stem + ".tar")
     if opts.format == "oci":
         return Path(stem)
     if opts.format == "oci-archive":
