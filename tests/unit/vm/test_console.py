@@ -3,19 +3,7 @@ corrupt file system (the kernel's EXT4-fs error), kept for the error that follow
 
 from __future__ import annotations
 
-import socket
-
-from vmbuild.vm.console import Console
-
-
-def console_of(*lines: bytes) -> Console:
-    ours, theirs = socket.socketpair()
-    console = Console(ours)
-    theirs.sendall(b"".join(line + b"\r\n" for line in lines))
-    theirs.close()
-    assert console.closed.wait(5)
-    console.close()  # what it read stays
-    return console
+from tests.support.guestconsole import console_of
 
 
 def test_the_last_stage_announced_is_the_current_one() -> None:

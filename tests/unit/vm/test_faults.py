@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.vm.faults import HostDiskError, HostWatch, host_disk_error, parse
+from tests.support.guestconsole import console_of
+from vmbuild.vm import Machine
+from vmbuild.vm.faults import (
+    GuestDiskCorrupt,
+    GuestDiskFull,
+    HostDiskError,
+    HostWatch,
+    VmTimeout,
+    host_disk_error,
+    parse,
+)
 
 
 def test_plain_failure_is_no_fault() -> None:
@@ -113,9 +123,6 @@ class _Channel:
 def test_a_corrupt_scratch_disk_is_not_reported_as_full() -> None:
     """A postinst wrote zeros over a VM disk; ext4 then said "Structure needs cleaning"
     and vmbuild said "the build VM's disk is full -- raise diskSize"."""
-    from tests.unit.vm.test_console import console_of
-    from vmbuild.vm import Machine
-    from vmbuild.vm.faults import GuestDiskCorrupt, GuestDiskFull
 
     vm = Machine()
     vm._channel = _Channel(b"status=2\noom_kills=0\nscratch=0 262144 4096\n")  # type: ignore[assignment]
@@ -134,9 +141,6 @@ def test_a_corrupt_scratch_disk_is_not_reported_as_full() -> None:
 
 
 def test_a_timeout_carries_the_stage_the_guest_said_it_was_in() -> None:
-    from tests.unit.vm.test_console import console_of
-    from vmbuild.vm import Machine
-    from vmbuild.vm.faults import VmTimeout
 
     vm = Machine()
     vm._channel = _Channel(b"")  # type: ignore[assignment]
