@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmbuild.cache import cache_dir
-from vmbuild.errors import VmbuildError
+from vmbuild.errors import SpecError
 
 # What each kind holds, for `cache ls` (a kind not named here is listed by its name).
 KINDS = {
@@ -66,7 +66,7 @@ def parse_size(text: str) -> int:
     """``500M``, ``10G``, ``1.5GiB``, ``2048`` (bytes) -> bytes (binary units)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
     if not m:
-        raise VmbuildError(f"--max-size {text!r} is not a size", "give e.g. 500M, 10G or 2048")
+        raise SpecError(f"--max-size {text!r} is not a size", "give e.g. 500M, 10G or 2048")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 

@@ -12,6 +12,7 @@ import pytest
 from tests.support.cli import vmbuild_cli
 from tests.support.containers import skopeo
 from tests.support.images import image_from_layers, layer_tar
+from vmbuild.oci.compress import decompressor, sniff
 
 
 def export(tmp_path: Path, image: Path, *extra: str) -> Path:
@@ -153,3 +154,58 @@ def test_unsafe_layers_are_refused(
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.tar").exists()
+
+
+# --- --compress and --format: the tar is compressed as asked; it is not an image ---------
+
+
+def _export_spec(tmp_path: Path) -> Path:
+    layer = layer_tar(tmp_path / "l.tar", [("etc", "d", ""), ("etc/hello", "f", "hi")])
+    image = image_from_layers(tmp_path / "base.tar", [layer])
+    spec = tmp_path / "export.toml"
+    spec.write_text(f'function = "exportImage"\nfromImage = "{image}"\n')
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("compress", "magic", "name"),
+    [("zstd", b"\x28\xb5\x2f\xfd", "rootfs.tar.zst"), ("gzip", b"\x1f\x8b", "rootfs.tar.gz")],
+)
+def test_compress_compresses_the_tar(
+    tmp_path: Path, compress: str, magic: bytes, name: str
+) -> None:
+    """`--compress zstd --out rootfs.tar.zst` wrote an uncompressed tar."""
+    spec = _export_spec(tmp_path)
+    plain = tmp_path / "rootfs.tar"
+    assert vmbuild_cli("build", spec, "--out", plain).returncode == 0
+    assert plain.read_bytes()[257:262] == b"ustar"  # uncompressed unless asked
+    out = tmp_path / name
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", compress)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert out.read_bytes().startswith(magic)
+    with open(out, "rb") as f, decompressor(f, sniff(magic)) as tar:
+        assert tar.read() == plain.read_bytes()
+    default = vmbuild_cli("build", spec, "--compress", compress, cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == name  # the default name says the compression
+
+
+def test_an_uncompressed_export_named_gz_is_warned_about(tmp_path: Path) -> None:
+    proc = vmbuild_cli("build", _export_spec(tmp_path), "--out", tmp_path / "r.tar.gz")
+    assert proc.returncode == 0, proc.stderr
+    assert "looks gzip, but the archive is uncompressed" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["oci", "oci-archive"])
+def test_an_oci_format_is_refused(tmp_path: Path, fmt: str) -> None:
+    """`--format oci --out layout` wrote a plain tar named like a layout."""
+    out = tmp_path / "layout"
+    proc = vmbuild_cli("build", _export_spec(tmp_path), "--out", out, "--format", fmt)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("vmbuild: error: exportImage writes a root filesystem tar") and (
+        f"--format {fmt}" in line
+    ), line
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.tar", "export.toml", "l.tar"]

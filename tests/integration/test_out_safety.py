@@ -216,3 +216,77 @@ def test_an_out_replaced_with_a_base_layer_copied_by_the_kernel(
         assert got is not None and got.read() == layer.read_bytes()
     no_parts(tmp_path)
     no_parts(roomy)
+
+
+# --- --sbom and --provenance: their own paths, named in their own errors -----------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("--out", "--sbom"), ("--out", "--provenance"), ("--sbom", "--provenance")],
+)
+def test_two_outputs_naming_one_file_are_refused_before_any_work(
+    spec: Path, tmp_path: Path, first: str, second: str
+) -> None:
+    """`--out img.tar --sbom img.tar` replaced the image with the SBOM and said "built"."""
+    out = tmp_path / "img.tar"
+    out.write_bytes(b"an older image")
+    (tmp_path / "link.tar").symlink_to("img.tar")  # the same file, by a symlink
+    paths = {"--out": tmp_path / "other.tar", first: out, second: tmp_path / "link.tar"}
+    args = [a for option, path in paths.items() for a in (option, path)]
+    proc = vmbuild_cli("build", spec, *args, "--compress", "none")
+    line = one_error_line(proc, first, second, str(out))
+    assert proc.returncode == 2, line
+    assert out.read_bytes() == b"an older image"
+    assert not (tmp_path / "other.tar").exists()
+    no_parts(tmp_path)
+
+
+def test_a_spec_sbom_beside_out_and_a_provenance_there_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "outcheck"\ntag = "1"\nsbom = true\n')
+    out = tmp_path / "img.tar"
+    proc = vmbuild_cli("build", path, "--out", out, "--provenance", f"{out}.spdx.json")
+    one_error_line(proc, "--provenance", "the spec's sbom file")
+    assert proc.returncode == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--sbom", "--provenance"])
+def test_bad_sbom_and_provenance_paths_name_their_option(
+    spec: Path, tmp_path: Path, option: str
+) -> None:
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (tmp_path / "dir").mkdir()
+    out = tmp_path / "img.tar"
+    cases: list[tuple[str | Path, str]] = [
+        (tmp_path / "dir", "is a directory"),
+        (dev, "special file"),
+        ("", "is empty"),
+        (".", "is a directory"),
+    ]
+    for bad, says in cases:
+        proc = vmbuild_cli("build", spec, "--out", out, option, bad, cwd=tmp_path)
+        line = one_error_line(proc, f"{option} ", says)
+        assert "--out" not in line, line
+        assert proc.returncode == 2, line
+    assert stat.S_ISCHR(dev.lstat().st_mode)
+    assert not out.exists()
+    no_parts(tmp_path)
+
+
+def test_vmbuild_lock_refuses_a_device_lock_path_before_resolving(tmp_path: Path) -> None:
+    """`lock = "devlock"` (a character device) was replaced by a regular file."""
+    dev = tmp_path / "devlock"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'function = "buildLayeredImage"\nname = "x"\ntag = "1"\ncontents = [{ deb = "hello" }]\n'
+        '[debian]\nmirror = "http://127.0.0.1:9/"\nsuite = "testing"\nlock = "devlock"\n'
+    )
+    proc = vmbuild_cli("lock", spec, cwd=tmp_path)
+    line = one_error_line(proc, f"lock file {dev} is a special file")
+    assert proc.returncode == 2, line
+    assert stat.S_ISCHR(dev.lstat().st_mode)
+    no_parts(tmp_path)

@@ -28,7 +28,6 @@ def test_the_layered_functions_stream_and_write_layouts() -> None:
     assert streaming == layered
     layouts = {name for name, builder in BUILDERS.items() if builder.layout}
     assert layouts == {"buildImage", *layered}
-    assert [n for n, b in BUILDERS.items() if not b.compresses] == ["exportImage"]
 
 
 def test_stream_refuses_a_function_that_does_not_stream(tmp_path: Path) -> None:

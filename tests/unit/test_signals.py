@@ -80,29 +80,43 @@ def test_a_full_disk_on_the_host_is_one_line(
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("20", 20.0), (" 1.5 ", 1.5), ("600", 600.0), ("1e3", 1000.0)]
+    ("text", "seconds"),
+    [("20", 20.0), (" 1.5 ", 1.5), ("600", 600.0), ("1e3", 1000.0), ("0", None), ("0.0", None)],
 )
-def test_timeouts_parse(text: str, seconds: float) -> None:
+def test_timeouts_parse(text: str, seconds: float | None) -> None:
     assert timeouts.parse(text, "--timeout") == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0", "-1", "abc", "nan", "inf", "-inf", "1s"])
+@pytest.mark.parametrize("text", ["", "-1", "-0.5", "abc", "nan", "inf", "-inf", "1s"])
 def test_bad_timeouts_are_spec_errors(text: str) -> None:
-    with pytest.raises(SpecError, match="is not a positive number of seconds"):
+    with pytest.raises(SpecError, match="is not a positive number of seconds, or 0 for no limit"):
         timeouts.parse(text, "--timeout")
 
 
 def test_the_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(timeouts.ENV, raising=False)
-    assert timeouts.step_timeout() is None
     monkeypatch.setenv(timeouts.ENV, "30")
     assert timeouts.step_timeout() == 30
     with timeouts.limit(5):
         assert timeouts.step_timeout() == 5
+    with timeouts.limit(None):  # --timeout 0: no limit, whatever the environment says
+        assert timeouts.step_timeout() is None
     assert timeouts.step_timeout() == 30
     monkeypatch.setenv(timeouts.ENV, "soon")
     with pytest.raises(SpecError, match="VMBUILD_TIMEOUT 'soon'"):
         timeouts.step_timeout()
+
+
+def test_a_build_vm_is_bounded_by_an_hour_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --timeout or VMBUILD_TIMEOUT a hanging postinst kept a build (and its CI
+    job) waiting forever; 0 is the way to ask for no limit."""
+    monkeypatch.delenv(timeouts.ENV, raising=False)
+    assert timeouts.DEFAULT == 3600
+    assert timeouts.step_timeout() == timeouts.DEFAULT
+    assert timeouts.from_env() == timeouts.DEFAULT
+    monkeypatch.setenv(timeouts.ENV, " ")
+    assert timeouts.step_timeout() == timeouts.DEFAULT
+    monkeypatch.setenv(timeouts.ENV, "0")
+    assert timeouts.step_timeout() is None
 
 
 @pytest.mark.parametrize("how", ["spawn", "run"])

@@ -169,9 +169,25 @@ def test_a_step_past_its_timeout_names_the_step_and_is_torn_down(
     assert leftovers(tmp, tmp_path) == []
 
 
+@pytest.mark.vm
+def test_a_timeout_names_the_stage_the_guest_was_in(tmp_path: Path, tmp: Path) -> None:
+    """The guest announces each stage on its console: a hanging extraCommands (or a
+    configure = true postinst) is named as such, not as runAsRoot."""
+    text = 'name = "s"\ntag = "t"\nrunAsRoot = "true"\nextraCommands = "sleep 600"\n'
+    proc = vmbuild_cli(
+        "build", spec(tmp_path, text), "--out", tmp_path / "o.tar", "--compress", "none",
+        "--timeout", "30",
+        env={"TMPDIR": str(tmp)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert "extraCommands did not finish within the 30 s timeout" in line, line
+    assert leftovers(tmp, tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("option", "env"),
-    [("-5", None), ("0", None), ("soon", None), ("nan", None), ("inf", None), (None, "ten")],
+    [("-5", None), ("-0.5", None), ("soon", None), ("nan", None), ("inf", None), (None, "ten")],
 )
 def test_a_bad_timeout_is_one_line_and_status_2(
     tmp_path: Path, option: str | None, env: str | None

@@ -52,8 +52,6 @@ class Builder(NamedTuple, Generic[Spec]):
     build: Callable[[Spec, Path, OutputOptions], BuildResult]
     stream: Callable[[Spec, BinaryIO], None] | None = None
     layout: bool = False  # --format oci writes a layout directory (else a file)
-    # its docker-archive is compressed as --compress says (so --out's suffix is checked)
-    compresses: bool = True
     attests: bool = False  # it reports what went in (--sbom, --provenance)
 
 
@@ -112,7 +110,7 @@ def _stream_nix_shell(spec: NixShellSpec, sink: BinaryIO) -> None:
 _BUILD_IMAGE: Builder[BuildImageSpec] = Builder(_build_image, layout=True, attests=True)
 _LAYERED: Builder[LayeredSpec] = Builder(_build_layered, _stream_layered, layout=True, attests=True)
 _PULL_IMAGE: Builder[PullImageSpec] = Builder(_pull_image)
-_EXPORT_IMAGE: Builder[ExportImageSpec] = Builder(_export_image, compresses=False)
+_EXPORT_IMAGE: Builder[ExportImageSpec] = Builder(_export_image)
 _MERGE_IMAGES: Builder[MergeImagesSpec] = Builder(_merge_images)
 _NIX_SHELL: Builder[NixShellSpec] = Builder(_build_nix_shell, _stream_nix_shell, layout=True)
 
@@ -133,7 +131,7 @@ def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
     """Build ``loaded`` into ``out`` (checked before any work; a symlink there is followed)."""
     builder = BUILDERS[loaded.function]
     layout = opts.format == "oci" and builder.layout
-    if opts.format == "docker-archive" and builder.compresses:
+    if opts.format == "docker-archive":
         warn_on_suffix(out, opts.compression)
     target = resolve_out(out, directory=layout)
     if opts.attest.wanted:

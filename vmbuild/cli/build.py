@@ -20,7 +20,7 @@ from vmbuild.cli.common import add_command
 from vmbuild.config import Loaded, attest_options, load_spec, output_options
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import COMPRESSIONS
-from vmbuild.oci.output import FORMATS, OutputOptions
+from vmbuild.oci.output import FORMATS, AttestOptions, OutputOptions, distinct, resolve_out
 
 if TYPE_CHECKING:
     from vmbuild.remotecache.remotes import Remotes
@@ -31,6 +31,12 @@ CACHE_REPO_ENV = "VMBUILD_CACHE_REPO"
 
 # what a default --out ends in, by format and (for a docker-archive) compression
 ARCHIVE_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
+# a path for each output option, in the hint when it is empty
+EXAMPLES = {
+    "--out": "image.tar.gz",
+    "--sbom": "image.spdx.json",
+    "--provenance": "image.intoto.json",
+}
 
 
 def register(sub: Any) -> None:
@@ -42,7 +48,8 @@ def register(sub: Any) -> None:
         "buildLayeredImage, streamLayeredImage, pullImage, exportImage, mergeImages) and "
         "print where it went. Without --out the image is ./NAME-TAG.tar.gz (the spec's "
         "name and tag; .tar.zst or .tar by --compress; NAME-TAG.oci.tar for oci-archive, "
-        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage).",
+        "a directory NAME-TAG for oci; rootfs.tar or NAME.tar for exportImage, .tar.gz or "
+        ".tar.zst with --compress).",
         examples=[
             "vmbuild build image.toml",
             "vmbuild build image.toml -o - | podman load",
@@ -82,7 +89,8 @@ def register(sub: Any) -> None:
         "--timeout",
         metavar="SECONDS",
         help="stop a build VM (runAsRoot, exportImage's merge) that runs longer, boot "
-        "included, and fail naming the step (default: $VMBUILD_TIMEOUT, else no limit)",
+        "included, and fail naming the step; 0 for no limit (default: $VMBUILD_TIMEOUT, "
+        f"else {timeouts.DEFAULT:g}: an hour)",
     )
     p.add_argument(
         "--shell-on-failure",
@@ -91,9 +99,9 @@ def register(sub: Any) -> None:
         help="when runAsRoot fails, keep the build VM up and open a shell in the failed "
         "tree (chrooted as the script was); leaving it tears everything down",
     )
-    p.add_argument("--sbom", type=Path, help="write an SBOM of the image here (SPDX 2.3 JSON)")
+    p.add_argument("--sbom", help="write an SBOM of the image here (SPDX 2.3 JSON)")
     p.add_argument("--sbom-format", help="spdx (default) or cyclonedx (CycloneDX 1.5 JSON)")
-    p.add_argument("--provenance", type=Path, help="write an in-toto SLSA v1 provenance here")
+    p.add_argument("--provenance", help="write an in-toto SLSA v1 provenance here")
     p.add_argument(
         "--locked",
         action="store_true",
@@ -153,8 +161,6 @@ def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
     if not name:
         name = {"mergeImages": "merged", "exportImage": "rootfs"}.get(loaded.function, "image")
     stem = _safe(name) + (f"-{_safe(tag)}" if tag else "")
-    if loaded.function == "exportImage":  # one plain root filesystem tar, whatever --format
-        return Path(stem + ".tar")
     if opts.format == "oci":
         return Path(stem)
     if opts.format == "oci-archive":
@@ -163,8 +169,15 @@ def default_out(loaded: Loaded, opts: OutputOptions) -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    if args.out == "":
-        raise SpecError("--out is empty", "give the output's path, e.g. --out image.tar.gz")
+    for option, given in (
+        ("--out", args.out),
+        ("--sbom", args.sbom),
+        ("--provenance", args.provenance),
+    ):
+        if given == "":
+            raise SpecError(
+                f"{option} is empty", f"give the output's path, e.g. {option} {EXAMPLES[option]}"
+            )
     timeout = (
         timeouts.parse(args.timeout, "--timeout")
         if args.timeout is not None
@@ -178,7 +191,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     loaded = load_spec(args.spec)
     opts = output_options(loaded, args.format, args.compress, args.level)
     out = default_out(loaded, opts) if args.out in (None, "-") else Path(args.out)
-    attest = attest_options(loaded, out, args.sbom, args.sbom_format, args.provenance)
+    attest = attest_options(loaded, out, _path(args.sbom), args.sbom_format, _path(args.provenance))
+    _check_attest_paths(attest, None if args.out == "-" else out, args)
     opts = dataclasses.replace(opts, attest=attest)
     if args.locked:
         from vmbuild.debian.packages import LOCKED_ONLY
@@ -202,6 +216,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif args.out != "-":
         print(result.out)
     return 0
+
+
+def _path(given: str | None) -> Path | None:
+    return None if given is None else Path(given)
+
+
+def _check_attest_paths(attest: AttestOptions, out: Path | None, args: argparse.Namespace) -> None:
+    """Refuse, before any work, an SBOM or provenance path that cannot be written (each
+    error naming its option), or two outputs that are one file (the last written would
+    replace the other: an SBOM over the image)."""
+    named: dict[str, Path] = {} if out is None else {"--out": out}
+    for option, path, given in (
+        ("--sbom", attest.sbom, args.sbom),
+        ("--provenance", attest.provenance, args.provenance),
+    ):
+        if path is not None:
+            name = option if given is not None else f"the spec's {option[2:]} file"
+            resolve_out(path, directory=False, option=name)
+            named[name] = path
+    distinct(named)
 
 
 def _remotes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -44,9 +45,7 @@ def register(sub: Any) -> None:
         help="remove least recently used entries",
         examples=["vmbuild cache prune --older-than 30", "vmbuild cache prune --max-size 10G"],
     )
-    pr.add_argument(
-        "--older-than", metavar="DAYS", type=float, help="remove entries unused for DAYS days"
-    )
+    pr.add_argument("--older-than", metavar="DAYS", help="remove entries unused for DAYS days")
     pr.add_argument(
         "--max-size", metavar="SIZE", help="then remove the oldest until the rest fit (e.g. 10G)"
     )
@@ -81,19 +80,31 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> float:
+    """--older-than's value: a finite number of days, not negative."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not math.isfinite(days):
+        raise SpecError(f"--older-than {text!r} is not a number of days", "e.g. --older-than 30")
+    if days < 0:
+        raise SpecError("--older-than must not be negative", "give a number of days, e.g. 30")
+    return days
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     if args.older_than is None and args.max_size is None:
         raise SpecError("cache prune needs --older-than or --max-size", "e.g. --older-than 30")
-    if args.older_than is not None and args.older_than < 0:
-        raise SpecError("--older-than must not be negative", "give a number of days, e.g. 30")
+    older_than = None if args.older_than is None else _days(args.older_than)
     max_size = None if args.max_size is None else cachelist.parse_size(args.max_size)
     if args.dry_run:
-        chosen = cachelist.choose(cachelist.entries(), args.older_than, max_size)
+        chosen = cachelist.choose(cachelist.entries(), older_than, max_size)
         for e in chosen:
             print(f"would remove {e.path} ({human(e.size, binary=True)})")
         print(f"would free {human(sum(e.size for e in chosen), binary=True)}")
         return 0
-    removed, busy = cachelist.prune(args.older_than, max_size)
+    removed, busy = cachelist.prune(older_than, max_size)
     freed = sum(e.size for e in removed)
     print(f"removed {len(removed)} entries, freed {human(freed, binary=True)}")
     for e in busy:

@@ -21,7 +21,8 @@ ENVIRONMENT = {
     "XDG_CACHE_HOME": "the cache's parent when VMBUILD_CACHE_DIR is unset; default ~/.cache",
     "VMBUILD_GUEST_KERNEL": "cloud: boot Debian's packaged cloud kernel instead of building one",
     "VMBUILD_LINUX_SOURCE": "a Linux source tarball or tree to build the guest kernel from",
-    "VMBUILD_TIMEOUT": "default for build --timeout (seconds a build VM may run)",
+    "VMBUILD_TIMEOUT": "default for build --timeout (seconds a build VM may run; 0: no "
+    "limit); default 3600",
     "VMBUILD_STEP_CACHE": "where runAsRoot results are cached; default $VMBUILD_CACHE_DIR/steps",
     "VMBUILD_CACHE_REPO": "a remote cache (docker://HOST/REPO) read and written when build "
     "has no --cache-from/--cache-to and the spec no cacheFrom/cacheTo",

@@ -10,6 +10,7 @@ from vmbuild.builders.debcontent import lock_spec
 from vmbuild.cli.common import add_command
 from vmbuild.config import load_spec
 from vmbuild.errors import SpecError
+from vmbuild.oci.output import resolve_out
 
 
 def register(sub: Any) -> None:
@@ -28,9 +29,11 @@ def register(sub: Any) -> None:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     loaded = load_spec(args.spec)
+    table = getattr(loaded.spec, "debian", None)
+    if table is not None:  # a lock path that cannot be written fails before resolving
+        resolve_out(table.lock, directory=False, option="lock file")
     lock = lock_spec(loaded.spec)
-    if lock is None:
+    if lock is None or table is None:
         raise SpecError(f"{args.spec} names no Debian packages", 'add { deb = "NAME" } items')
-    table = loaded.spec.debian
     print(f"{table.lock}: {len(lock.packages)} packages")
     return 0

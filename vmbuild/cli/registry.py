@@ -183,7 +183,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.digestfile is not None:
         from vmbuild.oci.output import resolve_out
 
-        resolve_out(args.digestfile, directory=False)  # a bad path fails before the upload
+        resolve_out(
+            args.digestfile, directory=False, option="--digestfile"
+        )  # a bad path fails before the upload
     quiet = args.quiet or args.json
     result = _unchanged(args, dest, creds) or _push(args, dest, creds, quiet)
     if not quiet:
@@ -195,7 +197,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.digestfile is not None:
         from vmbuild.oci.output import atomic_file, resolve_out
 
-        with atomic_file(resolve_out(args.digestfile, directory=False)) as f:
+        with atomic_file(resolve_out(args.digestfile, False, "--digestfile")) as f:
             f.write(result.digest.encode())
     if args.json:
         print(

@@ -1,5 +1,9 @@
 """exportImage's spec: fromImage (required), fromImageName/Tag, name, diskSize.
 
+The output is a root filesystem tar, uncompressed as nixpkgs' (``compressor``, not a
+key of the spec: ``--compress gzip|zstd`` compresses it), and never an image, so
+``--format oci``/``oci-archive`` are refused by the builder.
+
 ``mergeInVM`` (beyond the manual, default false) flattens the layers inside the build
 VM, as nixpkgs does; by default they are merged as tar streams on the host, which needs
 no root and no VM and gives the same bytes.
@@ -14,6 +18,7 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.build_image import DISK_SIZE_DEFAULT, MEMORY_DEFAULT
 from vmbuild.config.common import Fields
 from vmbuild.errors import SpecError
+from vmbuild.oci.compress import Compression
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class ExportImageSpec:
     build_vm_memory_size: int = MEMORY_DEFAULT
     merge_in_vm: bool = False
     build_args: dict[str, Any] | None = None
+    compressor: Compression = "none"  # the default of --compress (config.output_options)
 
 
 def parse(fields: Fields, function: str = "exportImage") -> ExportImageSpec:

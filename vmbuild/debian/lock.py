@@ -6,7 +6,6 @@ writes the same bytes. A build from a lock reads no index."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild.errors import SpecError
+from vmbuild.oci.output import atomic_file, resolve_out
 
 LOCK_VERSION = 1
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -95,12 +95,11 @@ def to_json(lock: Lock) -> str:
 
 
 def write_lock(path: Path, lock: Lock) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(to_json(lock))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``lock`` to ``path`` as any output is written (:mod:`vmbuild.oci.output`):
+    a symlink there is followed (its target written), anything but a regular file is
+    refused untouched, and the file is replaced whole."""
+    with atomic_file(resolve_out(path, directory=False, option="lock file")) as f:
+        f.write(to_json(lock).encode())
 
 
 def _bad(path: Path, why: str) -> SpecError:

@@ -88,16 +88,21 @@ def output_error(out: Path, exc: OSError) -> VmbuildError:
     return VmbuildError(f"cannot write {out}: {reason}", hint)
 
 
-def resolve_out(out: Path, directory: bool) -> Path:
+def resolve_out(out: Path, directory: bool, option: str = "--out") -> Path:
     """Where an output for ``out`` really goes, checked before any work is done.
 
     A symlink at ``out`` is followed (its target is replaced, the link kept). An archive
     (``directory`` false) may replace only a regular file, a layout directory only a
-    directory; a missing or read-only parent directory is refused here too.
+    directory; a missing or read-only parent directory is refused here too. Errors name
+    ``out`` as ``option`` (``--sbom``, ``lock file``, ...).
     """
+    image = option == "--out"
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
     if target.name in ("", ".", ".."):
-        raise SpecError(f"--out {out} is a directory", "give a file name, e.g. image.tar.gz")
+        raise SpecError(
+            f"{option} {out} is a directory",
+            "give a file name, e.g. image.tar.gz" if image else "give a file name",
+        )
     parent = target.parent
     if not parent.is_dir():
         raise SpecError(f"output directory {parent} does not exist", "create it first")
@@ -107,23 +112,40 @@ def resolve_out(out: Path, directory: bool) -> Path:
         st = None
     if st is not None and directory and not stat.S_ISDIR(st.st_mode):
         raise SpecError(
-            f"--out {out} exists and is not a directory",
+            f"{option} {out} exists and is not a directory",
             "--format oci writes a layout directory: remove the file or give another path",
         )
     if st is not None and not directory and stat.S_ISDIR(st.st_mode):
         raise SpecError(
-            f"--out {out} is a directory",
-            "give a file name for the archive, or --format oci for a layout directory",
+            f"{option} {out} is a directory",
+            "give a file name for the archive, or --format oci for a layout directory"
+            if image
+            else "give a file name",
         )
     if st is not None and not directory and not stat.S_ISREG(st.st_mode):
         raise SpecError(
-            f"--out {out} is a special file (a device, pipe or socket), not a regular file",
-            "give the path of a regular file; to write to a pipe, use vmbuild stream",
+            f"{option} {out} is a special file (a device, pipe or socket), not a regular file",
+            "give the path of a regular file"
+            + ("; to write to a pipe, use vmbuild stream" if image else ""),
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         reason = "a read-only file system" if _read_only(parent) else "not writable"
-        raise VmbuildError(f"cannot write to {parent}: {reason}", "give a writable --out")
+        raise VmbuildError(f"cannot write to {parent}: {reason}", f"give a writable {option}")
     return target
+
+
+def distinct(outputs: dict[str, Path]) -> None:
+    """Refuse two of ``outputs`` (what names it: its path) that are one file once symlinks
+    are followed: the one written last would replace the other (an SBOM over the image)."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        real = os.path.realpath(path)
+        if real in seen:
+            raise SpecError(
+                f"{option} {path} is the same file as {seen[real]}",
+                f"give {option} a path of its own",
+            )
+        seen[real] = f"{option} {path}"
 
 
 def _read_only(directory: Path) -> bool:

@@ -1,7 +1,9 @@
 """The guest's serial console, read on a thread from a socketpair that QEMU inherits.
 
 Keeps the last lines for error reports, notes when the guest's init says it started
-and when it is ready, and recognises a kernel panic or an out-of-memory kill.
+and when it is ready and which stage of a root step runs (``guest/root-step`` announces
+each, so that a timeout can name it), and recognises a kernel panic, an out-of-memory
+kill or a corrupt file system.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ log = logging.getLogger("vmbuild")
 INIT_MARK = b"vmbuild-guest-init"
 READY_MARK = b"vmbuild-guest-ready"
 FAILED_MARK = b"vmbuild-guest-failed:"
+STAGE_MARK = re.compile(rb"vmbuild-guest-stage: ([A-Za-z]+)")
 KEEP = 256 * 1024
 PANIC = re.compile(rb"Kernel panic - not syncing:[^\r\n]*")
 # Our markers, the address-only lines of a kernel stack trace, microvm's lack of PCI.
 NOISE = re.compile(r"vmbuild-guest-|\s*\? 0x|\s*</?TASK>|PCI: Fatal: No config space")
 OOM = re.compile(rb"Out of memory: Killed process \d+ \([^)]*\)|invoked oom-killer")
+# the kernel's word that an ext4 file system is corrupt (what EUCLEAN, "Structure needs
+# cleaning", comes from)
+CORRUPT = re.compile(rb"EXT4-fs error \(device [^)\s]+\)[^\r\n]*")
 
 
 class Console:
@@ -37,6 +43,7 @@ class Console:
         self.init_at: float | None = None
         self.ready_at: float | None = None
         self.failure: str | None = None
+        self.stage: str | None = None  # the root step's stage the guest last announced
         self._thread = threading.Thread(target=self._pump, name="vmbuild-console", daemon=True)
         self._thread.start()
 
@@ -69,6 +76,8 @@ class Console:
         elif line.startswith(READY_MARK):
             self.ready_at = time.monotonic()
             self.ready.set()
+        elif (stage := STAGE_MARK.fullmatch(line)) is not None:
+            self.stage = stage.group(1).decode()
         elif line.startswith(FAILED_MARK):
             self.failure = line[len(FAILED_MARK) :].decode(errors="replace").strip()
             self.ready.set()
@@ -98,6 +107,11 @@ class Console:
     def oom(self) -> str | None:
         found = OOM.findall(self.text())
         return found[-1].decode(errors="replace") if found else None
+
+    def corruption(self) -> str | None:
+        """The kernel's last report of a corrupt ext4 file system, if it made one."""
+        found = CORRUPT.findall(self.text())
+        return found[-1].decode(errors="replace").strip() if found else None
 
     def close(self, wait: float = 1.0) -> None:
         with contextlib.suppress(OSError):

@@ -6,9 +6,10 @@ When a command fails, the guest's ``vmbuild-exec`` leaves ``/run/vmbuild/fault``
 disk's free and total blocks. A failed VM is a :class:`VmTimeout`, a
 :class:`HostDiskError` (QEMU reported a host I/O error on a disk image), a
 :class:`GuestOutOfMemory` (the note's OOM kills, or the kernel's OOM report on the
-console when the connection died), a :class:`GuestDiskFull` (the note's free blocks,
-or the root step's status record) or another :class:`~vmbuild.errors.VmError`; callers
-tell them apart by type.
+console when the connection died), a :class:`GuestDiskCorrupt` (the kernel's report
+of a corrupt file system on the console, which also makes free blocks vanish), a
+:class:`GuestDiskFull` (the note's free blocks, or the root step's status record) or
+another :class:`~vmbuild.errors.VmError`; callers tell them apart by type.
 """
 
 from __future__ import annotations
@@ -82,14 +83,25 @@ class VmTimeout(VmError):
     """The Machine's (or a command's) time limit expired; the VM was stopped.
 
     ``seconds`` is the limit, ``ran`` how long the VM had run (from QEMU's start) when it
-    was stopped, ``phase`` "boot" or "command".
+    was stopped, ``phase`` "boot" or "command", ``stage`` the root step's stage the guest
+    had announced last (``guest/root-step``: setup, configure, runAsRoot, ...), if any.
     """
 
-    def __init__(self, message: str, hint: str, *, seconds: float, ran: float, phase: str):
+    def __init__(
+        self,
+        message: str,
+        hint: str,
+        *,
+        seconds: float,
+        ran: float,
+        phase: str,
+        stage: str | None = None,
+    ):
         super().__init__(message, hint)
         self.seconds = seconds
         self.ran = ran
         self.phase = phase
+        self.stage = stage
 
 
 class HostDiskError(VmError):
@@ -110,6 +122,27 @@ class GuestDiskFull(VmError):
     def __init__(self, message: str, hint: str, *, size_mib: int):
         super().__init__(message, hint)
         self.size_mib = size_mib
+
+
+class GuestDiskCorrupt(VmError):
+    """The guest's kernel found a file system on one of the VM's disks corrupt (ext4's
+    "Structure needs cleaning"): not a full disk, and no diskSize cures it."""
+
+
+DEVICE = re.compile(r"\(device ([a-z0-9]+)\)")
+
+
+def corrupt(report: str) -> GuestDiskCorrupt:
+    """The error for the kernel's ``report`` (an ``EXT4-fs error (device vdX): ...`` line)."""
+    found = DEVICE.search(report)
+    disk = f" /dev/{found.group(1)}" if found else ""
+    return GuestDiskCorrupt(
+        f"the file system on the build VM's disk{disk} is corrupt (Structure needs "
+        f"cleaning), which is not a full disk: {report}",
+        "something in the step wrote to the disk device itself (the VM's /dev/vd* are "
+        "visible to its scripts) or damaged it; keep scripts off /dev/vd*, then rerun "
+        "(--debug shows the guest's console)",
+    )
 
 
 class HostWatch:

@@ -397,6 +397,7 @@ class Machine:
             seconds=seconds,
             ran=ran,
             phase="boot" if self._channel is None else "command",
+            stage=self._console.stage if self._console else None,
         )
 
     def _raise_oom(self, detail: str) -> None:
@@ -416,6 +417,10 @@ class Machine:
         self._oom_seen = max(self._oom_seen, found.oom_total)
         if found.oom:
             self._raise_oom(found.oom)
+        corruption = self._console.corruption() if self._console else None
+        if corruption:  # it hides free blocks too: checked before a full disk
+            self._kill()
+            raise faults.corrupt(corruption)
         if found.disk_full:
             self._kill()
             raise faults.GuestDiskFull(

@@ -63,6 +63,12 @@ PACKING = "packing the new layer"
 PACKING_EXPORT = "packing the exported tree"
 # the guest's own stages (guest/root-step), as a failure names them
 STAGES = {"setup": "stacking the base image's layers", "pack": "packing the result"}
+# the stages that run what the spec wrote, as a timeout names them
+SCRIPT_STAGES = {
+    "configure": "configure = true (the Debian packages' maintainer scripts)",
+    RUN_AS_ROOT: RUN_AS_ROOT,
+    EXTRA_COMMANDS: EXTRA_COMMANDS,
+}
 # the fault a stage's line in the status record may name: the result outgrew its disk
 OUT_FULL = "out-full"
 
@@ -260,7 +266,7 @@ def _bounded(step: str) -> Iterator[float | None]:
     try:
         yield timeouts.step_timeout()
     except VmTimeout as exc:
-        hint = "allow more time: vmbuild build --timeout SECONDS (or VMBUILD_TIMEOUT)"
+        hint = "allow more time: vmbuild build --timeout SECONDS (or VMBUILD_TIMEOUT; 0: no limit)"
         if exc.phase == "boot":
             raise VmError(
                 f"the build VM for {step} did not boot within the {exc.seconds:g} s timeout "
@@ -268,10 +274,18 @@ def _bounded(step: str) -> Iterator[float | None]:
                 hint,
             ) from exc
         raise VmError(
-            f"{step} did not finish within the {exc.seconds:g} s timeout: stopped after "
-            f"{exc.ran:.1f} s (the build VM's boot included)",
+            f"{_running(step, exc.stage)} did not finish"
+            + (f" (while {STAGES[exc.stage]})" if exc.stage in STAGES else "")
+            + f" within the {exc.seconds:g} s timeout: stopped after {exc.ran:.1f} s "
+            "(the build VM's boot included)",
             hint,
         ) from exc
+
+
+def _running(step: str, stage: str | None) -> str:
+    """What ran out of time: the script stage the guest was in (configure = true's
+    maintainer scripts, not "runAsRoot"), else the step as a whole."""
+    return SCRIPT_STAGES.get(stage or "", step) if step == RUN_AS_ROOT else step
 
 
 def _content(step: RootStep, tree: Tree, workdir: Path, mtime: int) -> tuple[Path, str | None]:

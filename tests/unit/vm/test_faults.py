@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.vm.faults import HostDiskError, HostWatch, host_disk_error, parse
+from tests.support.guestconsole import console_of
+from vmbuild.vm import Machine
+from vmbuild.vm.faults import (
+    GuestDiskCorrupt,
+    GuestDiskFull,
+    HostDiskError,
+    HostWatch,
+    VmTimeout,
+    host_disk_error,
+    parse,
+)
 
 
 def test_plain_failure_is_no_fault() -> None:
@@ -97,3 +107,44 @@ def test_the_watch_asks_at_most_every_so_often_and_keeps_the_first_error(tmp_pat
     first = watch.look(monitor, now=True)  # type: ignore[arg-type]
     assert first is not None and "scratch.img" in first.message
     assert watch.look(monitor, now=True) is first and monitor.asked == 2  # type: ignore[arg-type]
+
+
+# --- a corrupt file system in the guest, and the stage a timeout stopped ----------------
+
+
+class _Channel:
+    def __init__(self, note: bytes) -> None:
+        self.note = note
+
+    def capture(self, command: str, **kw: object) -> tuple[int, bytes]:
+        return 0, self.note
+
+
+def test_a_corrupt_scratch_disk_is_not_reported_as_full() -> None:
+    """A postinst wrote zeros over a VM disk; ext4 then said "Structure needs cleaning"
+    and vmbuild said "the build VM's disk is full -- raise diskSize"."""
+
+    vm = Machine()
+    vm._channel = _Channel(b"status=2\noom_kills=0\nscratch=0 262144 4096\n")  # type: ignore[assignment]
+    vm._console = console_of(
+        b"EXT4-fs error (device vda): ext4_lookup:1855: inode #2: comm dpkg: iget: bad inode"
+    )
+    with pytest.raises(GuestDiskCorrupt) as caught:
+        vm._check_faults()
+    assert not isinstance(caught.value, GuestDiskFull)
+    message = caught.value.message
+    assert "corrupt" in message and "/dev/vda" in message and "EXT4-fs error" in message
+    assert caught.value.hint and "diskSize" not in caught.value.hint
+    vm._console = console_of(b"nothing wrong")
+    with pytest.raises(GuestDiskFull):
+        vm._check_faults()
+
+
+def test_a_timeout_carries_the_stage_the_guest_said_it_was_in() -> None:
+
+    vm = Machine()
+    vm._channel = _Channel(b"")  # type: ignore[assignment]
+    vm._console = console_of(b"vmbuild-guest-stage: setup", b"vmbuild-guest-stage: configure")
+    with pytest.raises(VmTimeout) as caught:
+        vm._raise_timeout("the command did not finish", 90)
+    assert caught.value.stage == "configure" and caught.value.phase == "command"
