@@ -24,7 +24,7 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import Coalescer
 from vmbuild.oci.layer import Packed, open_tar
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.oci.safety import check_member
 from vmbuild.oci.sinks import HashingWriter
 
 KEPT_PAX = "SCHILY.xattr."
@@ -43,13 +43,17 @@ def index(tar: tarfile.TarFile, where: str) -> dict[str, tarfile.TarInfo]:
     """Members by clean name; unsafe names, escaping symlinks, dangling hard links fail."""
     members: dict[str, tarfile.TarInfo] = {}
     for m in tar:
-        name = clean_name(m.name, where)
+        member = check_member(
+            m.name,
+            where,
+            symlink_to=m.linkname if m.issym() else None,
+            hardlink_to=m.linkname if m.islnk() else None,
+        )
+        name = member.name
         if not name:
             continue
-        if m.issym():
-            check_symlink(name, m.linkname, where)
-        if m.islnk():
-            m.linkname = check_hardlink(name, m.linkname, where)
+        if member.hardlink_to is not None:
+            m.linkname = member.hardlink_to
         members[name] = m
     for name, m in members.items():
         if m.islnk() and link_root(members, name) is None:
