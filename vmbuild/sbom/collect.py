@@ -101,8 +101,10 @@ def deb_packages(
         mine = entries.get(pkg.name, {})
         copyright_entry = mine.get(f"usr/share/doc/{pkg.name}/copyright")
         text = None
-        if copyright_entry is not None and stat.S_ISREG(copyright_entry.stat().st_mode):
-            text = read_entry(copyright_entry)
+        if copyright_entry is not None:
+            st = copyright_entry.stat()
+            if stat.S_ISREG(st.st_mode) and st.st_size <= dpkg.MAX_COPYRIGHT:
+                text = read_entry(copyright_entry)
         c = deb_component(
             pkg.name,
             pkg.version,
