@@ -14,7 +14,7 @@ from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.tree import Entry
 from vmbuild.sbom import dpkg
 from vmbuild.sbom.inventory import Component, FileEntry, Kind, deb_component, files_of, read_entry
-from vmbuild.sbom.layerfiles import scan
+from vmbuild.sbom.layerfiles import MAX_COPYRIGHT, scan
 
 
 def base_image(
@@ -103,7 +103,7 @@ def deb_packages(
         text = None
         if copyright_entry is not None:
             st = copyright_entry.stat()
-            if stat.S_ISREG(st.st_mode) and st.st_size <= dpkg.MAX_COPYRIGHT:
+            if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_COPYRIGHT:
                 text = read_entry(copyright_entry)
         c = deb_component(
             pkg.name,
