@@ -1,9 +1,9 @@
 """Deterministic re-packing of tar members (a layer from the build VM, a merged export).
 
 Members are written ordered by name component, with one mtime and no user/group names;
-numeric owners, modes, link targets, device numbers and ``SCHILY.xattr.*`` records are
-kept. Hard links are re-pointed so that in the new order the first name of each group
-carries the data and the others link to it.
+numeric owners, modes (a symlink's is 0777, as Linux has it), link targets, device
+numbers and ``SCHILY.xattr.*`` records are kept. Hard links are re-pointed so that in the
+new order the first name of each group carries the data and the others link to it.
 
 One pipeline serves every rewrite (a layer from the build VM here, overlay form in
 :mod:`vmbuild.oci.overlay`, a flattened image in :mod:`vmbuild.oci.merge`): a tar is
@@ -105,7 +105,10 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int | 
         e = entries[name]
         m = e.info
         ti = tarfile.TarInfo(name + ("/" if m.isdir() else ""))
-        ti.mode, ti.uid, ti.gid = m.mode, m.uid, m.gid
+        # a symlink's mode is 0777 on Linux whatever its layer stored (the build VM's
+        # merge shows it so; the layer writer writes it so)
+        ti.mode = 0o777 if m.issym() else m.mode
+        ti.uid, ti.gid = m.uid, m.gid
         ti.mtime = int(m.mtime) if mtime is None else mtime
         ti.uname = ti.gname = ""
         ti.type, ti.linkname = m.type, m.linkname
