@@ -325,3 +325,18 @@ def test_the_merged_usr_alias_a_package_ships_is_the_layers_own(
                     names.update((ti.name.rstrip("/"), ti) for ti in inner)
     assert names["bin"].issym() and names["bin"].linkname == "usr/bin"
     assert names["usr/bin"].isdir() and names["usr/bin/tool"].isfile()
+
+
+def test_a_renamed_package_with_host_extra_commands_is_one_line(
+    repo: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """buildImage's extraCommands stage the tree on the host: N2's names made a
+    FileExistsError traceback on root/var/lib/dpkg/info/.. (s1-d21b-extracmd)."""
+    url, _, keyring = repo
+    spec = write_spec(
+        tmp_path,
+        'function = "buildImage"\nname = "t"\ncopyToRoot = [{ deb = "renamed" }]\n'
+        'extraCommands = "touch made-here"\n'
+        f'[debian]\nmirror = "{url}/good"\nsuite = "{SUITE}"\nkeyring = "{keyring}"\n',
+    )
+    _fails(tmp_path, spec, "renamed", "'../../../../../r1-evil'", command="build")
