@@ -130,5 +130,5 @@ def test_a_control_file_must_say_what_the_index_says(
 
 def test_a_name_outside_debians_rule_is_refused_though_both_say_it() -> None:
     text = "Package: ../x\nVersion: 1\nArchitecture: all\n"
-    with pytest.raises(debfile.DebError, match="'../x' .* is not a Debian package name"):
+    with pytest.raises(debfile.DebError, match=r"'\.\./x' .* is not a Debian package name"):
         debfile.check_control(text, BIG._replace(name="../x"), "x")
