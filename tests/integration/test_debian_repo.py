@@ -278,9 +278,24 @@ def test_a_deb_whose_control_file_names_another_package(
     the configure script) is refused, naming the package and the mirror."""
     url, _, keyring = repo
     spec = _spec(tmp_path, url, keyring, f'{{ deb = "{name}" }}')
+    out = tmp_path / "img.tar"
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none", env=_env(tmp_path))
+    assert proc.returncode != 0, f"built, the image holding {_dpkg_names(out)}"
     line = _fails(tmp_path, spec, name, says, f"{url}/good", "Package", command="build")
     assert "index" in line
     assert not list((tmp_path / "cache" / "debs" / "unpacked").glob("[0-9a-f]*"))
+
+
+def _dpkg_names(image: Path) -> list[str]:
+    """The names under var/lib/dpkg in the layers of ``image`` (a docker-archive)."""
+    names = []
+    with tarfile.open(image) as outer:
+        for m in outer:
+            f = outer.extractfile(m) if m.name.endswith("layer.tar") else None
+            if f is not None:
+                with tarfile.open(fileobj=f) as inner:
+                    names += [n for n in inner.getnames() if n.startswith("var/lib/dpkg/")]
+    return names
 
 
 @pytest.mark.parametrize(
