@@ -439,7 +439,7 @@ def _check_shapes(members: list[DebMember], what: str) -> list[DebMember]:
                 "the package is broken or hostile",
             )
         out.append(m)
-    for m in out:
+    for m in out if links else ():
         parts = m.name.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in links:
