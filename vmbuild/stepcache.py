@@ -8,7 +8,8 @@ them) does not boot the build VM: its new layer comes from
 names another directory for them (the tests give each test its own). Entries are published
 atomically (a temporary sibling renamed into place), so concurrent identical builds
 both succeed; an entry whose ``layer.tar`` does not hash to its recorded diff_id
-(corrupt, truncated, half-copied by hand) is never used: :func:`lookup` misses and the
+(corrupt, truncated, half-copied by hand) or holds a name no layer may (``..``, an
+absolute path: forged; one warning) is never used: :func:`lookup` misses and the
 next :func:`publish` replaces it. ``vmbuild build --no-cache`` skips lookups
 (:func:`disabled`); the result is still published.
 """
@@ -22,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vmbuild import cache
+from vmbuild.errors import ImageError
 
 log = logging.getLogger("vmbuild")
 
@@ -108,6 +111,23 @@ def disabled(off: bool = True) -> Iterator[None]:
         _enabled.reset(token)
 
 
+def _checked(layer: Path, diff_id: str, where: Path) -> bool:
+    """Whether ``layer`` hashes to ``diff_id`` and is a layer vmbuild may write into an
+    image: read once by the check every layer vmbuild reads gets
+    (:func:`vmbuild.oci.layercheck.check_layer`: a whole tar, no unsafe name). An entry
+    forged to hold ``..`` or absolute names is a miss with one warning."""
+    from vmbuild.oci.layercheck import check_layer
+
+    with open(layer, "rb") as f:
+        try:
+            got = check_layer(f, "none", f"step cache entry {where}")
+        except ImageError as exc:
+            if _sha256_file(layer) == diff_id:  # (else merely corrupt: a quiet miss)
+                warnings.warn(f"ignoring it: {exc.message}", UserWarning, 2)
+            return False
+    return got.diff_id == diff_id
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -123,7 +143,7 @@ def _read(where: Path) -> CachedStep | None:
             return None
         diff_id = meta.get("diff_id")
         layer = where / LAYER
-        if not isinstance(diff_id, str) or _sha256_file(layer) != diff_id:
+        if not isinstance(diff_id, str) or not _checked(layer, diff_id, where):
             return None
     except (OSError, ValueError):
         return None

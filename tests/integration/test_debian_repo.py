@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.aptrepo import SUITE, Keys, Pkg, build_deb, hostile_deb, serve, write_repo
+from tests.support.aptrepo import (
+    SUITE,
+    Keys,
+    Pkg,
+    build_deb,
+    crafted_deb,
+    hostile_deb,
+    member,
+    serve,
+    write_repo,
+)
 from tests.support.cli import vmbuild_cli, write_spec
 
 LIB = "usr/lib/x86_64-linux-gnu"
@@ -35,6 +45,31 @@ PACKAGES = [
     Pkg("broken", fields={"Depends": "app, nowhere (>= 1)"}),
 ]
 
+_HELLO = member("./usr/share/hello/hello")
+# .debs whose data is legal for dpkg but unsafe in a layer (name -> members)
+SHAPES = {
+    "newline": [member("./usr/share/a\n/etc/shadow")],
+    "belowabs": [member("./usr/lnk", link="/etc"), member("./usr/lnk/evil")],
+    "belowrel": [member("./usr/lnk", link="../etc"), member("./usr/lnk/evil")],
+    "binlink": [member("./bin", link="/etc"), member("./usr/share/x")],
+    "chr00": [member("./usr/share/wh", kind=tarfile.CHRTYPE)],
+    "binalias": [member("./bin", link="usr/bin"), member("./usr/bin/tool")],  # trixie's base-files
+}
+# .debs indexed under their name whose control file names another package or
+# architecture: name -> (members, control, scripts)
+RENAMED = {
+    "renamed": (
+        [_HELLO],
+        "Package: ../../../../../r1-evil\nVersion: 1.0\nArchitecture: amd64\nDescription: x\n",
+        {"postinst": "#!/bin/sh\necho planted\n"},
+    ),
+    "othername": (
+        [_HELLO],
+        "Package: zzz-other\nVersion: 1.0\nArchitecture: amd64\nDescription: x\n",
+        {},
+    ),
+}
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
@@ -46,7 +81,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, 
     debs = [build_deb(p, build) for p in PACKAGES]
     debs.append(hostile_deb("evil", "../../etc/evil", build))
     debs.append(hostile_deb("evillink", "./usr/x", build, link="../../../etc"))
-    write_repo(root / "www" / "good", debs, keys)
+    debs.extend(crafted_deb(n, m, build) for n, m in SHAPES.items())
+    debs.extend(crafted_deb(n, m, build, control=c, scripts=s) for n, (m, c, s) in RENAMED.items())
+    index_as = {f"{n}_1.0_amd64.deb": n for n in RENAMED}
+    write_repo(root / "www" / "good", debs, keys, index_as)
     for bad in ("badsig", "badindex", "baddeb"):
         shutil.copytree(root / "www" / "good", root / "www" / bad)
     inrelease = root / "www" / "badsig" / "dists" / SUITE / "InRelease"
@@ -226,3 +264,94 @@ def test_lock_file_errors(repo: tuple[str, Path, Path], tmp_path: Path) -> None:
     proc = vmbuild_cli("build", spec, "--out", tmp_path / "o.tar", "--locked", env=_env(tmp_path))
     assert proc.returncode != 0 and "does not cover" in proc.stderr
     assert not (tmp_path / "o.tar").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("renamed", "'../../../../../r1-evil'"), ("othername", "'zzz-other'")],
+)
+def test_a_deb_whose_control_file_names_another_package(
+    repo: tuple[str, Path, Path], tmp_path: Path, name: str, says: str
+) -> None:
+    """The name in the signed index is the package's name: a .deb whose own control file
+    says another (which became info/../../… paths, the status file's name and words of
+    the configure script) is refused, naming the package and the mirror."""
+    url, _, keyring = repo
+    spec = _spec(tmp_path, url, keyring, f'{{ deb = "{name}" }}')
+    out = tmp_path / "img.tar"
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none", env=_env(tmp_path))
+    assert proc.returncode != 0, f"built, the image holding {_dpkg_names(out)}"
+    line = _fails(tmp_path, spec, name, says, f"{url}/good", "Package", command="build")
+    assert "index" in line
+    assert not list((tmp_path / "cache" / "debs" / "unpacked").glob("[0-9a-f]*"))
+
+
+def _dpkg_names(image: Path) -> list[str]:
+    """The names under var/lib/dpkg in the layers of ``image`` (a docker-archive)."""
+    names = []
+    with tarfile.open(image) as outer:
+        for m in outer:
+            f = outer.extractfile(m) if m.name.endswith("layer.tar") else None
+            if f is not None:
+                with tarfile.open(fileobj=f) as inner:
+                    names += [n for n in inner.getnames() if n.startswith("var/lib/dpkg/")]
+    return names
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("newline", ("control character", "usr/share/a\\n/etc/shadow")),
+        ("belowabs", ("usr/lnk/evil", "below its symlink usr/lnk")),
+        ("belowrel", ("usr/lnk/evil", "below its symlink usr/lnk")),
+        ("binlink", ("bin -> /etc", "merged-/usr")),
+        ("chr00", ("usr/share/wh", "0:0", "whiteout")),
+    ],
+)
+def test_package_data_unsafe_in_a_layer(
+    repo: tuple[str, Path, Path], tmp_path: Path, name: str, words: tuple[str, ...]
+) -> None:
+    """Data dpkg would take but a layer must not hold: a name with a newline (a line of
+    dpkg's .list), a member below the package's own symlink, a symlink in place of
+    merged-/usr's usr/bin, a 0:0 character device (overlayfs's whiteout)."""
+    url, _, keyring = repo
+    spec = _spec(tmp_path, url, keyring, f'{{ deb = "{name}" }}')
+    _fails(tmp_path, spec, name, *words, command="build")
+    assert not list((tmp_path / "cache" / "debs" / "unpacked").glob("[0-9a-f]*"))
+
+
+def test_the_merged_usr_alias_a_package_ships_is_the_layers_own(
+    repo: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """``bin -> usr/bin`` in a package's data (trixie's base-files ships it) is the link
+    the layer makes anyway: not a symlink over usr/bin."""
+    url, _, keyring = repo
+    spec = _spec(tmp_path, url, keyring, '{ deb = "binalias" }')
+    out = tmp_path / "img.tar"
+    proc = vmbuild_cli("build", spec, "--out", out, "--compress", "none", env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    names: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(out) as outer:
+        for m in outer:
+            if m.name.endswith("layer.tar"):
+                f = outer.extractfile(m)
+                assert f is not None
+                with tarfile.open(fileobj=f) as inner:
+                    names.update((ti.name.rstrip("/"), ti) for ti in inner)
+    assert names["bin"].issym() and names["bin"].linkname == "usr/bin"
+    assert names["usr/bin"].isdir() and names["usr/bin/tool"].isfile()
+
+
+def test_a_renamed_package_with_host_extra_commands_is_one_line(
+    repo: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """buildImage's extraCommands stage the tree on the host: N2's names made a
+    FileExistsError traceback on root/var/lib/dpkg/info/.. (s1-d21b-extracmd)."""
+    url, _, keyring = repo
+    spec = write_spec(
+        tmp_path,
+        'function = "buildImage"\nname = "t"\ncopyToRoot = [{ deb = "renamed" }]\n'
+        'extraCommands = "touch made-here"\n'
+        f'[debian]\nmirror = "{url}/good"\nsuite = "{SUITE}"\nkeyring = "{keyring}"\n',
+    )
+    _fails(tmp_path, spec, "renamed", "'../../../../../r1-evil'", command="build")

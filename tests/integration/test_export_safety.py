@@ -5,6 +5,7 @@ The reference is ``umoci unpack`` of the same OCI layout, entry by entry.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,12 @@ def test_refused_with_one_line(tmp_path: Path, case: str, in_vm: bool) -> None:
 def test_umoci_refuses_them_too(tmp_path: Path, case: str) -> None:
     proc = umoci_unpack(oci_layout(tmp_path / "image", REFUSED[case][0]), tmp_path / "bundle")
     assert proc.returncode != 0
+
+
+def test_a_symlink_is_0777_whatever_mode_its_layer_stored(tmp_path: Path) -> None:
+    """As the build VM's merge (mergeInVM, Linux's own symlinks) gives it: both merges
+    give the same bytes (tests/vm/test_export_safety_vm.py compares them)."""
+    out = export(tmp_path, oci_layout(tmp_path / "image", CASES["link_stored_0644"]))
+    with tarfile.open(out) as tar:
+        link = tar.getmember("b")
+    assert link.issym() and link.mode == 0o777

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import vmbuild_cli
+from tests.support.crafted import tar_bytes
 from tests.support.registry_fixture import (
     Registry,
     free_port,
@@ -43,9 +44,9 @@ def _runner(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VMBUILD_STEP_CACHE", str(tmp_path / name / "steps"))
 
 
-def _layer(tmp_path: Path, text: str) -> tuple[Path, str]:
+def _layer(tmp_path: Path, text: str, name: str = "data") -> tuple[Path, str]:
     path = tmp_path / "layer.tar"
-    path.write_bytes(text.encode() * 5000)
+    path.write_bytes(tar_bytes([(name, "f", text * 5000)]))
     return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -151,6 +152,27 @@ def test_a_tampered_blob_is_a_miss_with_one_warning(
     _runner(tmp_path, "b", monkeypatch)
     b = remotes_for([url], None)
     with pytest.warns(UserWarning, match="bad entry") as caught, using(b):
+        assert stepcache.lookup(key) is None
+    assert len(caught) == 1
+    assert not list((tmp_path / "b" / "steps").glob("*"))  # nothing kept
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/cache-evil", "/etc/cache-evil"])
+def test_an_entry_whose_layer_holds_an_unsafe_name_is_a_miss_with_one_warning(
+    tmp_path: Path, reg: Registry, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Whoever can write to the cache repository can push an entry whose manifest,
+    config and diff_ids agree: its layer is still checked as any layer vmbuild reads."""
+    url = f"docker://{reg.host}/team/unsafe"
+    key = stepcache.step_key({"test": "unsafe", "name": name})
+    remotes = remotes_for([url], None)
+    assert remotes is not None
+    layer, diff_id = _layer(tmp_path, "x", name)
+    client = client_for(remotes.cache_from[0], True)
+    artifact.put(client, remotes.cache_from[0], "step", key, [artifact.File(layer, diff_id)], {})
+    client.close()
+    _runner(tmp_path, "b", monkeypatch)
+    with pytest.warns(UserWarning, match="bad entry.*unsafe") as caught, using(remotes):
         assert stepcache.lookup(key) is None
     assert len(caught) == 1
     assert not list((tmp_path / "b" / "steps").glob("*"))  # nothing kept

@@ -5,6 +5,8 @@ empty local cache and the apt repository gone, builds the same bytes from the re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,10 @@ import pytest
 
 from tests.support.aptrepo import SUITE, Keys, Pkg, build_deb, serve, write_repo
 from tests.support.cli import vmbuild_cli, write_spec
+from tests.support.crafted import tar_bytes
 from tests.support.registry_fixture import Registry, have_tools, registry
+from vmbuild.registry.pull import client_for
+from vmbuild.remotecache import artifact, remotes_for
 
 pytestmark = [
     pytest.mark.tools,
@@ -130,4 +135,44 @@ def test_a_tampered_layer_is_a_miss_and_the_packages_are_fetched(
         b, err = _build(tmp_path, "b", spec, "--cache-from", url)
     assert b.read_bytes() == a.read_bytes()
     assert "ignoring a bad entry" in err, err
+    assert len(_fetched(tmp_path, "b")) == 2
+
+
+def test_a_consistent_layer_with_unsafe_names_is_a_miss_and_the_packages_are_fetched(
+    tmp_path: Path, reg: Registry, repo: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write to the cache repository can push deblayer entries whose
+    manifest, config and diff_ids agree; their layers are checked as any layer vmbuild
+    reads: ``..`` and absolute names make each a miss with a warning."""
+    root, keyring = repo
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "f").write_text("f\n")
+    url = f"docker://{reg.host}/team/forged"
+    with serve(root) as mirror:
+        spec = _spec(tmp_path, mirror, keyring, "minLayerSize = 0\n")
+        a, _ = _build(tmp_path, "a", spec, "--cache-to", url)
+        tags = subprocess.run(
+            ["skopeo", "list-tags", "--tls-verify=false", url], capture_output=True, text=True
+        )
+        keys = [t[len("deblayer-") :] for t in json.loads(tags.stdout)["Tags"]]
+        keys = [k for k in keys if len(k) == 64]
+        assert keys
+        forged = tmp_path / "forged.tar"
+        forged.write_bytes(
+            tar_bytes([("../../../../tmp/cache-evil", "f", "x\n"), ("/etc/x", "f", "x\n")])
+        )
+        diff_id = "sha256:" + hashlib.sha256(forged.read_bytes()).hexdigest()
+        remotes = remotes_for([url], None)
+        assert remotes is not None
+        repo_ref = remotes.cache_from[0]
+        client = client_for(repo_ref, True)
+        monkeypatch.setattr(artifact, "_exists", lambda *a: False)  # overwrite the tags
+        for key in keys:
+            artifact.put(client, repo_ref, "deblayer", key, [artifact.File(forged, diff_id)], {})
+        client.close()
+        monkeypatch.undo()
+        b, err = _build(tmp_path, "b", spec, "--cache-from", url)
+    assert b.read_bytes() == a.read_bytes()
+    assert err.count("ignoring a bad entry") == len(keys), err
+    assert "climbs out" in err or "absolute" in err
     assert len(_fetched(tmp_path, "b")) == 2

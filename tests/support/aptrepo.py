@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -78,20 +79,29 @@ def _tar_gz(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def hostile_deb(name: str, member: str, out_dir: Path, *, link: str = "") -> Path:
-    """A .deb whose data holds ``member`` (``../x``, ``/x``) or a symlink to ``link``."""
-    control = f"Package: {name}\nVersion: 1.0\nArchitecture: {ARCH}\nDescription: x\n".encode()
+def crafted_deb(
+    name: str,
+    members: list[tuple[tarfile.TarInfo, bytes]],
+    out_dir: Path,
+    *,
+    control: str = "",
+    scripts: dict[str, str] | None = None,
+) -> Path:
+    """A .deb written member by member: its data holds ``members`` as given (any name,
+    type or owner); its control file is ``control`` (default: ``Package: NAME``...),
+    with ``scripts`` (postinst, ...) beside it. Named ``NAME_1.0_amd64.deb``."""
+    text = control or f"Package: {name}\nVersion: 1.0\nArchitecture: {ARCH}\nDescription: x\n"
     cti = tarfile.TarInfo("./control")
-    cti.size = len(control)
-    ti = tarfile.TarInfo(member)
-    if link:
-        ti.type, ti.linkname = tarfile.SYMTYPE, link
-    else:
-        ti.size = 2
+    cti.size = len(text.encode())
+    controls = [(cti, text.encode())]
+    for script, body in (scripts or {}).items():
+        sti = tarfile.TarInfo(f"./{script}")
+        sti.size, sti.mode = len(body.encode()), 0o755
+        controls.append((sti, body.encode()))
     parts = [
         ("debian-binary", b"2.0\n"),
-        ("control.tar.gz", _tar_gz([(cti, control)])),
-        ("data.tar.gz", _tar_gz([(ti, b"x\n")])),
+        ("control.tar.gz", _tar_gz(controls)),
+        ("data.tar.gz", _tar_gz(members)),
     ]
     out = bytearray(b"!<arch>\n")
     for arname, data in parts:
@@ -100,6 +110,26 @@ def hostile_deb(name: str, member: str, out_dir: Path, *, link: str = "") -> Pat
     deb = out_dir / f"{name}_1.0_{ARCH}.deb"
     deb.write_bytes(bytes(out))
     return deb
+
+
+def member(
+    name: str, *, link: str = "", kind: bytes = b"", data: bytes = b"x\n"
+) -> tuple[tarfile.TarInfo, bytes]:
+    """One data member for :func:`crafted_deb`: a file holding ``data``, a symlink to
+    ``link``, or a member of tarfile type ``kind`` (a directory, a character device 0:0)."""
+    ti = tarfile.TarInfo(name)
+    if link:
+        ti.type, ti.linkname = tarfile.SYMTYPE, link
+    elif kind:
+        ti.type = kind
+    else:
+        ti.size = len(data)
+    return ti, data
+
+
+def hostile_deb(name: str, path: str, out_dir: Path, *, link: str = "") -> Path:
+    """A .deb whose data holds ``path`` (``../x``, ``/x``) or a symlink to ``link``."""
+    return crafted_deb(name, [member(path, link=link)], out_dir)
 
 
 class Keys:
@@ -126,10 +156,12 @@ class Keys:
         return self._gpg("--clearsign", "--digest-algo", "SHA256", input=text).stdout
 
 
-def _paragraph(deb: Path, pool_path: str) -> str:
+def _paragraph(deb: Path, pool_path: str, name: str | None) -> str:
     control = subprocess.run(
         ["dpkg-deb", "--field", str(deb)], check=True, capture_output=True, text=True
     ).stdout
+    if name is not None:  # indexed under another name than its control file says
+        control = re.sub(r"(?m)^Package: .*$", f"Package: {name}", control, count=1)
     data = deb.read_bytes()
     return (
         control.rstrip("\n")
@@ -138,15 +170,19 @@ def _paragraph(deb: Path, pool_path: str) -> str:
     )
 
 
-def write_repo(root: Path, debs: list[Path], keys: Keys) -> None:
-    """``pool/`` with ``debs``, and ``dists/SUITE`` indexed and signed by ``keys``."""
+def write_repo(
+    root: Path, debs: list[Path], keys: Keys, index_as: dict[str, str] | None = None
+) -> None:
+    """``pool/`` with ``debs``, and ``dists/SUITE`` indexed and signed by ``keys``; a .deb
+    whose file name is in ``index_as`` is indexed under the package name given there
+    (whatever its control file says)."""
     pool = root / "pool" / "main"
     pool.mkdir(parents=True, exist_ok=True)
     paras = []
     for deb in sorted(debs):
         target = pool / deb.name
         target.write_bytes(deb.read_bytes())
-        paras.append(_paragraph(target, f"pool/main/{deb.name}"))
+        paras.append(_paragraph(target, f"pool/main/{deb.name}", (index_as or {}).get(deb.name)))
     text = "\n".join(paras).encode()
     bindir = root / "dists" / SUITE / "main" / f"binary-{ARCH}"
     bindir.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,8 @@ CASES: dict[str, Stack] = {
     ],
     "link_chain": [[("c", "d", ""), ("b", "l", "/c"), ("a", "l", "b")], [("a/x", "f", "X")]],
     "link_to_root": [[("r", "l", "/")], [("r/x", "f", "X")]],
+    # a symlink stored with mode 0644 (Python's tarfile writes them so): Linux shows 0777
+    "link_stored_0644": [[("a", "f", "A"), ("b", "l", "a", {"mode": 0o644})]],
     "dangling_link": [[("a", "l", "nothere/deeper")], [("a/x", "f", "X")]],
     "child_then_link_one_layer": [[("a", "d", ""), ("a/x", "f", "X"), ("a", "l", "/tmp")]],
     "link_then_child_one_layer": [[("a", "l", "/tmp"), ("a/x", "f", "X")]],

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import tarfile
 import threading
 from pathlib import Path
 
+import pytest
+
+from tests.support.crafted import tar_bytes
 from vmbuild import stepcache
 
 
-def _layer(path: Path, data: bytes) -> tuple[Path, str]:
-    path.write_bytes(data)
-    return path, "sha256:" + hashlib.sha256(data).hexdigest()
+def _layer(path: Path, data: bytes, name: str = "data") -> tuple[Path, str]:
+    """A layer tar holding one file ``name`` with ``data``."""
+    tar = tar_bytes([(name, "f", data)])
+    path.write_bytes(tar)
+    return path, "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+def _content(layer: Path) -> bytes:
+    with tarfile.open(layer) as tar:
+        f = tar.extractfile(tar.getmembers()[0])
+        assert f is not None
+        return f.read()
 
 
 def test_key_covers_every_input_and_ignores_order() -> None:
@@ -28,7 +42,7 @@ def test_publish_then_lookup(tmp_path: Path) -> None:
     stored = stepcache.publish(key, layer, diff_id, {"step": "runAsRoot"})
     found = stepcache.lookup(key)
     assert found == stored
-    assert found is not None and found.layer.read_bytes() == b"layer bytes"
+    assert found is not None and _content(found.layer) == b"layer bytes"
     assert found.diff_id == diff_id and found.meta == {"step": "runAsRoot"}
     with stepcache.disabled():
         assert stepcache.lookup(key) is None
@@ -45,7 +59,7 @@ def test_corrupt_entry_is_ignored_and_replaced(tmp_path: Path) -> None:
     (stored.layer.parent / "meta.json").write_text("{not json")
     assert stepcache.lookup(key) is None
     again = stepcache.publish(key, layer, diff_id, {})
-    assert again.layer.read_bytes() == b"good"
+    assert _content(again.layer) == b"good"
     assert stepcache.lookup(key) is not None
 
 
@@ -78,3 +92,21 @@ def test_concurrent_publishers_agree(tmp_path: Path) -> None:
     assert not errors
     assert len({r.diff_id for r in results}) == 1
     assert [p.name for p in stepcache.root().iterdir()] == [key]
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/x", "/etc/x", "a\nb"])
+def test_a_forged_entry_with_an_unsafe_name_is_a_miss_with_one_warning(
+    tmp_path: Path, name: str
+) -> None:
+    """An entry whose meta.json names its layer's true diff_id (written by hand into
+    the cache directory) is still checked as every layer vmbuild reads."""
+    key = stepcache.step_key({"n": 5})
+    layer, diff_id = _layer(tmp_path / "l.tar", b"x", name)
+    where = stepcache.entry(key)
+    where.mkdir(parents=True)
+    (where / stepcache.LAYER).write_bytes(layer.read_bytes())
+    doc = {"format": stepcache.FORMAT, "diff_id": diff_id, "meta": {}}
+    (where / stepcache.META).write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="step cache entry .*: unsafe") as caught:
+        assert stepcache.lookup(key) is None
+    assert len(caught) == 1

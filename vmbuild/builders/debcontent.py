@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
-from vmbuild.debian.debfile import merged_usr, record_of
+from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.fetch import Fetcher, deb_path
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
@@ -144,18 +145,19 @@ def content_of(pinned: Pinned, workdir: Path, fetcher: Fetcher | None = None) ->
     unpacked = fetch(s, [p for p in lock.packages if p.name in host], fetcher)
     out = DebContent(lock, architecture=s.architecture)
     ordered = _ordered(lock)
+    by_name = lock.by_name()
     if pinned.configure:  # the others: their .debs (the guest's dpkg reads them)
         guest = [n for n in ordered if n not in host]
-        by_name = lock.by_name()
         if fetcher is not None:
             fetcher.downloaded([by_name[n] for n in guest])
         debs = {n: _deb_file(s, by_name[n]) for n in guest}
-        out.guest = _batches(guest, {n: _pre_depends(debs[n], by_name[n]) for n in guest})
+        pre = {n: _pre_depends(debs[n], by_name[n], s.mirror) for n in guest}
+        out.guest = _batches(guest, pre)
         out.guest_debs = debs
         out.source_date = _epoch(lock.release_date)
-    out.order = [record_of(unpacked[n])["info"] for n in ordered if out.on_host(n)]
+    out.order = [_info(by_name[n]) for n in ordered if out.on_host(n)]
     for name in sorted(unpacked):
-        out.packages[name] = content.package_entries(unpacked[name])
+        out.packages[name] = content.package_entries(unpacked[name], by_name[name])
     anchor = next(iter(unpacked.values()))
     out.links = content.usr_links(out.packages.values(), anchor)
     status = dpkgdb.UNPACKED if pinned.configure else dpkgdb.STATUS
@@ -186,11 +188,20 @@ def _relation_names(value: str) -> set[str]:
     return {alt["name"] for group in relations(value) for alt in group}
 
 
-def _pre_depends(deb: Path, pkg: Locked) -> str:
-    """The Pre-Depends field of ``deb`` (only its control file is read)."""
+def _info(pkg: Locked) -> str:
+    return dpkgdb.info_name(pkg.name, pkg.multi_arch, pkg.architecture)
+
+
+def _pre_depends(deb: Path, pkg: Locked, mirror: str) -> str:
+    """The Pre-Depends field of ``deb`` (only its control file is read, and checked: the
+    guest's dpkg installs the package under the name it gives)."""
     from debian.deb822 import Deb822  # (configure = true only)
 
-    text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    what = f"{pkg.name} {pkg.version} ({pkg.filename})"
+    text = debfile.control_text(deb, what)
+    debfile.check_control(
+        text, debfile.Identity(pkg.name, pkg.version, pkg.architecture, mirror), what
+    )
     return str(Deb822(text).get("Pre-Depends", ""))
 
 
@@ -270,28 +281,29 @@ def configure_script(debs: DebContent) -> str:
     ``dpkg --install`` would do it, offline and without questions: the preinst of each
     package the host unpacked (the Essential set), ``dpkg --configure -a``, then
     ``dpkg --install`` of the other packages' .deb files, dependencies first."""
-    date = f" SOURCE_DATE_EPOCH={debs.source_date}" if debs.source_date is not None else ""
+    q = shlex.quote  # every word: the names are checked, and quoted all the same
+    date = f" SOURCE_DATE_EPOCH={debs.source_date:d}" if debs.source_date is not None else ""
     lines = [
         "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8"
         + date,
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DPKG_ADMINDIR=/var/lib/dpkg",
     ]
     for name in debs.order:
-        script = f"/var/lib/dpkg/info/{name}.preinst"
+        script = q(f"/var/lib/dpkg/info/{name}.preinst")
         pkg, _, arch = name.partition(":")
         env = (
-            f"DPKG_MAINTSCRIPT_PACKAGE={pkg} DPKG_MAINTSCRIPT_NAME=preinst "
-            f"DPKG_MAINTSCRIPT_ARCH={arch or debs.architecture} DPKG_ROOT="
+            f"DPKG_MAINTSCRIPT_PACKAGE={q(pkg)} DPKG_MAINTSCRIPT_NAME=preinst "
+            f"DPKG_MAINTSCRIPT_ARCH={q(arch or debs.architecture)} DPKG_ROOT="
         )
         lines.append(
             f"if [ -x {script} ]; then {env} {script} install"
-            f" || {{ s=$?; echo {PREINST_FAILED} {pkg} $s >&2; exit $s; }}; fi"
+            f" || {{ s=$?; echo {PREINST_FAILED} {q(pkg)} $s >&2; exit $s; }}; fi"
         )
     lines.append("dpkg --configure -a")
     for batch in debs.guest:
-        files = " ".join(f"{GUEST_DEBS}/{debs.guest_debs[n].name}" for n in batch)
+        files = " ".join(q(f"{GUEST_DEBS}/{debs.guest_debs[n].name}") for n in batch)
         lines.append(f"dpkg --install {files}")
-    lines.append("rm -f " + " ".join(VOLATILE))
+    lines.append("rm -f " + " ".join(q(v) for v in VOLATILE))
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any
 
 from vmbuild.builders.debcontent import (
@@ -49,9 +50,11 @@ from vmbuild.builders.debcontent import (
 )
 from vmbuild.cache import cache_dir, key
 from vmbuild.config.debian import DebianTable
+from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.digest import of_file
 from vmbuild.oci.layer import Owner
+from vmbuild.oci.safety import check_member, clean_name
 from vmbuild.oci.tarplan import FORMAT as TAR_FORMAT
 from vmbuild.oci.tree import BlobSource
 from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
@@ -120,9 +123,12 @@ def _entries_json(entries: dict[str, BlobSource], workdir: Path) -> list[list[An
 
 
 def _entries_of(rows: Any, workdir: Path) -> dict[str, BlobSource]:
+    """The entries of a ``debcontent`` entry's rows: each name as a layer may hold it
+    (:func:`~vmbuild.oci.safety.check_member`), each host file inside this runner's
+    cache or work dir (an entry naming ``/etc/shadow`` would put it in the image)."""
     from vmbuild.remotecache import artifact
 
-    roots = {"c": cache_dir(), "w": workdir, "a": Path("/")}
+    roots = {"c": cache_dir(), "w": workdir}
     out: dict[str, BlobSource] = {}
     for name, (tag, where), mode, uid, gid, size, offset, link, rdev, group, follow in rows:
         values = (mode, uid, gid, size, offset, rdev)
@@ -130,6 +136,12 @@ def _entries_of(rows: Any, workdir: Path) -> dict[str, BlobSource]:
         ok = all(isinstance(t, str) for t in texts) and isinstance(follow, bool) and tag in roots
         if not ok or not all(isinstance(v, int) for v in values):
             raise artifact.BadEntry(f"the {CONTENT} entry has a bad row for {name!r}")
+        try:
+            check_member(name, f"the {CONTENT} entry", symlink_to=link if S_ISLNK(mode) else None)
+            if clean_name(where, f"the {CONTENT} entry's file") != where or not where:
+                raise artifact.BadEntry(f"the {CONTENT} entry names the file {where!r}")
+        except ImageError as exc:
+            raise artifact.BadEntry(exc.message) from exc
         host = roots[tag] / where
         out[name] = BlobSource(host, mode, uid, gid, size, offset, link, rdev, group, follow)
     return out
@@ -206,7 +218,7 @@ class DebLayers:
                     raise artifact.BadEntry(f"the {CONTENT} entry is not JSON") from exc
                 self.debs = _load(data, pinned, self.workdir)
 
-            if self.remotes.fetch_entry(CONTENT, ckey, keep):
+            if self.remotes.fetch_entry(CONTENT, ckey, keep, layers=False):
                 return self.debs
         self.debs = self._real = content_of(pinned, self.workdir)
         if self.remotes is not None and self.remotes.cache_to:
@@ -269,7 +281,8 @@ class DebLayers:
             os.replace(file.path, dest)
             found.append(file.diff_id)
 
-        return (dest, found[0]) if self.remotes.fetch_entry(LAYER, lkey, keep) else None
+        fetched = self.remotes.fetch_entry(LAYER, lkey, keep, layers=True)
+        return (dest, found[0]) if fetched else None
 
     def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> list[LazyLayer]:
         """The layer of each group of units: from the remote caches when it is one of

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vmbuild.debian import debfile, dpkgdb
+from vmbuild.debian.lock import Locked
 from vmbuild.oci.tree import BlobSource
 
 INFO = "var/lib/dpkg/info"
@@ -23,14 +24,20 @@ def _file(path: Path) -> BlobSource:
     return BlobSource(path, stat.S_IFREG | 0o644, size=path.stat().st_size)
 
 
-def package_entries(unpacked: Path) -> Entries:
-    """Every member of the package, then its ``info/<pkg>.list`` and ``.md5sums``."""
+def package_entries(unpacked: Path, pkg: Locked) -> Entries:
+    """Every member of the package ``pkg`` (read into ``unpacked``), then its
+    ``info/<pkg>.list`` and ``.md5sums``, named as the lock names it."""
     record = debfile.record_of(unpacked)
+    if record["package"] != pkg.name:  # (its control file was checked when it was read)
+        raise debfile.DebError(
+            f"{unpacked} holds package {record['package']!r}, not {pkg.name}",
+            "delete it: the next build reads the package again",
+        )
     out: Entries = {}
     for name, _, mode, uid, gid, size, offset, linkname, rdev, link_group in record["members"]:
         group = f"{unpacked.name}:{link_group}" if link_group else ""
         out[name] = BlobSource(unpacked, mode, uid, gid, size, offset, linkname, rdev, group)
-    info = record["info"]
+    info = dpkgdb.info_name(pkg.name, pkg.multi_arch, pkg.architecture)
     at, size = record["list"]
     out[f"{INFO}/{info}.list"] = BlobSource(unpacked, stat.S_IFREG | 0o644, size=size, offset=at)
     for name in SCRIPTS:  # what dpkg keeps of the control archive

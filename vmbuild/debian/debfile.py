@@ -25,6 +25,7 @@ import json
 import lzma
 import os
 import posixpath
+import re
 import shutil
 import stat
 import subprocess
@@ -33,13 +34,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import zstandard
+from debian.deb822 import Deb822
 
 from vmbuild import run
 from vmbuild.debian import dpkgdb, tarreader
+from vmbuild.debian.lock import NAME
 from vmbuild.errors import ImageError
+from vmbuild.oci.safety import CONTROL_CHARS
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
 CONTROL_FILES = (
@@ -79,6 +83,46 @@ _BROKEN = (
 
 class DebError(ImageError):
     """A ``.deb`` is malformed or holds unsafe member names."""
+
+
+class Identity(NamedTuple):
+    """What the signed index (or the lock made from it) says a ``.deb`` is, and the
+    mirror it came from: its control file must say the same (:func:`check_control`)."""
+
+    name: str
+    version: str
+    architecture: str
+    mirror: str
+
+
+_ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def check_control(text: str, expect: Identity, what: str) -> None:
+    """The ``.deb``'s control file (``text``) names the package, version and architecture
+    its index entry does, and the name and architecture are Debian names: every name
+    derived from the package (dpkg's ``info/NAME.*``, its status paragraph, the words of
+    the configure script) is then the checked one."""
+    fields = Deb822(text)
+    for field, want in (
+        ("Package", expect.name),
+        ("Version", expect.version),
+        ("Architecture", expect.architecture),
+    ):
+        got = fields.get(field)
+        if got != want:
+            raise DebError(
+                f"{what} from {expect.mirror}: its control file says {field} {got!r}, "
+                f"its entry in the signed index {want!r}",
+                "the mirror serves a package that is not what its index says: it is broken "
+                "or hostile",
+            )
+    if not (NAME.fullmatch(expect.name) and _ARCH.fullmatch(expect.architecture)):
+        raise DebError(
+            f"{what} from {expect.mirror}: {expect.name!r} ({expect.architecture!r}) is not "
+            "a Debian package name and architecture",
+            "the mirror's index is broken or hostile",
+        )
 
 
 @dataclass(frozen=True)
@@ -159,6 +203,11 @@ def _clean(raw: str, what: str) -> str:
         raise DebError(
             f"{what} holds an unsafe member name {raw!r}", "the package is broken or hostile"
         )
+    if CONTROL_CHARS.search(raw):  # a newline would add a line to dpkg's .list
+        raise DebError(
+            f"{what} holds a member name with a control character {raw!r}",
+            "the package is broken or hostile",
+        )
     return name
 
 
@@ -167,9 +216,10 @@ def entry_name(sha256: str) -> str:
     return f"{sha256}-{FORMAT}"
 
 
-def unpack(deb: Path, dest: Path, what: str) -> None:
+def unpack(deb: Path, dest: Path, what: str, expect: Identity) -> None:
     """Read ``deb`` into the file ``dest`` (written under a temporary name, renamed
-    once whole): its members' bytes, control files, dpkg list and record."""
+    once whole): its members' bytes, control files, dpkg list and record. Its control
+    file must say it is ``expect`` (:func:`check_control`)."""
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         members: list[DebMember] = []
@@ -180,6 +230,10 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
                 if name.startswith("control.tar"):
                     with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
                         control = _read_control(stream, what)
+                    if "control" in control:
+                        check_control(
+                            control["control"][0].decode("utf-8", "replace"), expect, what
+                        )
                 elif name.startswith("data.tar"):
                     got = None
                     if name.endswith(".xz") and size >= XZ_LARGE:
@@ -187,7 +241,7 @@ def unpack(deb: Path, dest: Path, what: str) -> None:
                     if got is None:
                         with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
                             got = _read_data(stream, out, what)
-                    members = got
+                    members = _check_shapes(got, what)
                     seen_data = True
             if not (seen_data and "control" in control):
                 raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
@@ -354,6 +408,45 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
             raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")
         names[path] = len(out)
         out.append(member)
+    return out
+
+
+_USR_DIRS = frozenset(f"usr/{top}" for top in MERGED)
+
+
+def _check_shapes(members: list[DebMember], what: str) -> list[DebMember]:
+    """``members`` without merged-/usr's own aliases (``bin -> usr/bin``, as trixie's
+    base-files ships them: the layer makes those links), refusing what dpkg would take
+    but a layer must not hold: a symlink in place of merged-/usr's ``usr/bin`` (and
+    sbin, lib*), a 0:0 character device (overlayfs's whiteout mark), a member below a
+    symlink of the package (a tar extractor would write through it)."""
+    out: list[DebMember] = []
+    links: set[str] = set()
+    for m in members:
+        if stat.S_ISLNK(m.mode):
+            if m.name in _USR_DIRS:
+                if m.path == m.name[4:] and m.linkname.lstrip("/") == m.name:
+                    continue
+                raise DebError(
+                    f"{what}: its symlink {m.path} -> {m.linkname} would replace merged-/usr's "
+                    f"{m.name}",
+                    "the package is broken or hostile",
+                )
+            links.add(m.name)
+        if stat.S_ISCHR(m.mode) and m.rdev == 0:
+            raise DebError(
+                f"{what}: {m.path} is a 0:0 character device (overlayfs's whiteout mark)",
+                "the package is broken or hostile",
+            )
+        out.append(m)
+    for m in out if links else ():
+        parts = m.name.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in links:
+                raise DebError(
+                    f"{what}: {m.path} lies below its symlink {'/'.join(parts[:i])}",
+                    "the package is broken or hostile",
+                )
     return out
 
 

@@ -15,11 +15,11 @@ UNPACKED = "install ok unpacked"  # for ``dpkg --configure -a`` to configure (co
 FROM_CONTROL = ("control", "conffiles", "md5sums")  # the control files :func:`facts` reads
 
 
-def info_name(control: Deb822) -> str:
-    name = str(control["Package"])
-    if control.get("Multi-Arch", "") == "same":
-        return f"{name}:{control.get('Architecture', '')}"
-    return name
+def info_name(name: str, multi_arch: str, architecture: str) -> str:
+    """The package's name in ``info/`` (``NAME.list``...): ``NAME:ARCH`` for Multi-Arch:
+    same. Given the index's (the lock's) name and architecture, which the package's
+    control file was checked to repeat (:func:`vmbuild.debian.debfile.check_control`)."""
+    return f"{name}:{architecture}" if multi_arch == "same" else name
 
 
 def list_of(paths: Iterable[str]) -> bytes:
@@ -61,7 +61,9 @@ def facts(texts: dict[str, str]) -> dict[str, Any]:
     conffiles, md5sums = texts.get("conffiles", ""), texts.get("md5sums", "")
     return {
         "package": str(control["Package"]),
-        "info": info_name(control),
+        "info": info_name(
+            str(control["Package"]), control.get("Multi-Arch", ""), control.get("Architecture", "")
+        ),
         "pre_depends": str(control.get("Pre-Depends", "")),
         "status": {s: status_paragraph(control, conffiles, md5sums, s) for s in (STATUS, UNPACKED)},
     }

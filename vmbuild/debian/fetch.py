@@ -39,6 +39,8 @@ class Pinned(Protocol):
     @property
     def version(self) -> str: ...
     @property
+    def architecture(self) -> str: ...
+    @property
     def filename(self) -> str: ...
     @property
     def size(self) -> int: ...
@@ -58,10 +60,11 @@ def unpacked_path(pkg: Pinned) -> Path:
     return debs_dir() / "unpacked" / debfile.entry_name(pkg.sha256)
 
 
-def _read(deb: Path, pkg: Pinned) -> Path:
+def _read(deb: Path, pkg: Pinned, mirror: str) -> Path:
     done = unpacked_path(pkg)
     done.parent.mkdir(parents=True, exist_ok=True)
-    debfile.unpack(deb, done, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    expect = debfile.Identity(pkg.name, pkg.version, pkg.architecture, mirror)
+    debfile.unpack(deb, done, f"{pkg.name} {pkg.version} ({pkg.filename})", expect)
     return done
 
 
@@ -123,7 +126,7 @@ class Fetcher:
         if not done.set_running_or_notify_cancel():
             return
         try:
-            done.set_result(_read(deb, pkg))
+            done.set_result(_read(deb, pkg, self.mirror))
         except BaseException as exc:  # (given to whoever waits for it)
             done.set_exception(exc)
 

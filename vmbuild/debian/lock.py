@@ -17,7 +17,7 @@ from vmbuild.oci.output import atomic_file, resolve_out
 
 LOCK_VERSION = 1
 _SHA = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")  # a package name (Debian policy 5.6.1)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def _package(p: dict[str, Any]) -> Locked:
         multi_arch=_str(p.get("multi_arch", "")),
         essential=bool(p.get("essential", False)),
     )
-    if not _NAME.fullmatch(locked.name):
+    if not NAME.fullmatch(locked.name):
         raise ValueError(f"bad package name {locked.name!r}")
     if not _SHA.fullmatch(locked.sha256):
         raise ValueError(f"{locked.name}: bad sha256")

@@ -16,10 +16,12 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, NamedTuple, cast
 
+from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.compress import COMPRESS_CHUNK, Compression, compressor
 from vmbuild.oci.fasttar import member_header
 from vmbuild.oci.inputs import cannot_read
+from vmbuild.oci.safety import check_member
 from vmbuild.oci.sinks import HashingWriter, TarSink
 from vmbuild.oci.tarstream import TAR_BLOCK
 from vmbuild.oci.tree import BlobSource, Entry, Source, Tree
@@ -129,6 +131,7 @@ def members(
                 yield Member(member_header(ti))
             continue
         src = tree.entries[name]
+        _gate(name, src)
         try:
             st = src.stat()
         except OSError as exc:
@@ -141,6 +144,20 @@ def members(
         member = _member(name, src, st, mtime, owner, links)
         if member is not None:
             yield member
+
+
+def _gate(name: str, src: Entry) -> None:
+    """The last check of every entry a layer is written with, whatever its source (host
+    files, packages, a remote cache's record of them): the name rule of every layer
+    vmbuild reads (:func:`vmbuild.oci.safety.check_member`); a given symlink's target
+    too (a host symlink's is the user's own)."""
+    link = src.linkname if isinstance(src, BlobSource) and stat.S_ISLNK(src.mode) else None
+    try:
+        check_member(name, "a layer being written", symlink_to=link)
+    except ImageError as exc:
+        raise ImageError(
+            f"{exc.message} (from {src.host})", "vmbuild writes no such entry into a layer"
+        ) from None
 
 
 def _blob_member(

@@ -70,7 +70,7 @@ from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
 MEMO_KIND = "layer-checks-v1"  # the cache directory of remembered checks
-MEMO_FORMAT = "vmbuild-layer-check-1"  # part of each key: a new rule here forgets them all
+MEMO_FORMAT = "vmbuild-layer-check-2"  # part of each key: a new rule here forgets them all
 # tarfile ends its walk quietly on these, past the first header, as at the archive's end
 BAD_ENDS: tuple[type[BaseException], ...] = tuple(
     getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")

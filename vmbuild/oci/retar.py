@@ -1,9 +1,9 @@
 """Deterministic re-packing of tar members (a layer from the build VM, a merged export).
 
 Members are written ordered by name component, with one mtime and no user/group names;
-numeric owners, modes, link targets, device numbers and ``SCHILY.xattr.*`` records are
-kept. Hard links are re-pointed so that in the new order the first name of each group
-carries the data and the others link to it.
+numeric owners, modes (a symlink's is 0777, as Linux has it), link targets, device
+numbers and ``SCHILY.xattr.*`` records are kept. Hard links are re-pointed so that in the
+new order the first name of each group carries the data and the others link to it.
 
 One pipeline serves every rewrite (a layer from the build VM here, overlay form in
 :mod:`vmbuild.oci.overlay`, a flattened image in :mod:`vmbuild.oci.merge`): a tar is
@@ -24,7 +24,7 @@ from vmbuild.errors import ImageError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import Coalescer
 from vmbuild.oci.layer import Packed, open_tar
-from vmbuild.oci.safety import check_hardlink, check_symlink, clean_name
+from vmbuild.oci.safety import check_member
 from vmbuild.oci.sinks import HashingWriter
 
 KEPT_PAX = "SCHILY.xattr."
@@ -43,13 +43,17 @@ def index(tar: tarfile.TarFile, where: str) -> dict[str, tarfile.TarInfo]:
     """Members by clean name; unsafe names, escaping symlinks, dangling hard links fail."""
     members: dict[str, tarfile.TarInfo] = {}
     for m in tar:
-        name = clean_name(m.name, where)
+        member = check_member(
+            m.name,
+            where,
+            symlink_to=m.linkname if m.issym() else None,
+            hardlink_to=m.linkname if m.islnk() else None,
+        )
+        name = member.name
         if not name:
             continue
-        if m.issym():
-            check_symlink(name, m.linkname, where)
-        if m.islnk():
-            m.linkname = check_hardlink(name, m.linkname, where)
+        if member.hardlink_to is not None:
+            m.linkname = member.hardlink_to
         members[name] = m
     for name, m in members.items():
         if m.islnk() and link_root(members, name) is None:
@@ -101,7 +105,10 @@ def write_entries(entries: dict[str, Entry], out: tarfile.TarFile, mtime: int | 
         e = entries[name]
         m = e.info
         ti = tarfile.TarInfo(name + ("/" if m.isdir() else ""))
-        ti.mode, ti.uid, ti.gid = m.mode, m.uid, m.gid
+        # a symlink's mode is 0777 on Linux whatever its layer stored (the build VM's
+        # merge shows it so; the layer writer writes it so)
+        ti.mode = 0o777 if m.issym() else m.mode
+        ti.uid, ti.gid = m.uid, m.gid
         ti.mtime = int(m.mtime) if mtime is None else mtime
         ti.uname = ti.gname = ""
         ti.type, ti.linkname = m.type, m.linkname

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import re
 import stat
 from pathlib import Path
 from typing import NamedTuple
@@ -13,11 +14,20 @@ from typing import NamedTuple
 from vmbuild.errors import ImageError
 from vmbuild.oci.layout import WHITEOUT
 
+# No member name holds one: a newline splits a line of dpkg's ``.list`` (or of any tool's
+# listing) in two, and no real file needs one.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def clean_name(name: str, where: str) -> str:
-    """The member name without ``./`` or a trailing ``/``; rejects absolute names and ``..``."""
-    if name.startswith("/") or "\0" in name:
+    """The member name without ``./`` or a trailing ``/``; rejects absolute names, ``..``
+    and control characters."""
+    if name.startswith("/"):
         raise ImageError(f"{where}: unsafe absolute path {name!r}", "the layer is malformed")
+    if CONTROL_CHARS.search(name):
+        raise ImageError(
+            f"{where}: unsafe path {name!r} holds a control character", "the layer is malformed"
+        )
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ImageError(

@@ -23,9 +23,9 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
-from vmbuild.errors import RegistryError
+from vmbuild.errors import ImageError, RegistryError
 from vmbuild.oci.compress import decompressor
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import BlobRef, Layer, canonical_json
@@ -152,8 +152,12 @@ class Got:
     meta: dict[str, Any]
 
 
-def get(client: Client, repo: Repository, kind: str, key: str, workdir: Path) -> Got | None:
-    """The entry ``KIND-KEY``, every byte checked; None when the registry has none."""
+def get(
+    client: Client, repo: Repository, kind: str, key: str, workdir: Path, *, layers: bool
+) -> Got | None:
+    """The entry ``KIND-KEY``, every byte checked; None when the registry has none. With
+    ``layers``, each file is a layer for an image: checked as every layer vmbuild reads
+    is (:func:`vmbuild.oci.layercheck.check_layer`: a whole tar, no unsafe name)."""
     reference = tag_for(kind, key)
     manifest = _manifest(client, repo, reference)
     if manifest is None:
@@ -181,7 +185,8 @@ def get(client: Client, repo: Repository, kind: str, key: str, workdir: Path) ->
         files = []
         for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids, strict=True)):
             blob = downloader.get(desc, False)
-            files.append(_inflate(blob.path, desc, diff_id, workdir / f"{i}.tar", what))
+            dest = workdir / f"{i}.tar"
+            files.append(_inflate(blob.path, desc, diff_id, dest, f"{what}: layer {i + 1}", layers))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadEntry(f"{what}: the config does not parse ({exc})") from exc
     except RegistryError as exc:
@@ -191,23 +196,40 @@ def get(client: Client, repo: Repository, kind: str, key: str, workdir: Path) ->
     return Got(files, meta)
 
 
-def _inflate(blob: Path, desc: Descriptor, diff_id: str, dest: Path, what: str) -> File:
-    """Inflate a verified blob into ``dest``, checking it hashes to ``diff_id``."""
-    h = hashlib.sha256()
+def _inflate(
+    blob: Path, desc: Descriptor, diff_id: str, dest: Path, what: str, layer: bool
+) -> File:
+    """Inflate a verified blob into ``dest``, checking it hashes to ``diff_id`` (and,
+    for a ``layer``, that it is one: :func:`~vmbuild.oci.layercheck.check_layer`)."""
     fd, tmp = tempfile.mkstemp(prefix=".inflate-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, open(blob, "rb") as src:
-            try:
-                with decompressor(cast(BinaryIO, src), "gzip") as plain:
-                    while chunk := plain.read(1 << 20):
-                        h.update(chunk)
-                        out.write(chunk)
-            except Exception as exc:  # not gzip, truncated: the entry is bad, not vmbuild
-                raise BadEntry(f"{what}: layer {desc.digest} does not inflate ({exc})") from exc
-        if "sha256:" + h.hexdigest() != diff_id:
-            raise BadEntry(f"{what}: layer {desc.digest} does not unpack to {diff_id}")
+            got = _layer_check(src, out, what) if layer else _plain_hash(src, out, desc, what)
+        if got != diff_id:
+            raise BadEntry(f"{what}: {desc.digest} does not unpack to {diff_id}")
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return File(dest, diff_id)
+
+
+def _layer_check(src: BinaryIO, out: BinaryIO, what: str) -> str:
+    from vmbuild.oci.layercheck import check_layer
+
+    try:
+        return check_layer(src, "gzip", what, plain=out).diff_id
+    except ImageError as exc:  # not a tar, an unsafe name: the entry is bad, not vmbuild
+        raise BadEntry(exc.message) from exc
+
+
+def _plain_hash(src: BinaryIO, out: BinaryIO, desc: Descriptor, what: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with decompressor(src, "gzip") as plain:
+            while chunk := plain.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+    except Exception as exc:  # not gzip, truncated: the entry is bad, not vmbuild
+        raise BadEntry(f"{what}: {desc.digest} does not inflate ({exc})") from exc
+    return "sha256:" + h.hexdigest()

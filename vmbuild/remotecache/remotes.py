@@ -76,7 +76,7 @@ class Remotes:
             (layer,) = got.files
             stepcache.publish(key, layer.path, layer.diff_id, got.meta)
 
-        return self._fetch(STEP, key, keep)
+        return self._fetch(STEP, key, keep, layers=True)
 
     def offer(self, key: str, step: stepcache.CachedStep) -> None:
         if self.cache_to:
@@ -94,15 +94,18 @@ class Remotes:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file.path, dest)
 
-        return self._fetch(kind, key, keep)
+        return self._fetch(kind, key, keep, layers=False)  # (read as a checked base later)
 
     # -- entries of any kind (builders/layeredcache: Debian layers) ------------------------
 
-    def fetch_entry(self, kind: str, key: str, keep: Callable[[artifact.Got], None]) -> bool:
-        """Ask for ``KIND-KEY``; ``keep`` takes the checked files (from a work dir that
-        goes afterwards: move them to :meth:`scratch` to use them later) or raises
+    def fetch_entry(
+        self, kind: str, key: str, keep: Callable[[artifact.Got], None], *, layers: bool
+    ) -> bool:
+        """Ask for ``KIND-KEY`` (its files layers for an image, checked as such, when
+        ``layers``); ``keep`` takes the checked files (from a work dir that goes
+        afterwards: move them to :meth:`scratch` to use them later) or raises
         :class:`artifact.BadEntry`. False: no cache has it."""
-        return self._fetch(kind, key, keep)
+        return self._fetch(kind, key, keep, layers=layers)
 
     def offer_entry(
         self, kind: str, key: str, files: list[artifact.File], meta: dict[str, Any]
@@ -117,7 +120,9 @@ class Remotes:
             self._scratch = tempdirs.OwnedDir("vmbuild-cache-files-")
         return self._scratch.path
 
-    def _fetch(self, kind: str, key: str, keep: Callable[[artifact.Got], None]) -> bool:
+    def _fetch(
+        self, kind: str, key: str, keep: Callable[[artifact.Got], None], *, layers: bool
+    ) -> bool:
         """Ask each ``--cache-from`` in turn for ``KIND-KEY``; ``keep`` takes the first
         entry found (while its work dir exists). A bad entry or a cache that fails is one
         warning and the next cache is asked."""
@@ -126,7 +131,8 @@ class Remotes:
                 continue
             try:
                 with tempdirs.workdir("vmbuild-cache-") as work:
-                    got = artifact.get(self._client(repo), repo, kind, key, Path(work))
+                    client = self._client(repo)
+                    got = artifact.get(client, repo, kind, key, Path(work), layers=layers)
                     if got is None:
                         continue
                     keep(got)

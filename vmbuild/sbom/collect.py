@@ -14,7 +14,7 @@ from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.tree import Entry
 from vmbuild.sbom import dpkg
 from vmbuild.sbom.inventory import Component, FileEntry, Kind, deb_component, files_of, read_entry
-from vmbuild.sbom.layerfiles import scan
+from vmbuild.sbom.layerfiles import MAX_COPYRIGHT, scan
 
 
 def base_image(
@@ -101,8 +101,10 @@ def deb_packages(
         mine = entries.get(pkg.name, {})
         copyright_entry = mine.get(f"usr/share/doc/{pkg.name}/copyright")
         text = None
-        if copyright_entry is not None and stat.S_ISREG(copyright_entry.stat().st_mode):
-            text = read_entry(copyright_entry)
+        if copyright_entry is not None:
+            st = copyright_entry.stat()
+            if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_COPYRIGHT:
+                text = read_entry(copyright_entry)
         c = deb_component(
             pkg.name,
             pkg.version,

@@ -18,12 +18,15 @@ from debian.deb822 import Deb822
 
 from vmbuild.oci.image import Layer
 from vmbuild.sbom.inventory import Component, deb_component
-from vmbuild.sbom.layerfiles import LayerScan, hides, scan
+from vmbuild.sbom.layerfiles import MAX_COPYRIGHT, LayerScan, hides, scan
 from vmbuild.sbom.licenses import licensing
 
 STATUS = "var/lib/dpkg/status"
 GONE = {"not-installed", "config-files"}
 _NAME = re.compile(r"^\s*([a-z0-9][a-z0-9+.-]*)")
+MAX_EXPRESSION = 1024  # nor a license expression longer than this (Debian's are < 200)
+_BLANK = re.compile(r"\n[ \t]*\n")
+_FILES = re.compile(r"^Files:(.*(?:\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
 
 
 def scan_layers(layers: Sequence[Layer], where: str) -> list[LayerScan]:
@@ -84,18 +87,36 @@ def _depends(p: Deb822) -> list[str]:
 
 
 def license_of(data: bytes | None) -> str | None:
-    """The SPDX license of a machine-readable copyright file's ``Files: *``, if it is one."""
-    if data is None:
+    """The SPDX license of a machine-readable copyright file's ``Files: *``, if it is one.
+    A file over :data:`MAX_COPYRIGHT` bytes or an expression over :data:`MAX_EXPRESSION`
+    characters is not parsed (None: NOASSERTION): parsing grows faster than the text."""
+    if data is None or len(data) > MAX_COPYRIGHT:
         return None
     from debian.copyright import Copyright
 
     with contextlib.suppress(Exception):
-        parsed = Copyright(data.decode("utf-8", "replace").splitlines(), strict=False)
+        text = _header_and_star(data.decode("utf-8", "replace"))
+        parsed = Copyright(text.splitlines(), strict=False)
         para = parsed.find_files_paragraph("*")
         if para is None or para.license is None:
             return None
         synopsis = str(getattr(para.license, "synopsis", "")).strip()
+        if len(synopsis) > MAX_EXPRESSION:
+            return None
         spdx = licensing()
         if synopsis and not spdx.validate(synopsis).errors:
             return str(spdx.parse(synopsis))
     return None
+
+
+def _header_and_star(text: str) -> str:
+    """A copyright file's header paragraph and those whose ``Files`` match the name
+    ``*`` (python-debian's parse of the whole file grows with the square of its
+    paragraphs: 5 s for a megabyte of them)."""
+    paragraphs = _BLANK.split(text)
+    kept = paragraphs[:1]
+    for p in paragraphs[1:]:
+        m = _FILES.search(p)
+        if m and any(set(word) <= {"*", "?"} for word in m.group(1).split()):
+            kept.append(p)
+    return "\n\n".join(kept)

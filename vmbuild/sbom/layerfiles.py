@@ -20,6 +20,7 @@ from vmbuild.oci.safety import clean_name
 from vmbuild.sbom.inventory import FileEntry
 
 MAX_KEPT = 64 << 20  # a dpkg status file larger than this is not read
+MAX_COPYRIGHT = 1 << 20  # nor a copyright file larger than this, for its license
 
 
 @dataclass
@@ -73,7 +74,9 @@ def _member(
     if f is None:
         return
     h256, h1 = hashlib.sha256(), hashlib.sha1(usedforsecurity=False)
-    keep = (name in wanted or _is_copyright(name)) and member.size <= MAX_KEPT
+    keep = (name in wanted and member.size <= MAX_KEPT) or (
+        _is_copyright(name) and member.size <= MAX_COPYRIGHT
+    )
     chunks: list[bytes] = []
     while chunk := f.read(1 << 20):
         h256.update(chunk)

@@ -3,12 +3,18 @@ guest's dpkg installs and in which order, and the script that does it."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from vmbuild.builders import debcontent
 from vmbuild.builders.debcontent import DebContent, configure_script
+from vmbuild.debian.debfile import DebError
 from vmbuild.debian.lock import For, Lock, Locked
+
+MIRROR = "http://127.0.0.1:1/debian"
 
 
 def _locked(name: str, *depends: str, essential: bool = False) -> Locked:
@@ -54,9 +60,27 @@ def test_pre_depends_come_from_the_deb_control_file_alone(tmp_path: Path) -> Non
         check=True,
         capture_output=True,
     )
-    got = debcontent._pre_depends(deb, _locked("p"))
+    got = debcontent._pre_depends(deb, _locked("p"), MIRROR)
     assert got == "libc6 (>= 2.36) | libc6.1"
     assert [p for p in tmp_path.iterdir() if p.name not in ("root", "p.deb")] == []
+
+
+def test_a_guest_deb_whose_control_file_names_another_package_is_refused(tmp_path: Path) -> None:
+    """The guest's dpkg installs a .deb under its control file's name: it must be the
+    index's."""
+    root = tmp_path / "root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: zzz-other\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    deb = tmp_path / "p.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(DebError, match=f"p 1 .*{MIRROR}.*Package 'zzz-other'.* index 'p'"):
+        debcontent._pre_depends(deb, _locked("p"), MIRROR)
 
 
 def test_relation_names_cover_alternatives_versions_and_arch_qualifiers() -> None:
@@ -97,3 +121,20 @@ def test_the_guest_installed_packages_are_not_in_the_host_tree() -> None:
     debs = DebContent(_lock())
     debs.guest = [["openssl"]]
     assert not debs.on_host("openssl") and debs.on_host("libc6")
+
+
+def test_every_word_of_the_script_is_quoted() -> None:
+    """A name is one word of the shell, whatever it holds (the names are checked before;
+    this is the script's own guarantee)."""
+    hostile = "cfg-inject;touch${IFS}/pwned-inject;"
+    debs = DebContent(_lock(), order=[hostile, f"x:{hostile}"], architecture="amd64")
+    debs.guest = [["p"]]
+    debs.guest_debs = {"p": Path("/cache/p;touch x $(id).deb")}
+    lines = configure_script(debs).splitlines()
+    preinsts = [shlex.split(line) for line in lines if ".preinst" in line]
+    first, second = preinsts
+    assert f"/var/lib/dpkg/info/{hostile}.preinst" in first
+    assert f"DPKG_MAINTSCRIPT_PACKAGE={hostile}" in first
+    assert f"DPKG_MAINTSCRIPT_ARCH={hostile}" in second
+    install = shlex.split(next(line for line in lines if line.startswith("dpkg --install")))
+    assert install == ["dpkg", "--install", "/.vmbuild/step/debs/p;touch x $(id).deb"]

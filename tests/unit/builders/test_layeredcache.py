@@ -64,6 +64,12 @@ def test_content_round_trip_moves_hosts(tmp_path: Path, monkeypatch: pytest.Monk
         {"packages": {"app": [["x", ["c", "y"], "mode", 0, 0, 0, 0, "", 0, "", False]]}},
         {"packages": {"app": [["x"]]}, "architecture": "amd64", "links": [], "status": []},
         {"packages": {"app": [["x", ["c", "y"], 1, 0, 0, 0, 0, 7, 0, "", False]]}},
+        # a host file outside this runner's cache and work dirs; an unsafe layer name
+        {"packages": {"app": [["x", ["a", "etc/shadow"], 1, 0, 0, 0, 0, "", 0, "", False]]}},
+        {"packages": {"app": [["x", ["c", "../../etc/x"], 1, 0, 0, 0, 0, "", 0, "", False]]}},
+        {"packages": {"app": [["x", ["c", "/etc/shadow"], 1, 0, 0, 0, 0, "", 0, "", False]]}},
+        {"packages": {"app": [["../x", ["c", "y"], 1, 0, 0, 0, 0, "", 0, "", False]]}},
+        {"packages": {"app": [["x", ["c", "y"], 0o120777, 0, 0, 0, 0, "../..", 0, "", False]]}},
         [],
     ],
 )

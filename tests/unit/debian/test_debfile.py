@@ -12,6 +12,9 @@ import pytest
 
 from vmbuild.debian import debfile
 
+BIG = debfile.Identity("big", "1", "all", "http://127.0.0.1:1")
+SMALL = BIG._replace(name="small")
+
 
 def _deb(tmp_path: Path) -> Path:
     root = tmp_path / "root"
@@ -36,9 +39,9 @@ def test_xz_process_reads_as_this_process_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deb = _deb(tmp_path)
-    debfile.unpack(deb, tmp_path / "by-xz", "big")
+    debfile.unpack(deb, tmp_path / "by-xz", "big", BIG)
     monkeypatch.setattr(debfile, "XZ_LARGE", 1 << 62)
-    debfile.unpack(deb, tmp_path / "in-process", "big")
+    debfile.unpack(deb, tmp_path / "in-process", "big", BIG)
     assert (tmp_path / "by-xz").read_bytes() == (tmp_path / "in-process").read_bytes()
     names = [m.name for m in debfile.read_members(tmp_path / "by-xz")]
     assert "usr/share/big/noise" in names and "usr/share/big/link" in names
@@ -51,7 +54,7 @@ def test_a_corrupt_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
     data[middle : middle + 64] = bytes(64)
     deb.write_bytes(bytes(data))
     with pytest.raises(debfile.DebError, match="big"):
-        debfile.unpack(deb, tmp_path / "out", "big")
+        debfile.unpack(deb, tmp_path / "out", "big", BIG)
     assert not (tmp_path / "out").exists()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".out")] == []
 
@@ -59,7 +62,7 @@ def test_a_corrupt_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
 def test_an_entry_holds_the_members_control_files_and_dpkg_facts(tmp_path: Path) -> None:
     deb = _deb(tmp_path)
     entry = tmp_path / debfile.entry_name("0" * 64)
-    debfile.unpack(deb, entry, "big")
+    debfile.unpack(deb, entry, "big", BIG)
     assert os.listdir(tmp_path).count(entry.name) == 1  # one file, nothing else left
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
     record = debfile.record_of(entry)
@@ -103,6 +106,29 @@ def test_a_corrupt_small_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
     data[middle : middle + 64] = bytes(64)  # inside the data.tar's compressed stream
     deb.write_bytes(bytes(data))
     with pytest.raises(debfile.DebError, match="small"):
-        debfile.unpack(deb, tmp_path / "out", "small")
+        debfile.unpack(deb, tmp_path / "out", "small", SMALL)
     assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) and not (tmp_path / "out").exists()
     assert debfile.control_text(deb, "small").startswith("Package: small\n")
+
+
+@pytest.mark.parametrize(
+    ("expect", "says"),
+    [
+        (BIG._replace(name="other"), "Package 'big', its entry in the signed index 'other'"),
+        (BIG._replace(version="2"), "Version '1', its entry in the signed index '2'"),
+        (BIG._replace(architecture="amd64"), "Architecture 'all', its entry .* 'amd64'"),
+    ],
+)
+def test_a_control_file_must_say_what_the_index_says(
+    tmp_path: Path, expect: debfile.Identity, says: str
+) -> None:
+    deb = _deb(tmp_path)
+    with pytest.raises(debfile.DebError, match=f"big from http://127.0.0.1:1: .*{says}"):
+        debfile.unpack(deb, tmp_path / "out", "big", expect)
+    assert [p for p in os.listdir(tmp_path) if p not in ("root", "big.deb")] == []
+
+
+def test_a_name_outside_debians_rule_is_refused_though_both_say_it() -> None:
+    text = "Package: ../x\nVersion: 1\nArchitecture: all\n"
+    with pytest.raises(debfile.DebError, match=r"'\.\./x' .* is not a Debian package name"):
+        debfile.check_control(text, BIG._replace(name="../x"), "x")

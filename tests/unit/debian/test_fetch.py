@@ -23,6 +23,7 @@ class Pkg:
     filename: str
     size: int
     sha256: str
+    architecture: str = "all"
 
 
 def _mirror(tmp_path: Path, *names: str) -> tuple[str, list[Pkg]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from vmbuild.errors import ImageError
 from vmbuild.oci import layer
 from vmbuild.oci.compress import Compression, compressor, decompressor
-from vmbuild.oci.tree import from_roots
+from vmbuild.oci.tarplan import plan_tree
+from vmbuild.oci.tree import BlobSource, Tree, from_roots
 
 
 def make_tree(root: Path, *, mtime: int, reverse: bool = False) -> None:
@@ -173,3 +175,32 @@ def test_a_file_that_changes_size_while_packed_fails_clearly(
     with pytest.raises(ImageError, match="changed while the image was being written") as info:
         layer.pack(from_roots([tmp_path / "root"]), io.BytesIO(), compression="none", mtime=1)
     assert str(target) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "entry", "says"),
+    [
+        ("var/lib/dpkg/info/../../x.list", stat.S_IFREG | 0o644, "climbs out with '..'"),
+        ("usr/share/a\n/etc/shadow", stat.S_IFREG | 0o644, "holds a control character"),
+        ("usr/x", stat.S_IFLNK | 0o777, "points outside the image"),
+    ],
+)
+def test_every_entry_passes_the_layer_name_rule_before_it_is_written(
+    tmp_path: Path, name: str, entry: int, says: str
+) -> None:
+    """The last gate: whatever made a tree's entries (a package, a remote cache's record
+    of them, host files), its layer holds no name a layer reader refuses."""
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"x")
+    tree = Tree({name: BlobSource(payload, entry, size=1, offset=0, linkname="../../etc")})
+    with pytest.raises(ImageError, match=f"{says}.*from {payload}"):
+        layer.pack(tree, io.BytesIO(), compression="none", mtime=1)
+    with pytest.raises(ImageError, match=says):
+        plan_tree(tree, 1, layer.ROOT)
+
+
+def test_a_host_file_with_a_newline_in_its_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "a\nb").write_text("x")
+    with pytest.raises(ImageError, match="'a\\\\nb' holds a control character"):
+        pack_bytes(tmp_path / "root")

@@ -94,6 +94,8 @@ def test_a_fine_layer_passes_in_any_pieces(fmt: int, step: int | None) -> None:
         ([("a", "h", "b"), ("b", "f", "")], None),  # target later in the layer: fine
         ([("a", "l", "/abs/ok")], None),
         ([("ok", "f", "1"), ("x/../../y", "d", "")], "climbs out"),
+        ([("usr/share/a\n/etc/shadow", "f", "1")], "holds a control character"),
+        ([("a\x1b[2J", "f", "1")], "holds a control character"),
     ],
 )
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
