@@ -25,7 +25,7 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr, record_of
-from vmbuild.debian.fetch import Fetcher, deb_path
+from vmbuild.debian.fetch import Fetcher, cached_deb
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
@@ -209,12 +209,7 @@ def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
 
 def _deb_file(s: Settings, pkg: Locked) -> Path:
     """The package's verified .deb in the cache (fetched again if it was removed)."""
-    deb = deb_path(pkg)
-    if not deb.is_file():
-        from vmbuild.debian.http import download
-
-        download(f"{s.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
-    return deb
+    return cached_deb(s.mirror, pkg)
 
 
 def _epoch(date: str) -> int | None:
