@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket  # (imported when a Stop is used: repushfast loads this module)
 
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -115,6 +118,8 @@ class Stop:
         self._socks: set[socket.socket] = set()
 
     def stop(self) -> None:
+        import socket
+
         self.stopped.set()
         with self._lock:
             socks = list(self._socks)
@@ -130,6 +135,8 @@ class Stop:
     @contextlib.contextmanager
     def watching(self, conn: object) -> Iterator[None]:
         """Wake reads of the connection ``conn`` (its ``sock``) when stopped in the block."""
+        import socket
+
         sock = getattr(conn, "sock", None)
         if not isinstance(sock, socket.socket):
             self.check()

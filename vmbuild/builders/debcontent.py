@@ -72,6 +72,7 @@ def settings_of(table: DebianTable, goarch: str) -> Settings:
         keyring=table.keyring,
         recommends=table.recommends,
         essential=table.essential,
+        check_valid_until=table.check_valid_until,
     )
 
 
