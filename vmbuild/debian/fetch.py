@@ -106,6 +106,16 @@ def _checked(deb: Path, pkg: Pinned, stop: Stop | None) -> bool:
         os.close(fd)
 
 
+def _naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
+    """``exc`` (naming the package), its hint naming the cache file it was read from."""
+    hint = f"{exc.hint}; " if exc.hint else ""
+    named = debfile.DebError(
+        exc.message, f"{hint}the cached file is {deb}: delete it to fetch it again"
+    )
+    named.__cause__ = exc
+    return named
+
+
 def _read(deb: Path, pkg: Pinned) -> Path:
     done = unpacked_path(pkg)
     done.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +179,8 @@ class Fetcher:
             return
         try:
             done.set_result(_read(deb, pkg))
+        except debfile.DebError as exc:  # (the package named; and its file)
+            done.set_exception(_naming_file(exc, deb))
         except BaseException as exc:  # (given to whoever waits for it)
             done.set_exception(exc)
 
