@@ -360,12 +360,7 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
                 text_size += len(new)
                 blank = blank and not new.strip()
                 if text_size > text_limit:
-                    raise MirrorError(
-                        f"{url} decompresses to more than {_limit_text(text_limit, plain)}; "
-                        "not used",
-                        "the mirror serves something else than InRelease names, or an "
-                        "index larger than vmbuild reads; check the mirror",
-                    )
+                    raise MirrorError(f"{url} {_too_large(text_limit, plain)}; not used", _CHECK)
                 # whole paragraphs are scanned now; the last, unfinished one waits
                 cut = len(text) if last else text.rfind(b"\n\n")
                 if cut >= 0:
@@ -413,7 +408,10 @@ def _check_hash(url: str, entry: IndexFile, got: str, size: int, cached: Path) -
         )
 
 
-def _limit_text(limit: int, plain: IndexFile | None) -> str:
+def _too_large(limit: int, plain: IndexFile | None) -> str:
     if plain is not None and limit == plain.size:
-        return f"the {limit} bytes InRelease gives its text"
-    return f"{limit} bytes, the most vmbuild reads of an index"
+        return f"decompresses to more than the {limit} bytes InRelease gives its text"
+    return f"decompresses to more than {limit} bytes, the most vmbuild reads of an index"
+
+
+_CHECK = "the mirror's index does not match its InRelease, or is not one; check the mirror"
