@@ -38,7 +38,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def copyfile(self, source: Any, outputfile: Any) -> None:
         b = self.behaviour
         if not self.path.endswith(".deb") or b.mode == "whole":
-            return super().copyfile(source, outputfile)  # type: ignore[no-any-return]
+            return super().copyfile(source, outputfile)
         b.started.set()
         data = source.read()
         try:

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import http.client
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import urllib3
@@ -56,7 +56,7 @@ def chunks(url: str, limit: int, stop: Stop | None = None) -> Iterator[bytes]:
         yield from _http_pieces(url, limit, stop or Stop())
 
 
-def _file_pieces(fd: int, url: str, limit: int) -> Iterator[bytes]:
+def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
     try:
         left = limit + 1
         while left > 0 and (piece := os.read(fd, min(CHUNK, left))):
@@ -68,7 +68,7 @@ def _file_pieces(fd: int, url: str, limit: int) -> Iterator[bytes]:
         os.close(fd)
 
 
-def _http_pieces(url: str, limit: int, stop: Stop) -> Iterator[bytes]:
+def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
     stop.check()
     try:
         resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
@@ -149,7 +149,7 @@ def download(
         raise
 
 
-def _source(mirror: str, filename: str, size: int, stop: Stop | None) -> Iterator[bytes]:
+def _source(mirror: str, filename: str, size: int, stop: Stop | None) -> Generator[bytes]:
     """The pieces of ``mirror/filename``; a ``file://`` mirror's file is opened without
     following a link below the mirror's root, so it is never read outside the mirror."""
     if not mirror.startswith("file://"):

@@ -140,7 +140,12 @@ def test_a_checked_deb_is_remembered_by_its_files_identity(
     assert fetch.cached_deb(mirror, a) == deb  # checked: its hash
     hashed: list[int] = []
     real = http.sha256_of
-    monkeypatch.setattr(http, "sha256_of", lambda fd, stop=None: hashed.append(fd) or real(fd))
+
+    def counting(fd: int, stop: object = None) -> str:
+        hashed.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(http, "sha256_of", counting)
     assert fetch.cached_deb(mirror, a) == deb
     assert hashed == []  # remembered
     os.chmod(deb, 0o600)  # a change to the file (its ctime): checked again
