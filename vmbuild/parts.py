@@ -40,19 +40,27 @@ def sweep(final: Path, *, old: bool = False) -> None:
             if n.startswith(start) and (n.endswith(".part") or (old and ".old-" in n))
         ]
         for name in names:
-            path = directory / name
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live writer holds it
-                finally:
-                    os.close(fd)
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink()
+            _remove_if_dead(directory / name)
+
+
+def _remove_if_dead(path: Path) -> None:
+    """Remove the part ``path`` unless its writer holds it; the lock is held while it
+    goes, so a writer that locks it next finds it gone (:func:`create`)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live writer holds it
+            if not os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return  # replaced meanwhile
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        finally:
+            os.close(fd)
 
 
 def create(final: Path, *, old: bool = False) -> tuple[int, Path]:
@@ -61,18 +69,24 @@ def create(final: Path, *, old: bool = False) -> tuple[int, Path]:
     when it cannot be made."""
     directory = final.parent if str(final.parent) else Path(".")
     sweep(final, old=old)
-    fd, tmp = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
-        prefix=f"{prefix(final)}{os.getpid()}.{threading.get_ident()}.",
-        suffix=".part",
-        dir=directory,
-    )
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
-    except BaseException:
+    while True:
+        fd, tmp = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
+            prefix=f"{prefix(final)}{os.getpid()}.{threading.get_ident()}.",
+            suffix=".part",
+            dir=directory,
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # (waits only for a sweeper, which removes it)
+            if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+                return fd, Path(tmp)
+        except FileNotFoundError:
+            pass  # swept before it was locked: made again
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         os.close(fd)
-        os.unlink(tmp)
-        raise
-    return fd, Path(tmp)
 
 
 def publish(part: Path, final: Path) -> None:
