@@ -60,7 +60,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
 def whole(repo: Repo) -> Iterator[Repo]:
     """The repository, its .debs served as the test sets, whole again afterwards."""
     yield repo
-    repo[1].mode = "whole"
+    repo[1].mode, repo[1].suffix = "whole", ".deb"
     repo[1].started.clear()
     repo[1].go.set()
 
@@ -103,22 +103,15 @@ def _one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     return line
 
 
-@pytest.mark.parametrize(("signo", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
-    whole: Repo, tmp_path: Path, signo: int, status: int
-) -> None:
-    """N3: with a mirror sending 5 bytes a second, the build exited only once the
-    download ended (50 s to minutes later)."""
-    _, behaviour, _ = whole
-    spec = _spec(tmp_path, whole, ["p0"])
-    assert vmbuild_cli("lock", spec, env=_env(tmp_path)).returncode == 0
-    behaviour.mode, behaviour.rate = "drip", 5
+def _interrupt(argv: list[str], tmp: Path, behaviour: Behaviour, signo: int) -> tuple[int, str]:
+    """Run ``argv``, send ``signo`` once the slow transfer has begun: (status, stderr),
+    after checking that it ended within 2 s."""
     proc = subprocess.Popen(
-        _build(spec, tmp_path / "o.tar"),
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **_env(tmp_path)},
+        env={**os.environ, **_env(tmp)},
         cwd=REPO,
     )
     try:
@@ -131,12 +124,41 @@ def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == status, err
-    said = "interrupted" if signo == signal.SIGINT else "stopped by SIGTERM; cleaned up"
-    assert err.strip().splitlines() == ["fetching Debian packages", f"vmbuild: {said}"], err
     assert took < 2, f"took {took:.1f} s"
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(("signo", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
+    whole: Repo, tmp_path: Path, signo: int, status: int
+) -> None:
+    """N3: with a mirror sending 5 bytes a second, the build exited only once the
+    download ended (50 s to minutes later)."""
+    _, behaviour, _ = whole
+    spec = _spec(tmp_path, whole, ["p0"])
+    assert vmbuild_cli("lock", spec, env=_env(tmp_path)).returncode == 0
+    behaviour.mode, behaviour.rate = "drip", 5
+    code, err = _interrupt(_build(spec, tmp_path / "o.tar"), tmp_path, behaviour, signo)
+    said = "interrupted" if signo == signal.SIGINT else "stopped by SIGTERM; cleaned up"
+    assert (code, err.strip().splitlines()) == (
+        status,
+        ["fetching Debian packages", f"vmbuild: {said}"],
+    ), err
     assert _leftovers(tmp_path) == []
     assert not (tmp_path / "o.tar").exists()
+
+
+def test_ctrl_c_stops_a_lock_reading_a_slow_index(whole: Repo, tmp_path: Path) -> None:
+    """The index's reading thread was joined while blocked on the mirror."""
+    _, behaviour, _ = whole
+    spec = _spec(tmp_path, whole, ["p0"])
+    behaviour.mode, behaviour.rate, behaviour.suffix = "drip", 5, "Packages.gz"
+    argv = [sys.executable, "-m", "vmbuild", "lock", str(spec)]
+    code, err = _interrupt(argv, tmp_path, behaviour, signal.SIGINT)
+    assert (code, err.strip().splitlines()[-1]) == (130, "vmbuild: interrupted"), err
+    assert not spec.with_name(spec.name + ".lock").exists()
+    assert [n for n in os.listdir(tmp_path / "cache" / "debian" / "index") if n] == []
 
 
 def test_an_endless_deb_stops_at_its_size(whole: Repo, tmp_path: Path) -> None:

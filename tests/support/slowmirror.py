@@ -1,4 +1,4 @@
-"""A mirror on 127.0.0.1 that serves a directory, its ``.deb`` files as a test asks:
+"""A mirror on 127.0.0.1 that serves a directory, its ``.deb`` files (or others) as a test asks:
 whole, dripped a few bytes a second, as an endless body, cut short, or held half-way
 until the test lets them go on."""
 
@@ -24,6 +24,7 @@ class Behaviour:
 
     mode: str = "whole"
     rate: float = 5.0
+    suffix: str = ".deb"  # the files served so (".gz": the index)
     go: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
     sent: int = 0
@@ -37,7 +38,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         b = self.behaviour
-        if not self.path.endswith(".deb") or b.mode == "whole":
+        if not self.path.endswith(b.suffix) or b.mode == "whole":
             return super().copyfile(source, outputfile)
         b.started.set()
         data = source.read()
@@ -60,7 +61,7 @@ class _Handler(SimpleHTTPRequestHandler):
             self.close_connection = True  # the client went away
 
     def send_head(self) -> Any:
-        if not (self.path.endswith(".deb") and self.behaviour.mode == "endless"):
+        if not (self.path.endswith(self.behaviour.suffix) and self.behaviour.mode == "endless"):
             return super().send_head()
         path = Path(self.translate_path(self.path))
         if not path.is_file():
