@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 class Behaviour:
     """How ``.deb`` files are served: ``mode`` is "whole", "drip" (``rate`` bytes a
     second), "endless" (junk without end), "short" (half, then the connection closes)
-    or "gate" (half, then the rest once ``go`` is set). ``sent`` counts body bytes
+    "gate" (half, then the rest once ``go`` is set) or "stall" (no answer until ``go``). ``sent`` counts body bytes
     written (all .debs); ``started`` is set when one begins."""
 
     mode: str = "whole"
@@ -61,6 +61,12 @@ class _Handler(SimpleHTTPRequestHandler):
             self.close_connection = True  # the client went away
 
     def send_head(self) -> Any:
+        b = self.behaviour
+        if self.path.endswith(b.suffix) and b.mode == "stall":  # no answer at all
+            b.started.set()
+            b.go.wait(30)
+            self.close_connection = True
+            return None
         if not (self.path.endswith(self.behaviour.suffix) and self.behaviour.mode == "endless"):
             return super().send_head()
         path = Path(self.translate_path(self.path))

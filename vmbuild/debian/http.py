@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -25,9 +26,37 @@ MAX_INDEX = 512 << 20
 CHUNK = 1 << 20
 TIMEOUT = urllib3.Timeout(connect=15.0, read=60.0)  # seconds without a byte
 _HINT = "check the [debian] mirror (or the host's apt sources) and the network"
+_CURRENT = threading.local()  # .stop: the Stop of this thread's request
+
+
+class _WatchedHTTP(urllib3.connection.HTTPConnection):
+    """A connection whose wait for an answer's head its thread's Stop can wake (a
+    mirror that accepts a request and never answers)."""
+
+    def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
+        stop: Stop | None = getattr(_CURRENT, "stop", None)
+        if stop is None:
+            return super().getresponse()
+        with stop.watching(self):
+            return super().getresponse()
+
+
+class _WatchedHTTPS(urllib3.connection.HTTPSConnection, _WatchedHTTP):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTP
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPS
+
+
 _POOL = urllib3.PoolManager(
     num_pools=4, maxsize=8, retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5)
 )
+_POOL.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class MirrorError(VmbuildError):
@@ -70,11 +99,14 @@ def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
 
 def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
     stop.check()
+    _CURRENT.stop = stop
     try:
         resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
     except urllib3.exceptions.HTTPError as exc:
         stop.check()
         raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
+    finally:
+        _CURRENT.stop = None
     ended = False
     try:
         with stop.watching(getattr(resp, "connection", None)):

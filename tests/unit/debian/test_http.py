@@ -124,10 +124,14 @@ def test_a_size_smaller_than_the_file_is_an_error_at_once(tmp_path: Path, mirror
     assert _left(dest) == []
 
 
-def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(tmp_path: Path, mirror: Path) -> None:
-    """N3: Fetcher.close waited for a dripping download to end."""
+@pytest.mark.parametrize("mode", ["drip", "stall"])
+def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(
+    tmp_path: Path, mirror: Path, mode: str
+) -> None:
+    """N3: Fetcher.close waited for a dripping download to end (or for a mirror that
+    never answers to time out)."""
     dest = _dest(tmp_path)
-    b = Behaviour("drip", rate=2)
+    b = Behaviour(mode, rate=2)
     stop = Stop()
     got: list[BaseException] = []
     with serve(mirror, b) as url:
@@ -146,7 +150,7 @@ def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(tmp_path: Path, mirror
         stop.stop()
         t.join(5)
         assert time.monotonic() - began < 1
-    assert len(got) == 1 and isinstance(got[0], Stopped)
+    assert len(got) == 1 and isinstance(got[0], Stopped), got
     assert _left(dest) == [] and not dest.exists()
 
 
