@@ -132,21 +132,28 @@ class Stop:
         if self.stopped.is_set():
             raise Stopped()
 
-    @contextlib.contextmanager
-    def watching(self, conn: object) -> Iterator[None]:
-        """Wake reads of the connection ``conn`` (its ``sock``) when stopped in the block."""
+    def watch(self, conn: object) -> socket.socket | None:
+        """Wake reads of the connection ``conn`` (its ``sock``, if it has one yet) when
+        stopped, until :meth:`unwatch`; :class:`Stopped` if stopped already."""
         import socket
 
         sock = getattr(conn, "sock", None)
-        if not isinstance(sock, socket.socket):
-            self.check()
-            yield
-            return
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._socks.add(sock)
+        self.check()
+        return sock if isinstance(sock, socket.socket) else None
+
+    def unwatch(self, sock: socket.socket | None) -> None:
         with self._lock:
-            self._socks.add(sock)
+            self._socks.discard(sock)
+
+    @contextlib.contextmanager
+    def watching(self, conn: object) -> Iterator[None]:
+        """Wake reads of the connection ``conn`` when stopped in the block."""
+        sock = None
         try:
-            self.check()  # (stopped before the socket was known)
+            sock = self.watch(conn)
             yield
         finally:
-            with self._lock:
-                self._socks.discard(sock)
+            self.unwatch(sock)

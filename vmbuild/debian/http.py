@@ -11,9 +11,11 @@ import contextlib
 import hashlib
 import http.client
 import os
+import socket
 import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
@@ -26,23 +28,30 @@ MAX_INDEX = 512 << 20
 CHUNK = 1 << 20
 TIMEOUT = urllib3.Timeout(connect=15.0, read=60.0)  # seconds without a byte
 _HINT = "check the [debian] mirror (or the host's apt sources) and the network"
-_CURRENT = threading.local()  # .stop: the Stop of this thread's request
+_CURRENT = threading.local()  # .stop, .watched: this thread's request's Stop, sockets
 
 
 class _WatchedHTTP(urllib3.connection.HTTPConnection):
-    """A connection whose wait for an answer's head its thread's Stop can wake (a
-    mirror that accepts a request and never answers)."""
+    """A connection that its thread's Stop can wake all along a request: its answer's
+    head, a redirect's body drained, a retry (a mirror that stalls anywhere)."""
 
-    def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
-        stop: Stop | None = getattr(_CURRENT, "stop", None)
-        if stop is None:
-            return super().getresponse()
-        with stop.watching(self):
-            return super().getresponse()
+    def connect(self) -> None:
+        super().connect()
+        _watch(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self)
+        super().request(*args, **kwargs)
 
 
-class _WatchedHTTPS(urllib3.connection.HTTPSConnection, _WatchedHTTP):
-    pass
+def _watch(conn: object) -> None:
+    stop: Stop | None = getattr(_CURRENT, "stop", None)
+    if stop is not None:
+        _CURRENT.watched.append(stop.watch(conn))
+
+
+class _WatchedHTTPS(_WatchedHTTP, urllib3.connection.HTTPSConnection):
+    pass  # (first: its connect and request wrap HTTPS's)
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
@@ -54,7 +63,10 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 _POOL = urllib3.PoolManager(
-    num_pools=4, maxsize=8, retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5)
+    num_pools=4,
+    maxsize=8,
+    # (no waiting a Retry-After out: a server could ask for days, in a thread no Stop wakes)
+    retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5, respect_retry_after_header=False),
 )
 _POOL.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
@@ -99,28 +111,38 @@ def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
 
 def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
     stop.check()
-    _CURRENT.stop = stop
+    watched: list[socket.socket | None] = []
+    _CURRENT.stop, _CURRENT.watched = stop, watched
     try:
-        resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
-    except urllib3.exceptions.HTTPError as exc:
-        stop.check()
-        raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
+        try:
+            resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
+        except urllib3.exceptions.HTTPError as exc:
+            stop.check()
+            raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
+        finally:
+            _CURRENT.stop = _CURRENT.watched = None
+        yield from _body(resp, url, limit, stop)
     finally:
-        _CURRENT.stop = None
+        for sock in watched:
+            stop.unwatch(sock)
+
+
+def _body(resp: urllib3.BaseHTTPResponse, url: str, limit: int, stop: Stop) -> Generator[bytes]:
+    """At most ``limit`` + 1 bytes of the body of ``resp`` (its socket watched by
+    ``stop``), as they arrive."""
     ended = False
     try:
-        with stop.watching(getattr(resp, "connection", None)):
-            if resp.status != 200:
-                raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
-            left = limit + 1
-            while left > 0:
-                piece = resp.read1(min(CHUNK, left))
-                stop.check()  # (a woken read returns what it had, or nothing)
-                if not piece:
-                    ended = True
-                    break
-                left -= len(piece)
-                yield piece
+        if resp.status != 200:
+            raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
+        left = limit + 1
+        while left > 0:
+            piece = resp.read1(min(CHUNK, left))
+            stop.check()  # (a woken read returns what it had, or nothing)
+            if not piece:
+                ended = True
+                break
+            left -= len(piece)
+            yield piece
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
         stop.check()
         raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
