@@ -169,7 +169,7 @@ def test_an_endless_deb_stops_at_its_size(whole: Repo, tmp_path: Path) -> None:
     began = time.monotonic()
     proc = vmbuild_cli("build", spec, "--out", tmp_path / "o.tar", env=_env(tmp_path))
     assert time.monotonic() - began < 30
-    _one_line(proc, "p1_1.0_amd64.deb is larger than the", "bytes the index gives")
+    _one_line(proc, "p1_1.0_amd64.deb is larger than the", "bytes its index gives")
     assert _leftovers(tmp_path) == []
 
 

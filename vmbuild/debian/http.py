@@ -175,7 +175,7 @@ def download(
                 got += len(piece)
                 if got > size:
                     raise MirrorError(
-                        f"{url} is larger than the {size} bytes the index gives; nothing kept",
+                        f"{url} is larger than the {size} bytes its index gives; nothing kept",
                         "the mirror serves something else than its index names; check the mirror",
                     )
                 h.update(piece)
