@@ -1,6 +1,6 @@
-"""A mirror on 127.0.0.1 that serves a directory, its ``.deb`` files (or others) as a test asks:
-whole, dripped a few bytes a second, as an endless body, cut short, or held half-way
-until the test lets them go on."""
+"""A mirror on 127.0.0.1 that serves a directory, its ``.deb`` files (or others) as a
+test asks: whole, dripped a few bytes a second, as an endless body, cut short, held
+half-way until the test lets them go on, or not answered at all."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from typing import Any, BinaryIO
 
 @dataclass
 class Behaviour:
-    """How ``.deb`` files are served: ``mode`` is "whole", "drip" (``rate`` bytes a
-    second), "endless" (junk without end), "short" (half, then the connection closes)
-    "gate" (half, then the rest once ``go`` is set) or "stall" (no answer until ``go``). ``sent`` counts body bytes
-    written (all .debs); ``started`` is set when one begins."""
+    """How the files named ``*suffix`` are served: ``mode`` is "whole", "drip"
+    (``rate`` bytes a second), "endless" (junk without end), "short" (half, then the
+    connection closes), "gate" (half, then the rest once ``go`` is set) or "stall" (no
+    answer until ``go``). ``sent`` counts body bytes written; ``started`` is set when
+    one begins."""
 
     mode: str = "whole"
     rate: float = 5.0
