@@ -231,13 +231,3 @@ def _cache_error(dest: Path, exc: OSError) -> VmbuildError:
         f"cannot write {dest.parent}: {exc.strerror or exc}",
         "free some space, or set VMBUILD_CACHE_DIR to a writable directory",
     )
-
-
-def sha256_of(fd: int, stop: Stop | None = None) -> str:
-    """The SHA256 of the open file ``fd`` from where it is (``stop`` ends it early)."""
-    h = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK):
-        if stop is not None:
-            stop.check()
-        h.update(chunk)
-    return h.hexdigest()
