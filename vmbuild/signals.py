@@ -138,22 +138,16 @@ class Stop:
         import socket
 
         sock = getattr(conn, "sock", None)
-        if isinstance(sock, socket.socket):
-            with self._lock:
-                self._socks.add(sock)
-        self.check()
-        return sock if isinstance(sock, socket.socket) else None
+        if not isinstance(sock, socket.socket):
+            self.check()
+            return None
+        with self._lock:
+            self._socks.add(sock)
+        if self.stopped.is_set():  # (added after stop() shut the others down)
+            self.unwatch(sock)
+            raise Stopped()
+        return sock
 
     def unwatch(self, sock: socket.socket | None) -> None:
         with self._lock:
             self._socks.discard(sock)
-
-    @contextlib.contextmanager
-    def watching(self, conn: object) -> Iterator[None]:
-        """Wake reads of the connection ``conn`` when stopped in the block."""
-        sock = None
-        try:
-            sock = self.watch(conn)
-            yield
-        finally:
-            self.unwatch(sock)
