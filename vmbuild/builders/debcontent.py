@@ -25,7 +25,7 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr, record_of
-from vmbuild.debian.fetch import Fetcher, cached_deb
+from vmbuild.debian.fetch import Fetcher, cached_deb, naming_file
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
@@ -191,7 +191,10 @@ def _pre_depends(deb: Path, pkg: Locked) -> str:
     """The Pre-Depends field of ``deb`` (only its control file is read)."""
     from debian.deb822 import Deb822  # (configure = true only)
 
-    text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    try:
+        text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    except debfile.DebError as exc:
+        raise naming_file(exc, deb) from exc
     return str(Deb822(text).get("Pre-Depends", ""))
 
 

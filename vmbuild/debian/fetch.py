@@ -107,7 +107,7 @@ def _checked(deb: Path, pkg: Pinned) -> bool:
         os.close(fd)
 
 
-def _naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
+def naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
     """``exc`` (naming the package), its hint naming the cache file it was read from."""
     hint = f"{exc.hint}; " if exc.hint else ""
     named = debfile.DebError(
@@ -181,7 +181,7 @@ class Fetcher:
         try:
             done.set_result(_read(deb, pkg))
         except debfile.DebError as exc:  # (the package named; and its file)
-            done.set_exception(_naming_file(exc, deb))
+            done.set_exception(naming_file(exc, deb))
         except BaseException as exc:  # (given to whoever waits for it)
             done.set_exception(exc)
 
