@@ -5,7 +5,6 @@ half-way until the test lets them go on, or not answered at all."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ class Behaviour:
     suffix: str = ".deb"  # the files served so (".gz": the index)
     go: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
+    closing: threading.Event = field(default_factory=threading.Event)  # the server stops
     sent: int = 0
 
 
@@ -47,9 +47,10 @@ class _Handler(SimpleHTTPRequestHandler):
             if b.mode == "drip":
                 for i in range(len(data)):
                     self._out(outputfile, data[i : i + 1])
-                    time.sleep(1 / b.rate)
+                    if b.closing.wait(1 / b.rate):
+                        break
             elif b.mode == "endless":
-                while True:
+                while not b.closing.is_set():
                     self._out(outputfile, b"x" * 65536)
             elif b.mode == "short":
                 self._out(outputfile, data[: len(data) // 2])
@@ -90,12 +91,13 @@ def serve(root: Path, behaviour: Behaviour) -> Iterator[str]:
     """Serve ``root`` on 127.0.0.1 as ``behaviour`` says; yields the base URL."""
     handler = type("Handler", (_Handler,), {"behaviour": behaviour})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    server.daemon_threads = True
+    server.daemon_threads = False  # (server_close waits for every answer: no thread left)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        behaviour.closing.set()
         behaviour.go.set()
         server.shutdown()
         server.server_close()
