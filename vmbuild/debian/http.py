@@ -75,11 +75,11 @@ class MirrorError(VmbuildError):
     """A mirror cannot be reached, answers an error, or serves what does not match."""
 
 
-def get(url: str, stop: Stop | None = None) -> bytes:
-    """The body of ``url`` (an index), or MirrorError naming the URL."""
-    data = b"".join(chunks(url, MAX_INDEX, stop))
-    if len(data) > MAX_INDEX:
-        raise MirrorError(f"{url} is larger than {MAX_INDEX} bytes", _HINT)
+def get(url: str, limit: int, stop: Stop | None = None) -> bytes:
+    """The body of ``url`` (at most ``limit`` bytes), or MirrorError naming the URL."""
+    data = b"".join(chunks(url, limit, stop))
+    if len(data) > limit:
+        raise MirrorError(f"{url} is larger than {limit} bytes; not used", _HINT)
     return data
 
 

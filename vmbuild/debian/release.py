@@ -18,6 +18,8 @@ from vmbuild import run
 from vmbuild.debian.http import MirrorError, get
 from vmbuild.errors import StepFailed, VmbuildError
 
+MAX_RELEASE = 16 << 20  # an InRelease (Debian's, every architecture: about 200 KB)
+
 
 class SignatureError(VmbuildError):
     """An index's signature does not verify against the keyring."""
@@ -70,7 +72,7 @@ def fetch_release(
     mirror: str, suite: str, keyring: Path, check_valid_until: bool = True
 ) -> ReleaseInfo:
     url = f"{mirror}/dists/{suite}/InRelease"
-    text = verify(get(url), keyring, url)
+    text = verify(get(url, MAX_RELEASE), keyring, url)
     return read_release(text, suite, url, check_valid_until)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.slowmirror import Behaviour, serve
-from vmbuild.debian.http import MirrorError, download
+from vmbuild.debian.http import MirrorError, download, get
 from vmbuild.signals import Stop, Stopped
 
 DATA = bytes(range(256)) * 40  # 10 KiB
@@ -167,3 +167,13 @@ def test_a_file_mirror_is_never_read_outside(tmp_path: Path, mirror: Path) -> No
         assert not dest.exists() and _left(dest) == []
     download(url, NAME, dest, len(DATA), SHA)
     assert dest.read_bytes() == DATA
+
+
+def test_a_small_body_is_read_whole_only_up_to_its_bound(tmp_path: Path, mirror: Path) -> None:
+    """An endless InRelease was read into memory up to MAX_INDEX (512 MiB)."""
+    b = Behaviour("endless")
+    with serve(mirror, b) as url, pytest.raises(MirrorError, match="larger than 1000 bytes"):
+        get(f"{url}/{NAME}", 1000)
+    assert b.sent < 16 << 20
+    with serve(mirror, Behaviour()) as url:
+        assert get(f"{url}/{NAME}", len(DATA)) == DATA
