@@ -110,9 +110,13 @@ def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
 
 
 def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
+    """At most ``limit`` + 1 bytes of the body of ``url``, as they arrive; the sockets
+    of the request are watched by ``stop`` until it ends (then the connection goes back
+    to the pool, or is closed when the body was not read to its end)."""
     stop.check()
     watched: list[socket.socket | None] = []
     _CURRENT.stop, _CURRENT.watched = stop, watched
+    resp, ended = None, False
     try:
         try:
             resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
@@ -121,17 +125,6 @@ def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
             raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
         finally:
             _CURRENT.stop = _CURRENT.watched = None
-        yield from _body(resp, url, limit, stop)
-    finally:
-        for sock in watched:
-            stop.unwatch(sock)
-
-
-def _body(resp: urllib3.BaseHTTPResponse, url: str, limit: int, stop: Stop) -> Generator[bytes]:
-    """At most ``limit`` + 1 bytes of the body of ``resp`` (its socket watched by
-    ``stop``), as they arrive."""
-    ended = False
-    try:
         if resp.status != 200:
             raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
         left = limit + 1
@@ -147,9 +140,12 @@ def _body(resp: urllib3.BaseHTTPResponse, url: str, limit: int, stop: Stop) -> G
         stop.check()
         raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
     finally:
-        if not ended:
-            resp.close()  # the rest unread: the connection is not reused
-        resp.release_conn()
+        for sock in watched:
+            stop.unwatch(sock)
+        if resp is not None:
+            if not ended:
+                resp.close()  # the rest unread: the connection is not reused
+            resp.release_conn()
 
 
 def download(
