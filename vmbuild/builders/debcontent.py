@@ -17,7 +17,6 @@ Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,10 +217,10 @@ def _deb_file(s: Settings, pkg: Locked) -> Path:
 
 def _epoch(date: str) -> int | None:
     """A Release file's Date as seconds since the epoch (None when it has none)."""
-    try:
-        return int(email.utils.parsedate_to_datetime(date).timestamp())
-    except (TypeError, ValueError):
-        return None
+    from vmbuild.debian.release import seconds_of  # (configure = true only)
+
+    seconds = seconds_of(date)
+    return None if seconds is None else int(seconds)
 
 
 def _ordered(lock: Lock) -> list[str]:
