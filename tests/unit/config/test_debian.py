@@ -52,7 +52,8 @@ def test_the_table() -> None:
         False,
     )
     assert s.debian.check_valid_until  # apt's default
-    assert not _layered({"debian": {"checkValidUntil": False}}).debian.check_valid_until
+    snapshot = _layered({"debian": {"checkValidUntil": False}}).debian
+    assert snapshot is not None and not snapshot.check_valid_until
 
 
 @pytest.mark.parametrize(
