@@ -6,6 +6,7 @@ another suite or past its Valid-Until is refused (N13)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -215,3 +216,39 @@ def test_an_expired_release_is_refused_unless_the_spec_says(whole: Repo, tmp_pat
     spec = _spec(tmp_path, whole, ["p0"], "expired", "checkValidUntil = false\n")
     proc = vmbuild_cli("lock", spec, env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_corrupt_or_linked_cache_entry_is_fetched_again(whole: Repo, tmp_path: Path) -> None:
+    """N7/N5 through the CLI: a garbage cached .deb failed every build ('truncated ar
+    member header'); a linked .deb.part had its target overwritten."""
+    spec = _spec(tmp_path, whole, ["p2", "p3"])
+    env = _env(tmp_path)
+    first = vmbuild_cli("build", spec, "--compress", "none", "--out", tmp_path / "a.tar", env=env)
+    assert first.returncode == 0, first.stderr
+    lock = json.loads(spec.with_name(spec.name + ".lock").read_text())
+    shas = {p["name"]: p["sha256"] for p in lock["packages"]}
+    debs = tmp_path / "cache" / "debs"
+    shutil.rmtree(debs / "unpacked")
+    (debs / f"{shas['p2']}.deb").write_bytes(b"!" * 600)  # garbage
+    (debs / f"{shas['p3']}.deb").unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("VICTIM\n")
+    (debs / f"{shas['p3']}.deb.part").symlink_to(victim)
+    proc = vmbuild_cli("build", spec, "--compress", "none", "--out", tmp_path / "b.tar", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert victim.read_text() == "VICTIM\n"
+
+
+@pytest.mark.parametrize(("size", "why"), [("1e999", "Size inf"), ("-5", "Size -5")])
+def test_a_lock_with_a_bad_size_is_one_line(
+    whole: Repo, tmp_path: Path, size: str, why: str
+) -> None:
+    """N15 (s3-sizeinf, s3-sizeneg): an OverflowError and a FileNotFoundError."""
+    spec = _spec(tmp_path, whole, ["p0"])
+    env = _env(tmp_path)
+    assert vmbuild_cli("lock", spec, env=env).returncode == 0
+    lock = spec.with_name(spec.name + ".lock")
+    lock.write_text(re.sub(r'"size": \d+', f'"size": {size}', lock.read_text()))
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "o.tar", env=env)
+    _one_line(proc, "is malformed", why)
