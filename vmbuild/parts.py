@@ -43,6 +43,15 @@ def sweep(final: Path, *, old: bool = False) -> None:
             _remove_if_dead(directory / name)
 
 
+def sweep_dir(directory: Path) -> None:
+    """Remove every dead writer's part in ``directory`` (one whose files are all
+    written by this rule: a cache directory, never --out's)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if name.startswith(".") and name.endswith(".part"):
+                _remove_if_dead(directory / name)
+
+
 def _remove_if_dead(path: Path) -> None:
     """Remove the part ``path`` unless its writer holds it; the lock is held while it
     goes, so a writer that locks it next finds it gone (:func:`create`)."""

@@ -8,6 +8,7 @@ renamed into place only when its size and SHA256 match."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import os
@@ -159,6 +160,7 @@ def download(
     part belongs to one writer, which removes it whatever happens (a killed writer's
     goes with the next download of the same package)."""
     url = f"{mirror}/{filename}"
+    _sweep_once(dest.parent)
     try:
         fd, part = parts.create(dest)
     except OSError as exc:
@@ -197,6 +199,13 @@ def download(
         with contextlib.suppress(OSError):
             os.unlink(part)
         raise
+
+
+@functools.cache
+def _sweep_once(directory: Path) -> None:
+    """The parts of downloads killed before they ended (of any package) go, once a
+    process."""
+    parts.sweep_dir(directory)
 
 
 def _source(mirror: str, filename: str, size: int, stop: Stop | None) -> Generator[bytes]:

@@ -88,6 +88,8 @@ def test_a_dead_writers_part_is_swept_and_a_live_ones_kept(tmp_path: Path, mirro
     dest = _dest(tmp_path)
     dead = dest.parent / f".{dest.name}.999.1.abc.part"
     dead.write_bytes(b"half")
+    other = dest.parent / f".{'0' * 64}.deb.999.1.abc.part"  # (another package's)
+    other.write_bytes(b"half")
     live = dest.parent / f".{dest.name}.998.1.def.part"
     live.write_bytes(b"half")
     fd = os.open(live, os.O_RDONLY)
