@@ -8,7 +8,7 @@ it is whole and checked. Two writers never share a part, so neither truncates,
 appends to or removes the other's. A part that can be locked has no writer left (it
 died: pids can be reused, locks cannot outlive their owner): :func:`sweep` removes
 those, and :func:`create` sweeps first, so a killed writer's part goes with the next
-writer of the same final name.
+writer of the same final name (:func:`sweep_dir`: of any name, in a cache directory).
 """
 
 from __future__ import annotations
