@@ -25,7 +25,6 @@ import json
 import lzma
 import os
 import posixpath
-import re
 import shutil
 import stat
 import subprocess
@@ -41,7 +40,7 @@ from debian.deb822 import Deb822
 
 from vmbuild import run
 from vmbuild.debian import dpkgdb, tarreader
-from vmbuild.debian.lock import NAME
+from vmbuild.debian.lock import ARCH, NAME
 from vmbuild.errors import ImageError
 from vmbuild.oci.safety import CONTROL_CHARS
 
@@ -95,9 +94,6 @@ class Identity(NamedTuple):
     mirror: str
 
 
-_ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
-
-
 def check_control(text: str, expect: Identity, what: str) -> None:
     """The ``.deb``'s control file (``text``) names the package, version and architecture
     its index entry does, and the name and architecture are Debian names: every name
@@ -117,7 +113,7 @@ def check_control(text: str, expect: Identity, what: str) -> None:
                 "the mirror serves a package that is not what its index says: it is broken "
                 "or hostile",
             )
-    if not (NAME.fullmatch(expect.name) and _ARCH.fullmatch(expect.architecture)):
+    if not (NAME.fullmatch(expect.name) and ARCH.fullmatch(expect.architecture)):
         raise DebError(
             f"{what} from {expect.mirror}: {expect.name!r} ({expect.architecture!r}) is not "
             "a Debian package name and architecture",
