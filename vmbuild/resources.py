@@ -23,8 +23,8 @@ SHADOW_SETUP_FILE = "shadow-setup.sh"
 
 
 def _read(package: str, name: str) -> bytes:
-    """The file from the package's directory (pip installs packages as directories;
-    importlib.resources, for anything else, costs a step-cache hit ~15 ms of imports)."""
+    """The file from the package's directory (pip installs packages as directories);
+    importlib.resources, and its imports, only for anything else."""
     try:
         for where in importlib.import_module(package).__path__:
             path = Path(where, name)

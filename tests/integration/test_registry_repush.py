@@ -88,9 +88,10 @@ def test_a_changed_file_or_tag_is_pushed_again(tmp_path: Path, reg: Registry) ->
     assert zstd != other_digest and any(r.startswith("PUT ") for r in manifests(requests))
 
 
-@pytest.mark.parametrize(
-    "command", [["-m", "vmbuild"], ["-c", "from vmbuild.entry import main; main()"]]
-)
+ENTRY = "import sys; from vmbuild.__main__ import main; sys.exit(main())"  # the installed one
+
+
+@pytest.mark.parametrize("command", [["-m", "vmbuild"], ["-c", ENTRY]])
 def test_a_real_process_re_push_is_one_head(
     tmp_path: Path, reg: Registry, command: list[str]
 ) -> None:

@@ -56,7 +56,7 @@ class Builder(NamedTuple, Generic[Spec]):
 
 
 # Each builder's module is imported when that function runs, not before: `vmbuild stream`
-# starts without the other builders' imports (about 60 ms here).
+# starts without the other builders' imports.
 
 
 def _build_image(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:

@@ -49,7 +49,7 @@ def layer_compression(opts: OutputOptions) -> Compression:
 def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
     tree = Tree()
     if any(isinstance(item, DebItem) for item in spec.copy_to_root):
-        # only then: the Debian code (indexes, resolver, urllib3) costs ~0.2 s to import
+        # only then: the Debian code (indexes, resolver, urllib3) is a large import
         from vmbuild.builders.debcontent import add_to_tree, deb_content
 
         debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)

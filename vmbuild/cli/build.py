@@ -242,8 +242,7 @@ def _remotes(
     args: argparse.Namespace, loaded: Loaded
 ) -> tuple[Remotes | None, contextlib.AbstractContextManager[None]]:
     """The build's remote caches, and the block that uses them. Without any named (the
-    options, the spec, $VMBUILD_CACHE_REPO) the registry client is not even imported:
-    a step-cache hit starts faster without it (~0.1 s)."""
+    options, the spec, $VMBUILD_CACHE_REPO) the registry client is not even imported."""
     named = args.cache_from or args.cache_to or loaded.cache_from or loaded.cache_to
     if not named and not os.environ.get(CACHE_REPO_ENV, "").strip():
         return None, contextlib.nullcontext()

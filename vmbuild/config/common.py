@@ -75,7 +75,7 @@ ITEM_KINDS = (
 def missing_item_hint(value: str, helpers: Sequence[str], closures: bool) -> str:
     """The hint for a copyToRoot/contents item that names no existing path: the helper
     it is close to, or what items are when it looks like a Nix package."""
-    import difflib  # only for a name that is not known (~2 ms to import)
+    import difflib  # only for a name that is not known
 
     close = difflib.get_close_matches(value, helpers, n=1, cutoff=0.6) or [
         h for h in helpers if h.lower() == value.lower()

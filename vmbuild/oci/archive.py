@@ -159,7 +159,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 def exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically; False where the kernel or file system cannot."""
-    import ctypes  # here, at the end of a build: ~3 ms that a build's start is spared
+    import ctypes  # here: only a build that replaces an older output needs it
 
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)

@@ -22,9 +22,9 @@ from vmbuild.errors import SpecError
 Compression = Literal["gzip", "zstd", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "none")
 
-# gzip levels 0..3 are ISA-L's: level 1, the default, is about 4x faster than pigz -6
-# on 2 cores for about +11% size. Levels 4..9 are zlib's, block-parallel like pigz
-# (vmbuild.oci.pgzip): level 6 gives pigz -6's size at about pigz's speed.
+# gzip levels 0..3 are ISA-L's: level 1, the default, is several times faster than
+# pigz -6 for a slightly larger file (bench/bench_pack.py). Levels 4..9 are zlib's,
+# block-parallel like pigz (vmbuild.oci.pgzip): level 6 gives pigz -6's size.
 GZIP_DEFAULT_LEVEL = 1
 GZIP_LEVELS = range(0, 10)
 ISAL_MAX_LEVEL = 3

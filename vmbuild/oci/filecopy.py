@@ -1,7 +1,7 @@
 """A byte range of one file into another, by the kernel where both are files.
 
 Writing an image copies each base layer byte for byte into the output. Through Python
-that is a read and a write per MiB (about 0.2 s of CPU for 165 MB); ``copy_file_range``
+that is a read and a write per MiB, all of it CPU; ``copy_file_range``
 has the kernel do it (without leaving the page cache, or as a reflink on file systems
 that share extents), ``sendfile`` where that is refused (another file system on old
 kernels, special files). A sink that is a file says so by having ``copy_range``

@@ -1,4 +1,4 @@
-"""The SPDX license list, loaded once (license-expression builds it in about 0.3 s)."""
+"""The SPDX license list, loaded once (license-expression builds it: not cheap)."""
 
 from __future__ import annotations
 

@@ -156,7 +156,7 @@ def document(inv: Inventory) -> Any:
 
 def render(inv: Inventory) -> bytes:
     """The SPDX 2.3 JSON bytes of ``inv``. spdx-tools' validator is the tests' job: it
-    is quadratic in the relationships (about 40 s for an image of 800 packages)."""
+    is quadratic in the relationships (far too slow for a build of hundreds of packages)."""
     doc = document(inv)
     out = io.StringIO()
     write_document_to_stream(doc, out, validate=False)

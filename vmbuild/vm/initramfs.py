@@ -192,8 +192,8 @@ def digest_of(members: list[cpio.Entry]) -> str:
 def quick_key(keys: Keys) -> str:
     """A cheap stand-in for the content digest: the tools' and dpkg's file identities.
 
-    Computing the closure and hashing every file costs about 0.25 s; this costs a few
-    stat calls. Any package change touches dpkg's status file, so the index is redone.
+    Computing the closure and hashing every file costs far more than these few stat
+    calls. Any package change touches dpkg's status file, so the index is redone.
     """
     parts: list[str] = [FORMAT, keys.host_pub, keys.client_pub]
     for path in (*(p for p, _ in (*TOOLS, *OPTIONAL_TOOLS, *HOST_DATA)), DPKG_STATUS):

@@ -59,8 +59,8 @@ class Kernel:
 def estimate(cores: int | None = None) -> str:
     """How long the build takes here: the one estimate the message, doctor and README give.
 
-    Measured: about 3 minutes on a fresh 2-core machine (idle cores), up to 9 minutes on 2
-    busy ones; the compile scales with the cores.
+    The compile scales with the cores; the figures are those measured on a 2-core
+    machine, idle and busy.
     """
     n = cores or os.cpu_count() or 1
     low, high = max(1, round(6 / n)), max(2, round(18 / n))
@@ -182,7 +182,7 @@ def _build(digest: str) -> None:
             shutil.copyfile(work / "arch/x86/boot/bzImage", tmp / "bzImage")
             shutil.copyfile(work / ".config", tmp / "config")
             # QEMU loads an ELF vmlinux with a PVH note directly: no decompressor
-            # running under emulation (about 0.5 s saved per boot under TCG).
+            # running under emulation (a large part of a boot under TCG).
             run(["strip", "-o", tmp / "vmlinux", work / "vmlinux"], what="strip")
 
 

@@ -172,8 +172,7 @@ def _staging_root(entries: dict[str, Entry]) -> Path | None:
     """Where a lower's files are staged for ``mke2fs -d``: in memory (:data:`RAM`) when
     it and free memory have room for them twice over, else TMPDIR (None). They are read
     once and removed: written to a disk they cost that write and a file system's
-    metadata work per file (on these machines 1-2 ms a file in a new directory on the
-    root file system, against 0.05 ms on tmpfs: 10 s of a 7,000-file Debian base)."""
+    metadata work per file, which is many times tmpfs's (bench/bench_root.py)."""
     need = sum(e.info.size + 4096 for e in entries.values()) + (64 << 20)
     try:
         shm = os.statvfs(RAM)

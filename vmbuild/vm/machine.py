@@ -236,7 +236,7 @@ class Machine:
         assert self._console is not None and self._monitor is not None
         t2 = time.monotonic()
         limit = self.timeout if self.timeout and self.timeout < BOOT_TIMEOUT else BOOT_TIMEOUT
-        # paramiko (about 0.1 s to import) loads while the guest's kernel boots
+        # paramiko (a large import) loads while the guest's kernel boots
         from vmbuild.vm.channel import Channel
 
         self._wait_ready(self._left(BOOT_TIMEOUT), limit)
