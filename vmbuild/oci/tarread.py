@@ -124,7 +124,10 @@ def _number(field: bytes) -> int:
 
 
 def _checksum_ok(block: bytes) -> bool:
-    stored = _number(block[148:156])
+    try:
+        stored = _number(block[148:156])
+    except ValueError:
+        return False  # (not a number: not a tar header)
     rest = block[:148] + block[156:]
     unsigned = sum(rest) + 8 * 32
     if stored == unsigned:
