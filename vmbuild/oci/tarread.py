@@ -27,10 +27,12 @@ What it reads: ustar, GNU and pax headers (GNU long names and link names ``L`` a
 - a name prefix is read from a POSIX ustar header only; another header whose prefix
   field is not empty is refused (readers disagree on whether it is part of the name);
 - an extension record over 1 MiB (:data:`MAX_RECORD`) is refused before it is read;
+  its padding must be zeros (tarfile reads names and pax records on into it, Go stops
+  at its size);
 - types: regular (``0``, ``\\0``, ``7``), hard link, symlink, character and block
-  device, directory, fifo; an old-style ``\\0`` member named with a trailing ``/`` (in
-  its header or its long name) is a directory and holds no data; sparse members and
-  any other type are refused. Data follows the header of a regular member only;
+  device, directory, fifo; an old-style ``\\0`` member named with a trailing ``/`` is a
+  directory, by its header's name and its long name alike, and holds no data; sparse
+  members and any other type are refused. Data follows a regular member's header only;
 - the archive ends at its first zero block (what follows is not read), or at a member
   boundary without one; anywhere else it is truncated, and an empty stream is no tar.
 
@@ -102,8 +104,8 @@ class Header:
 
 
 class Record(NamedTuple):
-    """An extension header (long name, long link, pax): its ``size`` bytes follow,
-    padded to ``data``, for :meth:`Parser.record`."""
+    """An extension header (long name, long link, pax): its record follows, ``size``
+    bytes padded to ``data``, all for :meth:`Parser.record`."""
 
     size: int
     data: int
@@ -160,7 +162,7 @@ class Parser:
     def __init__(self) -> None:
         self.offset = 0
         self._start = 0  # where the last header began
-        self._record: bytes | None = None  # the extension whose record comes next
+        self._record: tuple[bytes, int] | None = None  # (kind, size) of the record next
         self._long: dict[bytes, str] = {}  # GNU long name (L) and link (K), until the member
         self._pax: dict[str, str] | None = None  # an x header's records, until the member
         self._waiting = False  # an extension was read: a member must follow
@@ -189,7 +191,7 @@ class Parser:
                     raise ValueError(f"a {size}-byte {kind.decode()!r} record")
                 if kind in self._long or (kind == b"x" and self._pax is not None):
                     raise ValueError(f"a member with two {kind.decode()!r} headers")
-                self._record, self._waiting = kind, True
+                self._record, self._waiting = (kind, size), True
                 self.offset += TAR_BLOCK + padded(size)
                 return Record(size, padded(size))
             head = self._member(block, kind, numbers)
@@ -198,9 +200,14 @@ class Parser:
         self.offset += TAR_BLOCK + head.data
         return head
 
-    def record(self, data: bytes) -> None:
-        """The record of the extension :meth:`header` just returned (its size, unpadded)."""
-        kind, self._record = self._record, None
+    def record(self, padded_data: bytes) -> None:
+        """The record of the extension :meth:`header` just returned, with its padding
+        (which tarfile reads too: it must be zeros)."""
+        assert self._record is not None
+        (kind, size), self._record = self._record, None
+        data = padded_data[:size]
+        if padded_data[size:].strip(b"\0"):
+            raise self._error(f"bytes after the end of a {kind.decode()!r} record")
         if kind in (b"L", b"K"):
             self._long[kind] = _text(data)
             return
@@ -257,9 +264,11 @@ class Parser:
             devmajor=major if device else 0,
             devminor=minor if device else 0,
         )
-        # an old-style directory (tarfile goes by the header's own name, others by the
-        # member's): either way it holds no data
+        # an old-style directory: tarfile goes by the header's own name, Go by the
+        # member's, and only tarfile skips no data after it
         if kind == b"\0" and (name.endswith("/") or short.endswith("/")):
+            if name.endswith("/") != short.endswith("/"):
+                raise ValueError(f"{name[:100]!r} is a directory by one of its names only")
             if head.size:
                 raise ValueError(f"a directory {name[:100]!r} with data")
             head.type = DIR
@@ -333,7 +342,7 @@ class TarReader:
             if isinstance(got, Record):
                 data = self._exact(got.data)
                 self._left = 0
-                parser.record(data[: got.size])
+                parser.record(data)
                 continue
             self._size = got.size if got.isreg else 0
             yield got
@@ -348,9 +357,8 @@ class TarScan:
         self._parser = Parser()
         self._head = bytearray()  # a header block arriving in pieces
         self._skip = 0  # data and padding still to pass over
-        self._record = bytearray()  # an extension record arriving
+        self._record = bytearray()  # an extension record arriving (with its padding)
         self._record_left = 0
-        self._record_size = 0
         self._at = 0  # bytes fed
         self.ended = False  # the end-of-archive block was seen
 
@@ -368,7 +376,7 @@ class TarScan:
                 self._record_left -= step
                 pos += step
                 if not self._record_left:
-                    self._parser.record(bytes(self._record[: self._record_size]))
+                    self._parser.record(bytes(self._record))
             elif not self._head and end - pos >= TAR_BLOCK:
                 self._header(bytes(view[pos : pos + TAR_BLOCK]))
                 pos += TAR_BLOCK
@@ -386,8 +394,7 @@ class TarScan:
         if got is None:
             self.ended = True
         elif isinstance(got, Record):
-            self._record, self._record_size = bytearray(), got.size
-            self._record_left = got.data
+            self._record, self._record_left = bytearray(), got.data
             if not got.data:
                 self._parser.record(b"")
         else:
