@@ -8,10 +8,10 @@ names: :mod:`vmbuild.oci.safety` does that for every caller.
 
 It is not :mod:`tarfile` because of per-member cost, seconds on a large layer:
 ``bench/bench_tarread.py`` measured, on a tar of /usr (141,244 members, 5.6 GB),
-tarfile reading it as a stream (``r|``) at 5.6 s of CPU against this reader's 2.0-2.2 s,
-and tarfile through the forward-only wrapper layercheck used (``r:``) at 3.3 s against
-1.8 s (the reader before this one); on the 6,045 members of an image's 82 packages, 0.2
-s more (a loaded 2-CPU machine, December 2026).
+tarfile reading it as a stream (``r|``) at 5.1 s of CPU against this reader's 1.9 s
+(fed) and 2.0 s (pulled), and tarfile seeking over the data of a file, which no stream
+allows, still at 2.8 s; on the 6,045 members of an image's 82 packages, 0.27 s against
+0.06 s (2 CPUs, load average 2.7, December 2026).
 
 What it reads: ustar, GNU and pax headers (GNU long names and link names ``L`` and
 ``K``; pax ``x`` records path, linkpath, size, uid, gid). Its rules, one of each:
