@@ -256,7 +256,7 @@ def test_a_truncated_layer(tmp_path: Path) -> None:
     data = tar_bytes([("a", "f", "1" * 5000), ("b", "f", "2")])
     cut = data[: data.index(b"1" * 5000) + 2000]
     base = docker_archive(tmp_path / "base.tar", [cut])  # its diff_id matches
-    refused_everywhere(tmp_path, base, "not a readable tar")
+    refused_everywhere(tmp_path, base, "the tar is truncated")
 
 
 def listing(tar_path: Path) -> dict[str, str]:

@@ -328,7 +328,7 @@ def test_unsafe_layer_names_are_refused(kind: str, tmp_path: Path, env: dict[str
 @pytest.mark.parametrize(
     ("blob", "message"),
     [
-        (b"this is not a tar archive at all" * 100, "is not a tar archive"),
+        (b"this is not a tar archive at all" * 100, "not a readable tar"),
         (layer_tar({"a": b"x" * 5000})[:3000], "truncated"),
         (gzip.compress(layer_tar({"a": os.urandom(5000)}), mtime=0)[:-100], "does not decompress"),
     ],

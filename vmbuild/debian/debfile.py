@@ -39,9 +39,10 @@ import zstandard
 from debian.deb822 import Deb822
 
 from vmbuild import run
-from vmbuild.debian import dpkgdb, tarreader
+from vmbuild.debian import dpkgdb
 from vmbuild.debian.lock import ARCH, NAME
 from vmbuild.errors import ImageError
+from vmbuild.oci import tarread
 from vmbuild.oci.safety import CONTROL_CHARS
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
@@ -71,7 +72,7 @@ PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
 
 # what reading a corrupt .deb raises (besides OSError without an errno: gzip's)
 _BROKEN = (
-    tarreader.TarError,
+    tarread.TarError,
     EOFError,
     zstandard.ZstdError,
     lzma.LZMAError,
@@ -247,7 +248,7 @@ def unpack(deb: Path, dest: Path, what: str, expect: Identity) -> None:
     except (*_BROKEN, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        why = exc.message if isinstance(exc, tarreader.TarError) else exc
+        why = exc.message if isinstance(exc, tarread.TarError) else exc
         raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -265,7 +266,7 @@ def control_text(deb: Path, what: str) -> str:
                     if control is not None:
                         return control[0].decode("utf-8", "replace")
     except _BROKEN as exc:
-        why = exc.message if isinstance(exc, tarreader.TarError) else exc
+        why = exc.message if isinstance(exc, tarread.TarError) else exc
         raise DebError(f"{what} cannot be read: {why}", "the file is corrupt") from exc
     raise DebError(f"{what} has no control file", "the file is corrupt")
 
@@ -338,7 +339,7 @@ def _grow_pipe(fd: int) -> None:
 def _read_control(stream: BinaryIO, what: str) -> dict[str, tuple[bytes, int]]:
     """The control files dpkg keeps: name -> (bytes, mode)."""
     out: dict[str, tuple[bytes, int]] = {}
-    tar = tarreader.TarReader(stream)
+    tar = tarread.TarReader(stream)
     for ti in tar:
         name = _clean(ti.name, what) if ti.name not in (".", "./") else ""
         if ti.isreg and name in CONTROL_FILES:
@@ -355,7 +356,7 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
     names: dict[str, int] = {}  # shipped path -> index in out
     payload.write(PAYLOAD_HEAD)
     offset = len(PAYLOAD_HEAD)
-    tar = tarreader.TarReader(stream)
+    tar = tarread.TarReader(stream)
     for ti in tar:
         if ti.name in (".", "./", ""):
             continue
@@ -368,12 +369,12 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
             tar.copy_data(payload)
             member = DebMember(mode=stat.S_IFREG | perms, size=ti.size, offset=offset, **common)  # type: ignore[arg-type]
             offset += ti.size
-        elif kind == tarreader.DIR:
+        elif kind == tarread.DIR:
             member = DebMember(mode=stat.S_IFDIR | perms, **common)  # type: ignore[arg-type]
-        elif kind == tarreader.SYMLINK:
+        elif kind == tarread.SYMLINK:
             _check_symlink(path, ti.linkname, what)
             member = DebMember(mode=stat.S_IFLNK | 0o777, linkname=ti.linkname, **common)  # type: ignore[arg-type]
-        elif kind == tarreader.HARDLINK:
+        elif kind == tarread.HARDLINK:
             target = _clean(ti.linkname, what)
             at = names.get(target)
             if at is None or not stat.S_ISREG(out[at].mode):
@@ -391,14 +392,14 @@ def _read_data(stream: BinaryIO, payload: BinaryIO, what: str) -> list[DebMember
                 link_group=group,
                 **{**common, "uid": first.uid, "gid": first.gid},  # type: ignore[arg-type]
             )
-        elif kind in (tarreader.CHAR, tarreader.BLOCKDEV):
-            dev = stat.S_IFCHR if kind == tarreader.CHAR else stat.S_IFBLK
+        elif kind in (tarread.CHAR, tarread.BLOCKDEV):
+            dev = stat.S_IFCHR if kind == tarread.CHAR else stat.S_IFBLK
             member = DebMember(
                 mode=dev | perms,
                 rdev=os.makedev(ti.devmajor, ti.devminor),
                 **common,  # type: ignore[arg-type]
             )
-        elif kind == tarreader.FIFO:
+        elif kind == tarread.FIFO:
             member = DebMember(mode=stat.S_IFIFO | perms, **common)  # type: ignore[arg-type]
         else:
             raise DebError(f"{what}: member {path} has an unknown type", "the package is broken")

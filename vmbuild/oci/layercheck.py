@@ -2,17 +2,19 @@
 
 :func:`check_layer` reads a layer blob (compressed or not) to its end, once. It hashes
 the bytes as read (the blob's digest) and as decompressed (the diff_id), walks the tar's
-headers with :mod:`tarfile` (the reader the rest of vmbuild uses, so both agree on what
-the members are) and checks each name and link target with :mod:`vmbuild.oci.safety`.
+headers with :mod:`vmbuild.oci.tarread` (the reader of every untrusted tar; where it
+accepts a tar, tarfile, which merges base layers later, reads the same members) and
+checks each name and link target with :class:`LayerNames`.
 The bytes can be passed on meanwhile, as read (``copy``) or decompressed (``plain``).
 Each of these is one :class:`~vmbuild.errors.ImageError`:
 
 - a digest or diff_id that does not match the bytes;
-- bytes that are not a tar, a corrupt header part-way, or data that ends inside a
-  member: never read as an empty or shorter layer;
+- bytes that are not a tar, a corrupt header part-way, data that ends inside a
+  member, or anything else :mod:`~vmbuild.oci.tarread` refuses: never read as an empty
+  or shorter layer;
 - an absolute name or one climbing out with ``..``, a symlink whose relative target
-  climbs out of the root, a hard link whose target is not (a link to) a regular file
-  of the layer; a pax or GNU long-name record over 1 MiB.
+  climbs out of the root, a whiteout of nothing or of ``..``, a hard link whose target
+  is not (a link to) a regular file of the layer.
 
 A tar that ends after a member without its end-of-archive blocks is read to that
 member, as container runtimes read it.
@@ -57,25 +59,20 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Protocol, Self, cast
+from typing import Any, BinaryIO, NamedTuple, Protocol, cast
 
 from vmbuild.cache import file_identity
 from vmbuild.errors import ImageError
+from vmbuild.oci import tarread
 from vmbuild.oci.compress import Compression, decompressor
 from vmbuild.oci.image import BlobRef, Window
 from vmbuild.oci.layout import OPAQUE, WHITEOUT
 from vmbuild.oci.safety import check_member, whiteout_target
 from vmbuild.oci.sinks import HashingReader, SinkFailed
-from vmbuild.oci.tarstream import TAR_BLOCK
 
 CHUNK = 1 << 20
 MEMO_KIND = "layer-checks-v1"  # the cache directory of remembered checks
-MEMO_FORMAT = "vmbuild-layer-check-2"  # part of each key: a new rule here forgets them all
-# tarfile ends its walk quietly on these, past the first header, as at the archive's end
-BAD_ENDS: tuple[type[BaseException], ...] = tuple(
-    getattr(tarfile, name) for name in ("TruncatedHeaderError", "InvalidHeaderError")
-)
-MAX_RECORD = 1 << 20  # a pax or GNU long-name record (Go's archive/tar allows as much)
+MEMO_FORMAT = "vmbuild-layer-check-3"  # part of each key: a new rule here forgets them all
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
@@ -105,93 +102,44 @@ class Checked(NamedTuple):
     plain_size: int
 
 
-class _Forward:
-    """A stream that :mod:`tarfile` can seek in, forward only. It reads ``src`` a chunk
-    at a time (headers come from the chunk in memory); a skip over a large member reads
-    and drops its data. The bytes just before the position are kept, for the one step
-    back :meth:`tarfile.TarFile.next` takes."""
+class LayerNames:
+    """The name rules of an untrusted layer, wherever its tar is read (a base layer
+    here, a pulled one by :mod:`vmbuild.registry.layerscan`): each member's name and
+    link target by :func:`~vmbuild.oci.safety.check_member`, a whiteout's hidden name,
+    and (at :meth:`done`) every hard link resolving to a regular file of the layer."""
 
-    KEEP = 2 * TAR_BLOCK
+    def __init__(self, where: str):
+        self.where = where
+        self._regular: set[str] = set()
+        self._links: dict[str, str] = {}
 
-    def __init__(self, src: HashingReader, where: str):
-        self._src = src
-        self._where = where
-        self._buf = b""
-        self._start = 0  # stream offset of _buf[0]
-        self._pos = 0
+    def add(self, head: tarread.Header) -> None:
+        member = check_member(
+            head.name,
+            self.where,
+            symlink_to=head.linkname if head.type == tarread.SYMLINK else None,
+            hardlink_to=head.linkname if head.type == tarread.HARDLINK else None,
+        )
+        name = member.name
+        if not name:
+            return
+        self._regular.discard(name)
+        self._links.pop(name, None)
+        base = name.rpartition("/")[2]
+        if base.startswith(WHITEOUT) and base != OPAQUE:
+            whiteout_target(name, base, self.where)
+        if member.hardlink_to is not None:
+            self._links[name] = member.hardlink_to
+        elif head.isreg:
+            self._regular.add(name)
 
-    @property
-    def _end(self) -> int:
-        return self._start + len(self._buf)
-
-    def _fill(self, need: int) -> None:
-        """Read on until the buffer reaches offset ``need`` (or ``src`` ends)."""
-        keep = max(self._start, min(self._pos, self._end) - self.KEEP)
-        parts = [self._buf[keep - self._start :]]
-        end = self._end
-        while end < need:
-            data = self._src.read(max(CHUNK, need - end))
-            if not data:
-                break
-            parts.append(data)
-            end += len(data)
-        self._buf = b"".join(parts)
-        self._start = keep
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0 or n > MAX_RECORD + TAR_BLOCK:
-            raise ImageError(
-                f"{self._where}: a tar header record is larger than {MAX_RECORD} bytes",
-                "the layer is malformed",
-            )
-        if self._pos + n > self._end:
-            self._fill(self._pos + n)
-        i = self._pos - self._start
-        out = self._buf[i : i + n] if i >= 0 else b""
-        self._pos += len(out)
-        return out
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 1:
-            pos += self._pos
-        elif whence != 0:
-            raise OSError("a layer stream cannot seek from its end")
-        if pos < self._start:
-            raise OSError("a layer stream cannot seek back")
-        if pos - self.KEEP > self._end:  # a skip past the buffer: read and drop
-            self._start, self._buf = self._end, b""
-            while self._start < pos - self.KEEP:
-                data = self._src.read(min(CHUNK, pos - self.KEEP - self._start))
-                if not data:
-                    break
-                self._start += len(data)
-        self._pos = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-
-def _recording(ends: list[tarfile.HeaderError]) -> type[tarfile.TarInfo]:
-    """A TarInfo class that notes why each header read failed: tarfile ends its walk
-    quietly on a corrupt or truncated header past the first, as at the archive's end."""
-
-    class Recording(tarfile.TarInfo):
-        @classmethod
-        def fromtarfile(cls, tar: tarfile.TarFile) -> Self:
-            try:
-                return super().fromtarfile(tar)
-            except tarfile.HeaderError as exc:
-                ends.append(exc)
-                raise
-
-    return Recording
+    def done(self) -> None:
+        for name, target in self._links.items():
+            if not _resolves(name, self._links, self._regular):
+                raise ImageError(
+                    f"{self.where}: hard link {name} -> {target} has no target in the layer",
+                    "the layer is malformed",
+                )
 
 
 def _resolves(name: str, links: dict[str, str], regular: set[str]) -> bool:
@@ -204,43 +152,14 @@ def _resolves(name: str, links: dict[str, str], regular: set[str]) -> bool:
     return name in regular
 
 
-def _scan(stream: _Forward, where: str) -> None:
-    ends: list[tarfile.HeaderError] = []
-    regular: set[str] = set()
-    links: dict[str, str] = {}
-    with tarfile.open(fileobj=cast(BinaryIO, stream), mode="r:", tarinfo=_recording(ends)) as tar:
-        while (m := tar.next()) is not None:
-            cast(Any, tar).members.clear()  # names are kept below, not every header
-            member = check_member(
-                m.name,
-                where,
-                symlink_to=m.linkname if m.issym() else None,
-                hardlink_to=m.linkname if m.islnk() else None,
-            )
-            name = member.name
-            if not name:
-                continue
-            regular.discard(name)
-            links.pop(name, None)
-            base = name.rpartition("/")[2]
-            if base.startswith(WHITEOUT) and base != OPAQUE:
-                whiteout_target(name, base, where)
-            if member.hardlink_to is not None:
-                links[name] = member.hardlink_to
-            elif m.isreg():
-                regular.add(name)
-        offset = tar.offset
-    end = ends[-1] if ends else None
-    if isinstance(end, BAD_ENDS):
-        raise ImageError(
-            f"{where}: corrupt tar header at byte {offset} ({end})",
-            "the layer is truncated or damaged",
-        )
-    for name, target in links.items():
-        if not _resolves(name, links, regular):
-            raise ImageError(
-                f"{where}: hard link {name} -> {target} has no target", "the layer is malformed"
-            )
+def _scan(stream: BinaryIO, where: str) -> None:
+    names = LayerNames(where)
+    try:
+        for head in tarread.TarReader(stream):
+            names.add(head)
+    except tarread.TarError as exc:
+        raise ImageError(f"{where}: {exc.message}", "the layer is truncated or damaged") from None
+    names.done()
 
 
 def check_layer(
@@ -266,7 +185,7 @@ def check_layer(
             if compression == "none"
             else HashingReader(decompressor(cast(BinaryIO, blob), compression), plain)
         )
-        _scan(_Forward(tar_bytes, where), where)
+        _scan(cast(BinaryIO, tar_bytes), where)
         tar_bytes.drain()
         blob.drain()
     except SinkFailed as failed:

@@ -136,14 +136,14 @@ def test_a_corrupt_header_part_way() -> None:
 def test_truncated_member_data() -> None:
     data = three_files()
     cut = data.index(b"1" * 600) + 300
-    with pytest.raises(ImageError, match="not a readable tar"):
+    with pytest.raises(ImageError, match="the tar is truncated"):
         check(data[:cut])
 
 
 def test_a_truncated_header() -> None:
     data = three_files()
     cut = data.index(b"2" * 600) - 200  # inside the second header block
-    with pytest.raises(ImageError, match=r"corrupt tar header|not a readable tar"):
+    with pytest.raises(ImageError, match=r"the tar is truncated"):
         check(data[:cut])
 
 
@@ -187,7 +187,7 @@ def test_safe_links_pass() -> None:
 
 def test_an_oversized_header_record() -> None:
     data = tar_bytes([("x" * (2 << 20), "f", "y")])  # a pax path record over 1 MiB
-    with pytest.raises(ImageError, match="tar header record is larger"):
+    with pytest.raises(ImageError, match="-byte 'x' record"):
         check(data)
 
 
