@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmbuild import cache
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr, record_of
@@ -208,8 +209,10 @@ def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
 
 
 def _deb_file(s: Settings, pkg: Locked) -> Path:
-    """The package's verified .deb in the cache (fetched again if it was removed)."""
+    """The package's verified .deb in the cache (fetched again if it was removed), held
+    for the build."""
     deb = deb_path(pkg)
+    cache.hold(deb)
     if not deb.is_file():
         from vmbuild.debian.http import download
 
