@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from vmbuild.cache import cache_dir
+from vmbuild.cache import cache_dir, part_file
 from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
@@ -141,22 +141,25 @@ class Downloader:
     def _download(self, desc: Descriptor, unpack: bool) -> CachedBlob:
         final = store_path(desc.digest)
         ensure_store()
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
         name = desc.digest[7:19]
         self.progress.start(name, desc.size)
+        tmp: Path | None = None
         try:
-            with open(tmp, "wb") as store:
+            fd, tmp = part_file(final.parent, f".{final.name}.")  # (dead ones swept)
+            with open(fd, "wb") as store:  # (its lock held until it is renamed)
                 pipe = Pipe(store)
                 self._stream(desc, pipe, name)
-            if pipe.digest != desc.digest:
-                raise RegistryError(
-                    f"{self.what}: blob {desc.digest} arrived with digest {pipe.digest}",
-                    "the registry's copy is corrupt or was replaced; nothing was kept",
-                )
-            os.replace(tmp, final)
+                if pipe.digest != desc.digest:
+                    raise RegistryError(
+                        f"{self.what}: blob {desc.digest} arrived with digest {pipe.digest}",
+                        "the registry's copy is corrupt or was replaced; nothing was kept",
+                    )
+                store.flush()
+                os.replace(tmp, final)
             result = self._result(desc, final, pipe, unpack)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             self.progress.drop(name)
             if isinstance(exc, OSError):  # network errors were handled in _stream
                 raise VmbuildError(
