@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from vmbuild.cache import cache_dir, part_file
+from vmbuild.cache import cache_dir, holds, part_file
 from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
@@ -85,10 +85,12 @@ class Downloader:
         self.progress = progress
         self.what = what
         self.cancel = threading.Event()
+        self.holds = holds()  # (the build's: get runs in threads of their own)
 
     def get(self, desc: Descriptor, unpack: bool) -> CachedBlob:
-        """The blob ``desc`` in the cache (fetched if need be); with ``unpack``, a view of
-        its layer tar (``diff_id`` is "" while not yet checked)."""
+        """The blob ``desc`` in the cache (fetched if need be), held for the build; with
+        ``unpack``, a view of its layer tar (``diff_id`` is "" while not yet checked)."""
+        self.holds.hold(store_path(desc.digest))
         path = cached(desc.digest, desc.size)
         if path is not None:
             info = known.unpacked(desc.digest)
