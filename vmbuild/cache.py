@@ -228,46 +228,6 @@ def lock(kind: str, digest: str, waiting: str = "") -> Iterator[None]:
         os.close(fd)
 
 
-def part_file(directory: Path, prefix: str) -> tuple[int, Path]:
-    """A new file ``PREFIX*.part`` in the cache ``directory``, open for writing and
-    locked (``flock``) by this process until its descriptor is closed: close it only
-    once it is renamed into place or removed. The part files of the directory whose
-    writer died (however: even SIGKILL) are swept first (:func:`sweep_parts`). The file
-    gets its ``.part`` name only once locked, so a sweeper never takes a live one."""
-    sweep_parts(directory)
-    fd, new = tempfile.mkstemp(prefix=prefix, suffix=".new", dir=directory)
-    part = Path(new).with_suffix(".part")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
-        os.rename(new, part)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(new)
-        raise
-    return fd, part
-
-
-def sweep_parts(directory: Path) -> list[Path]:
-    """Remove the dot-named ``.part`` files in ``directory`` that nobody holds locked
-    (their writer, :func:`part_file`, is gone); returns those removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        names = [n for n in os.listdir(directory) if n.startswith(".") and n.endswith(".part")]
-        for name in names:
-            path = directory / name
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (else: its writer lives)
-                    if os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False)):
-                        path.unlink()
-                        removed.append(path)
-                finally:
-                    os.close(fd)
-    return removed
-
-
 def read_json(path: Path) -> Any:
     """The JSON in the cache file ``path``; None when it is missing, unreadable or not JSON."""
     try:

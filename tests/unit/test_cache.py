@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from vmbuild import cache
 from vmbuild.cache import read_json, write_json
 
 
@@ -38,35 +35,3 @@ def test_a_value_json_cannot_hold_leaves_the_old_file_and_no_temporary(tmp_path:
 def test_an_unwritable_directory_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     write_json(tmp_path / "file" / "entry", [1])  # parent is a file: nothing to do
-
-
-def test_a_part_file_whose_writer_was_killed_goes_with_the_next(tmp_path: Path) -> None:
-    """A writer SIGKILLed mid-write leaves its part file; the next part file made in the
-    directory sweeps it, and never one whose writer lives."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from vmbuild import cache\n"
-            f"fd, part = cache.part_file(Path({str(tmp_path)!r}), '.compress-')\n"
-            "print(part, flush=True); time.sleep(60)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    dead = Path(child.stdout.readline().strip())
-    child.kill()
-    child.wait()
-    child.stdout.close()
-    live_fd, live = cache.part_file(tmp_path, ".compress-")
-    try:
-        assert dead.parent == tmp_path and not dead.exists() and live.exists()
-        fd, other = cache.part_file(tmp_path, ".compress-")  # sweeps again: keeps the live
-        os.close(fd)
-        other.unlink()
-        assert live.exists()
-        assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
-    finally:
-        os.close(live_fd)
-    assert cache.sweep_parts(tmp_path) == [live]

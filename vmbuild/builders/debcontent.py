@@ -26,7 +26,7 @@ from vmbuild import cache
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr, record_of
-from vmbuild.debian.fetch import Fetcher, deb_path
+from vmbuild.debian.fetch import Fetcher, cached_deb, deb_path
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
@@ -73,6 +73,7 @@ def settings_of(table: DebianTable, goarch: str) -> Settings:
         keyring=table.keyring,
         recommends=table.recommends,
         essential=table.essential,
+        check_valid_until=table.check_valid_until,
     )
 
 
@@ -211,13 +212,8 @@ def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
 def _deb_file(s: Settings, pkg: Locked) -> Path:
     """The package's verified .deb in the cache (fetched again if it was removed), held
     for the build."""
-    deb = deb_path(pkg)
-    cache.hold(deb)
-    if not deb.is_file():
-        from vmbuild.debian.http import download
-
-        download(f"{s.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
-    return deb
+    cache.hold(deb_path(pkg))
+    return cached_deb(s.mirror, pkg)
 
 
 def _epoch(date: str) -> int | None:

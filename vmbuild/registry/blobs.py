@@ -19,7 +19,8 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from vmbuild.cache import cache_dir, holds, part_file
+from vmbuild import parts
+from vmbuild.cache import cache_dir, holds
 from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
@@ -147,7 +148,8 @@ class Downloader:
         self.progress.start(name, desc.size)
         tmp: Path | None = None
         try:
-            fd, tmp = part_file(final.parent, f".{final.name}.")  # (dead ones swept)
+            fd, tmp = parts.create(final)  # (a killed pull's swept first)
+            os.fchmod(fd, 0o644)  # (as the blobs always were)
             with open(fd, "wb") as store:  # (its lock held until it is renamed)
                 pipe = Pipe(store)
                 self._stream(desc, pipe, name)

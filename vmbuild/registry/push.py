@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from vmbuild import cache, tempdirs
+from vmbuild import parts, tempdirs
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import of_bytes
@@ -237,7 +237,7 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
     store = blobs.ensure_store()
     try:
-        fd, tmp = cache.part_file(store, ".compress-")  # (the dead ones swept)
+        fd, tmp = parts.create(store / "compress")  # (a killed push's swept first)
     except OSError as exc:
         raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
     # A base layer's blob checks its tar against the diff_id as it is read (see
