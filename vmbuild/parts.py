@@ -2,13 +2,13 @@
 at once (an image at --out, a ``.deb`` in the cache).
 
 Each writer writes its own part beside the final file, ``.NAME.<pid>.<thread>.<random>.part``,
-created with ``O_EXCL|O_NOFOLLOW`` (never an existing file, never through a link), and
-holds ``flock`` on it for as long as it writes; it renames the part into place only once
-it is whole and checked. Two writers never share a part, so neither truncates,
-appends to or removes the other's. A part that can be locked has no writer left (it
-died: pids can be reused, locks cannot outlive their owner): :func:`sweep` removes
-those, and :func:`create` sweeps first, so a killed writer's part goes with the next
-writer of the same final name.
+created with ``O_EXCL|O_NOFOLLOW`` (never an existing file, never through a link) and
+named so only once locked, and holds ``flock`` on it until it has renamed the part into
+place (once it is whole and checked) or removed it. Two writers never share a part, so
+neither truncates, appends to or removes the other's. A part that can be locked has no
+writer left (it died: pids can be reused, locks cannot outlive their owner):
+:func:`sweep` removes those, and :func:`create` sweeps first, so a killed writer's part
+goes with the next writer of the same final name.
 """
 
 from __future__ import annotations
@@ -61,16 +61,18 @@ def create(final: Path, *, old: bool = False) -> tuple[int, Path]:
     when it cannot be made."""
     directory = final.parent if str(final.parent) else Path(".")
     sweep(final, old=old)
-    fd, tmp = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
+    fd, new = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
         prefix=f"{prefix(final)}{os.getpid()}.{threading.get_ident()}.",
-        suffix=".part",
+        suffix=".new",  # the .part name only once locked: a sweep never takes it
         dir=directory,
     )
+    tmp = new.removesuffix(".new") + ".part"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
+        os.rename(new, tmp)
     except BaseException:
         os.close(fd)
-        os.unlink(tmp)
+        os.unlink(new)
         raise
     return fd, Path(tmp)
 
