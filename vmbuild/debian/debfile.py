@@ -31,6 +31,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from vmbuild import run
+from vmbuild.cache import FileMemo, file_identity
 from vmbuild.debian import dpkgdb, tarreader
 from vmbuild.errors import ImageError
 from vmbuild.oci.sinks import HashingWriter
@@ -376,11 +378,18 @@ def _check_symlink(path: str, target: str, what: str) -> None:
         )
 
 
-def is_current(unpacked: Path) -> bool:
+def is_current(unpacked: Path, memo: FileMemo | None = None) -> bool:
     """Whether ``unpacked`` is a whole entry of this layout: a file whose bytes hash to
-    its trailer's SHA256 (an empty, truncated, changed or foreign one is not)."""
+    its trailer's SHA256 (an empty, truncated, changed or foreign one is not). With
+    ``memo``, a version of the file (:func:`vmbuild.cache.file_identity`) found whole
+    once is remembered there, and not hashed again."""
+    what = ["unpacked", unpacked.name]
     try:
         with open(unpacked, "rb") as f:
+            st = os.fstat(f.fileno())
+            if memo is not None and memo.recall(st, what) is not None:
+                return True
+            since = time.time_ns()
             end = f.seek(0, os.SEEK_END)
             if end < TRAILER_SIZE:
                 return False
@@ -388,9 +397,16 @@ def is_current(unpacked: Path) -> bool:
             tail = f.read(TRAILER_SIZE)
             f.seek(0)
             digest = hashlib.file_digest(_Range(f, end - TRAILER_SIZE), "sha256")  # type: ignore[arg-type]
+            whole = tail.startswith(TRAILER) and tail[-65:-1] == digest.hexdigest().encode()
+            if (
+                whole
+                and memo is not None
+                and file_identity(os.fstat(f.fileno())) == file_identity(st)
+            ):
+                memo.record(st, what, {"whole": True}, since)
+            return whole
     except OSError:  # (a directory, or gone)
         return False
-    return tail.startswith(TRAILER) and tail[-65:-1] == digest.hexdigest().encode()
 
 
 _RECORDS: dict[Path, dict[str, Any]] = {}  # the records read or written by this process

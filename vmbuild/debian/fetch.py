@@ -32,7 +32,8 @@ from vmbuild.signals import Stop
 
 log = logging.getLogger("vmbuild")
 WORKERS = 8  # downloads at a time
-CHECKS = FileMemo("deb-checks-v1")  # cached .debs whose SHA256 was checked, by identity
+# cached .debs and unpacked entries whose SHA256 was checked, by the version of their file
+CHECKS = FileMemo("deb-checks-v1")
 READERS = min(4, (os.cpu_count() or 1) + 1)  # packages read at a time (each ~8 MB)
 
 
@@ -209,11 +210,12 @@ class Fetcher:
 
     def _cached(self, pkg: Pinned, holds: cache.Holds) -> Future[Path] | None:
         """``pkg``'s entry when the cache's is sound (its bytes hash to its trailer's
-        hash), else :meth:`_download`. The entry and the .deb are held first, for the
-        build (``holds``): a prune leaves what is found or made here until it ends."""
+        hash, or this version of its file was found so), else :meth:`_download`. The
+        entry and the .deb are held first, for the build (``holds``): a prune leaves
+        what is found or made here until it ends."""
         entry = unpacked_path(pkg)
         holds.hold(entry)
-        if self.read and debfile.is_current(entry):
+        if self.read and debfile.is_current(entry, CHECKS):
             done: Future[Path] = Future()
             done.set_result(entry)
             return done

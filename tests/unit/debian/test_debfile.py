@@ -3,13 +3,17 @@ this process; a corrupt one is one clear DebError."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from vmbuild import cache
 from vmbuild.debian import debfile
 
 
@@ -106,3 +110,30 @@ def test_a_corrupt_small_data_tar_xz_is_a_deb_error(tmp_path: Path) -> None:
         debfile.unpack(deb, tmp_path / "out", "small")
     assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) and not (tmp_path / "out").exists()
     assert debfile.control_text(deb, "small").startswith("Package: small\n")
+
+
+def test_an_entry_found_whole_is_remembered_until_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "RACY_NS", -(10**9))  # (every file counts as settled)
+    entry = tmp_path / debfile.entry_name("0" * 64)
+    debfile.unpack(_deb(tmp_path), entry, "big")
+    hashed: list[object] = []
+    real = hashlib.file_digest
+
+    def counting(f: Any, name: str) -> Any:
+        hashed.append(f)
+        return real(f, name)
+
+    monkeypatch.setattr(hashlib, "file_digest", counting)
+    memo = cache.FileMemo("deb-checks-v1")
+    assert debfile.is_current(entry, memo) and len(hashed) == 1
+    assert debfile.is_current(entry, memo) and len(hashed) == 1  # remembered
+    time.sleep(0.05)  # (past the kernel's coarse clock tick: RACY_NS is off here)
+    with open(entry, "r+b") as f:  # one byte flipped in place (its ctime moves)
+        f.seek(30)
+        byte = f.read(1)
+        f.seek(30)
+        f.write(bytes([byte[0] ^ 1]))
+    assert not debfile.is_current(entry, memo) and len(hashed) == 2
