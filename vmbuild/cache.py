@@ -74,8 +74,9 @@ def directory(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
+        where = next((p for p in (path, *path.parents) if p.is_file() or p.is_symlink()), path)
         raise CacheError(
-            f"the cache directory {path} cannot be made: {exc.filename or path} is not a directory",
+            f"the cache directory {path} cannot be made: {where} is not a directory",
             "remove it (vmbuild makes the cache again as it needs it)",
         ) from exc
     return path
