@@ -107,7 +107,17 @@ def _round(
         elif out.read_bytes() != refs[spec]:
             wrong.append(f"{spec.parent.name}: exit 0 but another image than a serial build's")
         out.unlink(missing_ok=True)
-    return wrong
+    return wrong + [f"left in the cache: {p}" for p in _leftovers(cache)]
+
+
+def _leftovers(cache: Path) -> list[Path]:
+    """Part files, and lock files of entries that are not there (with no build running)."""
+    return [
+        p
+        for p in cache.rglob(".*")
+        if p.name.endswith((".part", ".new"))
+        or (p.name.endswith(".lock") and not p.with_name(p.name[1:-5]).exists())
+    ]
 
 
 def test_parallel_debian_builds_share_a_cache(repo: tuple[str, Path], tmp_path: Path) -> None:
