@@ -2,13 +2,13 @@
 at once (an image at --out, a ``.deb`` in the cache).
 
 Each writer writes its own part beside the final file, ``.NAME.<pid>.<thread>.<random>.part``,
-created with ``O_EXCL|O_NOFOLLOW`` (never an existing file, never through a link) and
-named so only once locked, and holds ``flock`` on it until it has renamed the part into
-place (once it is whole and checked) or removed it. Two writers never share a part, so
-neither truncates, appends to or removes the other's. A part that can be locked has no
-writer left (it died: pids can be reused, locks cannot outlive their owner):
-:func:`sweep` removes those, and :func:`create` sweeps first, so a killed writer's part
-goes with the next writer of the same final name.
+created with ``O_EXCL|O_NOFOLLOW`` (never an existing file, never through a link), and
+holds ``flock`` on it for as long as it writes; it renames the part into place only once
+it is whole and checked. Two writers never share a part, so neither truncates,
+appends to or removes the other's. A part that can be locked has no writer left (it
+died: pids can be reused, locks cannot outlive their owner): :func:`sweep` removes
+those, and :func:`create` sweeps first, so a killed writer's part goes with the next
+writer of the same final name (:func:`sweep_dir`: of any name, in a cache directory).
 """
 
 from __future__ import annotations
@@ -40,19 +40,36 @@ def sweep(final: Path, *, old: bool = False) -> None:
             if n.startswith(start) and (n.endswith(".part") or (old and ".old-" in n))
         ]
         for name in names:
-            path = directory / name
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live writer holds it
-                finally:
-                    os.close(fd)
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink()
+            _remove_if_dead(directory / name)
+
+
+def sweep_dir(directory: Path) -> None:
+    """Remove every dead writer's part in ``directory`` (one whose files are all
+    written by this rule: a cache directory, never --out's)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if name.startswith(".") and name.endswith(".part"):
+                _remove_if_dead(directory / name)
+
+
+def _remove_if_dead(path: Path) -> None:
+    """Remove the part ``path`` unless its writer holds it; the lock is held while it
+    goes, so a writer that locks it next finds it gone (:func:`create`)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live writer holds it
+            if not os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return  # replaced meanwhile
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        finally:
+            os.close(fd)
 
 
 def create(final: Path, *, old: bool = False) -> tuple[int, Path]:
@@ -61,20 +78,24 @@ def create(final: Path, *, old: bool = False) -> tuple[int, Path]:
     when it cannot be made."""
     directory = final.parent if str(final.parent) else Path(".")
     sweep(final, old=old)
-    fd, new = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
-        prefix=f"{prefix(final)}{os.getpid()}.{threading.get_ident()}.",
-        suffix=".new",  # the .part name only once locked: a sweep never takes it
-        dir=directory,
-    )
-    tmp = new.removesuffix(".new") + ".part"
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
-        os.rename(new, tmp)
-    except BaseException:
+    while True:
+        fd, tmp = tempfile.mkstemp(  # (O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW)
+            prefix=f"{prefix(final)}{os.getpid()}.{threading.get_ident()}.",
+            suffix=".part",
+            dir=directory,
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # (waits only for a sweeper, which removes it)
+            if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+                return fd, Path(tmp)
+        except FileNotFoundError:
+            pass  # swept before it was locked: made again
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         os.close(fd)
-        os.unlink(new)
-        raise
-    return fd, Path(tmp)
 
 
 def publish(part: Path, final: Path) -> None:

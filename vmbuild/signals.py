@@ -132,21 +132,22 @@ class Stop:
         if self.stopped.is_set():
             raise Stopped()
 
-    @contextlib.contextmanager
-    def watching(self, conn: object) -> Iterator[None]:
-        """Wake reads of the connection ``conn`` (its ``sock``) when stopped in the block."""
+    def watch(self, conn: object) -> socket.socket | None:
+        """Wake reads of the connection ``conn`` (its ``sock``, if it has one yet) when
+        stopped, until :meth:`unwatch`; :class:`Stopped` if stopped already."""
         import socket
 
         sock = getattr(conn, "sock", None)
         if not isinstance(sock, socket.socket):
             self.check()
-            yield
-            return
+            return None
         with self._lock:
             self._socks.add(sock)
-        try:
-            self.check()  # (stopped before the socket was known)
-            yield
-        finally:
-            with self._lock:
-                self._socks.discard(sock)
+        if self.stopped.is_set():  # (added after stop() shut the others down)
+            self.unwatch(sock)
+            raise Stopped()
+        return sock
+
+    def unwatch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._socks.discard(sock)

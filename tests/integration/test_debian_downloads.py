@@ -6,6 +6,7 @@ another suite or past its Valid-Until is refused (N13)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -60,7 +61,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
 def whole(repo: Repo) -> Iterator[Repo]:
     """The repository, its .debs served as the test sets, whole again afterwards."""
     yield repo
-    repo[1].mode = "whole"
+    repo[1].mode, repo[1].suffix = "whole", ".deb"
     repo[1].started.clear()
     repo[1].go.set()
 
@@ -103,22 +104,15 @@ def _one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     return line
 
 
-@pytest.mark.parametrize(("signo", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
-    whole: Repo, tmp_path: Path, signo: int, status: int
-) -> None:
-    """N3: with a mirror sending 5 bytes a second, the build exited only once the
-    download ended (50 s to minutes later)."""
-    _, behaviour, _ = whole
-    spec = _spec(tmp_path, whole, ["p0"])
-    assert vmbuild_cli("lock", spec, env=_env(tmp_path)).returncode == 0
-    behaviour.mode, behaviour.rate = "drip", 5
+def _interrupt(argv: list[str], tmp: Path, behaviour: Behaviour, signo: int) -> tuple[int, str]:
+    """Run ``argv``, send ``signo`` once the slow transfer has begun: (status, stderr),
+    after checking that it ended within 2 s."""
     proc = subprocess.Popen(
-        _build(spec, tmp_path / "o.tar"),
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **_env(tmp_path)},
+        env={**os.environ, **_env(tmp)},
         cwd=REPO,
     )
     try:
@@ -131,12 +125,41 @@ def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == status, err
-    said = "interrupted" if signo == signal.SIGINT else "stopped by SIGTERM; cleaned up"
-    assert err.strip().splitlines() == ["fetching Debian packages", f"vmbuild: {said}"], err
     assert took < 2, f"took {took:.1f} s"
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(("signo", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_a_build_downloading_from_a_slow_mirror(
+    whole: Repo, tmp_path: Path, signo: int, status: int
+) -> None:
+    """N3: with a mirror sending 5 bytes a second, the build exited only once the
+    download ended (50 s to minutes later)."""
+    _, behaviour, _ = whole
+    spec = _spec(tmp_path, whole, ["p0"])
+    assert vmbuild_cli("lock", spec, env=_env(tmp_path)).returncode == 0
+    behaviour.mode, behaviour.rate = "drip", 5
+    code, err = _interrupt(_build(spec, tmp_path / "o.tar"), tmp_path, behaviour, signo)
+    said = "interrupted" if signo == signal.SIGINT else "stopped by SIGTERM; cleaned up"
+    assert (code, err.strip().splitlines()) == (
+        status,
+        ["fetching Debian packages", f"vmbuild: {said}"],
+    ), err
     assert _leftovers(tmp_path) == []
     assert not (tmp_path / "o.tar").exists()
+
+
+def test_ctrl_c_stops_a_lock_reading_a_slow_index(whole: Repo, tmp_path: Path) -> None:
+    """The index's reading thread was joined while blocked on the mirror."""
+    _, behaviour, _ = whole
+    spec = _spec(tmp_path, whole, ["p0"])
+    behaviour.mode, behaviour.rate, behaviour.suffix = "drip", 5, "Packages.gz"
+    argv = [sys.executable, "-m", "vmbuild", "lock", str(spec)]
+    code, err = _interrupt(argv, tmp_path, behaviour, signal.SIGINT)
+    assert (code, err.strip().splitlines()[-1]) == (130, "vmbuild: interrupted"), err
+    assert not spec.with_name(spec.name + ".lock").exists()
+    assert [n for n in os.listdir(tmp_path / "cache" / "debian" / "index") if n] == []
 
 
 def test_an_endless_deb_stops_at_its_size(whole: Repo, tmp_path: Path) -> None:
@@ -147,7 +170,7 @@ def test_an_endless_deb_stops_at_its_size(whole: Repo, tmp_path: Path) -> None:
     began = time.monotonic()
     proc = vmbuild_cli("build", spec, "--out", tmp_path / "o.tar", env=_env(tmp_path))
     assert time.monotonic() - began < 30
-    _one_line(proc, "p1_1.0_amd64.deb is larger than the", "bytes the index gives")
+    _one_line(proc, "p1_1.0_amd64.deb is larger than the", "bytes its index gives")
     assert _leftovers(tmp_path) == []
 
 
@@ -193,3 +216,39 @@ def test_an_expired_release_is_refused_unless_the_spec_says(whole: Repo, tmp_pat
     spec = _spec(tmp_path, whole, ["p0"], "expired", "checkValidUntil = false\n")
     proc = vmbuild_cli("lock", spec, env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_corrupt_or_linked_cache_entry_is_fetched_again(whole: Repo, tmp_path: Path) -> None:
+    """N7/N5 through the CLI: a garbage cached .deb failed every build ('truncated ar
+    member header'); a linked .deb.part had its target overwritten."""
+    spec = _spec(tmp_path, whole, ["p2", "p3"])
+    env = _env(tmp_path)
+    first = vmbuild_cli("build", spec, "--compress", "none", "--out", tmp_path / "a.tar", env=env)
+    assert first.returncode == 0, first.stderr
+    lock = json.loads(spec.with_name(spec.name + ".lock").read_text())
+    shas = {p["name"]: p["sha256"] for p in lock["packages"]}
+    debs = tmp_path / "cache" / "debs"
+    shutil.rmtree(debs / "unpacked")
+    (debs / f"{shas['p2']}.deb").write_bytes(b"!" * 600)  # garbage
+    (debs / f"{shas['p3']}.deb").unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("VICTIM\n")
+    (debs / f"{shas['p3']}.deb.part").symlink_to(victim)
+    proc = vmbuild_cli("build", spec, "--compress", "none", "--out", tmp_path / "b.tar", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert victim.read_text() == "VICTIM\n"
+
+
+@pytest.mark.parametrize(("size", "why"), [("1e999", "Size inf"), ("-5", "Size -5")])
+def test_a_lock_with_a_bad_size_is_one_line(
+    whole: Repo, tmp_path: Path, size: str, why: str
+) -> None:
+    """N15 (s3-sizeinf, s3-sizeneg): an OverflowError and a FileNotFoundError."""
+    spec = _spec(tmp_path, whole, ["p0"])
+    env = _env(tmp_path)
+    assert vmbuild_cli("lock", spec, env=env).returncode == 0
+    lock = spec.with_name(spec.name + ".lock")
+    lock.write_text(re.sub(r'"size": \d+', f'"size": {size}', lock.read_text()))
+    proc = vmbuild_cli("build", spec, "--out", tmp_path / "o.tar", env=env)
+    _one_line(proc, "is malformed", why)

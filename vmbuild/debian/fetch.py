@@ -13,6 +13,7 @@ most four: each holds its xz dictionary while the index may still be in memory).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import heapq
 import itertools
 import logging
@@ -70,14 +71,14 @@ def cached_deb(mirror: str, pkg: Pinned, stop: Stop | None = None) -> Path:
     when what is there is not it (not a regular file, another size or SHA256: dropped
     quietly and fetched again)."""
     deb = deb_path(pkg)
-    if not _checked(deb, pkg, stop):
+    if not _checked(deb, pkg):
         from vmbuild.debian.http import download  # (urllib3: only when downloading)
 
         download(mirror, pkg.filename, deb, pkg.size, pkg.sha256, stop)
     return deb
 
 
-def _checked(deb: Path, pkg: Pinned, stop: Stop | None) -> bool:
+def _checked(deb: Path, pkg: Pinned) -> bool:
     """Whether ``deb`` is the package: its SHA256 checked, or this version of the file
     (:func:`~vmbuild.cache.file_identity`) remembered as checked. One that is not is
     removed."""
@@ -93,10 +94,10 @@ def _checked(deb: Path, pkg: Pinned, stop: Stop | None) -> bool:
         if stat.S_ISREG(st.st_mode) and st.st_size == pkg.size:
             if CHECKS.recall(st, what) is not None:
                 return True
-            from vmbuild.debian.http import sha256_of
-
             since = time.time_ns()
-            if sha256_of(fd, stop) == pkg.sha256:
+            with open(fd, "rb", closefd=False) as f:
+                got = hashlib.file_digest(f, "sha256").hexdigest()
+            if got == pkg.sha256:
                 CHECKS.record(st, what, {"sha256": pkg.sha256}, since)
                 return True
         log.debug("cached %s is not %s %s; fetching it again", deb, pkg.name, pkg.version)
@@ -108,7 +109,7 @@ def _checked(deb: Path, pkg: Pinned, stop: Stop | None) -> bool:
         os.close(fd)
 
 
-def _naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
+def naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
     """``exc`` (naming the package), its hint naming the cache file it was read from."""
     hint = f"{exc.hint}; " if exc.hint else ""
     named = debfile.DebError(
@@ -183,7 +184,7 @@ class Fetcher:
         try:
             done.set_result(_read(deb, pkg))
         except debfile.DebError as exc:  # (the package named; and its file)
-            done.set_exception(_naming_file(exc, deb))
+            done.set_exception(naming_file(exc, deb))
         except BaseException as exc:  # (given to whoever waits for it)
             done.set_exception(exc)
 

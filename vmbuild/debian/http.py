@@ -8,11 +8,15 @@ renamed into place only when its size and SHA256 match."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import os
+import socket
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
@@ -25,20 +29,58 @@ MAX_INDEX = 512 << 20
 CHUNK = 1 << 20
 TIMEOUT = urllib3.Timeout(connect=15.0, read=60.0)  # seconds without a byte
 _HINT = "check the [debian] mirror (or the host's apt sources) and the network"
+_CURRENT = threading.local()  # .stop, .watched: this thread's request's Stop, sockets
+
+
+class _WatchedHTTP(urllib3.connection.HTTPConnection):
+    """A connection that its thread's Stop can wake all along a request: its answer's
+    head, a redirect's body drained, a retry (a mirror that stalls anywhere)."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self)
+        super().request(*args, **kwargs)
+
+
+def _watch(conn: object) -> None:
+    stop: Stop | None = getattr(_CURRENT, "stop", None)
+    if stop is not None:
+        _CURRENT.watched.append(stop.watch(conn))
+
+
+class _WatchedHTTPS(_WatchedHTTP, urllib3.connection.HTTPSConnection):
+    pass  # (first: its connect and request wrap HTTPS's)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTP
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPS
+
+
 _POOL = urllib3.PoolManager(
-    num_pools=4, maxsize=8, retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5)
+    num_pools=4,
+    maxsize=8,
+    # (no waiting a Retry-After out: a server could ask for days, in a thread no Stop wakes)
+    retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5, respect_retry_after_header=False),
 )
+_POOL.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class MirrorError(VmbuildError):
     """A mirror cannot be reached, answers an error, or serves what does not match."""
 
 
-def get(url: str, stop: Stop | None = None) -> bytes:
-    """The body of ``url`` (an index), or MirrorError naming the URL."""
-    data = b"".join(chunks(url, MAX_INDEX, stop))
-    if len(data) > MAX_INDEX:
-        raise MirrorError(f"{url} is larger than {MAX_INDEX} bytes", _HINT)
+def get(url: str, limit: int, stop: Stop | None = None) -> bytes:
+    """The body of ``url`` (at most ``limit`` bytes), or MirrorError naming the URL."""
+    data = b"".join(chunks(url, limit, stop))
+    if len(data) > limit:
+        raise MirrorError(f"{url} is larger than {limit} bytes; not used", _HINT)
     return data
 
 
@@ -69,33 +111,42 @@ def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
 
 
 def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
+    """At most ``limit`` + 1 bytes of the body of ``url``, as they arrive; the sockets
+    of the request are watched by ``stop`` until it ends (then the connection goes back
+    to the pool, or is closed when the body was not read to its end)."""
     stop.check()
+    watched: list[socket.socket | None] = []
+    _CURRENT.stop, _CURRENT.watched = stop, watched
+    resp, ended = None, False
     try:
-        resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
-    except urllib3.exceptions.HTTPError as exc:
-        stop.check()
-        raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
-    ended = False
-    try:
-        with stop.watching(getattr(resp, "connection", None)):
-            if resp.status != 200:
-                raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
-            left = limit + 1
-            while left > 0:
-                piece = resp.read1(min(CHUNK, left))
-                stop.check()  # (a woken read returns what it had, or nothing)
-                if not piece:
-                    ended = True
-                    break
-                left -= len(piece)
-                yield piece
+        try:
+            resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
+        except urllib3.exceptions.HTTPError as exc:
+            stop.check()
+            raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
+        finally:
+            _CURRENT.stop = _CURRENT.watched = None
+        if resp.status != 200:
+            raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
+        left = limit + 1
+        while left > 0:
+            piece = resp.read1(min(CHUNK, left))
+            stop.check()  # (a woken read returns what it had, or nothing)
+            if not piece:
+                ended = True
+                break
+            left -= len(piece)
+            yield piece
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
         stop.check()
         raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
     finally:
-        if not ended:
-            resp.close()  # the rest unread: the connection is not reused
-        resp.release_conn()
+        for sock in watched:
+            stop.unwatch(sock)
+        if resp is not None:
+            if not ended:
+                resp.close()  # the rest unread: the connection is not reused
+            resp.release_conn()
 
 
 def download(
@@ -109,6 +160,7 @@ def download(
     part belongs to one writer, which removes it whatever happens (a killed writer's
     goes with the next download of the same package)."""
     url = f"{mirror}/{filename}"
+    _sweep_once(dest.parent)
     try:
         fd, part = parts.create(dest)
     except OSError as exc:
@@ -121,7 +173,7 @@ def download(
                 got += len(piece)
                 if got > size:
                     raise MirrorError(
-                        f"{url} is larger than the {size} bytes the index gives; nothing kept",
+                        f"{url} is larger than the {size} bytes its index gives; nothing kept",
                         "the mirror serves something else than its index names; check the mirror",
                     )
                 h.update(piece)
@@ -147,6 +199,13 @@ def download(
         with contextlib.suppress(OSError):
             os.unlink(part)
         raise
+
+
+@functools.cache
+def _sweep_once(directory: Path) -> None:
+    """The parts of downloads killed before they ended (of any package) go, once a
+    process."""
+    parts.sweep_dir(directory)
 
 
 def _source(mirror: str, filename: str, size: int, stop: Stop | None) -> Generator[bytes]:
@@ -177,13 +236,3 @@ def _cache_error(dest: Path, exc: OSError) -> VmbuildError:
         f"cannot write {dest.parent}: {exc.strerror or exc}",
         "free some space, or set VMBUILD_CACHE_DIR to a writable directory",
     )
-
-
-def sha256_of(fd: int, stop: Stop | None = None) -> str:
-    """The SHA256 of the open file ``fd`` from where it is (``stop`` ends it early)."""
-    h = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK):
-        if stop is not None:
-            stop.check()
-        h.update(chunk)
-    return h.hexdigest()

@@ -370,12 +370,10 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
         if keep is not None:
             keep.close()
         _check_hash(url, entry, digest.hexdigest(), sizes[0], cached)
-        if (plain is not None and text_size != plain.size) or (not raw.first and not blank):
-            raise EOFError(
-                f"its text is {text_size} bytes, not the {plain.size} InRelease gives"
-                if plain is not None and text_size != plain.size
-                else "it names no package"
-            )
+        if plain is not None and text_size != plain.size:
+            raise EOFError(f"its text is {text_size} bytes, not the {plain.size} InRelease gives")
+        if not raw.first and not blank:
+            raise EOFError("it names no package")
         if not have:
             os.replace(tmp, cached)
     except (zlib.error, _ISAL_ERROR, lzma.LZMAError, EOFError) as exc:

@@ -18,6 +18,8 @@ from vmbuild import run
 from vmbuild.debian.http import MirrorError, get
 from vmbuild.errors import StepFailed, VmbuildError
 
+MAX_RELEASE = 16 << 20  # an InRelease (Debian's, every architecture: about 200 KB)
+
 
 class SignatureError(VmbuildError):
     """An index's signature does not verify against the keyring."""
@@ -70,7 +72,7 @@ def fetch_release(
     mirror: str, suite: str, keyring: Path, check_valid_until: bool = True
 ) -> ReleaseInfo:
     url = f"{mirror}/dists/{suite}/InRelease"
-    text = verify(get(url), keyring, url)
+    text = verify(get(url, MAX_RELEASE), keyring, url)
     return read_release(text, suite, url, check_valid_until)
 
 
@@ -81,7 +83,8 @@ def read_release(
     another suite's, has expired, or lists no hashes)."""
     rel = Release(text.decode("utf-8", "replace"))
     named = [str(rel[k]) for k in ("Suite", "Codename") if k in rel]
-    if named and suite not in named:
+    # (as apt: a suite such as "bookworm/updates" may be named by what precedes its "/")
+    if named and not {suite, suite.rpartition("/")[0] or suite} & set(named):
         raise MirrorError(
             f"{url} is the Release of {' / '.join(named)}, not of {suite}",
             "the mirror serves another suite under this name (or an old one, replayed); "
@@ -89,7 +92,7 @@ def read_release(
         )
     until = str(rel.get("Valid-Until", ""))
     if check_valid_until and until:
-        expires = _seconds(until)
+        expires = seconds_of(until)
         if expires is None:
             raise MirrorError(f"{url} has a Valid-Until {until!r} that is not a date", _STALE)
         if (time.time() if now is None else now) > expires:
@@ -112,7 +115,9 @@ _STALE = (
 )
 
 
-def _seconds(date: str) -> float | None:
+def seconds_of(date: str) -> float | None:
+    """A Release's date (RFC 2822, as Date and Valid-Until are written) as seconds since
+    the epoch; None when it is not one."""
     try:
         return email.utils.parsedate_to_datetime(date).timestamp()
     except (TypeError, ValueError, IndexError):

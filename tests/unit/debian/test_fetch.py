@@ -8,6 +8,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,7 +172,7 @@ def test_a_checked_deb_is_remembered_by_its_files_identity(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vmbuild import cache
-    from vmbuild.debian import fetch, http
+    from vmbuild.debian import fetch
 
     monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(cache, "RACY_NS", -(10**9))  # (every file counts as settled)
@@ -181,14 +182,14 @@ def test_a_checked_deb_is_remembered_by_its_files_identity(
         fetcher.downloaded([a])
     deb = deb_path(a)
     assert fetch.cached_deb(mirror, a) == deb  # checked: its hash
-    hashed: list[int] = []
-    real = http.sha256_of
+    hashed: list[object] = []
+    real = hashlib.file_digest
 
-    def counting(fd: int, stop: object = None) -> str:
-        hashed.append(fd)
-        return real(fd)
+    def counting(f: Any, digest: str) -> Any:
+        hashed.append(f)
+        return real(f, digest)
 
-    monkeypatch.setattr(http, "sha256_of", counting)
+    monkeypatch.setattr(hashlib, "file_digest", counting)
     assert fetch.cached_deb(mirror, a) == deb
     assert hashed == []  # remembered
     os.chmod(deb, 0o600)  # a change to the file (its ctime): checked again

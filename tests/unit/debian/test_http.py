@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.slowmirror import Behaviour, serve
-from vmbuild.debian.http import MirrorError, download
+from vmbuild.debian.http import MirrorError, download, get
 from vmbuild.signals import Stop, Stopped
 
 DATA = bytes(range(256)) * 40  # 10 KiB
@@ -88,6 +88,8 @@ def test_a_dead_writers_part_is_swept_and_a_live_ones_kept(tmp_path: Path, mirro
     dest = _dest(tmp_path)
     dead = dest.parent / f".{dest.name}.999.1.abc.part"
     dead.write_bytes(b"half")
+    other = dest.parent / f".{'0' * 64}.deb.999.1.abc.part"  # (another package's)
+    other.write_bytes(b"half")
     live = dest.parent / f".{dest.name}.998.1.def.part"
     live.write_bytes(b"half")
     fd = os.open(live, os.O_RDONLY)
@@ -124,10 +126,14 @@ def test_a_size_smaller_than_the_file_is_an_error_at_once(tmp_path: Path, mirror
     assert _left(dest) == []
 
 
-def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(tmp_path: Path, mirror: Path) -> None:
-    """N3: Fetcher.close waited for a dripping download to end."""
+@pytest.mark.parametrize("mode", ["drip", "stall"])
+def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(
+    tmp_path: Path, mirror: Path, mode: str
+) -> None:
+    """N3: Fetcher.close waited for a dripping download to end (or for a mirror that
+    never answers to time out)."""
     dest = _dest(tmp_path)
-    b = Behaviour("drip", rate=2)
+    b = Behaviour(mode, rate=2)
     stop = Stop()
     got: list[BaseException] = []
     with serve(mirror, b) as url:
@@ -146,7 +152,7 @@ def test_a_stop_wakes_a_download_blocked_on_a_slow_mirror(tmp_path: Path, mirror
         stop.stop()
         t.join(5)
         assert time.monotonic() - began < 1
-    assert len(got) == 1 and isinstance(got[0], Stopped)
+    assert len(got) == 1 and isinstance(got[0], Stopped), got
     assert _left(dest) == [] and not dest.exists()
 
 
@@ -163,3 +169,13 @@ def test_a_file_mirror_is_never_read_outside(tmp_path: Path, mirror: Path) -> No
         assert not dest.exists() and _left(dest) == []
     download(url, NAME, dest, len(DATA), SHA)
     assert dest.read_bytes() == DATA
+
+
+def test_a_small_body_is_read_whole_only_up_to_its_bound(tmp_path: Path, mirror: Path) -> None:
+    """An endless InRelease was read into memory up to MAX_INDEX (512 MiB)."""
+    b = Behaviour("endless")
+    with serve(mirror, b) as url, pytest.raises(MirrorError, match="larger than 1000 bytes"):
+        get(f"{url}/{NAME}", 1000)
+    assert b.sent < 16 << 20
+    with serve(mirror, Behaviour()) as url:
+        assert get(f"{url}/{NAME}", len(DATA)) == DATA

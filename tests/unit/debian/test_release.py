@@ -29,6 +29,7 @@ def test_a_current_release_of_the_suite_is_read() -> None:
         assert info.suite == suite and "main/binary-amd64/Packages.gz" in info.files
     _read(_release(**{"Valid-Until": "Wed, 02 Dec 2026 00:00:00 UTC"}))
     _read(_release(Suite="", Codename=""))  # (neither given: nothing to compare)
+    read_release(_release(), "forky/updates", "u", True, NOW)  # (as apt: before the "/")
 
 
 def test_another_suites_release_is_refused() -> None:
