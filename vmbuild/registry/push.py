@@ -237,7 +237,8 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
     store = blobs.ensure_store()
     try:
-        fd, tmp = parts.create(store / "compress")  # (a killed push's swept first)
+        parts.sweep_dir(store)  # (what killed pushes and pulls left, of any name)
+        fd, tmp = parts.create(store / "compress")
     except OSError as exc:
         raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
     # A base layer's blob checks its tar against the diff_id as it is read (see
