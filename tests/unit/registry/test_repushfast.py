@@ -3,6 +3,7 @@ the auth file and the registry's answer exactly as the full path does, or declin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -185,7 +186,11 @@ def server() -> Iterator[tuple[int, list[bytes], list[bytes]]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield port, answers, requests
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)  # wakes its accept (a close alone does not)
     listener.close()
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 def _head(port: int, answers: list[bytes], answer: bytes) -> str | None:
