@@ -149,8 +149,8 @@ class Downloader:
         tmp: Path | None = None
         try:
             fd, tmp = parts.create(final)  # (a killed pull's swept first)
-            os.fchmod(fd, 0o644)  # (as the blobs always were)
             with open(fd, "wb") as store:  # (its lock held until it is renamed)
+                os.fchmod(fd, 0o644)  # (as the blobs always were)
                 pipe = Pipe(store)
                 self._stream(desc, pipe, name)
                 if pipe.digest != desc.digest:
