@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import zlib
 
-from vmbuild.errors import ImageError, VmbuildError
+from vmbuild.errors import ImageError, VmbuildError, printable
 from vmbuild.oci.safety import check_member
 from vmbuild.oci.tarstream import TAR_BLOCK
-from vmbuild.registry.reference import printable
 
 ZERO_BLOCK = bytes(TAR_BLOCK)
 MAX_META = 1 << 20  # a PAX header or GNU long name bigger than this is refused
