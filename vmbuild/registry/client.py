@@ -28,14 +28,13 @@ from vmbuild.net.http import (
     Body,
     Http,
     Interrupted,
-    NetError,
     RequestFailed,
     Response,
     Unreachable,
     origin_of,
     shown,
 )
-from vmbuild.net.proxy import ProxyFailed
+from vmbuild.net.proxy import NetError, ProxyFailed
 from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, token_request
 from vmbuild.registry.auth import token_from_response as _token
 from vmbuild.registry.reference import LOCAL_HOSTS
