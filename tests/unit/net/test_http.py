@@ -41,7 +41,7 @@ def test_retries_busy_answers_and_reopens_the_body() -> None:
 def test_refused_connection_is_not_retried() -> None:
     with sr.serve({}) as dead:
         pass
-    with pytest.raises(Unreachable, match="cannot reach 127.0.0.1:.*refused"):
+    with pytest.raises(Unreachable, match=r"cannot reach 127\.0\.0\.1:.*refused"):
         Http().request("GET", f"http://{dead}/x", backoff=10)  # a retry would wait 10 s
 
 
