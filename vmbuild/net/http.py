@@ -5,7 +5,7 @@ environment names (:mod:`.proxy`; an https target through a ``CONNECT`` tunnel, 
 and its certificate check stay end to end), with keep-alive connections pooled per
 origin and proxy (as many as there are threads, none waited for), certificates checked
 unless the caller turned that off (``tls_verify``; ``trust_local``: a server on this
-machine is trusted unchecked), one SSL context of each kind per stack.
+machine is trusted unchecked), one SSL context of each kind per process.
 
 :meth:`Http.request` retries connection failures, 429 and 5xx answers with backoff
 (``Retry-After`` honoured, at most 30 s) when the request can be repeated (a body given
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -186,6 +187,28 @@ class Response:
         self.raw.release_conn()
 
 
+_CONTEXTS: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """The SSL context that checks certificates (``verify``: against the CA store, which
+    ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` may name) or checks nothing; one of each per
+    process and CA store: loading the store costs ~0.1 s."""
+    key = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            if verify:
+                ctx = ssl.create_default_context()
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            _CONTEXTS[key] = ctx
+    return ctx
+
+
 class Http:
     """Requests to any server: pooled connections, one proxy rule, one retry and
     redirect policy, interruptible; ``threads``: how many may request at once."""
@@ -194,35 +217,22 @@ class Http:
         self,
         *,
         timeout: float = 60.0,
+        connect_timeout: float | None = None,
         tls_verify: bool = True,
         trust_local: bool = False,
         threads: int = 8,
     ):
         self.tls_verify = tls_verify
         self.trust_local = trust_local
-        self._timeout = timeout  # for connecting, and for each read
+        self._timeouts = (connect_timeout or timeout, timeout)  # to connect; each read
         self._threads = threads
         self._lock = threading.Lock()
         self._managers: dict[tuple[Proxy | None, bool], urllib3.PoolManager] = {}
-        self._contexts: dict[bool, ssl.SSLContext] = {}
         self._live: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
         self._mine = threading.local()  # each thread's answers not yet read to the end
         self._stop = threading.Event()
 
     # -- connections -------------------------------------------------------------------
-
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        # Loading the CA store costs ~0.1 s; a context that checks nothing needs none.
-        ctx = self._contexts.get(verify)
-        if ctx is None:
-            if verify:
-                ctx = ssl.create_default_context()
-            else:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._contexts[verify] = ctx
-        return ctx
 
     def _manager(self, scheme: str, netloc: str) -> tuple[urllib3.PoolManager, Proxy | None]:
         proxy = proxy_for(scheme, netloc)
@@ -236,13 +246,12 @@ class Http:
                     "maxsize": self._threads,
                     "block": False,
                     "retries": False,
-                    "timeout": self._timeout,
                     "blocksize": SEND_BLOCK,
-                    "ssl_context": self._context(verify),
+                    "ssl_context": tls_context(verify),
                 }
                 from vmbuild.net.pools import pool_manager
 
-                manager = pool_manager(proxy, self._connected, kw)
+                manager = pool_manager(proxy, self._connected, self._timeouts, kw)
                 self._managers[(proxy, verify)] = manager
         return manager, proxy
 
@@ -312,7 +321,6 @@ class Http:
                 retries=False,
                 preload_content=False,
                 decode_content=False,
-                timeout=self._timeout,
             )
         except Exception as exc:
             from vmbuild.net.pools import FAILURES as BELOW

@@ -24,10 +24,12 @@ Connected = Callable[[HTTPConnection], None]
 
 
 def pool_manager(
-    proxy: Proxy | None, connected: Connected, kw: dict[str, Any]
+    proxy: Proxy | None, connected: Connected, timeouts: tuple[float, float], kw: dict[str, Any]
 ) -> urllib3.PoolManager:
-    """A PoolManager (``proxy`` None) or a ProxyManager with the pool arguments ``kw``;
-    ``connected`` is told of each connection it opens."""
+    """A PoolManager (``proxy`` None) or a ProxyManager with the pool arguments ``kw``
+    and ``timeouts`` (to connect, for each read); ``connected`` is told of each
+    connection it opens."""
+    kw = {**kw, "timeout": urllib3.Timeout(connect=timeouts[0], read=timeouts[1])}
     if proxy is None:
         return _Direct(connected, **kw)
     return _Proxied(connected, str(proxy), proxy_headers=proxy.auth_headers(), **kw)
