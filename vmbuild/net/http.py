@@ -228,7 +228,9 @@ class Http:
         self._threads = threads
         self._lock = threading.Lock()
         self._managers: dict[tuple[Proxy | None, bool], urllib3.PoolManager] = {}
-        self._live: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        # every socket opened: a connection lets go of its socket when the answer says
+        # "close", the answer's reader keeps reading it
+        self._socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._mine = threading.local()  # each thread's answers not yet read to the end
         self._stop = threading.Event()
 
@@ -256,21 +258,20 @@ class Http:
         return manager, proxy
 
     def _connected(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            self._live.add(conn)
+        if isinstance(conn.sock, socket.socket):
+            with self._lock:
+                self._socks.add(conn.sock)
 
     def interrupt(self) -> None:
         """Make every request of every thread stop soon: sockets are shut down (a blocked
         read returns), and new requests and retry waits raise :class:`Interrupted`."""
         self._stop.set()
         with self._lock:
-            conns = list(self._live)
-        for conn in conns:
-            sock = conn.sock
-            if isinstance(sock, socket.socket):
-                # The plain socket's shutdown, also under TLS: it only wakes the reader.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            socks = list(self._socks)
+        for sock in socks:
+            # The plain socket's shutdown, also under TLS: it only wakes the reader.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def resume(self) -> None:
         """Allow requests again after :meth:`interrupt` (interrupted connections go)."""
@@ -288,11 +289,11 @@ class Http:
         """Close every connection of every thread (the stack can still be used)."""
         with self._lock:
             managers = list(self._managers.values())
-            conns = list(self._live)
+            socks = list(self._socks)
         for manager in managers:
-            manager.clear()
-        for conn in conns:
-            conn.close()
+            manager.clear()  # the pools go, and the connections they keep
+        for sock in socks:
+            sock.close()  # those in use (a thread that reads one gets an error)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():

@@ -3,13 +3,16 @@ where credentials go on a redirect, and how much of a body it reads."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
+import time
 from typing import BinaryIO
 
 import pytest
 
 from tests.support import stubregistry as sr
-from vmbuild.net.http import Http, Unreachable
+from vmbuild.net.http import Http, Interrupted, Unreachable
 
 
 def test_retries_busy_answers_and_reopens_the_body() -> None:
@@ -87,3 +90,43 @@ def test_a_body_is_read_within_its_bound() -> None:
         assert resp.isclosed()
         http.close()
     assert sr.taken(sent) and sent[0] < 40 << 20, sent  # what the kernel's buffers took
+
+
+def test_interrupt_wakes_a_read_of_an_answer_that_closes_its_connection() -> None:
+    """An answer with ``Connection: close`` (HTTP/1.0 servers) takes the socket from its
+    connection; interrupt() still finds it, and later requests raise Interrupted."""
+    started = threading.Event()
+
+    def drip(h: sr.Stub) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "100")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            for _ in range(20):
+                h.wfile.write(b"z")
+                h.wfile.flush()
+                started.set()
+                time.sleep(0.5)
+
+    with sr.serve({"/slow": drip}) as host:
+        http = Http()
+        got: list[BaseException | bytes] = []
+
+        def read() -> None:
+            try:
+                got.append(http.request("GET", f"http://{host}/slow").read(100))
+            except BaseException as exc:
+                got.append(exc)
+
+        worker = threading.Thread(target=read)
+        worker.start()
+        assert started.wait(10)
+        began = time.monotonic()
+        http.interrupt()
+        worker.join(5)
+        assert not worker.is_alive() and time.monotonic() - began < 1, got
+        with pytest.raises(Interrupted):
+            http.request("GET", f"http://{host}/slow")
+        http.close()
