@@ -171,7 +171,7 @@ class Client:
             )
         method, url, headers, form = token_request(challenge, scope, realm, self.credentials)
         try:
-            resp = self.http.request(method, url, headers=headers, body=form)
+            resp = self.http.request(method, url, headers=headers, body=form, backoff=BACKOFF)
             body = resp.read(MAX_TOKEN_BODY + 1)
             resp.discard()
         except Unreachable as exc:
