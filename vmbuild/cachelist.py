@@ -46,6 +46,7 @@ KINDS = {
     "layer-checks-v1": "base layers already checked, by the version of their file",
     "remote-cache": "records of remote cache entries",
     "debs": "Debian packages, by SHA256",
+    "deb-checks-v1": "cached Debian packages already checked, by the version of their file",
     "debian": "verified Debian package indexes",
     "pushed": "what each pushed archive was, for a one-request re-push",
 }

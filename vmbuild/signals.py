@@ -8,6 +8,11 @@ directories, ``.part`` files) runs for them too. Only the first signal interrupt
 ones are noted and dropped, so that the cleanup the first one started can finish.
 Cleanup code that must not be interrupted half-way runs inside :func:`deferred`: a signal
 that arrives there is raised when the block ends.
+
+The signal reaches the main thread only; work that threads do for it is stopped by the
+main thread on its way out: downloads are given a :class:`Stop`, whose :meth:`Stop.stop`
+wakes a read blocked on a slow server at once, so that waiting for those threads takes
+no longer than their cleanup.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket  # (imported when a Stop is used: repushfast loads this module)
 
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -92,3 +101,53 @@ def describe(exc: KeyboardInterrupt) -> str:
     if signo == signal.SIGINT:
         return "interrupted"
     return f"stopped by {signal.Signals(signo).name}; cleaned up"
+
+
+class Stopped(Exception):
+    """A transfer was stopped by its :class:`Stop` (nobody waits for it any more)."""
+
+
+class Stop:
+    """Stops the transfers given it: after :meth:`stop`, each ends soon with
+    :class:`Stopped`, and a read blocked on a socket it watches at once (the socket is
+    shut down, which only wakes the reader; under TLS too)."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+
+    def stop(self) -> None:
+        import socket
+
+        self.stopped.set()
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` once stopped."""
+        if self.stopped.is_set():
+            raise Stopped()
+
+    def watch(self, conn: object) -> socket.socket | None:
+        """Wake reads of the connection ``conn`` (its ``sock``, if it has one yet) when
+        stopped, until :meth:`unwatch`; :class:`Stopped` if stopped already."""
+        import socket
+
+        sock = getattr(conn, "sock", None)
+        if not isinstance(sock, socket.socket):
+            self.check()
+            return None
+        with self._lock:
+            self._socks.add(sock)
+        if self.stopped.is_set():  # (added after stop() shut the others down)
+            self.unwatch(sock)
+            raise Stopped()
+        return sock
+
+    def unwatch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._socks.discard(sock)

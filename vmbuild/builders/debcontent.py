@@ -17,7 +17,6 @@ Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr, record_of
-from vmbuild.debian.fetch import Fetcher, deb_path
+from vmbuild.debian.fetch import Fetcher, cached_deb, naming_file
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
@@ -72,6 +71,7 @@ def settings_of(table: DebianTable, goarch: str) -> Settings:
         keyring=table.keyring,
         recommends=table.recommends,
         essential=table.essential,
+        check_valid_until=table.check_valid_until,
     )
 
 
@@ -190,7 +190,10 @@ def _pre_depends(deb: Path, pkg: Locked) -> str:
     """The Pre-Depends field of ``deb`` (only its control file is read)."""
     from debian.deb822 import Deb822  # (configure = true only)
 
-    text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    try:
+        text = debfile.control_text(deb, f"{pkg.name} {pkg.version} ({pkg.filename})")
+    except debfile.DebError as exc:
+        raise naming_file(exc, deb) from exc
     return str(Deb822(text).get("Pre-Depends", ""))
 
 
@@ -209,20 +212,15 @@ def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
 
 def _deb_file(s: Settings, pkg: Locked) -> Path:
     """The package's verified .deb in the cache (fetched again if it was removed)."""
-    deb = deb_path(pkg)
-    if not deb.is_file():
-        from vmbuild.debian.http import download
-
-        download(f"{s.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
-    return deb
+    return cached_deb(s.mirror, pkg)
 
 
 def _epoch(date: str) -> int | None:
     """A Release file's Date as seconds since the epoch (None when it has none)."""
-    try:
-        return int(email.utils.parsedate_to_datetime(date).timestamp())
-    except (TypeError, ValueError):
-        return None
+    from vmbuild.debian.release import seconds_of  # (configure = true only)
+
+    seconds = seconds_of(date)
+    return None if seconds is None else int(seconds)
 
 
 def _ordered(lock: Lock) -> list[str]:

@@ -36,6 +36,7 @@ class DebianTable:
     recommends: bool = False
     essential: bool = False
     configure: bool = False
+    check_valid_until: bool = True
 
 
 def deb_item(value: Any, place: str) -> DebItem | None:
@@ -89,6 +90,7 @@ def get_debian(fields: Fields) -> DebianTable:
         recommends=sub.get_bool("recommends"),
         essential=sub.get_bool("essential"),
         configure=sub.get_bool("configure"),
+        check_valid_until=sub.get_bool("checkValidUntil", True),
     )
     sub.finish()
     return spec

@@ -12,21 +12,27 @@ most four: each holds its xz dictionary while the index may still be in memory).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import heapq
 import itertools
 import logging
 import os
+import stat
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from vmbuild.cache import cache_dir
+from vmbuild.cache import FileMemo, cache_dir, file_identity
 from vmbuild.debian import debfile
+from vmbuild.signals import Stop
 
 log = logging.getLogger("vmbuild")
 WORKERS = 8  # downloads at a time
+CHECKS = FileMemo("deb-checks-v1")  # cached .debs whose SHA256 was checked, by identity
 READERS = min(4, (os.cpu_count() or 1) + 1)  # packages read at a time (each ~8 MB)
 
 
@@ -58,6 +64,59 @@ def unpacked_path(pkg: Pinned) -> Path:
     return debs_dir() / "unpacked" / debfile.entry_name(pkg.sha256)
 
 
+def cached_deb(mirror: str, pkg: Pinned, stop: Stop | None = None) -> Path:
+    """The package's ``.deb`` in the cache, checked: fetched when it is not there, or
+    when what is there is not it (not a regular file, another size or SHA256: dropped
+    quietly and fetched again)."""
+    deb = deb_path(pkg)
+    if not _checked(deb, pkg):
+        from vmbuild.debian.http import download  # (urllib3: only when downloading)
+
+        download(mirror, pkg.filename, deb, pkg.size, pkg.sha256, stop)
+    return deb
+
+
+def _checked(deb: Path, pkg: Pinned) -> bool:
+    """Whether ``deb`` is the package: its SHA256 checked, or this version of the file
+    (:func:`~vmbuild.cache.file_identity`) remembered as checked. One that is not is
+    removed."""
+    try:
+        fd = os.open(deb, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError:  # a link, or unreadable: replaced by the download
+        return False
+    try:
+        st = os.fstat(fd)
+        what = ["sha256", pkg.sha256]
+        if stat.S_ISREG(st.st_mode) and st.st_size == pkg.size:
+            if CHECKS.recall(st, what) is not None:
+                return True
+            since = time.time_ns()
+            with open(fd, "rb", closefd=False) as f:
+                got = hashlib.file_digest(f, "sha256").hexdigest()
+            if got == pkg.sha256:
+                CHECKS.record(st, what, {"sha256": pkg.sha256}, since)
+                return True
+        log.debug("cached %s is not %s %s; fetching it again", deb, pkg.name, pkg.version)
+        with contextlib.suppress(OSError):
+            if file_identity(os.lstat(deb)) == file_identity(st):
+                os.unlink(deb)  # (what is there now is not what was checked: left)
+        return False
+    finally:
+        os.close(fd)
+
+
+def naming_file(exc: debfile.DebError, deb: Path) -> debfile.DebError:
+    """``exc`` (naming the package), its hint naming the cache file it was read from."""
+    hint = f"{exc.hint}; " if exc.hint else ""
+    named = debfile.DebError(
+        exc.message, f"{hint}the cached file is {deb}: delete it to fetch it again"
+    )
+    named.__cause__ = exc
+    return named
+
+
 def _read(deb: Path, pkg: Pinned) -> Path:
     done = unpacked_path(pkg)
     done.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +135,7 @@ class Fetcher:
         self.mirror = mirror
         self.read = read
         self._downloads = ThreadPoolExecutor(WORKERS, thread_name_prefix="deb-get")
+        self._stop = Stop()  # stops the downloads (close)
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="deb-read")
         # sha256 -> its download, giving its read (None: not read yet)
         self._started: dict[str, Future[Future[Path] | None]] = {}
@@ -102,11 +162,7 @@ class Fetcher:
         self._started[pkg.sha256] = self._downloads.submit(self._download, pkg)
 
     def _download(self, pkg: Pinned) -> Future[Path] | None:
-        deb = deb_path(pkg)
-        if not deb.is_file():
-            from vmbuild.debian.http import download  # (urllib3: only when downloading)
-
-            download(f"{self.mirror}/{pkg.filename}", deb, pkg.size, pkg.sha256)
+        deb = cached_deb(self.mirror, pkg, self._stop)
         return self._queue_read(deb, pkg) if self.read else None
 
     def _queue_read(self, deb: Path, pkg: Pinned) -> Future[Path]:
@@ -124,6 +180,8 @@ class Fetcher:
             return
         try:
             done.set_result(_read(deb, pkg))
+        except debfile.DebError as exc:  # (the package named; and its file)
+            done.set_exception(naming_file(exc, deb))
         except BaseException as exc:  # (given to whoever waits for it)
             done.set_exception(exc)
 
@@ -156,6 +214,10 @@ class Fetcher:
                 started.result()
 
     def close(self) -> None:
+        """Drop what is queued, stop the downloads still running (at once: a read
+        blocked on a slow mirror is woken) and wait for the threads (so no part file or
+        thread outlives the build)."""
+        self._stop.stop()
         self._downloads.shutdown(wait=True, cancel_futures=True)
         self._readers.shutdown(wait=True, cancel_futures=True)
 

@@ -17,18 +17,21 @@ from bisect import bisect_right
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat as _repeat
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 from debian.deb822 import Packages
 from isal import isal_zlib
 
 from vmbuild.cache import cache_dir
-from vmbuild.debian.http import MirrorError, chunks
+from vmbuild.debian.http import MAX_INDEX, MirrorError, chunks
+from vmbuild.debian.lock import pool_path_problem, size_problem
 from vmbuild.debian.release import IndexFile, ReleaseInfo
+from vmbuild.signals import Stop
 
 T = TypeVar("T")
 _ISAL_ERROR = cast(type[BaseException], isal_zlib.error)
-MAX_RATIO = 20  # an index's text is at most this many times its compressed size
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 FIELDS = ("Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts", "Breaks")
 
 
@@ -54,15 +57,31 @@ class Candidate:
 
 
 def candidate(paragraph: str) -> Candidate:
-    """One paragraph of a Packages index, parsed by python-debian."""
+    """One paragraph of a Packages index, parsed by python-debian; MirrorError when
+    what a lock would pin is missing or malformed (its Filename a plain relative path
+    inside the mirror, its Size a number, its SHA256 a hash)."""
     p = Packages(paragraph)
+    name, version = p.get("Package", ""), p.get("Version", "")
+    filename, size, sha256 = p.get("Filename", ""), p.get("Size", ""), p.get("SHA256", "")
+    problem = (
+        (not version and "no Version")
+        or pool_path_problem(filename)
+        or (not (size.isascii() and size.isdigit()) and f"a Size {size!r} that is not a number")
+        or size_problem(int(size))
+        or (not _SHA256.fullmatch(sha256) and f"a SHA256 {sha256!r} that is not one")
+    )
+    if problem:
+        raise MirrorError(
+            f"the index gives package {name} {version} {problem}; not used",
+            "the mirror's index is malformed or was crafted; check the mirror",
+        )
     return Candidate(
-        name=p["Package"],
-        version=p["Version"],
+        name=name,
+        version=version,
         architecture=p.get("Architecture", ""),
-        filename=p.get("Filename", ""),
-        size=int(p.get("Size", "0")),
-        sha256=p.get("SHA256", ""),
+        filename=filename,
+        size=int(size),
+        sha256=sha256,
         multi_arch=p.get("Multi-Arch", ""),
         essential=p.get("Essential", "") == "yes",
         priority=p.get("Priority", ""),
@@ -198,7 +217,8 @@ def _seen(para: bytes, at: int, what: bytes) -> bool:
 
 
 def _inflater(name: str) -> Callable[[bytes], bytes]:
-    """Decompresses ``name``'s bytes piece by piece (b"" at the end flushes)."""
+    """Decompresses ``name``'s bytes piece by piece (b"" at the end flushes); EOFError
+    when the compressed data ends inside a stream (a truncated file)."""
     if not name.endswith((".gz", ".xz")):
         return lambda data: data
     make: Callable[[], Any] = (
@@ -206,18 +226,24 @@ def _inflater(name: str) -> Callable[[bytes], bytes]:
         lzma.LZMADecompressor if name.endswith(".xz") else lambda: isal_zlib.decompressobj(47)
     )
     state = [make()]
+    begun = [False]  # the current stream has been given bytes
 
     def inflate(data: bytes) -> bytes:
         if not data:
             flush = getattr(state[0], "flush", None)  # (zlib's; lzma keeps nothing back)
-            return bytes(flush()) if flush is not None else b""
+            rest = bytes(flush()) if flush is not None else b""
+            if begun[0] and not state[0].eof:
+                raise EOFError("the compressed data ends before its stream does")
+            return rest
         out = []
         while data:
             d = state[0]
+            begun[0] = True
             out.append(d.decompress(data))
             data = d.unused_data if d.eof else b""
             if d.eof:
                 state[0] = make()  # a file of several members (streams)
+                begun[0] = False
         return b"".join(out)
 
     return inflate
@@ -240,10 +266,13 @@ def _decoded(
         yield inflate(piece), not piece
 
 
-def _ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+def _ahead(
+    items: Iterator[T], wake: Callable[[], None], depth: int = 2
+) -> Generator[T, None, None]:
     """``items``, made by a thread of their own up to ``depth`` ahead of the caller
     (download and decompression, which free the GIL, overlap the scan); when the
-    caller stops early, the thread stops at its next item and is waited for."""
+    caller stops early (an error, Ctrl-C), ``wake`` is called (to end a read blocked on
+    the mirror), and the thread stops at its next item and is waited for."""
     q: queue.Queue[tuple[int, Any]] = queue.Queue(depth)
     stop = threading.Event()
 
@@ -282,6 +311,8 @@ def _ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
                 return
     finally:
         stop.set()
+        if thread.is_alive():
+            wake()
         thread.join()
 
 
@@ -303,29 +334,33 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
     """The index of ``component`` for ``arch``, scanned as its bytes arrive (from the
     mirror, or the cache where it is kept by the hash InRelease gives): decompressed
     and scanned piece by piece while the rest downloads, hashed meanwhile, and used
-    only once the whole matches that hash (else nothing of it is kept)."""
+    only once the whole matches that hash (else nothing of it is kept). Its text is
+    bounded by the size InRelease gives it (when it lists the plain index), else by
+    :data:`~vmbuild.debian.http.MAX_INDEX`; text that is no index (it names no
+    package) or a compressed stream cut short is a corrupt index."""
     entry = _entry(mirror, release, component, arch)
     cached = cache_dir() / "debian" / "index" / entry.sha256
     url = f"{mirror}/dists/{release.suite}/{entry.path}"
+    plain = release.files.get(f"{component}/binary-{arch}/Packages")
+    text_limit = min(MAX_INDEX, plain.size) if plain is not None else MAX_INDEX
     have = cached.is_file()
-    source = chunks(f"file://{cached}" if have else url, entry.size)
+    stop = Stop()
+    source = chunks(f"file://{cached}" if have else url, entry.size, stop)
     raw, digest, sizes = RawIndex(), hashlib.sha256(), [0]
-    pending, text_size = b"", 0
+    pending, text_size, blank = b"", 0, True
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
     keep = None if have else open(tmp, "wb")  # noqa: SIM115 (closed below)
     try:
         decoded = _decoded(source, _inflater(entry.path), digest, keep, sizes)
         # closing: the reading thread is stopped and waited for on any way out
-        with contextlib.closing(_ahead(decoded)) as pieces:
+        with contextlib.closing(_ahead(decoded, stop.stop)) as pieces:
             for new, last in pieces:
                 text = pending + new
                 text_size += len(new)
-                if text_size > MAX_RATIO * entry.size + (1 << 20):
-                    raise MirrorError(
-                        f"{url} decompresses to more than {MAX_RATIO} times its size; not used",
-                        "the mirror serves something else than InRelease names; check the mirror",
-                    )
+                blank = blank and not new.strip()
+                if text_size > text_limit:
+                    raise MirrorError(f"{url} {_too_large(text_limit, plain)}; not used", _CHECK)
                 # whole paragraphs are scanned now; the last, unfinished one waits
                 cut = len(text) if last else text.rfind(b"\n\n")
                 if cut >= 0:
@@ -334,24 +369,47 @@ def load_index(mirror: str, release: ReleaseInfo, component: str, arch: str) -> 
                 pending = text
         if keep is not None:
             keep.close()
-        got = digest.hexdigest()
-        if got != entry.sha256 or sizes[0] != entry.size:
-            cached.unlink(missing_ok=True)
-            raise MirrorError(
-                f"{url} does not match the hash InRelease gives (expected {entry.sha256}, "
-                f"got {got}); not used",
-                "the mirror is inconsistent (perhaps mid-update); try again later",
-            )
+        _check_hash(url, entry, digest.hexdigest(), sizes[0], cached)
+        if plain is not None and text_size != plain.size:
+            raise EOFError(f"its text is {text_size} bytes, not the {plain.size} InRelease gives")
+        if not raw.first and not blank:
+            raise EOFError("it names no package")
         if not have:
             os.replace(tmp, cached)
     except (zlib.error, _ISAL_ERROR, lzma.LZMAError, EOFError) as exc:
         cached.unlink(missing_ok=True)
+        if sizes[0] > entry.size:  # (the byte past the end was inflated: not the index)
+            _check_hash(url, entry, digest.hexdigest(), sizes[0], cached)
+        vouched = sizes[0] == entry.size and digest.hexdigest() == entry.sha256
         raise MirrorError(
-            f"{url} does not decompress ({exc}); not used",
-            "the mirror is inconsistent (perhaps mid-update); try again later",
+            f"{url} is a corrupt index ({exc})"
+            + (", although InRelease vouches for its hash" if vouched else "")
+            + "; not used",
+            "the mirror publishes a broken index; try again later or use another mirror"
+            if vouched
+            else "the mirror is inconsistent (perhaps mid-update); try again later",
         ) from exc
     finally:
         if keep is not None:
             keep.close()
         tmp.unlink(missing_ok=True)
     return raw
+
+
+def _check_hash(url: str, entry: IndexFile, got: str, size: int, cached: Path) -> None:
+    if got != entry.sha256 or size != entry.size:
+        cached.unlink(missing_ok=True)
+        raise MirrorError(
+            f"{url} does not match the hash InRelease gives (expected {entry.sha256}, "
+            f"got {got}); not used",
+            "the mirror is inconsistent (perhaps mid-update); try again later",
+        )
+
+
+def _too_large(limit: int, plain: IndexFile | None) -> str:
+    if plain is not None and limit == plain.size:
+        return f"decompresses to more than the {limit} bytes InRelease gives its text"
+    return f"decompresses to more than {limit} bytes, the most vmbuild reads of an index"
+
+
+_CHECK = "the mirror's index does not match its InRelease, or is not one; check the mirror"

@@ -18,6 +18,32 @@ from vmbuild.errors import SpecError
 LOCK_VERSION = 1
 _SHA = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+# A pool path: plain relative components, each led by a letter or digit (no "", ".",
+# "..", leading "/", white space, control character, "\\", "?" or "#")
+_POOL_PART = r"[A-Za-z0-9][A-Za-z0-9+_.~%:@=,-]*"
+_POOL_PATH = re.compile(rf"{_POOL_PART}(?:/{_POOL_PART})*")
+_VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+_ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
+MAX_POOL_PATH = 1024
+MAX_SIZE = 1 << 40  # a .deb's size (1 TiB: far above any package)
+
+
+def pool_path_problem(filename: str) -> str | None:
+    """Why ``filename`` (an index's or lock's ``Filename``, relative to the mirror) is not
+    a plain relative path inside the mirror; None when it is one."""
+    if len(filename) > MAX_POOL_PATH:
+        return f"a Filename longer than {MAX_POOL_PATH} characters"
+    if not _POOL_PATH.fullmatch(filename) or ".." in filename.split("/"):
+        return f"an unsafe Filename {filename!r} (not a plain relative path)"
+    return None
+
+
+def size_problem(size: object) -> str | None:
+    """Why ``size`` (a package's Size) is not a whole number of bytes from 0 to
+    :data:`MAX_SIZE`; None when it is one."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+        return f"a Size {size!r} that is not a whole number from 0 to {MAX_SIZE}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,8 +153,8 @@ def read_lock(path: Path) -> Lock:
                 Request(_str(r["name"]), _str(r["version"]) if "version" in r else None)
                 for r in data["requests"]
             ),
-            recommends=bool(data["recommends"]),
-            essential=bool(data["essential"]),
+            recommends=_bool(data["recommends"]),
+            essential=_bool(data["essential"]),
         )
         packages = tuple(_package(p) for p in data["packages"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -147,24 +173,37 @@ def _str(value: object) -> str:
     return value
 
 
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _package(p: dict[str, Any]) -> Locked:
     locked = Locked(
         name=_str(p["name"]),
         version=_str(p["version"]),
         architecture=_str(p["architecture"]),
         filename=_str(p["filename"]),
-        size=int(p["size"]),
+        size=p["size"],
         sha256=_str(p["sha256"]),
         depends=tuple(_str(d) for d in p["depends"]),
         multi_arch=_str(p.get("multi_arch", "")),
-        essential=bool(p.get("essential", False)),
+        essential=_bool(p.get("essential", False)),
     )
     if not _NAME.fullmatch(locked.name):
         raise ValueError(f"bad package name {locked.name!r}")
     if not _SHA.fullmatch(locked.sha256):
         raise ValueError(f"{locked.name}: bad sha256")
-    if ".." in locked.filename.split("/") or locked.filename.startswith("/"):
-        raise ValueError(f"{locked.name}: bad filename {locked.filename!r}")
+    if not _VERSION.fullmatch(locked.version):
+        raise ValueError(f"{locked.name}: bad version {locked.version!r}")
+    if not _ARCH.fullmatch(locked.architecture):
+        raise ValueError(f"{locked.name}: bad architecture {locked.architecture!r}")
+    if locked.multi_arch not in ("", "same", "foreign", "allowed", "no"):
+        raise ValueError(f"{locked.name}: bad multi_arch {locked.multi_arch!r}")
+    problem = pool_path_problem(locked.filename) or size_problem(locked.size)
+    if problem is not None:
+        raise ValueError(f"{locked.name} has {problem}")
     return locked
 
 

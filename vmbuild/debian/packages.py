@@ -35,6 +35,7 @@ class Settings:
     recommends: bool
     essential: bool
     lock: Path
+    check_valid_until: bool = True  # false: a snapshot mirror's expired Release is used
 
     def made_for(self, requests: Sequence[Request]) -> For:
         return For(self.suite, self.architecture, tuple(requests), self.recommends, self.essential)
@@ -50,6 +51,7 @@ def settings(
     keyring: Path | None = None,
     recommends: bool = False,
     essential: bool = False,
+    check_valid_until: bool = True,
 ) -> Settings:
     """The settings, each missing value from the host's apt sources."""
     if mirror is None or suite is None or keyring is None:
@@ -66,6 +68,7 @@ def settings(
         recommends=recommends,
         essential=essential,
         lock=lock,
+        check_valid_until=check_valid_until,
     )
 
 
@@ -77,7 +80,7 @@ def make_lock(s: Settings, requests: Sequence[Request], fetcher: Fetcher | None 
     from vmbuild.debian.release import fetch_release
     from vmbuild.debian.resolve import Universe, resolve
 
-    release = fetch_release(s.mirror, s.suite, s.keyring)
+    release = fetch_release(s.mirror, s.suite, s.keyring, s.check_valid_until)
     raw = RawIndex()
     for component in s.components:
         raw.extend(load_index(s.mirror, release, component, s.architecture))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from vmbuild import parts
 from vmbuild.errors import SpecError, VmbuildError
 from vmbuild.oci import archive
 from vmbuild.oci.compress import COMPRESSIONS, Compression, check_level, compressor
@@ -130,38 +131,10 @@ def _read_only(directory: Path) -> bool:
     return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
 
 
-def _part_prefix(out: Path) -> str:
-    return f".{out.name}."
-
-
 def sweep_parts(out: Path) -> None:
-    """Remove ``.part`` files and directories left beside ``out`` by builds that died.
-
-    Each writer holds an exclusive ``flock`` on its part while it writes; a part that can
-    be locked has no writer left (pids can be reused, locks cannot outlive their owner).
-    """
-    directory = out.parent if str(out.parent) else Path(".")
-    prefix = _part_prefix(out)
-    with contextlib.suppress(OSError):
-        names = [
-            n
-            for n in os.listdir(directory)
-            if n.startswith(prefix) and (n.endswith(".part") or ".old-" in n)
-        ]
-        for name in names:
-            path = directory / name
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live build is writing it
-                finally:
-                    os.close(fd)
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink()
+    """Remove ``.part`` files and directories left beside ``out`` by builds that died
+    (:mod:`vmbuild.parts`: a writer holds ``flock`` on its part)."""
+    parts.sweep(out, old=True)
 
 
 class _OutFile:
@@ -213,20 +186,11 @@ def open_part(out: Path) -> tuple[int, Path]:
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise VmbuildError(f"output directory {directory} does not exist", "create it first")
-    sweep_parts(out)
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f"{_part_prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
-        )
+        fd, tmp = parts.create(out, old=True)
     except OSError as exc:
         raise output_error(out, exc) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    return fd, Path(tmp)
+    return fd, tmp
 
 
 @contextlib.contextmanager
@@ -292,7 +256,7 @@ def _write_layout(image: Image, out: Path, referrers: Sequence[Artifact]) -> Non
     try:
         tmp = Path(
             tempfile.mkdtemp(
-                prefix=f"{_part_prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
+                prefix=f"{parts.prefix(out)}{os.getpid()}.", suffix=".part", dir=directory
             )
         )
     except OSError as exc:

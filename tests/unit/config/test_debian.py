@@ -51,6 +51,9 @@ def test_the_table() -> None:
         True,
         False,
     )
+    assert s.debian.check_valid_until  # apt's default
+    snapshot = _layered({"debian": {"checkValidUntil": False}}).debian
+    assert snapshot is not None and not snapshot.check_valid_until
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_the_table() -> None:
         ({"contents": [{"deb": "bash", "version": "1 2"}]}, "not a Debian version"),
         ({"debian": {"suit": "x"}}, "unknown argument 'suit'"),
         ({"debian": {"mirror": "ftp://x"}}, "not an http"),
+        ({"debian": {"checkValidUntil": "no"}}, "checkValidUntil"),
         ({"debian": {"configure": True}, "architecture": "arm64"}, "runs amd64 only"),
         ({"debian": {"configure": True}}, "buildImage's; buildLayeredImage has no build VM"),
     ],

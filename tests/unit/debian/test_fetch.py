@@ -8,6 +8,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,80 @@ def test_a_package_that_does_not_match_its_hash_is_an_error(
         with pytest.raises(MirrorError, match="SHA256"):
             fetcher.wait([bad])
     assert not deb_path(bad).exists() and not unpacked_path(bad).exists()
+
+
+def _fetched(pkg: Pkg, mirror: str) -> Path:
+    with Fetcher(mirror) as fetcher:
+        return fetcher.wait([pkg])[pkg.name]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "swapped", "link", "short", "directory"])
+def test_a_cached_deb_that_is_not_the_package_is_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """N7: a garbage or swapped ``debs/<sha>.deb`` was used forever (an image with
+    another package's files, or the same error on every build)."""
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, (a, b) = _mirror(tmp_path, "a", "b")
+    deb = deb_path(a)
+    deb.parent.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v" * a.size)
+    if kind == "garbage":
+        deb.write_bytes(b"!" * a.size)
+    elif kind == "swapped":
+        deb.write_bytes((tmp_path / "mirror" / b.filename).read_bytes())
+    elif kind == "link":
+        deb.symlink_to(victim)
+    elif kind == "short":
+        deb.write_bytes(b"!")
+    else:
+        deb.mkdir()
+    got = _fetched(a, mirror)
+    assert deb.read_bytes() == (tmp_path / "mirror" / a.filename).read_bytes()
+    assert [m.name for m in debfile.read_members(got)] == ["usr", "usr/share", "usr/share/a",
+                                                          "usr/share/a/file"]  # fmt: skip
+    assert victim.read_bytes() == b"v" * a.size
+
+
+def test_a_checked_deb_is_remembered_by_its_files_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmbuild import cache
+    from vmbuild.debian import fetch
+
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "RACY_NS", -(10**9))  # (every file counts as settled)
+    mirror, (a,) = _mirror(tmp_path, "a")
+    with Fetcher(mirror, read=False) as fetcher:
+        fetcher.start(a)
+        fetcher.downloaded([a])
+    deb = deb_path(a)
+    assert fetch.cached_deb(mirror, a) == deb  # checked: its hash
+    hashed: list[object] = []
+    real = hashlib.file_digest
+
+    def counting(f: Any, digest: str) -> Any:
+        hashed.append(f)
+        return real(f, digest)
+
+    monkeypatch.setattr(hashlib, "file_digest", counting)
+    assert fetch.cached_deb(mirror, a) == deb
+    assert hashed == []  # remembered
+    os.chmod(deb, 0o600)  # a change to the file (its ctime): checked again
+    assert fetch.cached_deb(mirror, a) == deb
+    assert len(hashed) == 1
+
+
+def test_a_deb_that_cannot_be_read_names_its_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, (a,) = _mirror(tmp_path, "a")
+    junk = b"!<arch>\njunk"
+    (tmp_path / "mirror" / a.filename).write_bytes(junk)
+    bad = Pkg(a.name, a.version, a.filename, len(junk), hashlib.sha256(junk).hexdigest())
+    with pytest.raises(debfile.DebError) as err:
+        _fetched(bad, mirror)
+    assert "a 1 (pool/a.deb)" in str(err.value)
+    assert f"{deb_path(bad)}: delete it" in str(err.value)

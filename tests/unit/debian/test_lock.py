@@ -37,7 +37,20 @@ def test_round_trip_and_coverage(tmp_path: Path) -> None:
     [
         ('"lockVersion": 1', '"lockVersion": 7', "lockVersion"),
         (f'"{SHA}"', '"abc"', "bad sha256"),
-        ('"pool/main/a/a.deb"', '"../../etc/passwd"', "bad filename"),
+        ('"pool/main/a/a.deb"', '"../../etc/passwd"', "unsafe Filename"),
+        ('"pool/main/a/a.deb"', '"/etc/passwd"', "unsafe Filename"),
+        ('"pool/main/a/a.deb"', '"pool/./a.deb"', "unsafe Filename"),
+        ('"pool/main/a/a.deb"', '"pool//a.deb"', "unsafe Filename"),
+        ('"pool/main/a/a.deb"', '"pool/a b.deb"', "unsafe Filename"),
+        ('"pool/main/a/a.deb"', '"pool/a.deb\\n"', "unsafe Filename"),
+        ('"size": 5', '"size": 1e999', "Size inf"),  # s3-sizeinf: was OverflowError
+        ('"size": 5', '"size": -5', "Size -5"),  # s3-sizeneg: was FileNotFoundError
+        ('"size": 5', '"size": 5.5', "Size 5.5"),
+        ('"size": 5', '"size": "5"', "Size '5'"),
+        ('"size": 5', '"size": true', "Size True"),
+        ('"version": "1.0"', '"version": "1.0\\nStatus: x"', "bad version"),
+        ('"architecture": "all"', '"architecture": "a/b"', "bad architecture"),
+        ('"essential": false', '"essential": "no"', "expected true or false"),
         ('"a"\n   ]', '"zz"\n   ]', "does not list"),
     ],
 )
