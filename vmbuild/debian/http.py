@@ -34,12 +34,13 @@ _STACKS_LOCK = threading.Lock()
 
 def _stack(stop: Stop) -> Http:
     """The stack a Stop's transfers share (their kept-alive connections): the Stop
-    interrupts it."""
+    interrupts it, and its connections close when the Stop is gone."""
     with _STACKS_LOCK:
         http = _STACKS.get(stop)
         if http is None:
             http = _STACKS[stop] = Http(timeout=60.0, connect_timeout=15.0)
             stop.on_stop(http.interrupt)
+            weakref.finalize(stop, http.close)
     return http
 
 
