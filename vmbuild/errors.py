@@ -21,6 +21,12 @@ def last_lines(text: str, n: int = TAIL_LINES) -> list[str]:
     return [ln.rstrip() for ln in text.splitlines() if ln.strip()][-n:]
 
 
+def printable(text: str) -> str:
+    """``text`` a server or an image chose, safe to print: control characters (a
+    terminal's escape sequences among them) become ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 class VmbuildError(Exception):
     """A failure the user can act on: ``message`` says what, ``hint`` says how to fix it."""
 

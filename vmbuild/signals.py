@@ -20,12 +20,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import socket  # (imported when a Stop is used: repushfast loads this module)
 
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -109,45 +105,29 @@ class Stopped(Exception):
 
 class Stop:
     """Stops the transfers given it: after :meth:`stop`, each ends soon with
-    :class:`Stopped`, and a read blocked on a socket it watches at once (the socket is
-    shut down, which only wakes the reader; under TLS too)."""
+    :class:`Stopped`, and what was handed to :meth:`on_stop` is called (the HTTP stack
+    the transfers share is interrupted: a blocked read is woken at once)."""
 
     def __init__(self) -> None:
         self.stopped = threading.Event()
         self._lock = threading.Lock()
-        self._socks: set[socket.socket] = set()
+        self._wakers: list[Callable[[], None]] = []
 
     def stop(self) -> None:
-        import socket
-
         self.stopped.set()
         with self._lock:
-            socks = list(self._socks)
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
 
     def check(self) -> None:
         """Raise :class:`Stopped` once stopped."""
         if self.stopped.is_set():
             raise Stopped()
 
-    def watch(self, conn: object) -> socket.socket | None:
-        """Wake reads of the connection ``conn`` (its ``sock``, if it has one yet) when
-        stopped, until :meth:`unwatch`; :class:`Stopped` if stopped already."""
-        import socket
-
-        sock = getattr(conn, "sock", None)
-        if not isinstance(sock, socket.socket):
-            self.check()
-            return None
+    def on_stop(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when stopped (at once if stopped already)."""
         with self._lock:
-            self._socks.add(sock)
-        if self.stopped.is_set():  # (added after stop() shut the others down)
-            self.unwatch(sock)
-            raise Stopped()
-        return sock
-
-    def unwatch(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._socks.discard(sock)
+            self._wakers.append(wake)
+        if self.stopped.is_set():
+            wake()

@@ -31,6 +31,7 @@ LOWER = (
     "vmbuild.layering",
     "vmbuild.sbom",
     "vmbuild.debian",
+    "vmbuild.net",
 )
 # Top-level modules that sit above the builders (the command line and the API).
 ABOVE = {"vmbuild", "vmbuild.__main__", "vmbuild.cli"}

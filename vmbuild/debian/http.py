@@ -1,75 +1,47 @@
-"""HTTP for a package mirror (urllib3): small bodies read whole, indexes and files
+"""HTTP for a package mirror, on the one stack (:mod:`vmbuild.net.http`: the proxy the
+environment names, retries, redirects, TLS): small bodies read whole, indexes and files
 streamed. Every transfer is bounded: it reads at most one byte more than it may take
 (an index's signed size, a package's), has a read timeout, and is stopped at once by
-its :class:`~vmbuild.signals.Stop` (a blocked read is woken: its socket is shut down). A package is
-written into a part file of its own (:mod:`vmbuild.parts`), hashed as it arrives, and
-renamed into place only when its size and SHA256 match."""
+its :class:`~vmbuild.signals.Stop` (which interrupts the stack its transfers share: a
+blocked read is woken). A package is written into a part file of its own
+(:mod:`vmbuild.parts`), hashed as it arrives, and renamed into place only when its
+size and SHA256 match."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import hashlib
-import http.client
 import os
-import socket
 import threading
+import weakref
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
-
-import urllib3
 
 from vmbuild import parts
 from vmbuild.errors import ImageError, VmbuildError
+from vmbuild.net.http import FAILURES, Http, Interrupted, Unreachable
+from vmbuild.net.proxy import NetError
 from vmbuild.oci.safety import open_beneath
-from vmbuild.signals import Stop
+from vmbuild.signals import Stop, Stopped
 
 MAX_INDEX = 512 << 20
 CHUNK = 1 << 20
-TIMEOUT = urllib3.Timeout(connect=15.0, read=60.0)  # seconds without a byte
 _HINT = "check the [debian] mirror (or the host's apt sources) and the network"
-_CURRENT = threading.local()  # .stop, .watched: this thread's request's Stop, sockets
+_STACKS: weakref.WeakKeyDictionary[Stop, Http] = weakref.WeakKeyDictionary()
+_STACKS_LOCK = threading.Lock()
 
 
-class _WatchedHTTP(urllib3.connection.HTTPConnection):
-    """A connection that its thread's Stop can wake all along a request: its answer's
-    head, a redirect's body drained, a retry (a mirror that stalls anywhere)."""
-
-    def connect(self) -> None:
-        super().connect()
-        _watch(self)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch(self)
-        super().request(*args, **kwargs)
-
-
-def _watch(conn: object) -> None:
-    stop: Stop | None = getattr(_CURRENT, "stop", None)
-    if stop is not None:
-        _CURRENT.watched.append(stop.watch(conn))
-
-
-class _WatchedHTTPS(_WatchedHTTP, urllib3.connection.HTTPSConnection):
-    pass  # (first: its connect and request wrap HTTPS's)
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTP
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPS
-
-
-_POOL = urllib3.PoolManager(
-    num_pools=4,
-    maxsize=8,
-    # (no waiting a Retry-After out: a server could ask for days, in a thread no Stop wakes)
-    retries=urllib3.Retry(3, backoff_factor=0.3, redirect=5, respect_retry_after_header=False),
-)
-_POOL.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+def _stack(stop: Stop) -> Http:
+    """The stack a Stop's transfers share (their kept-alive connections): the Stop
+    interrupts it, and its connections close when the Stop is gone."""
+    with _STACKS_LOCK:
+        http = _STACKS.get(stop)
+        if http is None:
+            http = _STACKS[stop] = Http(timeout=60.0, connect_timeout=15.0)
+            stop.on_stop(http.interrupt)
+            weakref.finalize(stop, http.close)
+    return http
 
 
 class MirrorError(VmbuildError):
@@ -111,42 +83,29 @@ def _file_pieces(fd: int, url: str, limit: int) -> Generator[bytes]:
 
 
 def _http_pieces(url: str, limit: int, stop: Stop) -> Generator[bytes]:
-    """At most ``limit`` + 1 bytes of the body of ``url``, as they arrive; the sockets
-    of the request are watched by ``stop`` until it ends (then the connection goes back
-    to the pool, or is closed when the body was not read to its end)."""
+    """At most ``limit`` + 1 bytes of the body of ``url``, as they arrive (then the
+    connection goes back to the pool, or is closed when the body was not read to its
+    end)."""
     stop.check()
-    watched: list[socket.socket | None] = []
-    _CURRENT.stop, _CURRENT.watched = stop, watched
-    resp, ended = None, False
     try:
-        try:
-            resp = _POOL.request("GET", url, preload_content=False, timeout=TIMEOUT)
-        except urllib3.exceptions.HTTPError as exc:
-            stop.check()
-            raise MirrorError(f"cannot reach {url}: {exc}", _HINT) from exc
-        finally:
-            _CURRENT.stop = _CURRENT.watched = None
+        resp = _stack(stop).request("GET", url)
+    except Interrupted:
+        raise Stopped() from None
+    except Unreachable as exc:
+        raise MirrorError(f"cannot reach {url}: {exc.reason}", _HINT) from exc
+    except NetError as exc:
+        raise MirrorError(f"{url}: {exc.message}", exc.hint) from exc
+    try:
         if resp.status != 200:
             raise MirrorError(f"{url} answered HTTP {resp.status}", _HINT)
-        left = limit + 1
-        while left > 0:
-            piece = resp.read1(min(CHUNK, left))
+        for piece in resp.stream(limit, CHUNK):
             stop.check()  # (a woken read returns what it had, or nothing)
-            if not piece:
-                ended = True
-                break
-            left -= len(piece)
             yield piece
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+    except FAILURES as exc:
         stop.check()
         raise MirrorError(f"cannot read {url}: {exc}", _HINT) from exc
     finally:
-        for sock in watched:
-            stop.unwatch(sock)
-        if resp is not None:
-            if not ended:
-                resp.close()  # the rest unread: the connection is not reused
-            resp.release_conn()
+        resp.discard()
 
 
 def download(

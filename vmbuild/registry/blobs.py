@@ -25,7 +25,7 @@ from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
 from vmbuild.registry import known
-from vmbuild.registry.client import Client, Interrupted
+from vmbuild.registry.client import Client, Interrupted, Response
 from vmbuild.registry.inflate import (
     CHUNK,
     CachedBlob,
@@ -234,7 +234,7 @@ class Downloader:
                 if self.cancel.wait(BACKOFF * 2 ** (failures - 1)):
                     raise Cancelled() from None
 
-    def _check_length(self, resp: http.client.HTTPResponse, desc: Descriptor, start: int) -> None:
+    def _check_length(self, resp: Response, desc: Descriptor, start: int) -> None:
         length = resp.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) != desc.size - start:
             self.client.reset()

@@ -1,66 +1,51 @@
-"""HTTP to one registry: connections, scheme, authentication, redirects, retries, errors.
+"""HTTP to one registry: its scheme, authentication and errors, on :mod:`vmbuild.net.http`.
 
-Each thread keeps its own keep-alive connection per origin. HTTPS is used unless the
-registry is on this machine (localhost, 127.0.0.1, ::1) or ``tls_verify`` is off; then
-HTTPS is tried first (without certificate checks) and plain HTTP is used if the server
-does not speak TLS. The proxy the environment names is used (see :mod:`.proxy`). A 401
+The stack does connections, the proxy, retries, redirects, bounded bodies and interrupts
+(:class:`~vmbuild.net.http.Http`); what is the registry's is here. HTTPS is used unless
+the registry is on this machine (localhost, 127.0.0.1, ::1) or ``tls_verify`` is off;
+then HTTPS is tried first (a server on this machine is trusted without certificate
+checks) and plain HTTP is used if the server does not speak TLS. A 401 from the registry
 answers with a challenge; the client meets it (basic or a bearer token for the scopes
 asked) once and repeats the request. An identity token (docker's ``<token>`` login) is
 traded for a bearer token as docker does it, by an OAuth2 form POST to the realm
-(``grant_type=refresh_token``); basic auth has no way to use one. Connection failures,
-429 and 5xx answers are retried with backoff when the request can be repeated; a
-proxy's failure is not. A redirect is followed (at most :data:`MAX_REDIRECTS` times, to
-HTTP(S) URLs only) without the registry's credentials unless it stays on the registry.
-
-A body nobody wants (a redirect's, a 401's, a retried answer's) is read only when it is
-small (see :func:`.answers.discard`); a larger one costs its connection instead, so a
-hostile server cannot make vmbuild read or hold much. :meth:`Client.interrupt` wakes every
-thread blocked on one of the client's sockets (Ctrl-C while downloads run in threads).
+(``grant_type=refresh_token``); basic auth has no way to use one. The registry's
+credentials go only to the registry (the stack drops them on a redirect elsewhere).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
+import json
 import logging
-import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
-from typing import BinaryIO
+from collections.abc import Mapping
 
-from vmbuild.errors import RegistryError
-from vmbuild.registry.answers import (
+from vmbuild.errors import RegistryError, printable
+from vmbuild.net.http import (
+    FAILURES,
+    Body,
+    Http,
+    Interrupted,
+    RequestFailed,
     Response,
-    discard,
+    Unreachable,
     origin_of,
-    printable,
-    read_bounded,
-    registry_message,
-    retry_after,
     shown,
 )
+from vmbuild.net.proxy import NetError, ProxyFailed
 from vmbuild.registry.auth import Challenge, Credentials, parse_challenge, token_request
 from vmbuild.registry.auth import token_from_response as _token
-from vmbuild.registry.proxy import ProxyError, proxy_for
 from vmbuild.registry.reference import LOCAL_HOSTS
+
+__all__ = ["Body", "Client", "Interrupted", "Response"]
 
 log = logging.getLogger("vmbuild")
 
-Body = bytes | Callable[[], BinaryIO] | None
-RETRIES = 4
-BACKOFF = 0.5
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 10
+BACKOFF = 0.5  # the stack's, here where tests shorten it
 MAX_ERROR_BODY = 64 << 10
 MAX_TOKEN_BODY = 1 << 20
-USER_AGENT = "vmbuild/0.1"
-
-
-class Interrupted(Exception):
-    """The request was stopped by :meth:`Client.interrupt`."""
 
 
 class Client:
@@ -80,120 +65,31 @@ class Client:
         self.timeout = timeout
         hostname = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         self.local = hostname in LOCAL_HOSTS
+        self.http = Http(timeout=timeout, tls_verify=tls_verify, trust_local=True)
         self._scheme: str | None = None if (self.local or not tls_verify) else "https"
         self._lock = threading.Lock()
         self._basic = False
         self._bearer: Challenge | None = None
         self._tokens: dict[str, str] = {}
-        self._pool: dict[tuple[int, str], http.client.HTTPConnection] = {}
-        self._stop = threading.Event()
-        self._contexts: dict[bool, ssl.SSLContext] = {}
         self._scheme_lock = threading.Lock()  # one thread finds the scheme, others wait
 
     # -- connections -------------------------------------------------------------------
 
-    def _context(self, netloc: str) -> ssl.SSLContext:
-        # Like docker, a server on this machine is trusted without certificate checks.
-        # One context of each kind per client: loading the CA store costs ~0.1 s, and a
-        # context that checks nothing needs none.
-        local = urllib.parse.urlsplit(f"//{netloc}").hostname in LOCAL_HOSTS
-        verify = self.tls_verify and not local
-        with self._lock:
-            ctx = self._contexts.get(verify)
-            if ctx is None:
-                if verify:
-                    ctx = ssl.create_default_context()
-                else:
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                self._contexts[verify] = ctx
-        return ctx
-
-    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        key = (threading.get_ident(), f"{scheme}://{netloc}")
-        with self._lock:
-            conn = self._pool.get(key)
-        if conn is None:
-            proxy = proxy_for(scheme, netloc)
-            if proxy is not None and scheme == "https":
-                conn = proxy.tunnel(netloc, timeout=self.timeout, context=self._context(netloc))
-            elif proxy is not None:
-                conn = proxy.forward(netloc, timeout=self.timeout)
-            elif scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    netloc, timeout=self.timeout, context=self._context(netloc), blocksize=1 << 20
-                )
-            else:
-                conn = http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
-            conn.response_class = Response
-            with self._lock:
-                self._pool[key] = conn
-        return conn
-
     def interrupt(self) -> None:
-        """Make every request of every thread stop soon: sockets are shut down (a blocked
-        read returns), and new requests and retry waits raise :class:`Interrupted`."""
-        self._stop.set()
-        with self._lock:
-            conns = list(self._pool.values())
-        for conn in conns:
-            sock = conn.sock
-            if sock is not None:
-                # The plain socket's shutdown, also under TLS: it only wakes the reader.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        """Make every request of every thread stop soon (see :meth:`Http.interrupt`)."""
+        self.http.interrupt()
 
     def resume(self) -> None:
         """Allow requests again after :meth:`interrupt` (interrupted connections go)."""
-        self.close()
-        self._stop.clear()
-
-    def _check_stop(self) -> None:
-        if self._stop.is_set():
-            raise Interrupted()
-
-    def _sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise Interrupted()
+        self.http.resume()
 
     def reset(self) -> None:
-        """Close this thread's connections (after a response was abandoned half read)."""
-        me = threading.get_ident()
-        with self._lock:
-            mine = [k for k in self._pool if k[0] == me]
-            conns = [self._pool.pop(k) for k in mine]
-        for conn in conns:
-            conn.close()
+        """Hang up on this thread's answers not read to the end (one abandoned half read)."""
+        self.http.reset()
 
     def close(self) -> None:
         """Close every connection of every thread (the client can still be used)."""
-        with self._lock:
-            conns = list(self._pool.values())
-            self._pool.clear()
-        for conn in conns:
-            conn.close()
-
-    def _send(
-        self, method: str, url: str, headers: dict[str, str], body: Body
-    ) -> http.client.HTTPResponse:
-        self._check_stop()
-        parts = urllib.parse.urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn = self._conn(parts.scheme, parts.netloc)
-        data = body() if callable(body) else body
-        try:
-            conn.request(method, target, body=data, headers=headers)
-            resp = conn.getresponse()
-            if isinstance(resp, Response):
-                resp.conn = conn
-            return resp
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            if data is not None and not isinstance(data, bytes):
-                data.close()
+        self.http.close()
 
     def base(self) -> str:
         """``scheme://host`` of the registry, deciding the scheme on first use."""
@@ -205,20 +101,21 @@ class Client:
 
     def _probe_scheme(self) -> str:
         try:
-            resp = self._send("GET", f"https://{self.host}/v2/", self._headers(), None)
-            discard(resp)
+            self.http.send("GET", f"https://{self.host}/v2/", self._headers(), None).discard()
             return "https"
-        except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
-            log.debug("%s: no TLS (%s); using plain HTTP", self.host, exc)
+        except (RequestFailed, ProxyFailed) as exc:
+            root = exc.reason if isinstance(exc, RequestFailed) else exc
+            fallback = ssl.SSLError | ConnectionError | http.client.HTTPException | ProxyFailed
+            if not isinstance(root, fallback):
+                raise RegistryError(f"cannot reach registry {self.host}: {root}", _NET) from exc
+            log.debug("%s: no TLS (%s); using plain HTTP", self.host, root)
             self.reset()
             return "http"
-        except OSError as exc:
-            raise RegistryError(f"cannot reach registry {self.host}: {exc}", _NET) from exc
 
     # -- authentication ----------------------------------------------------------------
 
     def _headers(self, scope: str = "") -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT}
+        headers: dict[str, str] = {}
         with self._lock:
             token = self._tokens.get(scope) if self._bearer else None
             basic = self._basic
@@ -273,15 +170,19 @@ class Client:
                 "set tlsVerify = false to allow it",
             )
         method, url, headers, form = token_request(challenge, scope, realm, self.credentials)
-        headers["User-Agent"] = USER_AGENT
         try:
-            resp = self._send(method, url, headers, form)
-            body = read_bounded(resp, MAX_TOKEN_BODY + 1)
-        except ProxyError as exc:
+            resp = self.http.request(method, url, headers=headers, body=form, backoff=BACKOFF)
+            body = resp.read(MAX_TOKEN_BODY + 1)
+            resp.discard()
+        except Unreachable as exc:
+            raise RegistryError(
+                f"{what}: cannot reach token server {shown(realm)}: {exc.reason}", _NET
+            ) from exc
+        except NetError as exc:
             raise RegistryError(
                 f"{what}: token server {shown(realm)}: {exc.message}", exc.hint
             ) from exc
-        except OSError as exc:
+        except FAILURES as exc:  # the body's read
             raise RegistryError(
                 f"{what}: cannot reach token server {shown(realm)}: {exc}", _NET
             ) from exc
@@ -308,101 +209,58 @@ class Client:
         expect: tuple[int, ...] = (200,),
         headers: Mapping[str, str] | None = None,
         body: Body = None,
-    ) -> http.client.HTTPResponse:
+    ) -> Response:
         """Send a request (``path`` under the registry, or an absolute URL) and return the
         response, whose status is in ``expect``; its body is for the caller to read."""
-        url = start = path if "://" in path else self.base() + path
+        url = path if "://" in path else self.base() + path
         origin = self.base()
         authed = False
-        attempt = redirects = 0
         while True:
-            ours = origin_of(url) == origin  # only the registry gets its credentials
-            hdrs = self._headers(scope) if ours else {"User-Agent": USER_AGENT}
+            # Only the registry gets its credentials (the stack drops them on the way out).
+            hdrs = self._headers(scope) if origin_of(url) == origin else {}
             hdrs.update(headers or {})
             try:
-                resp = self._send(method, url, hdrs, body)
-            except ProxyError as exc:
+                resp = self.http.request(method, url, headers=hdrs, body=body, backoff=BACKOFF)
+            except Unreachable as exc:
+                if exc.redirects:
+                    raise RegistryError(f"{what}: {exc.message}", _STORAGE) from exc
+                raise RegistryError(
+                    f"{what}: cannot reach {self.host}: {exc.reason}", _NET
+                ) from exc
+            except NetError as exc:
                 raise RegistryError(f"{what}: {exc.message}", exc.hint) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                attempt += 1
-                if attempt >= RETRIES or isinstance(exc, ConnectionRefusedError | socket.gaierror):
-                    raise self._unreachable(what, url, redirects, exc) from exc
-                log.debug("%s: %s; retrying", what, exc)
-                self._sleep(BACKOFF * 2 ** (attempt - 1))
-                continue
-            status = resp.status
-            if status == 401 and ours:
+            if resp.status == 401 and origin_of(resp.url) == origin:
                 header = resp.getheader("WWW-Authenticate")
-                discard(resp)
+                resp.discard()
                 if authed or hdrs.get("Authorization", "").startswith("Basic"):
                     raise self._refused(what)
                 self._authenticate(header, scope, what)
                 authed = True
                 continue
-            if status in REDIRECTS and resp.getheader("Location"):
-                discard(resp)
-                location = resp.getheader("Location") or ""
-                url = self._redirect(start, url, location, redirects, what)
-                redirects += 1
-                continue
-            if status in RETRY_STATUS and attempt + 1 < RETRIES:
-                discard(resp)
-                attempt += 1
-                delay = retry_after(resp) or BACKOFF * 2 ** (attempt - 1)
-                log.debug("%s: HTTP %d; retrying in %.1f s", what, status, delay)
-                self._sleep(delay)
-                continue
-            if status not in expect:
-                raise self.error(resp, what, url if redirects else None)
+            if resp.status not in expect:
+                raise self.error(resp, what)
             return resp
 
-    def head(
-        self, path: str, *, scope: str, what: str, accept: str | None = None
-    ) -> http.client.HTTPResponse:
+    def head(self, path: str, *, scope: str, what: str, accept: str | None = None) -> Response:
         """A HEAD of ``path`` answered 200 (there) or 404 (not there), any other answer
         an error; the status and headers are the answer (the body is discarded)."""
         headers = {"Accept": accept} if accept else None
         resp = self.request(
             "HEAD", path, scope=scope, what=what, expect=(200, 404), headers=headers
         )
-        discard(resp)
+        resp.discard()
         return resp
 
-    def _redirect(self, start: str, url: str, location: str, redirects: int, what: str) -> str:
-        target = urllib.parse.urljoin(url, location)
-        parts = urllib.parse.urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise RegistryError(
-                f"{what}: {shown(url)} redirects to {location[:200]!r}, not an HTTP(S) URL",
-                "the registry is misconfigured",
-            )
-        if redirects >= MAX_REDIRECTS:
-            raise RegistryError(
-                f"{what}: too many redirects from {shown(start)} (more than "
-                f"{MAX_REDIRECTS}; the last to {shown(target)})",
-                "the registry or its storage redirects in a loop",
-            )
-        return target
-
-    def _unreachable(self, what: str, url: str, redirects: int, exc: Exception) -> RegistryError:
-        if redirects:
+    def error(self, resp: Response, what: str) -> RegistryError:
+        """The error for an unexpected answer (from the registry, or from where the
+        registry redirected us)."""
+        body = resp.read(MAX_ERROR_BODY)
+        resp.discard()
+        msg = registry_message(body) or resp.reason
+        if resp.redirects:
             return RegistryError(
-                f"{what}: cannot reach the redirect target {shown(url)}: {exc}",
-                "the registry sent it there; its storage may be down or misconfigured",
-            )
-        return RegistryError(f"{what}: cannot reach {self.host}: {exc}", _NET)
-
-    def error(
-        self, resp: http.client.HTTPResponse, what: str, redirected: str | None = None
-    ) -> RegistryError:
-        """The error for an unexpected answer (``redirected``: the URL it came from, when
-        that is where the registry sent us, not the registry)."""
-        body = read_bounded(resp, MAX_ERROR_BODY)
-        msg = registry_message(body) or printable(resp.reason)
-        if redirected is not None:
-            return RegistryError(
-                f"{what}: the redirect target {shown(redirected)} answered {resp.status} {msg}",
-                "the registry sent it there; its storage may be down or misconfigured",
+                f"{what}: the redirect target {shown(resp.url)} answered {resp.status} {msg}",
+                _STORAGE,
             )
         if resp.status == 401:
             return self._refused(what)
@@ -415,5 +273,20 @@ class Client:
         return RegistryError(f"{what}: {self.host} answered {resp.status} {msg}", _NET)
 
 
+def registry_message(body: bytes) -> str:
+    """The registry's error text (``errors[].message`` and code), one line."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        parts = []
+        for e in errors:
+            msg, code = str(e.get("message") or "").strip(), str(e.get("code") or "")
+            parts.append(f"{msg} ({code})" if msg and code else msg or code)
+        text = "; ".join(p for p in parts if p)
+    except (ValueError, AttributeError, TypeError):
+        text = body[:200].decode(errors="replace").strip()
+    return printable(" ".join(text.split())[:300])
+
+
 _NET = "check the registry address, the network and tlsVerify"
 _LOGIN = "add credentials for the registry to ~/.docker/config.json or $REGISTRY_AUTH_FILE"
+_STORAGE = "the registry sent it there; its storage may be down or misconfigured"

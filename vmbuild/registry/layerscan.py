@@ -13,10 +13,9 @@ made printable.
 
 from __future__ import annotations
 
-from vmbuild.errors import ImageError, VmbuildError
+from vmbuild.errors import ImageError, VmbuildError, printable
 from vmbuild.oci.layercheck import LayerNames
 from vmbuild.oci.tarread import TarError, TarScan
-from vmbuild.registry.reference import printable
 
 
 class LayerScan:

@@ -38,7 +38,6 @@ from vmbuild.oci.reader import read_image
 from vmbuild.oci.referrers import is_oci, read_referrers
 from vmbuild.oci.sinks import HashingWriter, StoppingWriter
 from vmbuild.registry import blobs, known, repush
-from vmbuild.registry.answers import discard
 from vmbuild.registry.auth import Credentials
 from vmbuild.registry.client import Client
 from vmbuild.registry.progress import Progress
@@ -152,7 +151,7 @@ class Pusher:
         resp = self.client.request(
             "POST", path, scope=scope, what=f"{self.what}: blob {blob.digest}", expect=(201, 202)
         )
-        discard(resp)
+        resp.discard()
         if resp.status == 201:
             self._count("mounted")
             return
@@ -187,7 +186,7 @@ class Pusher:
                 },
                 body=body,
             )
-            discard(resp)
+            resp.discard()
         except BaseException:
             self.progress.drop(name)
             raise
@@ -208,7 +207,7 @@ class Pusher:
             headers={"Content-Type": media_type},
             body=manifest,
         )
-        discard(resp)
+        resp.discard()
         self.subject_seen = resp.getheader("OCI-Subject") is not None
         return of_bytes(manifest)
 
@@ -227,7 +226,7 @@ class Pusher:
             headers={"Accept": accept},
         )
         body = resp.read(limit + 1)
-        discard(resp)
+        resp.discard()
         return body if resp.status == 200 and len(body) <= limit else None
 
 

@@ -77,12 +77,6 @@ def parse_repository(name: str, where: str = "image name") -> Repository:
     return Repository(host, path)
 
 
-def printable(text: str) -> str:
-    """``text`` a server or an image chose, safe to print: control characters (a
-    terminal's escape sequences among them) become ``?``."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
 class Reference(NamedTuple):
     """A repository plus a tag or a digest (``reference`` is what the API path takes)."""
 

@@ -31,7 +31,6 @@ from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import BlobRef, Layer, canonical_json
 from vmbuild.oci.layout import MT_OCI_LAYER, MT_OCI_MANIFEST
 from vmbuild.registry import blobs
-from vmbuild.registry.answers import discard
 from vmbuild.registry.client import Client
 from vmbuild.registry.manifest import Descriptor, Manifest, parse
 from vmbuild.registry.progress import Silent
@@ -128,7 +127,7 @@ def _manifest(client: Client, repo: Repository, reference: str) -> Manifest | No
         headers={"Accept": MT_OCI_MANIFEST},
     )
     if resp.status == 404:
-        discard(resp)
+        resp.discard()
         return None
     raw = resp.read(MAX_CONFIG + 1)
     if len(raw) > MAX_CONFIG:
