@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.builders import debcontent
-from vmbuild.builders.debcontent import DebContent, configure_script
+from vmbuild.debian import build
+from vmbuild.debian.build import DebContent, configure_script
 from vmbuild.debian.debfile import DebError
 from vmbuild.debian.lock import For, Lock, Locked
 
@@ -34,7 +34,7 @@ def test_the_host_unpacks_the_essential_set_dpkg_and_what_they_need() -> None:
         _locked("openssl", "libc6"),
         _locked("ca-certificates", "openssl"),
     )
-    assert debcontent._essential_closure(lock) == {"libc6", "base-files", "dpkg", "tar"}
+    assert build._essential_closure(lock) == {"libc6", "base-files", "dpkg", "tar"}
 
 
 def test_a_batch_ends_where_a_package_pre_depends_on_one_in_it() -> None:
@@ -44,7 +44,7 @@ def test_a_batch_ends_where_a_package_pre_depends_on_one_in_it() -> None:
         "c": "x | a:any (>= 1)",
         "d": "",
     }
-    assert debcontent._batches(["a", "b", "c", "d"], pre_depends) == [["a", "b"], ["c", "d"]]
+    assert build._batches(["a", "b", "c", "d"], pre_depends) == [["a", "b"], ["c", "d"]]
 
 
 def test_pre_depends_come_from_the_deb_control_file_alone(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_pre_depends_come_from_the_deb_control_file_alone(tmp_path: Path) -> Non
         check=True,
         capture_output=True,
     )
-    got = debcontent._pre_depends(deb, _locked("p"), MIRROR)
+    got = build._pre_depends(deb, _locked("p"), MIRROR)
     assert got == "libc6 (>= 2.36) | libc6.1"
     assert [p for p in tmp_path.iterdir() if p.name not in ("root", "p.deb")] == []
 
@@ -80,17 +80,17 @@ def test_a_guest_deb_whose_control_file_names_another_package_is_refused(tmp_pat
         capture_output=True,
     )
     with pytest.raises(DebError, match=f"p 1 .*{MIRROR}.*Package 'zzz-other'.* index 'p'"):
-        debcontent._pre_depends(deb, _locked("p"), MIRROR)
+        build._pre_depends(deb, _locked("p"), MIRROR)
 
 
 def test_relation_names_cover_alternatives_versions_and_arch_qualifiers() -> None:
-    got = debcontent._relation_names("libc6 (>= 2.36), perl:any | perl-base, awk")
+    got = build._relation_names("libc6 (>= 2.36), perl:any | perl-base, awk")
     assert got == {"libc6", "perl", "perl-base", "awk"}
 
 
 def test_a_release_date_is_the_source_date_epoch() -> None:
-    assert debcontent._epoch("Sat, 09 Nov 2024 10:02:07 UTC") == 1731146527
-    assert debcontent._epoch("") is None
+    assert build._epoch("Sat, 09 Nov 2024 10:02:07 UTC") == 1731146527
+    assert build._epoch("") is None
 
 
 def test_the_script_runs_host_preinsts_then_configures_then_installs_the_rest() -> None:

@@ -1,15 +1,14 @@
 """A spec's Debian packages, ready to be layered: the lock (read, or made), the
 unpacked packages, each package's layer entries, the merged-/usr links and the dpkg
 status. The layered builders make a content unit of each package
-(:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`).
-
-With ``configure = true`` (buildImage) the host unpacks only the Essential set and
+(:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`);
+with ``configure = true`` (buildImage) the host unpacks only the Essential set and
 dpkg (what the image's own dpkg needs to run); in the build VM their preinsts run, then
 ``dpkg --configure -a``, then ``dpkg --install`` of every other package's ``.deb``
 (dependency order: each preinst before its package's files appear, then the postinsts):
 :func:`configure_script`, the ``.deb`` files in :attr:`DebContent.guest_debs`.
 
-Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
+Where the SBOM finds a package's name, version, architecture and .deb SHA256:
 ``DebContent.lock.packages`` (:class:`vmbuild.debian.lock.Locked`), one per unit
 ``deb:<name>``.
 """
@@ -18,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.fetch import Fetcher, cached_deb, naming_file
@@ -30,6 +28,9 @@ from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch, settings
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
+
+if TYPE_CHECKING:
+    from vmbuild.debian.spec import DebianTable
 
 USR_UNIT = "deb:usr-merge"
 STATUS_UNIT = "deb:dpkg-status"
@@ -58,10 +59,6 @@ class DebContent:
         return any(rel in e for e in self.packages.values())
 
 
-def requests_of(items: Iterable[object]) -> list[Request]:
-    return list(dict.fromkeys(Request(i.name, i.version) for i in items if isinstance(i, DebItem)))
-
-
 def settings_of(table: DebianTable, goarch: str) -> Settings:
     return settings(
         goarch=goarch,
@@ -76,24 +73,15 @@ def settings_of(table: DebianTable, goarch: str) -> Settings:
     )
 
 
-def lock_spec(spec: object) -> Lock | None:
-    """``vmbuild lock``: resolve a spec's packages again and write its lock file."""
-    items: Iterable[object] = (
-        getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
-    )
-    table = getattr(spec, "debian", None)
-    requests = requests_of(items)
-    if not requests or table is None:
-        return None
-    return current_lock(
-        settings_of(table, getattr(spec, "architecture", "")), requests, relock=True
-    )
+def lock_requests(requests: list[Request], table: DebianTable, goarch: str) -> Lock:
+    """``vmbuild lock``: resolve ``requests`` again and write the lock file."""
+    return current_lock(settings_of(table, goarch), requests, relock=True)
 
 
 @dataclass(frozen=True)
 class Pinned:
     """What a spec's packages resolve to before any is fetched: the settings, the lock
-    and whether dpkg configures them (``builders/layeredcache`` keys on these)."""
+    and whether dpkg configures them (``remotelayers`` keys on these)."""
 
     settings: Settings
     lock: Lock
@@ -101,37 +89,26 @@ class Pinned:
 
 
 def _settings(
-    items: Iterable[object], table: DebianTable | None, goarch: str
-) -> tuple[Settings, list[Request], bool] | None:
-    """The settings and requests of the packages ``items`` name (None when none)."""
-    requests = requests_of(items)
-    if not requests or table is None:
-        return None
+    requests: list[Request], table: DebianTable, goarch: str
+) -> tuple[Settings, list[Request], bool]:
+    """The settings and requests of a spec's packages."""
     if table.configure:  # dpkg configures them: it and the Essential set come in
-        requests.append(Request("dpkg"))
+        requests = [*requests, Request("dpkg")]
         table = dataclasses.replace(table, essential=True)
     return settings_of(table, goarch), requests, table.configure
 
 
-def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
-    """The lock of the packages ``items`` name (None when they name none), nothing
-    fetched (a remote cache may hold their layers)."""
-    got = _settings(items, table, goarch)
-    if got is None:
-        return None
-    s, requests, configure = got
+def deb_lock(requests: list[Request], table: DebianTable, goarch: str) -> Pinned:
+    """The lock of ``requests``, nothing fetched (a remote cache may hold their layers)."""
+    s, requests, configure = _settings(requests, table, goarch)
     return Pinned(s, current_lock(s, requests), configure)
 
 
 def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none), each fetched as the
-    resolver picks it."""
-    got = _settings(items, table, goarch)
-    if got is None:
-        return None
-    s, requests, configure = got
+    requests: list[Request], table: DebianTable, goarch: str, workdir: Path
+) -> DebContent:
+    """The packages of ``requests``, each fetched as the resolver picks it."""
+    s, requests, configure = _settings(requests, table, goarch)
     with Fetcher(s.mirror, read=not configure) as fetcher:  # (guest packages: .debs only)
         pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
         return content_of(pinned, workdir, fetcher)

@@ -1,7 +1,7 @@
-"""Debian packages in a spec: the content item ``{ deb = "name", version = "..." }``
-and the optional ``[debian]`` table (where packages come from). Every key of the table
-may be left out: the build takes it from the host's apt configuration
-(:mod:`vmbuild.debian.packages`)."""
+"""Debian packages in a spec: the item ``{ deb = "name", version = "..." }`` (a
+:class:`~vmbuild.debian.lock.Request`, one name rule with the lock's) and the optional
+``[debian]`` table (where packages come from). Every key of the table may be left out:
+the build takes it from the host's apt configuration (:mod:`vmbuild.debian.packages`)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vmbuild.config.common import Fields
+from vmbuild.debian.lock import NAME, VERSION, Request
 from vmbuild.errors import SpecError
+from vmbuild.sources import SpecFields
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-_VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
 _SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
-
-
-@dataclass(frozen=True)
-class DebItem:
-    """A Debian package and everything it depends on."""
-
-    name: str
-    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,8 +30,8 @@ class DebianTable:
     check_valid_until: bool = True
 
 
-def deb_item(value: Any, place: str) -> DebItem | None:
-    """``{ deb = ..., version = ... }`` as a DebItem; None when ``value`` is not one."""
+def parse_item(value: Any, place: str) -> Request | None:
+    """``{ deb = ..., version = ... }`` as a Request; None when ``value`` is not one."""
     if not isinstance(value, dict) or "deb" not in value:
         return None
     extra = set(value) - {"deb", "version"}
@@ -50,20 +41,18 @@ def deb_item(value: Any, place: str) -> DebItem | None:
             'write { deb = "redis-server" } or { deb = "bash", version = "5.2.15-2+b2" }',
         )
     name, version = value["deb"], value.get("version")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise SpecError(f"{place}: deb = {name!r} is not a Debian package name", "fix the name")
-    if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
+    if version is not None and (not isinstance(version, str) or not VERSION.fullmatch(version)):
         raise SpecError(f"{place}: version = {version!r} is not a Debian version", "fix it")
-    return DebItem(name, version)
+    return Request(name, version)
 
 
-def get_debian(fields: Fields) -> DebianTable:
+def parse_table(spec: SpecFields, sub: SpecFields | None) -> DebianTable:
     """The ``[debian]`` table, checked (its defaults are the host's, filled in later)."""
-    default_lock = fields.base_dir / (Path(fields.where).name + ".lock")
-    table = fields.get_table("debian")
-    if table is None:
+    default_lock = spec.base_dir / (Path(spec.where).name + ".lock")
+    if sub is None:
         return DebianTable(lock=default_lock)
-    sub = Fields(table, f"{fields.where}: [debian]", fields.base_dir)
     suite = sub.get_str("suite")
     if suite is not None and not _SUITE.fullmatch(suite):
         raise SpecError(f"{sub.where}: suite = {suite!r} is not a suite name", "fix it")
@@ -81,7 +70,7 @@ def get_debian(fields: Fields) -> DebianTable:
 
     components = tuple(sub.get_list("components", component)) or ("main",)
     keyring = sub.get_path("keyring")
-    spec = DebianTable(
+    table = DebianTable(
         lock=sub.get_path("lock") or default_lock,
         suite=suite,
         mirror=mirror,
@@ -93,14 +82,15 @@ def get_debian(fields: Fields) -> DebianTable:
         check_valid_until=sub.get_bool("checkValidUntil", True),
     )
     sub.finish()
-    return spec
+    return table
 
 
-def check_configure(
-    table: DebianTable, architecture: str, host: str, where: str, function: str
-) -> None:
+def check(table: DebianTable, function: str, architecture: str, where: str) -> None:
     """``configure = true`` runs maintainer scripts in the build VM, which runs the
     host's architecture only."""
+    from vmbuild.oci.image import host_goarch
+
+    host = host_goarch()
     if table.configure and architecture != host:
         raise SpecError(
             f"{where}: [debian] configure = true needs the build VM to run {architecture} "

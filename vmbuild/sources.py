@@ -1,0 +1,167 @@
+"""Content sources: where a spec's content units come from besides the host's files.
+
+A source owns a kind of spec item (``{ deb = "bash" }``: its key, ``deb``), the spec's
+table of its settings (``[debian]``), how its items lock, the units and layer entries
+they become (and their references), what they add to the SBOM, and what the build VM
+runs for them (a script before runAsRoot and the files it reads). The builders loop over
+a spec's sources; none of them names one. :data:`SOURCES` maps each item key to the
+module whose ``SOURCE`` implements :class:`Source`, loaded when a spec is read (light:
+its heavy imports wait until a spec has one of its items). A package format is one
+package with such a module, and one line here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from vmbuild.oci.layer import Owner
+    from vmbuild.oci.tree import Tree
+    from vmbuild.sbom.attest import Record
+    from vmbuild.sbom.inventory import Component
+    from vmbuild.streaming.lazy import LazyLayer
+    from vmbuild.units.graph import Graph, Unit
+
+# an item's key -> (the spec's table of its settings, the module of its SOURCE)
+SOURCES = {"deb": ("debian", "vmbuild.debian.source")}
+
+T = TypeVar("T")
+# Set by ``vmbuild build --locked``: a lock that does not cover the spec is an error.
+LOCKED_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("locked", default=False)
+
+
+class Item:
+    """A spec item a source owns (each source's item type derives from it)."""
+
+    source: ClassVar[str]  # its key in SOURCES
+    name: str
+
+
+class SpecFields(Protocol):
+    """What a source reads its table with (``vmbuild.config.common.Fields``)."""
+
+    where: str
+    base_dir: Path
+
+    def get_str(self, key: str, default: str | None = None) -> str | None: ...
+    def get_bool(self, key: str, default: bool = False) -> bool: ...
+    def get_path(self, key: str) -> Path | None: ...
+    def get_list(self, key: str, item: Callable[[Any, str], T]) -> list[T]: ...
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class GuestStep:
+    """What the build VM runs for a source before runAsRoot: a script (chrooted in the
+    image, as root) and the files it reads (a read-only disk). A failure of one of the
+    source's own scripts is a line on the script's fd 3 (``PACKAGE SCRIPT STATUS``),
+    which the guest's status record carries to :func:`script_failure`."""
+
+    script: str
+    files: tuple[Path, ...]
+
+
+class Content(Protocol):
+    """One spec's items of one source, resolved (and fetched when their bytes are used)."""
+
+    def add_units(self, graph: Graph) -> None:
+        """Its content units, each referencing the units it needs."""
+
+    def add_to_tree(self, tree: Tree) -> None:
+        """All of its entries, in one tree (buildImage)."""
+
+    def provides(self, path: str) -> bool:
+        """Whether its entries hold ``path`` (the config's programs are not the host's)."""
+
+    def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> dict[int, LazyLayer]:
+        """The layers it gives of the groups holding its units (by index), as the layered
+        builder cut them (from a remote cache, or packed for one); the builder packs
+        the others."""
+
+    def note(self, record: Record) -> list[Component]:
+        """Its components for the SBOM, and its inputs (a lock file) noted in ``record``."""
+
+    def guest(self) -> GuestStep | None:
+        """What the build VM runs for it (None: nothing)."""
+
+
+class Source(Protocol):
+    toolset: tuple[Item, ...]  # stdenv's base tools as its items (buildNixShellImage)
+
+    def parse_item(self, value: Any, place: str) -> Item | None:
+        """``value`` as one of its items; None when it is not one."""
+
+    def parse_table(self, spec: SpecFields, table: SpecFields | None) -> Any:
+        """Its table (``None``: the spec has none), checked; defaults filled in later."""
+
+    def check(self, table: Any, function: str, architecture: str, where: str) -> None:
+        """What the spec's other arguments rule out (raises a SpecError)."""
+
+    def content(
+        self, items: Sequence[Item], table: Any, architecture: str, workdir: Path, remote: bool
+    ) -> Content:
+        """``items`` resolved and read; ``remote``: layers may come from remote caches."""
+
+    def lock(self, items: Sequence[Item], table: Any, architecture: str) -> str:
+        """Lock ``items`` again (``vmbuild lock``): what it wrote, for the user."""
+
+    def lock_file(self, table: Any) -> Path | None:
+        """The lock file ``vmbuild lock`` writes (checked before resolving)."""
+
+    def describe(self, item: Item) -> str:
+        """The item as the shell image's input variables say it."""
+
+
+def source(key: str) -> Source:
+    """The source of items keyed ``key`` (its module loaded now)."""
+    found: Source = importlib.import_module(SOURCES[key][1]).SOURCE
+    return found
+
+
+def parse_item(value: Any, place: str) -> Item | None:
+    """``value`` as a source's item (a table whose first key is a source's); else None."""
+    if isinstance(value, dict):
+        for key in SOURCES:
+            if key in value:
+                return source(key).parse_item(value, place)
+    return None
+
+
+def used(
+    items: Iterable[object], tables: Mapping[str, Any] | None = None
+) -> list[tuple[Source, list[Item], Any]]:
+    """The sources ``items`` use, each with its items (in the spec's order) and its
+    table in ``tables``."""
+    found: dict[str, list[Item]] = {}
+    for item in items:
+        if isinstance(item, Item):
+            found.setdefault(item.source, []).append(item)
+    return [(source(k), mine, (tables or {}).get(k)) for k, mine in found.items()]
+
+
+def contents(
+    items: Iterable[object],
+    tables: Mapping[str, Any],
+    architecture: str,
+    workdir: Path,
+    remote: bool = False,
+) -> list[Content]:
+    """The content of each source ``items`` use (see :meth:`Source.content`)."""
+    return [
+        src.content(mine, table, architecture, workdir, remote)
+        for src, mine, table in used(items, tables)
+    ]
+
+
+def script_failure(fields: Sequence[str]) -> str | None:
+    """A source's script failure as the guest's record carries it (``PACKAGE SCRIPT
+    STATUS``), in words; None when the record says none."""
+    if len(fields) != 3 or not fields[2].isdigit():
+        return None
+    package, script, status = fields
+    return f"the {script} of {package} failed with status {status}"
