@@ -60,7 +60,7 @@ class GuestStep:
     """What the build VM runs for a source before runAsRoot: a script (chrooted in the
     image, as root) and the files it reads (a read-only disk). A failure of one of the
     source's own scripts is a line on the script's fd 3 (``PACKAGE SCRIPT STATUS``),
-    which the guest's status record carries to :func:`script_failure`."""
+    which the guest's status record carries to the host (``vmbuild.vm.steps``)."""
 
     script: str
     files: tuple[Path, ...]
@@ -156,12 +156,3 @@ def contents(
         src.content(mine, table, architecture, workdir, remote)
         for src, mine, table in used(items, tables)
     ]
-
-
-def script_failure(fields: Sequence[str]) -> str | None:
-    """A source's script failure as the guest's record carries it (``PACKAGE SCRIPT
-    STATUS``), in words; None when the record says none."""
-    if len(fields) != 3 or not fields[2].isdigit():
-        return None
-    package, script, status = fields
-    return f"the {script} of {package} failed with status {status}"

@@ -231,8 +231,24 @@ def _ordered(lock: Lock) -> list[str]:
 
 
 # where the guest finds the .deb files (vmbuild.vm.steps: the debs disk, read-only)
-# the line a failed preinst of the host-unpacked set prints: PREINST_FAILED PACKAGE STATUS
-PREINST_FAILED = "vmbuild-preinst-failed"
+# dpkg's status lines (--status-fd, its machine interface, apart from what the scripts
+# print) -> the first maintainer script that failed, as PACKAGE SCRIPT STATUS on fd 3:
+# the guest's status record carries it to the host (vmbuild.sources.GuestStep)
+FAILED_SCRIPT = r"""set -o pipefail
+failed='^status: .* : error : (new|installed|old) ([^ ]+) package (pre|post)-'
+failed+='(installation|removal) script subprocess returned error exit status ([0-9]+)$'
+scripts() {
+    local line said=
+    while IFS= read -r line; do
+        if [[ -z $said && $line =~ $failed ]]; then
+            said=${BASH_REMATCH[3]}
+            [[ ${BASH_REMATCH[4]} == installation ]] && said+=inst || said+=rm
+            echo "${BASH_REMATCH[2]} $said ${BASH_REMATCH[5]}" >&3
+        fi
+    done
+}
+dpkg() { command dpkg --status-fd 4 "$@" 4>&1 >&2 3>&- | scripts; }
+"""
 GUEST_DEBS = "/.vmbuild/step/debs"
 # what dpkg and the maintainer scripts leave that differs from one build to the next:
 # logs with times, the previous versions of its and debconf's databases, ldconfig's
@@ -262,6 +278,7 @@ def configure_script(debs: DebContent) -> str:
         "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8"
         + date,
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DPKG_ADMINDIR=/var/lib/dpkg",
+        FAILED_SCRIPT,
     ]
     for name in debs.order:
         script = q(f"/var/lib/dpkg/info/{name}.preinst")
@@ -271,8 +288,8 @@ def configure_script(debs: DebContent) -> str:
             f"DPKG_MAINTSCRIPT_ARCH={q(arch or debs.architecture)} DPKG_ROOT="
         )
         lines.append(
-            f"if [ -x {script} ]; then {env} {script} install"
-            f" || {{ s=$?; echo {PREINST_FAILED} {q(pkg)} $s >&2; exit $s; }}; fi"
+            f"if [ -x {script} ]; then {env} {script} install 3>&-"
+            f" || {{ s=$?; echo {q(pkg)} preinst $s >&3; exit $s; }}; fi"
         )
     lines.append("dpkg --configure -a")
     for batch in debs.guest:

@@ -138,3 +138,54 @@ def test_every_word_of_the_script_is_quoted() -> None:
     assert f"DPKG_MAINTSCRIPT_ARCH={hostile}" in second
     install = shlex.split(next(line for line in lines if line.startswith("dpkg --install")))
     assert install == ["dpkg", "--install", "/.vmbuild/step/debs/p;touch x $(id).deb"]
+
+
+DPKG_SAYS = (
+    "status: vmb-ok: unpacked",
+    "status: /.vmbuild/step/debs/a.deb : error : new vmb-bad package pre-installation"
+    " script subprocess returned error exit status 3",
+    "status: vmb-x : error : installed vmb-x package post-installation script subprocess"
+    " returned error exit status 2",
+)
+
+
+@pytest.mark.parametrize(
+    ("fake_dpkg", "status", "said"),
+    [
+        # what the script prints is not dpkg's status line: the first real one counts
+        ("echo 'vmb-forged preinst 9' >&3; echo 'status: x : error : new vmb-forged "
+         "package pre-installation script subprocess returned error exit status 9'; "
+         + "; ".join(f"echo '{line}' >&4" for line in DPKG_SAYS) + "; exit 1",
+         1, "vmb-bad preinst 3\n"),
+        ("echo 'status: p : error : dependency problems' >&4; exit 1", 1, ""),
+        ("exit 0", 0, ""),
+    ],
+)  # fmt: skip
+def test_a_failed_maintainer_script_is_said_on_fd_3(
+    tmp_path: Path, fake_dpkg: str, status: int, said: str
+) -> None:
+    """dpkg's status lines (--status-fd) name the first script that failed, on fd 3 (the
+    guest's record); the scripts' own output (dpkg's stdout, and fd 3 closed) cannot."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dpkg = bin_dir / "dpkg"
+    dpkg.write_text(f"#!/bin/sh\n[ \"$1 $2\" = '--status-fd 4' ] || exit 99\n{fake_dpkg}\n")
+    dpkg.chmod(0o755)
+    note = tmp_path / "failed"
+    script = build.FAILED_SCRIPT + "dpkg --install /x.deb\n"
+    with open(note, "w") as fd3:
+        ran = subprocess.run(
+            ["bash", "-e", "-c", f"exec 3>&{fd3.fileno()}; {script}"],
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+            pass_fds=(fd3.fileno(),),
+            capture_output=True,
+            text=True,
+        )
+    assert ran.returncode == status, ran.stderr
+    assert note.read_text() == said
+
+
+def test_a_failed_host_preinst_is_said_on_fd_3() -> None:
+    debs = DebContent(_lock(), order=["base-files"], architecture="amd64")
+    line = next(x for x in configure_script(debs).splitlines() if ".preinst" in x)
+    assert "install 3>&- || { s=$?; echo base-files preinst $s >&3; exit $s; }" in line
