@@ -1,13 +1,12 @@
 """Content sources: where a spec's content units come from besides the host's files.
 
-A source owns a kind of spec item (``{ deb = "bash" }``: its key, ``deb``), the spec's
-table of its settings (``[debian]``), how its items lock, the units and layer entries
-they become (and their references), what they add to the SBOM, and what the build VM
-runs for them (a script before runAsRoot and the files it reads). The builders loop over
-a spec's sources; none of them names one. :data:`SOURCES` maps each item key to the
-module whose ``SOURCE`` implements :class:`Source`, loaded when a spec is read (light:
-its heavy imports wait until a spec has one of its items). A package format is one
-package with such a module, and one line here.
+A source (a module: :class:`Source`) owns a kind of spec item (``{ deb = "bash" }``:
+key ``deb``) and the spec's table of its settings (``[debian]``), how its items lock,
+and the :class:`Content` a build makes of them: units and their references, entries,
+SBOM components, what the build VM runs for them. The builders loop over a spec's
+sources and name none. :data:`SOURCES` maps each item key to its table's name and its
+module, loaded only when a spec has that item or table. A new package format is one
+package with such a module, and one line in :data:`SOURCES`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from vmbuild.oci.layer import Owner
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from vmbuild.streaming.lazy import LazyLayer
     from vmbuild.units.graph import Graph, Unit
 
-# an item's key -> (the spec's table of its settings, the module of its SOURCE)
+# an item's key -> (the spec's table of its settings, the module that is the source)
 SOURCES = {"deb": ("debian", "vmbuild.debian.source")}
 
 T = TypeVar("T")
@@ -119,8 +118,7 @@ class Source(Protocol):
 
 def source(key: str) -> Source:
     """The source of items keyed ``key`` (its module loaded now)."""
-    found: Source = importlib.import_module(SOURCES[key][1]).SOURCE
-    return found
+    return cast("Source", importlib.import_module(SOURCES[key][1]))
 
 
 def parse_item(value: Any, place: str) -> Item | None:

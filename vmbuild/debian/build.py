@@ -1,7 +1,8 @@
 """A spec's Debian packages, ready to be layered: the lock (read, or made), the
 unpacked packages, each package's layer entries, the merged-/usr links and the dpkg
 status. The layered builders make a content unit of each package
-(:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`);
+(:meth:`DebContent.add_units`), buildImage puts them all in its one layer
+(:meth:`DebContent.add_to_tree`);
 with ``configure = true`` (buildImage) the host unpacks only the Essential set and
 dpkg (what the image's own dpkg needs to run); in the build VM their preinsts run, then
 ``dpkg --configure -a``, then ``dpkg --install`` of every other package's ``.deb``
@@ -15,22 +16,17 @@ Where the SBOM finds a package's name, version, architecture and .deb SHA256:
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.fetch import Fetcher, cached_deb, naming_file
 from vmbuild.debian.lock import Lock, Locked, Request
-from vmbuild.debian.packages import Settings, current_lock, fetch, settings
+from vmbuild.debian.packages import Settings, current_lock, fetch
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
-
-if TYPE_CHECKING:
-    from vmbuild.debian.spec import DebianTable
 
 USR_UNIT = "deb:usr-merge"
 STATUS_UNIT = "deb:dpkg-status"
@@ -58,24 +54,23 @@ class DebContent:
         rel = merged_usr(path.lstrip("/"))
         return any(rel in e for e in self.packages.values())
 
+    def add_units(self, graph: Graph) -> None:
+        """One unit per package (``deb:NAME``), referencing its dependencies' units and
+        the merged-/usr links; the dpkg status is a unit of its own."""
+        graph.units[USR_UNIT] = Unit(USR_UNIT, dict(self.links))
+        for pkg in self.lock.packages:
+            refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
+            name = f"deb:{pkg.name}"
+            graph.units[name] = Unit(name, dict(self.packages[pkg.name]), refs)
+        graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(self.status))
 
-def settings_of(table: DebianTable, goarch: str) -> Settings:
-    return settings(
-        goarch=goarch,
-        lock=table.lock,
-        suite=table.suite,
-        mirror=table.mirror,
-        components=table.components,
-        keyring=table.keyring,
-        recommends=table.recommends,
-        essential=table.essential,
-        check_valid_until=table.check_valid_until,
-    )
-
-
-def lock_requests(requests: list[Request], table: DebianTable, goarch: str) -> Lock:
-    """``vmbuild lock``: resolve ``requests`` again and write the lock file."""
-    return current_lock(settings_of(table, goarch), requests, relock=True)
+    def add_to_tree(self, tree: Tree) -> None:
+        """Every host-unpacked package's entries, the links and the status (buildImage)."""
+        for name in sorted(self.packages):
+            if self.on_host(name):
+                tree.entries.update(self.packages[name])
+        tree.entries.update(self.links)
+        tree.entries.update(self.status)
 
 
 @dataclass(frozen=True)
@@ -88,27 +83,13 @@ class Pinned:
     configure: bool
 
 
-def _settings(
-    requests: list[Request], table: DebianTable, goarch: str
-) -> tuple[Settings, list[Request], bool]:
-    """The settings and requests of a spec's packages."""
-    if table.configure:  # dpkg configures them: it and the Essential set come in
-        requests = [*requests, Request("dpkg")]
-        table = dataclasses.replace(table, essential=True)
-    return settings_of(table, goarch), requests, table.configure
-
-
-def deb_lock(requests: list[Request], table: DebianTable, goarch: str) -> Pinned:
+def deb_lock(s: Settings, requests: list[Request], configure: bool) -> Pinned:
     """The lock of ``requests``, nothing fetched (a remote cache may hold their layers)."""
-    s, requests, configure = _settings(requests, table, goarch)
     return Pinned(s, current_lock(s, requests), configure)
 
 
-def deb_content(
-    requests: list[Request], table: DebianTable, goarch: str, workdir: Path
-) -> DebContent:
+def deb_content(s: Settings, requests: list[Request], configure: bool, workdir: Path) -> DebContent:
     """The packages of ``requests``, each fetched as the resolver picks it."""
-    s, requests, configure = _settings(requests, table, goarch)
     with Fetcher(s.mirror, read=not configure) as fetcher:  # (guest packages: .debs only)
         pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
         return content_of(pinned, workdir, fetcher)
@@ -297,24 +278,3 @@ def configure_script(debs: DebContent) -> str:
         lines.append(f"dpkg --install {files}")
     lines.append("rm -f " + " ".join(q(v) for v in VOLATILE))
     return "\n".join(lines) + "\n"
-
-
-def add_units(graph: Graph, debs: DebContent) -> None:
-    """One unit per package (``deb:NAME``), referencing its dependencies' units and the
-    merged-/usr links; the dpkg status is a unit of its own."""
-    graph.units[USR_UNIT] = Unit(USR_UNIT, dict(debs.links))
-    for pkg in debs.lock.packages:
-        refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
-        graph.units[f"deb:{pkg.name}"] = Unit(
-            f"deb:{pkg.name}", dict(debs.packages[pkg.name]), refs
-        )
-    graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(debs.status))
-
-
-def add_to_tree(tree: Tree, debs: DebContent) -> None:
-    """Every package's entries, the links and the status in ``tree`` (buildImage)."""
-    for name in sorted(debs.packages):
-        if debs.on_host(name):
-            tree.entries.update(debs.packages[name])
-    tree.entries.update(debs.links)
-    tree.entries.update(debs.status)

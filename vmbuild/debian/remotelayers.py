@@ -49,6 +49,7 @@ from vmbuild.debian.build import (
     deb_lock,
 )
 from vmbuild.debian.lock import Request
+from vmbuild.debian.packages import Settings
 from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.digest import of_file
@@ -60,7 +61,6 @@ from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.units.graph import Unit, tree_of
 
 if TYPE_CHECKING:  # the registry client: not loaded by builds without remote caches
-    from vmbuild.debian.spec import DebianTable
     from vmbuild.remotecache import artifact
     from vmbuild.remotecache.remotes import Remotes
 
@@ -193,15 +193,15 @@ class DebLayers:
         self.debs: DebContent | None = None
         self._real: DebContent | None = None  # fetched: the entries' bytes are there
 
-    def content(self, requests: list[Request], table: DebianTable, goarch: str) -> DebContent:
+    def content(self, s: Settings, requests: list[Request], configure: bool) -> DebContent:
         """The spec's packages as :func:`~.build.deb_content` gives them; from the
         remote caches' ``debcontent`` entry when they have it (nothing fetched)."""
         if self.remotes is None:  # each package fetched as the resolver picks it
-            self.debs = self._real = deb_content(requests, table, goarch, self.workdir)
+            self.debs = self._real = deb_content(s, requests, configure, self.workdir)
             return self.debs
         from vmbuild.remotecache import artifact
 
-        self.pinned = pinned = deb_lock(requests, table, goarch)
+        self.pinned = pinned = deb_lock(s, requests, configure)
         ckey = content_key(pinned)
 
         def keep(got: artifact.Got) -> None:

@@ -1,22 +1,27 @@
-"""Debian packages as a content source (:mod:`vmbuild.sources`): the spec's items and
-``[debian]`` table (:mod:`vmbuild.debian.spec`), the lock, and what a build makes of
-them (:mod:`vmbuild.debian.build`, through the remote caches by
-:mod:`vmbuild.debian.remotelayers`). Light to import: the rest loads when a build
+"""Debian packages as a content source: this module is the source
+(:class:`vmbuild.sources.Source`). The spec's item ``{ deb = "name", version = "..." }``
+(a :class:`~vmbuild.debian.lock.Request`: one name rule with the lock's) and its optional
+``[debian]`` table (where packages come from: every key may be left out, the build takes
+it from the host's apt configuration, :mod:`vmbuild.debian.packages`); a build's
+packages are :class:`Packages` (:mod:`vmbuild.debian.build`, through the remote caches
+by :mod:`vmbuild.debian.remotelayers`). Light to import: the rest loads when a build
 uses a package."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmbuild.debian import spec
-from vmbuild.debian.lock import Request
-from vmbuild.debian.spec import DebianTable
+from vmbuild.debian.lock import NAME, VERSION, Request
+from vmbuild.errors import SpecError
 from vmbuild.sources import GuestStep, Item, SpecFields
 
 if TYPE_CHECKING:
     from vmbuild.debian.build import DebContent
+    from vmbuild.debian.packages import Settings
     from vmbuild.debian.remotelayers import DebLayers
     from vmbuild.oci.layer import Owner
     from vmbuild.oci.tree import Tree
@@ -25,58 +30,154 @@ if TYPE_CHECKING:
     from vmbuild.streaming.lazy import LazyLayer
     from vmbuild.units.graph import Graph, Unit
 
-
-class Debian:
-    """The Debian source (:class:`vmbuild.sources.Source`)."""
-
-    # stdenv's base tools as Debian packages, for shell images whose inputs are packages
-    toolset = tuple(
-        Request(name)
-        for name in (
-            *("bash", "coreutils", "tar", "gzip", "sed", "grep", "findutils", "diffutils"),
-            *("patch", "bzip2", "xz-utils", "mawk"),
-        )
+# stdenv's base tools as Debian packages, for shell images whose inputs are packages
+toolset: tuple[Item, ...] = tuple(
+    Request(name)
+    for name in (
+        *("bash", "coreutils", "tar", "gzip", "sed", "grep", "findutils", "diffutils"),
+        *("patch", "bzip2", "xz-utils", "mawk"),
     )
+)
+_SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
-    def parse_item(self, value: Any, place: str) -> Request | None:
-        return spec.parse_item(value, place)
 
-    def parse_table(self, fields: SpecFields, table: SpecFields | None) -> DebianTable:
-        return spec.parse_table(fields, table)
+@dataclass(frozen=True)
+class DebianTable:
+    lock: Path
+    suite: str | None = None
+    mirror: str | None = None
+    components: tuple[str, ...] = ("main",)
+    keyring: Path | None = None
+    recommends: bool = False
+    essential: bool = False
+    configure: bool = False
+    check_valid_until: bool = True
 
-    def check(self, table: DebianTable, function: str, architecture: str, where: str) -> None:
-        spec.check(table, function, architecture, where)
 
-    def content(
-        self,
-        items: Sequence[Item],
-        table: DebianTable,
-        architecture: str,
-        workdir: Path,
-        remote: bool,
-    ) -> Packages:
-        from vmbuild.debian.remotelayers import DebLayers
+def parse_item(value: Any, place: str) -> Request | None:
+    """``{ deb = ..., version = ... }`` as a Request; None when ``value`` is not one."""
+    if not isinstance(value, dict) or "deb" not in value:
+        return None
+    extra = set(value) - {"deb", "version"}
+    if extra:
+        raise SpecError(
+            f"{place}: unknown key {sorted(extra)[0]!r}",
+            'write { deb = "redis-server" } or { deb = "bash", version = "5.2.15-2+b2" }',
+        )
+    name, version = value["deb"], value.get("version")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError(f"{place}: deb = {name!r} is not a Debian package name", "fix the name")
+    if version is not None and (not isinstance(version, str) or not VERSION.fullmatch(version)):
+        raise SpecError(f"{place}: version = {version!r} is not a Debian version", "fix it")
+    return Request(name, version)
 
-        layers = DebLayers(workdir, remote)
-        debs = layers.content(_requests(items), table, architecture)
-        return Packages(debs, layers, table)
 
-    def lock(self, items: Sequence[Item], table: DebianTable, architecture: str) -> str:
-        from vmbuild.debian.build import lock_requests
+def parse_table(spec: SpecFields, sub: SpecFields | None) -> DebianTable:
+    """The ``[debian]`` table, checked (its defaults are the host's, filled in later)."""
+    default_lock = spec.base_dir / (Path(spec.where).name + ".lock")
+    if sub is None:
+        return DebianTable(lock=default_lock)
+    suite = sub.get_str("suite")
+    if suite is not None and not _SUITE.fullmatch(suite):
+        raise SpecError(f"{sub.where}: suite = {suite!r} is not a suite name", "fix it")
+    mirror = sub.get_str("mirror")
+    if mirror is not None and not mirror.startswith(("http://", "https://", "file:///")):
+        raise SpecError(
+            f"{sub.where}: mirror = {mirror!r} is not an http(s) or file URL",
+            "write the archive's root, as in apt's sources (\"http://HOST/debian\")",
+        )
 
-        lock = lock_requests(_requests(items), table, architecture)
-        return f"{table.lock}: {len(lock.packages)} packages"
+    def component(value: Any, where: str) -> str:
+        if not isinstance(value, str) or not _SUITE.fullmatch(value):
+            raise SpecError(f"{sub.where}: {where} = {value!r} is not a component", "fix it")
+        return value
 
-    def lock_file(self, table: DebianTable) -> Path:
-        return table.lock
+    components = tuple(sub.get_list("components", component)) or ("main",)
+    keyring = sub.get_path("keyring")
+    table = DebianTable(
+        lock=sub.get_path("lock") or default_lock,
+        suite=suite,
+        mirror=mirror,
+        components=components,
+        keyring=keyring,
+        recommends=sub.get_bool("recommends"),
+        essential=sub.get_bool("essential"),
+        configure=sub.get_bool("configure"),
+        check_valid_until=sub.get_bool("checkValidUntil", True),
+    )
+    sub.finish()
+    return table
 
-    def describe(self, item: Item) -> str:
-        assert isinstance(item, Request)
-        return item.name + (f"={item.version}" if item.version else "")
+
+def check(table: DebianTable, function: str, architecture: str, where: str) -> None:
+    """``configure = true`` runs maintainer scripts in the build VM, which runs the
+    host's architecture only."""
+    from vmbuild.oci.image import host_goarch
+
+    host = host_goarch()
+    if table.configure and architecture != host:
+        raise SpecError(
+            f"{where}: [debian] configure = true needs the build VM to run {architecture} "
+            f"programs, but it runs {host} only",
+            "leave configure out (packages are unpacked, not configured) or build for " + host,
+        )
+    if table.configure and function != "buildImage":
+        raise SpecError(
+            f"{where}: [debian] configure = true (maintainer scripts in the build VM) is "
+            f"buildImage's; {function} has no build VM",
+            "build with buildImage, or leave configure out (packages are unpacked with a "
+            "dpkg database, their scripts not run; add users with fakeNss)",
+        )
+
+
+def _settings(table: DebianTable, goarch: str, essential: bool) -> Settings:
+    from vmbuild.debian.packages import settings
+
+    return settings(
+        goarch=goarch,
+        lock=table.lock,
+        suite=table.suite,
+        mirror=table.mirror,
+        components=table.components,
+        keyring=table.keyring,
+        recommends=table.recommends,
+        essential=essential,
+        check_valid_until=table.check_valid_until,
+    )
 
 
 def _requests(items: Sequence[Item]) -> list[Request]:
     return list(dict.fromkeys(i for i in items if isinstance(i, Request)))
+
+
+def content(
+    items: Sequence[Item], table: DebianTable, architecture: str, workdir: Path, remote: bool
+) -> Packages:
+    from vmbuild.debian.remotelayers import DebLayers
+
+    layers = DebLayers(workdir, remote)
+    # with configure = true dpkg configures them: it and the Essential set come in
+    requests = _requests(items) + ([Request("dpkg")] if table.configure else [])
+    essential = table.essential or table.configure
+    debs = layers.content(_settings(table, architecture, essential), requests, table.configure)
+    return Packages(debs, layers, table)
+
+
+def lock(items: Sequence[Item], table: DebianTable, architecture: str) -> str:
+    """``vmbuild lock``: the packages resolved again, the lock file written."""
+    from vmbuild.debian.packages import current_lock
+
+    s = _settings(table, architecture, table.essential)
+    return f"{table.lock}: {len(current_lock(s, _requests(items), relock=True).packages)} packages"
+
+
+def lock_file(table: DebianTable) -> Path:
+    return table.lock
+
+
+def describe(item: Item) -> str:
+    assert isinstance(item, Request)
+    return item.name + (f"={item.version}" if item.version else "")
 
 
 class Packages:
@@ -86,14 +187,10 @@ class Packages:
         self.debs, self.deb_layers, self.table = debs, layers, table
 
     def add_units(self, graph: Graph) -> None:
-        from vmbuild.debian.build import add_units
-
-        add_units(graph, self.debs)
+        self.debs.add_units(graph)
 
     def add_to_tree(self, tree: Tree) -> None:
-        from vmbuild.debian.build import add_to_tree
-
-        add_to_tree(tree, self.debs)
+        self.debs.add_to_tree(tree)
 
     def provides(self, path: str) -> bool:
         return self.debs.provides(path)
@@ -112,9 +209,5 @@ class Packages:
             return None
         from vmbuild.debian.build import configure_script
 
-        debs = self.debs
-        files = tuple(debs.guest_debs[n] for b in debs.guest for n in b)
-        return GuestStep(configure_script(debs), files)
-
-
-SOURCE = Debian()
+        files = tuple(self.debs.guest_debs[n] for b in self.debs.guest for n in b)
+        return GuestStep(configure_script(self.debs), files)

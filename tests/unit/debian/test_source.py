@@ -10,7 +10,7 @@ import pytest
 from vmbuild.config import build_image, layered
 from vmbuild.config.common import Fields
 from vmbuild.debian.lock import Request
-from vmbuild.debian.spec import DebianTable
+from vmbuild.debian.source import DebianTable
 from vmbuild.errors import SpecError
 
 
