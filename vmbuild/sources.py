@@ -40,6 +40,10 @@ class Item:
     source: ClassVar[str]  # its key in SOURCES
     name: str
 
+    def describe(self) -> str:
+        """The item as a shell image's input variables say it."""
+        return self.name
+
 
 class SpecFields(Protocol):
     """What a source reads its table with (``vmbuild.config.common.Fields``)."""
@@ -66,54 +70,36 @@ class GuestStep:
 
 
 class Content(Protocol):
-    """One spec's items of one source, resolved (and fetched when their bytes are used)."""
+    """One spec's items of one source, resolved (fetched when their bytes are used)."""
 
-    def add_units(self, graph: Graph) -> None:
-        """Its content units, each referencing the units it needs."""
-
-    def add_to_tree(self, tree: Tree) -> None:
-        """All of its entries, in one tree (buildImage)."""
-
-    def provides(self, path: str) -> bool:
-        """Whether its entries hold ``path`` (the config's programs are not the host's)."""
-
-    def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> dict[int, LazyLayer]:
-        """The layers it gives of the groups holding its units (by index), as the layered
-        builder cut them (from a remote cache, or packed for one); the builder packs
-        the others."""
-
-    def note(self, record: Record) -> list[Component]:
-        """Its components for the SBOM, and its inputs (a lock file) noted in ``record``."""
-
-    def guest(self) -> GuestStep | None:
-        """What the build VM runs for it (None: nothing)."""
+    def add_units(self, graph: Graph) -> None: ...  # its units, referencing what they need
+    def add_to_tree(self, tree: Tree) -> None: ...  # all its entries in one tree (buildImage)
+    def provides(self, path: str) -> bool: ...  # whether its entries hold ``path``
+    # the layers of the groups holding its units, by index (from a remote cache, or
+    # packed for one; the builder packs the others)
+    def layers(
+        self, groups: list[list[Unit]], mtime: int, owner: Owner
+    ) -> dict[int, LazyLayer]: ...
+    def note(self, record: Record) -> list[Component]: ...  # SBOM components; its inputs
+    def guest(self) -> GuestStep | None: ...  # what the build VM runs for it
 
 
 class Source(Protocol):
+    """A content source: a module of these names, named in :data:`SOURCES`."""
+
     toolset: tuple[Item, ...]  # stdenv's base tools as its items (buildNixShellImage)
 
-    def parse_item(self, value: Any, place: str) -> Item | None:
-        """``value`` as one of its items; None when it is not one."""
-
-    def parse_table(self, spec: SpecFields, table: SpecFields | None) -> Any:
-        """Its table (``None``: the spec has none), checked; defaults filled in later."""
-
-    def check(self, table: Any, function: str, architecture: str, where: str) -> None:
-        """What the spec's other arguments rule out (raises a SpecError)."""
-
+    def parse_item(self, value: Any, place: str) -> Item | None: ...  # None: not its item
+    # its table (``None``: the spec has none), checked; defaults filled in later
+    def parse_table(self, spec: SpecFields, table: SpecFields | None) -> Any: ...
+    # what the spec's other arguments rule out (raises a SpecError)
+    def check(self, table: Any, function: str, architecture: str, where: str) -> None: ...
+    # ``items`` resolved and read; ``remote``: layers may come from the remote caches
     def content(
         self, items: Sequence[Item], table: Any, architecture: str, workdir: Path, remote: bool
-    ) -> Content:
-        """``items`` resolved and read; ``remote``: layers may come from remote caches."""
-
-    def lock(self, items: Sequence[Item], table: Any, architecture: str) -> str:
-        """Lock ``items`` again (``vmbuild lock``): what it wrote, for the user."""
-
-    def lock_file(self, table: Any) -> Path | None:
-        """The lock file ``vmbuild lock`` writes (checked before resolving)."""
-
-    def describe(self, item: Item) -> str:
-        """The item as the shell image's input variables say it."""
+    ) -> Content: ...
+    # ``vmbuild lock``: lock ``items`` again (the lock file checked first); what it wrote
+    def lock(self, items: Sequence[Item], table: Any, architecture: str) -> str: ...
 
 
 def source(key: str) -> Source:

@@ -31,7 +31,7 @@ from vmbuild.config.nixshell import NixShellSpec, Recipe
 from vmbuild.errors import SpecError
 from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.nixhash import to_base32
-from vmbuild.sources import Item, source
+from vmbuild.sources import Item
 from vmbuild.units.helpers import CA_BUNDLE, Helper
 
 SHELL_DIR = "/nix-shell"  # the recipe's own files in the image
@@ -121,7 +121,7 @@ def describe(item: ContentItem) -> str:
     if isinstance(item, Helper):
         return item.name
     if isinstance(item, Item):
-        return source(item.source).describe(item)
+        return item.describe()
     return str(item)
 
 

@@ -10,8 +10,7 @@ from typing import Any
 from vmbuild.cli.common import add_command
 from vmbuild.config import load_spec
 from vmbuild.errors import SpecError
-from vmbuild.oci.output import resolve_out
-from vmbuild.sources import source, used
+from vmbuild.sources import used
 
 
 def register(sub: Any) -> None:
@@ -30,13 +29,8 @@ def register(sub: Any) -> None:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec).spec
-    tables: dict[str, Any] = getattr(spec, "tables", {})
-    for key, table in tables.items():  # a lock that cannot be written fails before resolving
-        path = source(key).lock_file(table)
-        if path is not None:
-            resolve_out(path, directory=False, option="lock file")
     items = getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
-    found = used(items, tables)
+    found = used(items, getattr(spec, "tables", {}))
     if not found:
         raise SpecError(f"{args.spec} names no Debian packages", 'add { deb = "NAME" } items')
     for src, mine, table in found:

@@ -55,6 +55,9 @@ class Request(Item):
     name: str
     version: str | None = None
 
+    def describe(self) -> str:
+        return self.name + (f"={self.version}" if self.version else "")
+
 
 @dataclass(frozen=True)
 class Locked:

@@ -166,18 +166,11 @@ def content(
 def lock(items: Sequence[Item], table: DebianTable, architecture: str) -> str:
     """``vmbuild lock``: the packages resolved again, the lock file written."""
     from vmbuild.debian.packages import current_lock
+    from vmbuild.oci.output import resolve_out
 
+    resolve_out(table.lock, directory=False, option="lock file")  # before resolving
     s = _settings(table, architecture, table.essential)
     return f"{table.lock}: {len(current_lock(s, _requests(items), relock=True).packages)} packages"
-
-
-def lock_file(table: DebianTable) -> Path:
-    return table.lock
-
-
-def describe(item: Item) -> str:
-    assert isinstance(item, Request)
-    return item.name + (f"={item.version}" if item.version else "")
 
 
 class Packages:
