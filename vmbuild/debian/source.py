@@ -10,6 +10,7 @@ uses a package."""
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,10 +193,35 @@ class Packages:
         return self.deb_layers.layers(groups, mtime, owner)
 
     def note(self, record: Record) -> list[Component]:
-        from vmbuild.sbom import collect
+        """Each package: name, version, architecture, the .deb's SHA256, files, the
+        license its copyright file states, references to its dependencies' units."""
+        from vmbuild.sbom.dpkg import license_of
+        from vmbuild.sbom.inventory import deb_component, files_of, read_entry
+        from vmbuild.sbom.layerfiles import MAX_COPYRIGHT
 
         record.add_debs(self.table.lock)
-        return collect.deb_packages(self.debs.lock.packages, self.debs.packages)
+        out = []
+        for pkg in self.debs.lock.packages:
+            mine = self.debs.packages.get(pkg.name, {})
+            copyright_entry = mine.get(f"usr/share/doc/{pkg.name}/copyright")
+            text = None
+            if copyright_entry is not None:
+                st = copyright_entry.stat()
+                if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_COPYRIGHT:
+                    text = read_entry(copyright_entry)
+            c = deb_component(
+                pkg.name,
+                pkg.version,
+                pkg.architecture or None,
+                sha256=pkg.sha256,
+                license=license_of(text),
+                depends=[f"deb:{d}" for d in pkg.depends] + ["deb:usr-merge"],
+                ref=f"deb:{pkg.name}",
+            )
+            c.files = files_of(mine)
+            c.description = pkg.filename
+            out.append(c)
+        return out
 
     def guest(self) -> GuestStep | None:
         if not self.table.configure:
