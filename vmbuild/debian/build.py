@@ -211,7 +211,6 @@ def _ordered(lock: Lock) -> list[str]:
     return done
 
 
-# where the guest finds the .deb files (vmbuild.vm.steps: the debs disk, read-only)
 # dpkg's status lines (--status-fd, its machine interface, apart from what the scripts
 # print) -> the first maintainer script that failed, as PACKAGE SCRIPT STATUS on fd 3:
 # the guest's status record carries it to the host (vmbuild.sources.GuestStep)
@@ -230,6 +229,7 @@ scripts() {
 }
 dpkg() { command dpkg --status-fd 4 "$@" 4>&1 >&2 3>&- | scripts; }
 """
+# where the guest finds the .deb files (vmbuild.vm.steps: the debs disk, read-only)
 GUEST_DEBS = "/.vmbuild/step/debs"
 # what dpkg and the maintainer scripts leave that differs from one build to the next:
 # logs with times, the previous versions of its and debconf's databases, ldconfig's
