@@ -67,9 +67,8 @@ def plan_tree(tree: Tree, mtime: int, owner: Owner) -> TarPlan:
 
 
 def _stat_line(name: str, src: Entry, st: os.stat_result) -> bytes:
-    version = ":".join(map(str, file_identity(st)))
     return (
-        f"{name}\0{src.host}\0{int(src.follow)}\0{version}:{st.st_mode}:"
+        f"{name}\0{src.host}\0{int(src.follow)}\0{file_identity(st)}:{st.st_mode}:"
         f"{st.st_nlink}:{st.st_uid}:{st.st_gid}:{st.st_rdev}\0"
     ).encode("utf-8", "surrogateescape")
 
