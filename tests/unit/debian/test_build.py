@@ -1,4 +1,4 @@
-"""configure = true's plan (builders/debcontent): what the host unpacks, what the
+"""configure = true's plan (debian/build): what the host unpacks, what the
 guest's dpkg installs and in which order, and the script that does it."""
 
 from __future__ import annotations

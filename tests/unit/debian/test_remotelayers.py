@@ -1,4 +1,4 @@
-"""builders/layeredcache: a package set's entries survive the trip through a
+"""debian/remotelayers: a package set's entries survive the trip through a
 ``debcontent`` entry (hosts moved to the reading runner's cache and work dirs), a bad
 one is a miss, and the keys follow what the layer's bytes depend on."""
 
