@@ -3,6 +3,7 @@ and the Debian source conforming to the protocol (mypy checks the assignment bel
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,20 @@ def test_a_spec_without_packages_loads_no_source() -> None:
         "layered.parse(Fields({'name': 'x'}, '/s/x.toml', Path('/s')))\n"
     )
     assert loaded_of(code, ("vmbuild.debian",)) == []
+
+
+def test_nothing_outside_a_source_imports_it() -> None:
+    """Builders, specs, the CLI, the VM and the SBOM reach the Debian source only
+    through vmbuild.sources (its SOURCES line)."""
+    package = Path(sources.__file__).parent
+    names = ("vmbuild.debian",)
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        if path.is_relative_to(package / "debian"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            found = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            bad += [f"{path.name}: {m}" for m in found if m.startswith(names)]
+    assert bad == []
