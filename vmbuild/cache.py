@@ -8,6 +8,14 @@ concurrent first uses wait for one maker instead of each making their own. Small
 facts worth remembering (a layer's diff_id, ELF headers, which blobs a registry has) are
 JSON files read with :func:`read_json` and replaced atomically with :func:`write_json`;
 losing one only costs time.
+
+An entry a build reads is held against ``vmbuild cache prune`` for as long as the build
+runs (:func:`holding`, :func:`hold`): the reader keeps a shared ``flock`` on the entry's
+lock file (:func:`lock_file`), and prune removes only an entry whose lock it takes
+exclusively without waiting (:mod:`vmbuild.cachelist`). A hold is taken before the entry
+is looked at (or made), so what the reader finds, or makes, stays until its build ends.
+Holds are for entries nobody makes under :func:`lock` (a maker waiting there for a
+reader's build to end could wait for a build that waits for it).
 """
 
 from __future__ import annotations
@@ -19,11 +27,19 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from vmbuild.errors import VmbuildError
+
 log = logging.getLogger("vmbuild")
+
+
+class CacheError(VmbuildError):
+    """Something that is not vmbuild's stands where the cache keeps its entries."""
 
 
 def cache_dir() -> Path:
@@ -53,6 +69,118 @@ def entry(kind: str, digest: str) -> Path:
     return cache_dir() / kind / digest
 
 
+def directory(path: Path) -> Path:
+    """``path``, made with its parents if missing; CacheError when a file stands there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        where = next((p for p in (path, *path.parents) if p.is_file() or p.is_symlink()), path)
+        raise CacheError(
+            f"the cache directory {path} cannot be made: {where} is not a directory",
+            "remove it (vmbuild makes the cache again as it needs it)",
+        ) from exc
+    return path
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file of the entry ``path``: ``.NAME.lock`` beside it."""
+    return path.parent / f".{path.name}.lock"
+
+
+def discard(path: Path) -> bool:
+    """Remove the entry ``path`` whole: renamed to a dot name first (so no reader sees
+    half of it), then deleted; False when it is not there."""
+    aside = path.with_name(f".{path.name[:40]}-gone-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return False
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+    return True
+
+
+class Holds:
+    """The entries one build holds (:func:`hold`): a shared ``flock`` on each one's lock
+    file, let go by :meth:`release` (or the process's end, however it ends)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+        self._mutex = threading.Lock()
+
+    def hold(self, path: Path) -> None:
+        """Hold the entry ``path`` (there or not yet) until :meth:`release`: waits only
+        while a prune is removing it."""
+        with self._mutex:
+            if path in self._fds:
+                return
+        fd = _shared(lock_file(path))
+        with self._mutex:
+            if path in self._fds:  # another thread of the build held it meanwhile
+                os.close(fd)
+            else:
+                self._fds[path] = fd
+
+    def release(self) -> None:
+        """Let every entry go; the lock file of one that was never made goes too, unless
+        another build holds it."""
+        with self._mutex:
+            held, self._fds = list(self._fds.items()), {}
+        for path, fd in held:
+            if not os.path.lexists(path):
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    lock_file(path).unlink()
+            os.close(fd)
+
+
+def _shared(lock: Path) -> int:
+    """A descriptor holding a shared lock on the file ``lock`` (made if missing) that is
+    still the one at its path (a prune that removed the entry also unlinked it)."""
+    directory(lock.parent)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False)):
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+_PROCESS = Holds()  # holds taken outside any build: kept until the process ends
+_holds: ContextVar[Holds | None] = ContextVar("vmbuild_cache_holds", default=None)
+
+
+@contextlib.contextmanager
+def holding() -> Iterator[None]:
+    """A build: the entries :func:`hold` takes in the block are let go at its end."""
+    holds = Holds()
+    token = _holds.set(holds)
+    try:
+        yield
+    finally:
+        _holds.reset(token)
+        holds.release()
+
+
+def holds() -> Holds:
+    """The current build's holds (for threads of it, which do not share its context)."""
+    return _holds.get() or _PROCESS
+
+
+def hold(path: Path) -> None:
+    """Hold the cache entry ``path`` against prune until the current build ends (see the
+    module's text); take it before looking at the entry, or making it."""
+    holds().hold(path)
+
+
 @contextlib.contextmanager
 def publish(kind: str, digest: str) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success rename it to ``entry(kind, digest)``.
@@ -60,7 +188,7 @@ def publish(kind: str, digest: str) -> Iterator[Path]:
     On an exception the temporary directory is removed and nothing is published.
     """
     final = entry(kind, digest)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    directory(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
     try:
         yield tmp
@@ -85,8 +213,8 @@ def lock(kind: str, digest: str, waiting: str = "") -> Iterator[None]:
     also removes what a killed maker of the same entry left of its temporary directory.
     """
     final = entry(kind, digest)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(final.parent / f".{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    directory(final.parent)
+    fd = os.open(lock_file(final), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

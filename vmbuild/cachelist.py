@@ -2,13 +2,17 @@
 
 The cache (:func:`vmbuild.cache.cache_dir`) is a directory per kind (``kernel``,
 ``initramfs``, ``blobs`` ...); each child of a kind's directory is one entry (for
-``blobs``, each child of ``blobs/sha256`` and ``blobs/unpacked``). An entry's age is the
+``blobs``, each child of ``blobs/sha256`` and ``blobs/unpacked``; for ``debs``, each
+``.deb`` and each child of ``debs/unpacked``). An entry's age is the
 time since its newest file was last written or read, so an entry in use stays young.
-Names starting with a dot are locks and half-written entries, never listed.
+Names starting with a dot are locks and half-written entries, never listed, nor are
+names ending in ``.part`` (files being written).
 
 Pruning removes whole entries, oldest first: it renames an entry to a dot name (so no
 reader ever sees half of one), then deletes it. An entry whose lock
-(``.ENTRY.lock``, see :func:`vmbuild.cache.lock`) is held by a running build is kept.
+(``.ENTRY.lock``, :func:`vmbuild.cache.lock_file`) a running build holds (a maker's
+:func:`vmbuild.cache.lock`, a reader's :func:`vmbuild.cache.hold`) is kept: prune takes
+the lock exclusively without waiting, and skips the entry when it cannot.
 Every entry is something vmbuild makes again when it is missing; pruning only costs time.
 """
 
@@ -18,13 +22,12 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbuild.cache import cache_dir
+from vmbuild.cache import cache_dir, discard, lock_file
 from vmbuild.errors import SpecError
 
 # What each kind holds, for `cache ls` (a kind not named here is listed by its name).
@@ -50,7 +53,9 @@ KINDS = {
     "debian": "verified Debian package indexes",
     "pushed": "what each pushed archive was, for a one-request re-push",
 }
-NESTED = {"blobs"}  # kinds whose entries sit one directory further down
+# kinds whose entries sit one directory further down: in every subdirectory (None), or
+# in those named (the kind's other children are entries themselves)
+NESTED: dict[str, set[str] | None] = {"blobs": None, "debs": {"unpacked"}}
 DAY = 86400.0
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -102,7 +107,7 @@ def _children(directory: Path) -> Iterator[Path]:
     except OSError:
         return
     for name in names:
-        if not name.startswith("."):
+        if not name.startswith(".") and not name.endswith(".part"):
             yield directory / name
 
 
@@ -114,12 +119,19 @@ def entries(root: Path | None = None) -> list[Entry]:
         if not kind_dir.is_dir():
             continue
         kind = kind_dir.name
-        subs = list(_children(kind_dir)) if kind in NESTED else [kind_dir]
-        for sub in subs:
-            for path in _children(sub) if sub.is_dir() else ():
-                size, used = _measure(path)
-                found.append(Entry(kind, path, size, used))
+        for path in _entry_paths(kind_dir, NESTED.get(kind, set())):
+            size, used = _measure(path)
+            found.append(Entry(kind, path, size, used))
     return found
+
+
+def _entry_paths(kind_dir: Path, nested: set[str] | None) -> Iterator[Path]:
+    for path in _children(kind_dir):
+        if nested is None or path.name in nested:
+            if path.is_dir() and not path.is_symlink():
+                yield from _children(path)
+        else:
+            yield path
 
 
 @dataclass(frozen=True)
@@ -143,12 +155,14 @@ def summary(found: list[Entry], now: float | None = None) -> list[KindSummary]:
 
 @contextlib.contextmanager
 def _unlocked(entry: Entry) -> Iterator[bool]:
-    """Whether ``entry``'s lock is free (then held for the block)."""
-    lock = entry.path.parent / f".{entry.path.name}.lock"
+    """Whether ``entry``'s lock is free (then held for the block). The lock file is made
+    when missing: a reader that comes to hold the entry meanwhile then waits for it."""
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(
+            lock_file(entry.path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
+        )
     except OSError:
-        yield True  # no lock file: nobody makes or holds it under a lock
+        yield False  # a lock that cannot be taken is not taken
         return
     try:
         try:
@@ -166,17 +180,9 @@ def remove(entry: Entry) -> bool:
     with _unlocked(entry) as free:
         if not free:
             return False
-        aside = entry.path.with_name(f".pruning-{entry.path.name}-{os.getpid()}")
-        try:
-            os.rename(entry.path, aside)
-        except OSError:
-            return False
-        if aside.is_dir() and not aside.is_symlink():
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            aside.unlink(missing_ok=True)
-        (entry.path.parent / f".{entry.path.name}.lock").unlink(missing_ok=True)
-        return True
+        removed = discard(entry.path)
+        lock_file(entry.path).unlink(missing_ok=True)  # (nobody holds it: held here)
+        return removed
 
 
 def choose(

@@ -10,7 +10,11 @@ atomically (a temporary sibling renamed into place), so concurrent identical bui
 both succeed; an entry whose ``layer.tar`` does not hash to its recorded diff_id
 (corrupt, truncated, half-copied by hand) or holds a name no layer may (``..``, an
 absolute path: forged; one warning) is never used: :func:`lookup` misses and the
-next :func:`publish` replaces it. ``vmbuild build --no-cache`` skips lookups
+next :func:`publish` replaces it (as it does anything else in its place). An entry
+found or published is held for the build (:func:`vmbuild.cache.hold`): a prune leaves
+it until the build ends. A step cache that cannot be written (a file where its
+directory goes, a full disk) costs one warning, never the build: the step's layer is
+then used from where it was made. ``vmbuild build --no-cache`` skips lookups
 (:func:`disabled`); the result is still published.
 """
 
@@ -167,20 +171,16 @@ def lookup(key: str) -> CachedStep | None:
 
 def _lookup_local(key: str) -> CachedStep | None:
     found_at = entry(key)
+    try:
+        cache.hold(found_at)
+    except (OSError, cache.CacheError):  # (publish says why, if the step is published)
+        return None
     if not found_at.is_dir():
         return None
     found = _read(found_at)
     if found is None:
         log.debug("step cache: ignoring the corrupt entry %s", found_at)
     return found
-
-
-def _discard(where: Path) -> None:
-    """Move a bad entry out of the way (a rename, so readers never see half of it)."""
-    trash = where.with_name(f".{where.name[:12]}-bad-{os.getpid()}")
-    with contextlib.suppress(OSError):
-        os.rename(where, trash)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _place(layer: Path, dest: Path) -> None:
@@ -191,7 +191,7 @@ def _place(layer: Path, dest: Path) -> None:
 
 
 def _publish_once(final: Path, layer: Path, diff_id: str, meta: Mapping[str, object]) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
+    cache.directory(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:12]}-", dir=final.parent))
     try:
         _place(layer, tmp / LAYER)
@@ -210,17 +210,31 @@ def publish(key: str, layer: Path, diff_id: str, meta: Mapping[str, object]) -> 
     """Store ``layer`` (uncompressed, hashing to ``diff_id``) as the entry for ``key``.
 
     Atomic and safe under concurrent builds: whoever renames first wins, the others
-    drop their copy. A corrupt entry in the way is replaced. Returns the stored entry.
+    drop their copy. A corrupt entry (or anything else) in the way is replaced. Returns
+    the stored entry; when it cannot be stored, a warning says why and the entry is
+    ``layer`` itself (the build goes on).
     """
     final = entry(key)
-    for _ in range(3):
-        if final.is_dir() and _read(final) is None:
-            _discard(final)
-        _publish_once(final, layer, diff_id, meta)
-        stored = _read(final)
-        if stored is not None:
-            source = _remote.get()
-            if source is not None:
-                source.offer(key, stored)
-            return stored
-    raise OSError(f"cannot publish the step cache entry {final}")
+    why = "it is not kept"
+    try:
+        cache.hold(final)
+        for _ in range(3):
+            if os.path.lexists(final) and _read(final) is None:
+                cache.discard(final)
+            _publish_once(final, layer, diff_id, meta)
+            stored = _read(final)
+            if stored is not None:
+                source = _remote.get()
+                if source is not None:
+                    source.offer(key, stored)
+                return stored
+    except cache.CacheError as exc:
+        why = f"{exc.message} ({exc.hint})"
+    except OSError as exc:
+        why = f"{exc.strerror or exc} ({exc.filename or final})"
+    warnings.warn(
+        f"the step cache cannot keep this step's layer: {why}; the build goes on without it",
+        UserWarning,
+        2,
+    )
+    return CachedStep(layer, diff_id, dict(meta))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmbuild.cache import read_json, write_json
+from vmbuild.cache import CacheError, directory, read_json, write_json
 
 
 def test_written_json_reads_back_and_leaves_no_temporary_file(tmp_path: Path) -> None:
@@ -35,3 +35,10 @@ def test_a_value_json_cannot_hold_leaves_the_old_file_and_no_temporary(tmp_path:
 def test_an_unwritable_directory_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     write_json(tmp_path / "file" / "entry", [1])  # parent is a file: nothing to do
+
+
+def test_a_file_where_a_cache_directory_goes_is_named(tmp_path: Path) -> None:
+    (tmp_path / "debs").write_text("x")
+    with pytest.raises(CacheError, match=r"debs/unpacked cannot be made: \S+/debs is not a dir"):
+        directory(tmp_path / "debs" / "unpacked")
+    assert directory(tmp_path / "steps" / "x") == tmp_path / "steps" / "x"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -91,7 +92,29 @@ def test_concurrent_publishers_agree(tmp_path: Path) -> None:
         t.join()
     assert not errors
     assert len({r.diff_id for r in results}) == 1
-    assert [p.name for p in stepcache.root().iterdir()] == [key]
+    left = [p.name for p in stepcache.root().iterdir()]
+    assert sorted(left) == [f".{key}.lock", key]  # the entry, and the lock it is held by
+
+
+def test_a_file_in_the_entrys_place_is_replaced(tmp_path: Path) -> None:
+    layer, diff_id = _layer(tmp_path / "l.tar", b"good")
+    key = stepcache.step_key({"n": 4})
+    stepcache.root().mkdir(parents=True, exist_ok=True)
+    stepcache.entry(key).write_text("not an entry")
+    stored = stepcache.publish(key, layer, diff_id, {})
+    assert stored.layer == stepcache.entry(key) / stepcache.LAYER
+    assert stepcache.lookup(key) == stored
+
+
+def test_a_step_cache_that_cannot_be_written_costs_a_warning(tmp_path: Path) -> None:
+    layer, diff_id = _layer(tmp_path / "l.tar", b"good")
+    key = stepcache.step_key({"n": 5})
+    shutil.rmtree(stepcache.root(), ignore_errors=True)
+    stepcache.root().write_text("a file where the step cache goes")
+    assert stepcache.lookup(key) is None
+    with pytest.warns(UserWarning, match="step cache cannot keep .* not a directory"):
+        stored = stepcache.publish(key, layer, diff_id, {"step": "runAsRoot"})
+    assert stored == stepcache.CachedStep(layer, diff_id, {"step": "runAsRoot"})
 
 
 @pytest.mark.parametrize("name", ["../../../../tmp/x", "/etc/x", "a\nb"])

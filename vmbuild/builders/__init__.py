@@ -144,7 +144,7 @@ def build(loaded: Loaded, out: Path, opts: OutputOptions) -> BuildResult:
         from vmbuild.sbom.attest import check_paths
 
         check_paths(opts.attest)
-    with _remembered_checks():
+    with _remembered_checks(), cache.holding():  # (the cache entries it reads: held)
         result = builder.build(loaded.spec, target, opts)
     return dataclasses.replace(result, out=out)
 
@@ -183,5 +183,5 @@ def stream(loaded: Loaded, sink: BinaryIO) -> None:
             f"not {loaded.function}",
             'set function = "streamLayeredImage" (or "streamNixShellImage"), or use vmbuild build',
         )
-    with _remembered_checks():
+    with _remembered_checks(), cache.holding():
         builder.stream(loaded.spec, sink)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vmbuild import cache
 from vmbuild.config.base import BaseSource
 from vmbuild.oci.output import OutputOptions
 
@@ -35,6 +36,7 @@ def base_path(source: BaseSource) -> Path:
     from vmbuild.registry.pulledcache import remember, trusted
 
     path = pulled_path(source)
+    cache.hold(path)  # (read until the build ends)
     key = source.sha256.hex()
     remotes = remotecache.current()
     if trusted(source.sha256) is not None:  # (a pull hard-links its output there)

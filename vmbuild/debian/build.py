@@ -20,9 +20,10 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmbuild import cache
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr
-from vmbuild.debian.fetch import Fetcher, cached_deb, naming_file
+from vmbuild.debian.fetch import Fetcher, cached_deb, deb_path, naming_file
 from vmbuild.debian.lock import Lock, Locked, Request
 from vmbuild.debian.packages import Settings, current_lock, fetch
 from vmbuild.oci.tree import Tree
@@ -180,7 +181,9 @@ def _batches(names: list[str], pre_depends: dict[str, str]) -> list[list[str]]:
 
 
 def _deb_file(s: Settings, pkg: Locked) -> Path:
-    """The package's verified .deb in the cache (fetched again if it was removed)."""
+    """The package's verified .deb in the cache (fetched again if it was removed), held
+    for the build."""
+    cache.hold(deb_path(pkg))
     return cached_deb(s.mirror, pkg)
 
 

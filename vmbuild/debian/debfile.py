@@ -9,8 +9,9 @@ not a directory of them: creating inodes is a large part of a cold build's CPU):
 the regular files' bytes, then the control files', then dpkg's ``.list`` of the
 package, then a JSON record of every member's metadata and where its bytes are (and
 the dpkg facts :mod:`vmbuild.debian.dpkgdb` derives from the control files), then a
-fixed-size trailer saying where that record starts. The layer writer reads those
-ranges (:class:`vmbuild.oci.tree.BlobSource`).
+fixed-size trailer saying where that record starts and the SHA256 of everything before
+it. The layer writer reads those ranges (:class:`vmbuild.oci.tree.BlobSource`); a build
+uses an entry only once its bytes hash to its trailer's hash (:func:`is_current`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import fcntl
 import functools
 import gzip
+import hashlib
 import io
 import json
 import lzma
@@ -29,6 +31,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,11 +42,13 @@ import zstandard
 from debian.deb822 import Deb822
 
 from vmbuild import run
+from vmbuild.cache import FileMemo, file_identity
 from vmbuild.debian import dpkgdb
 from vmbuild.debian.lock import ARCH, NAME
 from vmbuild.errors import ImageError
 from vmbuild.oci import tarread
 from vmbuild.oci.safety import CONTROL_CHARS
+from vmbuild.oci.sinks import HashingWriter
 
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
 CONTROL_FILES = (
@@ -60,12 +65,14 @@ CONTROL_FILES = (
     "templates",
     "config",
 )
-FORMAT = "3"  # change when the unpacked layout changes (it is in the entry's name)
+FORMAT = "4"  # change when the unpacked layout changes (it is in the entry's name)
 # The payload starts with this line, so no member's bytes are at offset 0 (a range at
 # offset 0 is read as a whole file by :func:`vmbuild.oci.inputs.open_range`).
 PAYLOAD_HEAD = b"vmbuild .deb payload\n"
-TRAILER = b"\nvmbuild-meta "  # then the record's offset in 16 hex digits, then "\n"
-TRAILER_SIZE = len(TRAILER) + 17
+# then the record's offset in 16 hex digits, " ", the SHA256 (hex) of every byte before
+# the trailer, "\n"
+TRAILER = b"\nvmbuild-meta "
+TRAILER_SIZE = len(TRAILER) + 16 + 1 + 64 + 1
 XZ_LARGE = 256 << 10  # a data.tar.xz this large is decompressed by an xz process
 PIPE_SIZE = 1 << 20  # of the pipe from xz, and the buffer it is read through
 
@@ -222,7 +229,9 @@ def unpack(deb: Path, dest: Path, what: str, expect: Identity) -> None:
         members: list[DebMember] = []
         control: dict[str, tuple[bytes, int]] = {}
         seen_data = False
-        with open(deb, "rb") as f, open(tmp, "wb") as out:
+        with open(deb, "rb") as f, open(tmp, "wb") as file:
+            hashing = HashingWriter(file)  # (its count is the offset: the file starts empty)
+            out = cast(BinaryIO, hashing)
             for name, size in ar_members(f, what):
                 if name.startswith("control.tar"):
                     with _data_stream(_Range(f, size), name, what) as stream:  # type: ignore[arg-type]
@@ -242,7 +251,7 @@ def unpack(deb: Path, dest: Path, what: str, expect: Identity) -> None:
                     seen_data = True
             if not (seen_data and "control" in control):
                 raise DebError(f"{what} has no control.tar or data.tar", "the file is corrupt")
-            record = _write_record(out, members, control)
+            record = _write_record(hashing, members, control)
         os.replace(tmp, dest)
         _RECORDS[dest] = record
     except (*_BROKEN, OSError) as exc:
@@ -272,7 +281,7 @@ def control_text(deb: Path, what: str) -> str:
 
 
 def _write_record(
-    out: BinaryIO, members: list[DebMember], control: dict[str, tuple[bytes, int]]
+    out: HashingWriter, members: list[DebMember], control: dict[str, tuple[bytes, int]]
 ) -> dict[str, Any]:
     """After the members' bytes: the control files, the dpkg list, the record, the
     trailer."""
@@ -296,7 +305,8 @@ def _write_record(
     }
     at += len(listed)
     out.write(json.dumps(record, separators=(",", ":")).encode())
-    out.write(TRAILER + b"%016x\n" % at)
+    digest = out.digest.removeprefix("sha256:").encode()
+    out.write(TRAILER + b"%016x %s\n" % (at, digest))
     return record
 
 
@@ -458,8 +468,35 @@ def _check_symlink(path: str, target: str, what: str) -> None:
         )
 
 
-def is_current(unpacked: Path) -> bool:
-    return unpacked.is_file()
+def is_current(unpacked: Path, memo: FileMemo | None = None) -> bool:
+    """Whether ``unpacked`` is a whole entry of this layout: a file whose bytes hash to
+    its trailer's SHA256 (an empty, truncated, changed or foreign one is not). With
+    ``memo``, a version of the file (:func:`vmbuild.cache.file_identity`) found whole
+    once is remembered there, and not hashed again."""
+    what = ["unpacked", unpacked.name]
+    try:
+        with open(unpacked, "rb") as f:
+            st = os.fstat(f.fileno())
+            if memo is not None and memo.recall(st, what) is not None:
+                return True
+            since = time.time_ns()
+            end = f.seek(0, os.SEEK_END)
+            if end < TRAILER_SIZE:
+                return False
+            f.seek(end - TRAILER_SIZE)
+            tail = f.read(TRAILER_SIZE)
+            f.seek(0)
+            digest = hashlib.file_digest(_Range(f, end - TRAILER_SIZE), "sha256")  # type: ignore[arg-type]
+            whole = tail.startswith(TRAILER) and tail[-65:-1] == digest.hexdigest().encode()
+            if (
+                whole
+                and memo is not None
+                and file_identity(os.fstat(f.fileno())) == file_identity(st)
+            ):
+                memo.record(st, what, {"whole": True}, since)
+            return whole
+    except OSError:  # (a directory, or gone)
+        return False
 
 
 _RECORDS: dict[Path, dict[str, Any]] = {}  # the records read or written by this process
@@ -481,7 +518,7 @@ def _read_record(unpacked: Path) -> dict[str, Any]:
         tail = f.read(TRAILER_SIZE)
         if not tail.startswith(TRAILER):
             raise DebError(f"{unpacked} is not an unpacked package", "delete it")
-        start = int(tail[len(TRAILER) : -1], 16)
+        start = int(tail[len(TRAILER) : len(TRAILER) + 16], 16)
         f.seek(start)
         return cast(dict[str, Any], json.loads(f.read(end - TRAILER_SIZE - start)))
 

@@ -26,13 +26,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from vmbuild import cache
 from vmbuild.cache import FileMemo, cache_dir, file_identity
 from vmbuild.debian import debfile
 from vmbuild.signals import Stop
 
 log = logging.getLogger("vmbuild")
 WORKERS = 8  # downloads at a time
-CHECKS = FileMemo("deb-checks-v1")  # cached .debs whose SHA256 was checked, by identity
+# cached .debs and unpacked entries whose SHA256 was checked, by the version of their file
+CHECKS = FileMemo("deb-checks-v1")
 READERS = min(4, (os.cpu_count() or 1) + 1)  # packages read at a time (each ~8 MB)
 
 
@@ -155,14 +157,15 @@ class Fetcher:
         gate.set()
 
     def start(self, pkg: Pinned) -> None:
-        """Fetch ``pkg`` (unless it is unpacked in the cache already, or started)."""
-        if pkg.sha256 in self._started or debfile.is_current(unpacked_path(pkg)):
+        """Fetch ``pkg`` (unless started): from the cache when its entry there is sound
+        (:meth:`_cached`), else downloaded (unless its .deb is there) and read."""
+        if pkg.sha256 in self._started:
             return
-        if not self._told:
-            debs_dir().mkdir(parents=True, exist_ok=True)
+        if not self._told and not (self.read and unpacked_path(pkg).is_file()):
+            cache.directory(debs_dir())
             log.info("fetching Debian packages")
             self._told = True
-        self._started[pkg.sha256] = self._downloads.submit(self._download, pkg)
+        self._started[pkg.sha256] = self._downloads.submit(self._cached, pkg, cache.holds())
 
     def _download(self, pkg: Pinned) -> Future[Path] | None:
         deb = cached_deb(self.mirror, pkg, self._stop)
@@ -208,6 +211,22 @@ class Fetcher:
         for read in reads:
             read.result()
         return {p.name: unpacked_path(p) for p in packages}
+
+    def _cached(self, pkg: Pinned, holds: cache.Holds) -> Future[Path] | None:
+        """``pkg``'s entry when the cache's is sound (its bytes hash to its trailer's
+        hash, or this version of its file was found so), else :meth:`_download`. The
+        entry and the .deb are held first, for the build (``holds``): a prune leaves
+        what is found or made here until it ends."""
+        entry = unpacked_path(pkg)
+        holds.hold(entry)
+        if self.read and debfile.is_current(entry, CHECKS):
+            done: Future[Path] = Future()
+            done.set_result(entry)
+            return done
+        if os.path.lexists(entry) and not entry.is_file():  # (a file is replaced whole)
+            cache.discard(entry)
+        holds.hold(deb_path(pkg))
+        return self._download(pkg)
 
     def downloaded(self, packages: Sequence[Pinned]) -> None:
         """Wait for the downloads of ``packages`` (those started)."""

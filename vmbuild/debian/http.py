@@ -190,9 +190,9 @@ def download(
                 "the mirror serves a changed or corrupt file; try again or use another mirror",
             )
         os.fchmod(fd, 0o644)
+        parts.publish(part, dest)  # (still locked: another writer's sweep leaves it)
         os.close(fd)
         fd = -1
-        parts.publish(part, dest)
     except BaseException:
         if fd >= 0:
             os.close(fd)

@@ -19,7 +19,8 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from vmbuild.cache import cache_dir
+from vmbuild import parts
+from vmbuild.cache import cache_dir, holds
 from vmbuild.errors import RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.digest import hex_of
@@ -85,10 +86,12 @@ class Downloader:
         self.progress = progress
         self.what = what
         self.cancel = threading.Event()
+        self.holds = holds()  # (the build's: get runs in threads of their own)
 
     def get(self, desc: Descriptor, unpack: bool) -> CachedBlob:
-        """The blob ``desc`` in the cache (fetched if need be); with ``unpack``, a view of
-        its layer tar (``diff_id`` is "" while not yet checked)."""
+        """The blob ``desc`` in the cache (fetched if need be), held for the build; with
+        ``unpack``, a view of its layer tar (``diff_id`` is "" while not yet checked)."""
+        self.holds.hold(store_path(desc.digest))
         path = cached(desc.digest, desc.size)
         if path is not None:
             info = known.unpacked(desc.digest)
@@ -141,22 +144,26 @@ class Downloader:
     def _download(self, desc: Descriptor, unpack: bool) -> CachedBlob:
         final = store_path(desc.digest)
         ensure_store()
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
         name = desc.digest[7:19]
         self.progress.start(name, desc.size)
+        tmp: Path | None = None
         try:
-            with open(tmp, "wb") as store:
+            fd, tmp = parts.create(final)  # (a killed pull's swept first)
+            with open(fd, "wb") as store:  # (its lock held until it is renamed)
+                os.fchmod(fd, 0o644)  # (as the blobs always were)
                 pipe = Pipe(store)
                 self._stream(desc, pipe, name)
-            if pipe.digest != desc.digest:
-                raise RegistryError(
-                    f"{self.what}: blob {desc.digest} arrived with digest {pipe.digest}",
-                    "the registry's copy is corrupt or was replaced; nothing was kept",
-                )
-            os.replace(tmp, final)
+                if pipe.digest != desc.digest:
+                    raise RegistryError(
+                        f"{self.what}: blob {desc.digest} arrived with digest {pipe.digest}",
+                        "the registry's copy is corrupt or was replaced; nothing was kept",
+                    )
+                store.flush()
+                os.replace(tmp, final)
             result = self._result(desc, final, pipe, unpack)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             self.progress.drop(name)
             if isinstance(exc, OSError):  # network errors were handled in _stream
                 raise VmbuildError(

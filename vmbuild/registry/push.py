@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from vmbuild import tempdirs
+from vmbuild import parts, tempdirs
 from vmbuild.errors import ImageError, RegistryError, VmbuildError
 from vmbuild.oci.compress import Compression, compressor
 from vmbuild.oci.digest import of_bytes
@@ -239,7 +238,8 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
         return Blob(found[0], found[1], _media_type(kind), blobs.store_path(found[0]))
     store = blobs.ensure_store()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".compress-", suffix=".part", dir=store)
+        parts.sweep_dir(store)  # (what killed pushes and pulls left, of any name)
+        fd, tmp = parts.create(store / "compress")
     except OSError as exc:
         raise VmbuildError(f"cannot write to the blob cache: {exc}", _SPACE) from exc
     # A base layer's blob checks its tar against the diff_id as it is read (see
@@ -248,7 +248,7 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
     source = layer.blob
     checked = isinstance(source, CheckedBlob) and source.checks_next_read
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # (its lock held until it is renamed)
             hw = HashingWriter(f)
             with compressor(cast(BinaryIO, hw), kind, level) as z:
                 plain: HashingWriter | StoppingWriter
@@ -257,12 +257,13 @@ def _compress(layer: Layer, kind: Compression, level: int | None, stop: threadin
                 else:
                     plain = HashingWriter(z, stop=stop, cancelled=blobs.Cancelled)
                 source.copy_to(cast(BinaryIO, plain))
-        if isinstance(plain, HashingWriter) and plain.digest != layer.diff_id:
-            raise ImageError(
-                f"layer {layer.diff_id} of the image has different contents",
-                "the archive is corrupt",
-            )
-        os.replace(tmp, blobs.store_path(hw.digest))
+            if isinstance(plain, HashingWriter) and plain.digest != layer.diff_id:
+                raise ImageError(
+                    f"layer {layer.diff_id} of the image has different contents",
+                    "the archive is corrupt",
+                )
+            f.flush()
+            os.replace(tmp, blobs.store_path(hw.digest))
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,8 +82,10 @@ def plan(layers: Sequence[Layer], max_disks: int) -> list[Group]:
 
 
 def _cached(group: Group) -> Path | bool | None:
-    """The group's image, None for a lower that is empty, False when not (validly) cached."""
+    """The group's image, None for a lower that is empty, False when not (validly) cached.
+    The entry is held for the build (:func:`vmbuild.cache.hold`): the VM opens it later."""
     where = cache.entry(KIND, group.key)
+    cache.hold(where)
     try:
         meta = json.loads((where / META).read_text())
         if meta.get("format") != FORMAT:
@@ -152,11 +153,7 @@ _HINT = "the layer is malformed"
 
 def _publish(group: Group, entries: dict[str, Entry], workdir: Path, where: str) -> Path | None:
     final = cache.entry(KIND, group.key)
-    if final.exists():  # a corrupt entry (a good one would have been used): out of the way
-        trash = final.with_name(f".{group.key[:12]}-bad-{os.getpid()}")
-        with contextlib.suppress(OSError):
-            os.rename(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    cache.discard(final)  # a corrupt entry (a good one would have been used): out of the way
     with cache.publish(KIND, group.key) as tmp:
         if not entries:
             (tmp / META).write_text(json.dumps({"format": FORMAT, "empty": True}))

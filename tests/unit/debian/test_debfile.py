@@ -3,13 +3,17 @@ this process; a corrupt one is one clear DebError."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from vmbuild import cache
 from vmbuild.debian import debfile
 
 BIG = debfile.Identity("big", "1", "all", "http://127.0.0.1:1")
@@ -132,3 +136,30 @@ def test_a_name_outside_debians_rule_is_refused_though_both_say_it() -> None:
     text = "Package: ../x\nVersion: 1\nArchitecture: all\n"
     with pytest.raises(debfile.DebError, match=r"'\.\./x' .* is not a Debian package name"):
         debfile.check_control(text, BIG._replace(name="../x"), "x")
+
+
+def test_an_entry_found_whole_is_remembered_until_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "RACY_NS", -(10**9))  # (every file counts as settled)
+    entry = tmp_path / debfile.entry_name("0" * 64)
+    debfile.unpack(_deb(tmp_path), entry, "big", BIG)
+    hashed: list[object] = []
+    real = hashlib.file_digest
+
+    def counting(f: Any, name: str) -> Any:
+        hashed.append(f)
+        return real(f, name)
+
+    monkeypatch.setattr(hashlib, "file_digest", counting)
+    memo = cache.FileMemo("deb-checks-v1")
+    assert debfile.is_current(entry, memo) and len(hashed) == 1
+    assert debfile.is_current(entry, memo) and len(hashed) == 1  # remembered
+    time.sleep(0.05)  # (past the kernel's coarse clock tick: RACY_NS is off here)
+    with open(entry, "r+b") as f:  # one byte flipped in place (its ctime moves)
+        f.seek(30)
+        byte = f.read(1)
+        f.seek(30)
+        f.write(bytes([byte[0] ^ 1]))
+    assert not debfile.is_current(entry, memo) and len(hashed) == 2

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from vmbuild import cache
 from vmbuild.debian import debfile
 from vmbuild.debian.fetch import Fetcher, deb_path, unpacked_path
 from vmbuild.debian.http import MirrorError
@@ -76,7 +77,8 @@ def test_download_only_reads_nothing_until_asked(
         fetcher.wait([a])
         fetcher.wait([a])  # (read once)
     assert unpacked_path(a).is_file() and not unpacked_path(b).exists()
-    assert [n for n in os.listdir(unpacked_path(a).parent) if n.startswith(".")] == []
+    left = os.listdir(unpacked_path(a).parent)  # (the entries' lock files stay)
+    assert [n for n in left if n.startswith(".") and not n.endswith(".lock")] == []
 
 
 def test_a_package_that_does_not_match_its_hash_is_an_error(
@@ -90,6 +92,47 @@ def test_a_package_that_does_not_match_its_hash_is_an_error(
         with pytest.raises(MirrorError, match="SHA256"):
             fetcher.wait([bad])
     assert not deb_path(bad).exists() and not unpacked_path(bad).exists()
+
+
+def _fetch(mirror: str, pkgs: list[Pkg]) -> dict[str, Path]:
+    with cache.holding(), Fetcher(mirror) as fetcher:
+        return fetcher.wait(pkgs)
+
+
+@pytest.mark.parametrize("damage", ["flip", "empty", "truncate", "directory"])
+def test_a_damaged_entry_is_read_again_from_the_deb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    mirror, pkgs = _mirror(tmp_path, "a")
+    entry = _fetch(mirror, pkgs)["a"]
+    whole = entry.read_bytes()
+    if damage == "flip":  # one byte of a file's bytes: the image would change
+        data = bytearray(whole)
+        data[30] ^= 1
+        entry.write_bytes(bytes(data))
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "truncate":
+        entry.write_bytes(whole[:-1])
+    else:
+        entry.unlink()
+        entry.mkdir()
+        (entry / "x").write_text("x")
+    assert not debfile.is_current(entry)
+    assert _fetch(mirror, pkgs) == {"a": entry}
+    assert entry.read_bytes() == whole
+
+
+def test_a_file_where_the_packages_directory_goes_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "debs").write_text("not a directory")
+    mirror, pkgs = _mirror(tmp_path, "a")
+    with pytest.raises(cache.CacheError, match="debs is not a directory"):
+        _fetch(mirror, pkgs)
 
 
 def _fetched(pkg: Pkg, mirror: str) -> Path:

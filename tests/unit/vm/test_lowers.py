@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.images import layer_tar
 from tests.support.rootbase import CAP, LAYERS, member_tar
+from vmbuild import cache, cachelist
 from vmbuild.errors import ImageError
 from vmbuild.oci.digest import of_file
 from vmbuild.oci.image import BlobRef, Layer
@@ -91,6 +92,16 @@ def test_a_corrupt_cache_entry_is_made_again(tmp_path: Path, lower_cache: Path) 
     assert "a" in _debugfs(again, "ls /l")
 
 
+def test_a_lower_a_build_uses_is_kept_by_prune(tmp_path: Path, lower_cache: Path) -> None:
+    path = layer_tar(tmp_path / "l.tar", [("a", "f", "A")])
+    with cache.holding():
+        (image,) = lowers.images(_layers([path]), tmp_path, 5)
+        removed, busy = cachelist.prune(older_than=None, max_size=0)
+        assert image.parent in [e.path for e in busy] and image.is_file()
+    removed, busy = cachelist.prune(older_than=None, max_size=0)
+    assert image.parent in [e.path for e in removed] and not image.exists()
+
+
 def test_more_layers_than_disks_merge_the_bottom_ones(tmp_path: Path) -> None:
     paths = [layer_tar(tmp_path / f"l{i}.tar", [(f"f{i}", "f", str(i))]) for i in range(20)]
     groups = lowers.plan(_layers(paths), max_disks=16)
@@ -135,9 +146,9 @@ def test_an_interrupted_conversion_leaves_nothing_behind(
     work.mkdir()
     staging_roots = [lowers.RAM, Path(tempfile.gettempdir())]
     before = {p for root in staging_roots for p in root.glob("vmbuild-lower-*")}
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), cache.holding():  # (a build)
         lowers.images(_layers([path]), work, 5)
-    assert list((lower_cache / "lowers").iterdir()) == []  # no entry, no temporary one
+    assert list((lower_cache / "lowers").iterdir()) == []  # no entry, temporary one or lock
     assert list(work.iterdir()) == []  # no staging tree
     after = {p for root in staging_roots for p in root.glob("vmbuild-lower-*")}
     assert after <= before  # nor one in memory or TMPDIR
