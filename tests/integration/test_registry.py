@@ -431,7 +431,7 @@ def test_unwritable_cache_is_one_line(tmp_path: Path, world: World) -> None:
     env = {"VMBUILD_CACHE_DIR": str(blocker / "cache")}
     res = vmbuild("build", str(spec_file(tmp_path, **table)), "--out", str(out), env=env)
     assert res.returncode != 0 and not out.exists()
-    one_error(res.stderr, "cannot create the blob cache")
+    one_error(res.stderr, "cannot be made")
 
 
 def test_push_keeps_config_bytes(tmp_path: Path, world: World) -> None:

@@ -154,7 +154,7 @@ def test_a_tampered_blob_is_a_miss_with_one_warning(
     with pytest.warns(UserWarning, match="bad entry") as caught, using(b):
         assert stepcache.lookup(key) is None
     assert len(caught) == 1
-    assert not list((tmp_path / "b" / "steps").glob("*"))  # nothing kept
+    assert not _kept(tmp_path / "b" / "steps")
 
 
 @pytest.mark.parametrize("name", ["../../../../tmp/cache-evil", "/etc/cache-evil"])
@@ -175,7 +175,7 @@ def test_an_entry_whose_layer_holds_an_unsafe_name_is_a_miss_with_one_warning(
     with pytest.warns(UserWarning, match="bad entry.*unsafe") as caught, using(remotes):
         assert stepcache.lookup(key) is None
     assert len(caught) == 1
-    assert not list((tmp_path / "b" / "steps").glob("*"))  # nothing kept
+    assert not _kept(tmp_path / "b" / "steps")
 
 
 def test_a_config_that_does_not_parse_is_a_miss(
@@ -306,3 +306,9 @@ def test_a_pulled_base_comes_from_the_remote_cache_once_upstream_is_gone(
     assert b.returncode == 0, b.stderr
     assert "from the remote cache" in b.stderr and "warning" not in b.stderr
     assert (tmp_path / "b.tar.gz").read_bytes() == (tmp_path / "a.tar.gz").read_bytes()
+
+
+def _kept(steps: Path) -> list[Path]:
+    """What a step cache holds but the lock files of the entries this process held
+    (outside a build, a hold lasts as long as the process)."""
+    return [p for p in steps.glob("*") if not p.name.endswith(".lock")]
