@@ -10,7 +10,7 @@ least 5x). Each is run ``--runs`` times with fresh caches and the best kept.
 Then a buildLayeredImage of Debian packages (``--debs``, default bash and coreutils, from
 the mirror the host's apt is configured with; the lock written once beforehand): runner
 A fetches the .debs, packs their layers and pushes them; runner B, with empty local
-caches, fetches only the packed layers (builders/layeredcache.py). Prints both and A's /
+caches, fetches only the packed layers (debian/remotelayers.py). Prints both and A's /
 B's (no target in the issue; for the record).
 Run by hand: ``flock /tmp/vmbuild-bench.lock .venv/bin/python bench/bench_remote_cache.py``.
 """

@@ -1,4 +1,4 @@
-"""Layered images' Debian layers in the remote cache (builders/layeredcache.py), through
+"""Layered images' Debian layers in the remote cache (debian/remotelayers.py), through
 the CLI: runner A builds from a signed test apt repository and pushes; runner B, with an
 empty local cache and the apt repository gone, builds the same bytes from the registry
 (docker-registry on 127.0.0.1) without fetching a package."""

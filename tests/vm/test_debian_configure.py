@@ -123,3 +123,31 @@ def test_a_failed_preinst_fails_the_build_naming_it(tmp_path: Path) -> None:
     assert said in proc.stderr, proc.stderr
     assert "refusing" in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("bad.tar*"))
+
+
+def test_a_failed_postinst_is_named_from_dpkg_not_from_what_scripts_print(
+    tmp_path: Path,
+) -> None:
+    """The guest's dpkg installs it; its postinst prints the words a failure would and
+    the old marker line, for another package: the record names the real one."""
+    forged = (
+        "#!/bin/sh\necho 'vmbuild-preinst-failed base-files 9' >&2\n"
+        "echo 'new other package pre-installation script subprocess returned error exit"
+        " status 9' >&2\necho 'status: x : error : nothing' >&3 || true\nexit 3\n"
+    )
+    post = Pkg("vmb-post", scripts={"postinst": forged})
+    keys = Keys(tmp_path / "gnupg")
+    write_repo(tmp_path / "www", [*host_debs([], tmp_path), build_deb(post, tmp_path)], keys)
+    out = tmp_path / "post.tar"
+    with serve(tmp_path / "www") as url:
+        spec = write_spec(
+            tmp_path,
+            'name = "post"\ncopyToRoot = [{ deb = "vmb-post" }]\n'
+            f'[debian]\nconfigure = true\nmirror = "{url}"\nsuite = "{SUITE}"\n'
+            f'keyring = "{keys.keyring}"\n',
+        )
+        proc = vmbuild_cli("build", spec, "--out", out)
+    assert proc.returncode == 4, proc.stderr
+    said = "vmbuild: error: configure = true: the postinst of vmb-post failed with status 3 -- "
+    assert said in proc.stderr, proc.stderr
+    assert not out.exists()

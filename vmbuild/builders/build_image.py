@@ -18,16 +18,15 @@ from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.build_image import BuildImageSpec, CopyItem
 from vmbuild.config.common import created_epoch
-from vmbuild.config.debian import DebItem
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree, from_roots
+from vmbuild.sources import Content, Item, contents
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
-    from vmbuild.builders.debcontent import DebContent
     from vmbuild.oci.layer import Owner
     from vmbuild.sbom.attest import Record
 
@@ -46,19 +45,14 @@ def layer_compression(opts: OutputOptions) -> Compression:
     return "none" if opts.format == "docker-archive" else opts.compression
 
 
-def gather(spec: BuildImageSpec, workdir: Path, found: list[DebContent] | None = None) -> Tree:
+def gather(spec: BuildImageSpec, workdir: Path, found: list[Content]) -> Tree:
+    """copyToRoot as one tree; the content sources' in ``found``."""
     tree = Tree()
-    if any(isinstance(item, DebItem) for item in spec.copy_to_root):
-        # only then: the Debian code (indexes, resolver, urllib3) is a large import
-        from vmbuild.builders.debcontent import add_to_tree, deb_content
-
-        debs = deb_content(spec.copy_to_root, spec.debian, spec.architecture, workdir)
-        if debs is not None:
-            add_to_tree(tree, debs)
-            if found is not None:
-                found.append(debs)  # for the SBOM
+    found += contents(spec.copy_to_root, spec.tables, spec.architecture, workdir)
+    for content in found:
+        content.add_to_tree(tree)
     for item in spec.copy_to_root:
-        if isinstance(item, DebItem):
+        if isinstance(item, Item):
             continue
         if isinstance(item, Helper):
             add_helper(tree, item, workdir)
@@ -90,20 +84,15 @@ def assemble(
         if spec.from_image
         else None
     )
-    debs: list[DebContent] = []
-    tree = gather(spec, workdir, debs)
+    found: list[Content] = []
+    tree = gather(spec, workdir, found)
     mtime = LAYER_MTIME
     from vmbuild.oci.layer import Owner
 
     owner = Owner(spec.uid, spec.gid)
     script = spec.run_as_root
-    configure = ""
-    guest_debs: tuple[Path, ...] = ()
-    if debs and spec.debian is not None and spec.debian.configure:
-        from vmbuild.builders.debcontent import configure_script
-
-        configure = configure_script(debs[0])  # before runAsRoot, in the same VM boot
-        guest_debs = tuple(debs[0].guest_debs[n] for b in debs[0].guest for n in b)
+    guests = [g for g in (c.guest() for c in found) if g is not None]
+    configure = "".join(g.script for g in guests)  # before runAsRoot, in the same VM boot
     if script is not None or configure:
         from vmbuild.vm.steps import RootStep, run_as_root
 
@@ -116,7 +105,7 @@ def assemble(
             uid=spec.uid,
             gid=spec.gid,
             configure=configure,
-            debs=guest_debs,
+            debs=tuple(f for g in guests for f in g.files),
         )
         new_layer = run_as_root(step, base, tree, workdir, layer_compression(opts), mtime)
     else:
@@ -130,7 +119,7 @@ def assemble(
         new_layer = pack_tree(tree, workdir, layer_compression(opts), mtime, owner)
     layers = [*(base.layers if base else []), new_layer]
     if record is not None:
-        _note(record, spec, base, new_layer, workdir, debs)
+        _note(record, spec, base, new_layer, workdir, found)
     config = image_config(
         architecture=spec.architecture,
         created=spec.created,
@@ -149,7 +138,7 @@ def _note(
     base: BaseImage | None,
     layer: Layer,
     workdir: Path,
-    debs: list[DebContent],
+    found: list[Content],
 ) -> None:
     """What went in, for the SBOM: the base (and its packages), each copyToRoot item, and
     the new layer's files no item accounts for (extraCommands', runAsRoot's)."""
@@ -158,13 +147,10 @@ def _note(
     if base is not None:
         assert spec.from_image is not None
         record.add_base(base_ref(spec.from_image, base), base)
-    items = []
-    for found in debs:
-        items += collect.deb_packages(found.lock.packages, found.packages)
-        record.add_debs(spec.debian.lock if spec.debian else None)
+    items = [c for content in found for c in content.note(record)]
     for i, item in enumerate(spec.copy_to_root):
         one = Tree()
-        if isinstance(item, DebItem):
+        if isinstance(item, Item):
             continue
         if isinstance(item, Helper):
             add_helper(one, item, workdir / f"sbom-helper-{i}")
@@ -180,7 +166,7 @@ def _note(
 
 
 def _named(item: CopyItem) -> str:
-    return item.name if isinstance(item, Helper | DebItem) else str(item)
+    return item.name if isinstance(item, Helper | Item) else str(item)
 
 
 def build(spec: BuildImageSpec, out: Path, opts: OutputOptions) -> BuildResult:

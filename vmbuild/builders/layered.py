@@ -24,7 +24,6 @@ from vmbuild.builders.basepull import base_path, base_ref
 from vmbuild.builders.imageconfig import default_tag, image_config
 from vmbuild.builders.result import BuildResult, recording, result_for
 from vmbuild.config.common import created_epoch
-from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import ClosureItem, LayeredSpec
 from vmbuild.errors import SpecError
 from vmbuild.hoststeps.custom import Custom, customisation
@@ -36,6 +35,7 @@ from vmbuild.oci.image import BlobRef, Image, Layer
 from vmbuild.oci.output import OutputOptions, atomic_file, write_image
 from vmbuild.oci.reader import BaseImage, read_image
 from vmbuild.oci.tree import Tree
+from vmbuild.sources import Content, Item, contents
 from vmbuild.streaming.lazy import FileLayer, LazyLayer, TreeLayer
 from vmbuild.streaming.stream import write_streaming
 from vmbuild.units.elf import elf_kind
@@ -44,8 +44,6 @@ from vmbuild.units.graph import Graph, config_programs, tree_of
 from vmbuild.units.helpers import Helper, add_helper
 
 if TYPE_CHECKING:
-    from vmbuild.builders.debcontent import DebContent
-    from vmbuild.builders.layeredcache import DebLayers
     from vmbuild.sbom.attest import Record
 
 log = logging.getLogger("vmbuild")
@@ -58,19 +56,17 @@ class Assembled:
     comments: list[str]
     graph: Graph | None = None
     custom: Custom | None = None
-    debs: list[DebContent] = field(default_factory=list)
+    found: list[Content] = field(default_factory=list)  # the content sources'
 
 
 def unit_graph(
-    spec: LayeredSpec,
-    workdir: Path,
-    found: list[DebContent] | None = None,
-    deb_layers: DebLayers | None = None,
+    spec: LayeredSpec, workdir: Path, found: list[Content]
 ) -> tuple[Graph, Tree, list[str]]:
     """The unit graph, and the tree of the contents' plain paths (customisation layer).
 
-    With ``includeStorePaths = false`` the graph is empty: closures, helpers and the
-    config's programs stay out, as nixpkgs leaves out store paths (for a mounted /usr).
+    With ``includeStorePaths = false`` the graph is empty: closures, helpers, the content
+    sources' items and the config's programs stay out, as nixpkgs leaves out store paths
+    (for a mounted /usr).
     """
     if not spec.include_store_paths:
         tree = Tree()
@@ -80,19 +76,12 @@ def unit_graph(
         return Graph(), tree, []
     elf = ElfCache(str(item.path) for item in spec.contents if isinstance(item, ClosureItem))
     graph = Graph(read_elf=elf.read)
-    debs = None
-    if deb_layers is not None:  # (the remote caches may have the packages' layers)
-        debs = deb_layers.content(spec.contents, spec.debian, spec.architecture)
-    if debs is not None:
-        from vmbuild.builders.debcontent import add_units
-
-        add_units(graph, debs)
-        if found is not None:
-            found.append(debs)  # for the SBOM
+    for content in found:
+        content.add_units(graph)
     tree = Tree()
     helpers: list[str] = []
     for i, item in enumerate(spec.contents):
-        if isinstance(item, DebItem):
+        if isinstance(item, Item):
             continue
         if isinstance(item, ClosureItem):
             graph.path(str(item.path), f"contents[{i}]")
@@ -105,7 +94,7 @@ def unit_graph(
     graph.settle_trees(helpers)
     for program in config_programs(spec.config or {}):
         # A path the contents provide (binSh's /bin/sh) is not taken from the host.
-        if debs is not None and debs.provides(program):
+        if any(content.provides(program) for content in found):
             continue
         if program.lstrip("/") not in tree.entries and not graph.provides(program):
             graph.path(program, "config")
@@ -142,16 +131,13 @@ def check_budget(spec: LayeredSpec, base_layers: int, has_units: bool) -> int:
 
 
 def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled:
-    """The image's parts; ``remote``: Debian layers may come from the remote caches
-    (not when an SBOM needs the packages' files)."""
+    """The image's parts; ``remote``: the content sources' layers may come from the
+    remote caches (not when an SBOM needs the packages' files)."""
     base = read_image(base_path(spec.from_image), workdir) if spec.from_image else None
-    debs: list[DebContent] = []
-    deb_layers = None
-    if any(isinstance(i, DebItem) for i in spec.contents):  # (else no Debian code loads)
-        from vmbuild.builders.layeredcache import DebLayers
-
-        deb_layers = DebLayers(workdir, remote)
-    graph, tree, helpers = unit_graph(spec, workdir, debs, deb_layers)
+    found = []
+    if spec.include_store_paths:
+        found = contents(spec.contents, spec.tables, spec.architecture, workdir, remote)
+    graph, tree, helpers = unit_graph(spec, workdir, found)
     mtime = created_epoch(spec.mtime)
     custom = customisation(
         tree,
@@ -172,12 +158,13 @@ def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled
     if layering.shared:
         groups.append([graph.units[n] for n in layering.shared])
         comments.append(f"vmbuild: {len(layering.shared)} smaller or less popular units")
-    if deb_layers is not None:  # packed here, or from a remote cache
-        layers = deb_layers.layers(groups, mtime, owner)
-    else:
-        layers = [
-            TreeLayer(tree_of(g), mtime, owner, weight=sum(u.size for u in g)) for g in groups
-        ]
+    given: dict[int, LazyLayer] = {}  # the sources': from a remote cache, or packed for one
+    for content in found:
+        given.update(content.layers(groups, mtime, owner))
+    layers = [
+        given.get(i) or TreeLayer(tree_of(g), mtime, owner, weight=sum(u.size for u in g))
+        for i, g in enumerate(groups)
+    ]
     if custom.tar is not None:
         layers.append(FileLayer(custom.tar))
     else:
@@ -189,7 +176,7 @@ def assemble(spec: LayeredSpec, workdir: Path, remote: bool = True) -> Assembled
         len(base.layers) if base else 0,
         layering.layer_count,
     )
-    return Assembled(base, layers, comments, graph, custom, debs)
+    return Assembled(base, layers, comments, graph, custom, found)
 
 
 def _finisher(spec: LayeredSpec, asm: Assembled) -> Any:
@@ -251,10 +238,7 @@ def _note(record: Record, spec: LayeredSpec, asm: Assembled, image: Image) -> No
     if asm.base is not None:
         assert spec.from_image is not None
         record.add_base(base_ref(spec.from_image, asm.base), asm.base)
-    units = []
-    for debs in asm.debs:
-        units += collect.deb_packages(debs.lock.packages, debs.packages)
-        record.add_debs(spec.debian.lock if spec.debian else None)
+    units = [c for content in asm.found for c in content.note(record)]
     packaged = {u.ref for u in units}
     if asm.graph is not None:
         for name, unit in sorted(asm.graph.units.items()):

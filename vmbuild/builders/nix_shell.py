@@ -26,12 +26,12 @@ from typing import BinaryIO
 from vmbuild import resources, tempdirs
 from vmbuild.builders import layered
 from vmbuild.builders.result import BuildResult
-from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import ClosureItem, ContentItem, LayeredSpec
 from vmbuild.config.nixshell import NixShellSpec, Recipe
 from vmbuild.errors import SpecError
 from vmbuild.oci.output import OutputOptions
 from vmbuild.registry.nixhash import to_base32
+from vmbuild.sources import Item
 from vmbuild.units.helpers import CA_BUNDLE, Helper
 
 SHELL_DIR = "/nix-shell"  # the recipe's own files in the image
@@ -111,7 +111,7 @@ def program_dirs(item: ContentItem) -> list[str]:
         return {"binSh": ["/bin"], "usrBinEnv": ["/usr/bin"]}.get(item.name, [])
     if isinstance(item, Path):
         return [f"/{d}" for d in TREE_BINS if (item / d).is_dir()]
-    return ["/usr/bin", "/usr/sbin"]  # a Debian package (merged /usr)
+    return ["/usr/bin", "/usr/sbin"]  # a package (Debian's: merged /usr)
 
 
 def describe(item: ContentItem) -> str:
@@ -120,8 +120,8 @@ def describe(item: ContentItem) -> str:
         return str(item.path)
     if isinstance(item, Helper):
         return item.name
-    if isinstance(item, DebItem):
-        return item.name + (f"={item.version}" if item.version else "")
+    if isinstance(item, Item):
+        return item.describe()
     return str(item)
 
 
@@ -243,7 +243,7 @@ def recipe_tree(spec: NixShellSpec, root: Path) -> Path:
         else:
             shutil.copyfile(src, target)
             os.chmod(target, 0o644)
-    if spec.from_debian:  # /bin/sh: bash, as binSh gives it (/bin is usr/bin there)
+    if spec.from_packages:  # /bin/sh: bash, as binSh gives it (/bin is usr/bin there)
         (root / "usr" / "bin").mkdir(parents=True)
         os.symlink("bash", root / "usr" / "bin" / "sh")
     for d in [root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())]:
@@ -263,7 +263,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
     passwd = f"nixbld:x:{spec.uid}:{spec.gid}:Build user:{spec.home}:/noshell"
     nss = Helper("fakeNss", (passwd,), (f"nixbld:!:{spec.gid}:",))
     base: list[ContentItem]
-    if spec.from_debian:  # spec.contents: the Debian toolset, then the inputs
+    if spec.from_packages:  # spec.contents: the packages' toolset, then the inputs
         base = [ClosureItem(spec.shell)] if spec.shell_given else []
     else:
         base = [Helper("binSh"), Helper("usrBinEnv"), ClosureItem(spec.shell)]
@@ -293,7 +293,7 @@ def layered_spec(spec: NixShellSpec, workdir: Path) -> LayeredSpec:
         max_layers=spec.max_layers,
         fake_root_commands=fake_root_commands(spec, outputs),
         compressor=spec.compressor,
-        debian=spec.debian,
+        tables=spec.tables,
         build_args=spec.build_args,
     )
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmbuild import progress, tempdirs, timeouts
+from vmbuild import progress, sources, tempdirs, timeouts
 from vmbuild.builders import build, stream
 from vmbuild.builders.result import BuildResult
 from vmbuild.cli.common import add_command
@@ -195,9 +195,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     _check_attest_paths(attest, None if args.out == "-" else out, args)
     opts = dataclasses.replace(opts, attest=attest)
     if args.locked:
-        from vmbuild.debian.packages import LOCKED_ONLY
-
-        LOCKED_ONLY.set(True)
+        sources.LOCKED_ONLY.set(True)
     remotes, using_remotes = _remotes(args, loaded)
     progress_report = progress.Report(quiet=args.quiet, timings=args.timings)
     with (

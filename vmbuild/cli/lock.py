@@ -1,4 +1,5 @@
-"""`vmbuild lock SPEC`: resolve the spec's Debian packages and write its lock file."""
+"""`vmbuild lock SPEC`: resolve the spec's packages (each content source's,
+:mod:`vmbuild.sources`) and write its lock file."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vmbuild.builders.debcontent import lock_spec
 from vmbuild.cli.common import add_command
 from vmbuild.config import load_spec
 from vmbuild.errors import SpecError
-from vmbuild.oci.output import resolve_out
+from vmbuild.sources import used
 
 
 def register(sub: Any) -> None:
@@ -28,12 +28,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    loaded = load_spec(args.spec)
-    table = getattr(loaded.spec, "debian", None)
-    if table is not None:  # a lock path that cannot be written fails before resolving
-        resolve_out(table.lock, directory=False, option="lock file")
-    lock = lock_spec(loaded.spec)
-    if lock is None or table is None:
+    spec = load_spec(args.spec).spec
+    items = getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
+    found = used(items, getattr(spec, "tables", {}))
+    if not found:
         raise SpecError(f"{args.spec} names no Debian packages", 'add { deb = "NAME" } items')
-    print(f"{table.lock}: {len(lock.packages)} packages")
+    for src, mine, table in found:
+        print(src.lock(mine, table, getattr(spec, "architecture", "")))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,23 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    check_sources,
     describe_toml,
     get_compressor,
     missing_item_hint,
     name_and_tag,
+    source_tables,
 )
-from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
-from vmbuild.oci.image import host_goarch
+from vmbuild.sources import Item, parse_item
 from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
 DISK_SIZE_DEFAULT = 1024
 MEMORY_DEFAULT = 512
 
-CopyItem = Path | Helper | DebItem
+CopyItem = Path | Helper | Item  # Item: a content source's (vmbuild.sources)
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ class BuildImageSpec:
     build_vm_memory_size: int = MEMORY_DEFAULT
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
-    debian: DebianTable | None = None
+    tables: dict[str, Any] = field(default_factory=dict)  # each content source's table
 
 
 def copy_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> CopyItem:
-        deb = deb_item(value, f"{fields.where}: {where}")
-        if deb is not None:
-            return deb
+        found = parse_item(value, f"{fields.where}: {where}")
+        if found is not None:
+            return found
         helper = parse_helper(value, f"{fields.where}: {where}")
         if helper is not None:
             return helper
@@ -117,11 +118,10 @@ def parse(fields: Fields, function: str = "buildImage") -> BuildImageSpec:
         or MEMORY_DEFAULT,
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
-        debian=get_debian(fields),
+        tables=source_tables(fields, items),
     )
     fields.finish()
-    if spec.debian is not None:
-        check_configure(spec.debian, spec.architecture, host_goarch(), where, function)
+    check_sources(spec.tables, function, spec.architecture, where)
     programs = [i.name for i in spec.copy_to_root if isinstance(i, Helper)]
     check_host_programs(
         spec.architecture, (p for p in programs if p in PROGRAM_HELPERS), f"{where}: copyToRoot"

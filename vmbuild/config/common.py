@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.names import check_name, check_tag
+from vmbuild.sources import SOURCES, Item, source
 
 T = TypeVar("T")
 
@@ -298,3 +299,21 @@ def name_and_tag(fields: Fields) -> tuple[str, str | None]:
     if tag is not None:
         check_tag(tag, f"{fields.where}: tag")
     return name, tag
+
+
+def source_tables(fields: Fields, items: Iterable[object]) -> dict[str, Any]:
+    """The table of each content source (:mod:`vmbuild.sources`) the spec has items or a
+    table of, by its items' key."""
+    used = {item.source for item in items if isinstance(item, Item)}
+    tables = {}
+    for key, (name, _) in SOURCES.items():
+        raw = fields.get_table(name)
+        if raw is not None or key in used:
+            sub = None if raw is None else Fields(raw, f"{fields.where}: [{name}]", fields.base_dir)
+            tables[key] = source(key).parse_table(fields, sub)
+    return tables
+
+
+def check_sources(tables: dict[str, Any], function: str, architecture: str, where: str) -> None:
+    for key, table in tables.items():
+        source(key).check(table, function, architecture, where)

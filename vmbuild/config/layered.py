@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,17 @@ from vmbuild.config.base import BaseSource, get_base_image
 from vmbuild.config.common import (
     EPOCH_DEFAULT,
     Fields,
+    check_sources,
     describe_toml,
     get_compressor,
     missing_item_hint,
     name_and_tag,
+    source_tables,
 )
-from vmbuild.config.debian import DebianTable, DebItem, check_configure, deb_item, get_debian
 from vmbuild.config.image_config import check_image_config
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
-from vmbuild.oci.image import host_goarch
+from vmbuild.sources import Item, parse_item
 from vmbuild.units.graph import config_programs
 from vmbuild.units.helpers import HELPERS, Helper, parse_helper
 
@@ -48,7 +49,7 @@ class ClosureItem:
     path: Path
 
 
-ContentItem = Path | Helper | ClosureItem | DebItem
+ContentItem = Path | Helper | ClosureItem | Item  # Item: a content source's
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class LayeredSpec:
     enable_fakechroot: bool = False
     compressor: Compression | None = None
     build_args: dict[str, Any] | None = None
-    debian: DebianTable | None = None
+    tables: dict[str, Any] = field(default_factory=dict)  # each content source's table
 
     @property
     def streaming(self) -> bool:
@@ -133,9 +134,9 @@ def check_elf(path: Path, where: str) -> None:
 def content_item(fields: Fields) -> Any:
     def item(value: Any, where: str) -> ContentItem:
         place = f"{fields.where}: {where}"
-        deb = deb_item(value, place)
-        if deb is not None:
-            return deb
+        found = parse_item(value, place)
+        if found is not None:
+            return found
         helper = parse_helper(value, place)
         if helper is not None:
             return helper
@@ -191,12 +192,13 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         "maxLayers", MAX_LAYERS_DEFAULT, minimum=2, maximum=MAX_LAYERS_LIMIT
     )
     min_size = fields.get_int("minLayerSize", MIN_LAYER_SIZE_DEFAULT, minimum=0)
+    contents = tuple(fields.get_list("contents", content_item(fields)))
     spec = LayeredSpec(
         function=function,
         name=name,
         tag=tag,
         from_image=from_image,
-        contents=tuple(fields.get_list("contents", content_item(fields))),
+        contents=contents,
         config=check_image_config(fields.get_table("config"), where),
         architecture=parse_architecture(fields.get_str("architecture"), where),
         created=fields.get_date("created"),
@@ -213,11 +215,10 @@ def parse(fields: Fields, function: str = "buildLayeredImage") -> LayeredSpec:
         enable_fakechroot=fields.get_bool("enableFakechroot"),
         compressor=get_compressor(fields),
         build_args=dict(fields.given),
-        debian=get_debian(fields),
+        tables=source_tables(fields, contents),
     )
     fields.finish()
-    if spec.debian is not None:
-        check_configure(spec.debian, spec.architecture, host_goarch(), where, function)
+    check_sources(spec.tables, function, spec.architecture, where)
     programs = [
         *(str(i.path) for i in spec.contents if isinstance(i, ClosureItem)),
         *(i.name for i in spec.contents if isinstance(i, Helper) and i.name in PROGRAM_HELPERS),

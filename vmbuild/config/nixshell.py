@@ -21,13 +21,12 @@ from __future__ import annotations
 import os
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vmbuild.config.arch import parse_architecture
-from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor
-from vmbuild.config.debian import DebianTable, DebItem, get_debian
+from vmbuild.config.common import EPOCH_DEFAULT, Fields, get_compressor, source_tables
 from vmbuild.config.layered import (
     MAX_LAYERS_DEFAULT,
     MAX_LAYERS_LIMIT,
@@ -38,6 +37,7 @@ from vmbuild.config.layered import (
 from vmbuild.errors import SpecError
 from vmbuild.oci.compress import Compression
 from vmbuild.oci.names import check_name, check_tag
+from vmbuild.sources import Item, used
 
 DEFAULT_SHELL = Path("/usr/bin/bash")
 INPUT_KEYS = (
@@ -47,21 +47,6 @@ INPUT_KEYS = (
     "propagatedBuildInputs",
     "nativeCheckInputs",
     "checkInputs",
-)
-# stdenv's base tools as Debian packages, for recipes whose inputs are packages
-DEB_TOOLS = (
-    "bash",
-    "coreutils",
-    "tar",
-    "gzip",
-    "sed",
-    "grep",
-    "findutils",
-    "diffutils",
-    "patch",
-    "bzip2",
-    "xz-utils",
-    "mawk",
 )
 _OUTPUT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DRV_NAME = re.compile(r"[A-Za-z0-9+_?=-][A-Za-z0-9+._?=-]*\Z")  # as Nix's store names
@@ -96,7 +81,7 @@ class NixShellSpec:
     architecture: str = ""  # the host's: the image holds host or host-architecture files
     max_layers: int = MAX_LAYERS_DEFAULT  # vmbuild's: streamLayeredImage's, passed on
     compressor: Compression | None = None
-    debian: DebianTable | None = None  # where { deb = ... } inputs come from
+    tables: dict[str, Any] = field(default_factory=dict)  # each content source's table
     build_args: dict[str, Any] | None = None
 
     @property
@@ -104,18 +89,20 @@ class NixShellSpec:
         return self.function == "streamNixShellImage"
 
     @property
-    def from_debian(self) -> bool:
-        """Whether the recipe's inputs are Debian packages: then so are its base tools."""
-        return any(isinstance(i, DebItem) for _, items in self.drv.inputs for i in items)
+    def inputs(self) -> tuple[ContentItem, ...]:
+        return tuple(i for _, items in self.drv.inputs for i in items)
+
+    @property
+    def from_packages(self) -> bool:
+        """Whether the recipe's inputs are a content source's packages (Debian's): then
+        so are its base tools."""
+        return any(isinstance(i, Item) for i in self.inputs)
 
     @property
     def contents(self) -> tuple[ContentItem, ...]:
-        """The inputs, and the base tools when they come from Debian (what ``vmbuild
+        """The inputs, after the base tools of the sources they come from (what ``vmbuild
         lock`` resolves)."""
-        inputs = tuple(i for _, items in self.drv.inputs for i in items)
-        if not self.from_debian:
-            return inputs
-        return (*(DebItem(name) for name in DEB_TOOLS), *inputs)
+        return (*(t for src, _, _ in used(self.inputs) for t in src.toolset), *self.inputs)
 
 
 def env_value(value: Any, where: str) -> str:
@@ -269,7 +256,7 @@ def parse(fields: Fields, function: str = "buildNixShellImage") -> NixShellSpec:
         )
         or MAX_LAYERS_DEFAULT,
         compressor=get_compressor(fields),
-        debian=get_debian(fields),
+        tables=source_tables(fields, [i for _, items in drv.inputs for i in items]),
         build_args=dict(fields.given),
     )
     fields.finish()

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vmbuild.errors import SpecError
 from vmbuild.oci.output import atomic_file, resolve_out
+from vmbuild.sources import Item
 
 LOCK_VERSION = 1
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -22,7 +22,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")  # a package name (Debian policy 5.6.
 # "..", leading "/", white space, control character, "\\", "?" or "#")
 _POOL_PART = r"[A-Za-z0-9][A-Za-z0-9+_.~%:@=,-]*"
 _POOL_PATH = re.compile(rf"{_POOL_PART}(?:/{_POOL_PART})*")
-_VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
 ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")  # an architecture name
 MAX_POOL_PATH = 1024
 MAX_SIZE = 1 << 40  # a .deb's size (1 TiB: far above any package)
@@ -47,11 +47,16 @@ def size_problem(size: object) -> str | None:
 
 
 @dataclass(frozen=True)
-class Request:
-    """A package a spec asks for (at a version, or the newest)."""
+class Request(Item):
+    """A package a spec asks for (at a version, or the newest): the spec's item
+    ``{ deb = "name", version = "..." }`` and a lock's request alike."""
 
+    source: ClassVar[str] = "deb"
     name: str
     version: str | None = None
+
+    def describe(self) -> str:
+        return self.name + (f"={self.version}" if self.version else "")
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ def _package(p: dict[str, Any]) -> Locked:
         raise ValueError(f"bad package name {locked.name!r}")
     if not _SHA.fullmatch(locked.sha256):
         raise ValueError(f"{locked.name}: bad sha256")
-    if not _VERSION.fullmatch(locked.version):
+    if not VERSION.fullmatch(locked.version):
         raise ValueError(f"{locked.name}: bad version {locked.version!r}")
     if not ARCH.fullmatch(locked.architecture):
         raise ValueError(f"{locked.name}: bad architecture {locked.architecture!r}")
@@ -204,7 +209,3 @@ def _package(p: dict[str, Any]) -> Locked:
     if problem is not None:
         raise ValueError(f"{locked.name} has {problem}")
     return locked
-
-
-def requests_of(items: Sequence[tuple[str, str | None]]) -> tuple[Request, ...]:
-    return tuple(dict.fromkeys(Request(n, v) for n, v in items))

@@ -5,7 +5,6 @@ when it covers the requests, made or refreshed when not, or an error with
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +14,9 @@ from vmbuild.debian import aptconf
 from vmbuild.debian.fetch import Fetcher, fetch_all
 from vmbuild.debian.lock import For, Lock, Locked, Request, read_lock, write_lock
 from vmbuild.errors import SpecError
+from vmbuild.sources import LOCKED_ONLY
 
 log = logging.getLogger("vmbuild")
-
-# Set by ``vmbuild build --locked``: a lock that does not cover the spec is an error.
-LOCKED_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("locked", default=False)
 
 # GOARCH -> Debian's architecture name
 DEBIAN_ARCH = {"386": "i386", "arm": "armhf", "ppc64le": "ppc64el", "loong64": "loong64"}

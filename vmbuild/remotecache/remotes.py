@@ -96,7 +96,7 @@ class Remotes:
 
         return self._fetch(kind, key, keep, layers=False)  # (read as a checked base later)
 
-    # -- entries of any kind (builders/layeredcache: Debian layers) ------------------------
+    # -- entries of any kind (debian/remotelayers: Debian layers) ---------------------------
 
     def fetch_entry(
         self, kind: str, key: str, keep: Callable[[artifact.Got], None], *, layers: bool

@@ -4,17 +4,15 @@ the files no unit claims (a root step's or the customisation layer's output)."""
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from vmbuild.oci.digest import of_bytes
 from vmbuild.oci.image import BlobRef, Layer
 from vmbuild.oci.tree import Entry
 from vmbuild.sbom import dpkg
-from vmbuild.sbom.inventory import Component, FileEntry, Kind, deb_component, files_of, read_entry
-from vmbuild.sbom.layerfiles import MAX_COPYRIGHT, scan
+from vmbuild.sbom.inventory import Component, FileEntry, Kind, files_of
+from vmbuild.sbom.layerfiles import scan
 
 
 def base_image(
@@ -37,7 +35,7 @@ def base_image(
 def host_unit(name: str, tree_entries: Mapping[str, Entry], refs: Iterable[str]) -> Component:
     """A unit of the layered unit graph: a host file, a symlink met on the way, a helper."""
     files = files_of(tree_entries)
-    if name.startswith("deb:"):  # the merged-/usr links, the dpkg database
+    if name.startswith("deb:"):  # the Debian source's merged-/usr links and dpkg database
         return Component(ref=name, kind="file-set", name=name, files=files, depends_on=set(refs))
     if name.startswith("helper:"):
         helper = name.split(":")[1]
@@ -88,33 +86,3 @@ def layer_files(layer: Layer, where: str) -> list[FileEntry]:
 def tar_files(path: Path, where: str) -> list[FileEntry]:
     """The regular files of a plain tar vmbuild packed (the fakeroot layer)."""
     return scan(Layer("", BlobRef.whole(path), "none"), (), where).files
-
-
-def deb_packages(
-    packages: Iterable[Any], entries: Mapping[str, Mapping[str, Entry]]
-) -> list[Component]:
-    """The Debian packages a spec installs (``vmbuild.debian.lock.Locked`` each, and each
-    package's layer entries): name, version, architecture, the .deb's SHA256, files,
-    the license its copyright file states, references to its dependencies' units."""
-    out = []
-    for pkg in packages:
-        mine = entries.get(pkg.name, {})
-        copyright_entry = mine.get(f"usr/share/doc/{pkg.name}/copyright")
-        text = None
-        if copyright_entry is not None:
-            st = copyright_entry.stat()
-            if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_COPYRIGHT:
-                text = read_entry(copyright_entry)
-        c = deb_component(
-            pkg.name,
-            pkg.version,
-            pkg.architecture or None,
-            sha256=pkg.sha256,
-            license=dpkg.license_of(text),
-            depends=[f"deb:{d}" for d in pkg.depends] + ["deb:usr-merge"],
-            ref=f"deb:{pkg.name}",
-        )
-        c.files = files_of(mine)
-        c.description = pkg.filename
-        out.append(c)
-    return out

@@ -2,7 +2,8 @@
 as a read-only disk holding a plain tar of them (``<sha256>.deb``, already verified on
 the host), which ``guest/root-step`` unpacks on the scratch disk and mounts read-only at
 ``/.vmbuild/step/debs`` in the chroot. dpkg unpacks the packages' contents itself, in
-the guest. When installing them fails, :func:`failure` says which package's script.
+the guest. When installing them fails, the guest's status record says which package's
+script (:func:`failure`).
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-# dpkg's own words (LC_ALL=C) when a maintainer script fails, and the configure
-# script's for a preinst of the host-unpacked set (builders.debcontent.PREINST_FAILED)
-_DPKG = re.compile(
-    r"(?:new|installed|old) (\S+) package (pre-installation|post-installation|pre-removal|"
-    r"post-removal) script subprocess returned error exit status (\d+)"
-)
-_OURS = re.compile(r"vmbuild-preinst-failed (\S+) (\d+)")
-_SCRIPTS = {
-    "pre-installation": "preinst",
-    "post-installation": "postinst",
-    "pre-removal": "prerm",
-    "post-removal": "postrm",
-}
 CONFIGURE = "configure"  # the guest's stage (guest/root-step)
 HINT = (
     "the package's maintainer script failed in the build VM (offline, noninteractive); "
     "rerun with --debug for dpkg's output, or build with configure = false"
+)
+# what the record says failed: PACKAGE SCRIPT STATUS (the guest's words: checked)
+_SAID = (
+    re.compile(r"[a-z0-9][a-z0-9+.:-]*"),
+    re.compile(r"(pre|post)(inst|rm)"),
+    re.compile(r"\d{1,3}"),
 )
 
 
@@ -43,13 +37,10 @@ def debs_tar(debs: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def failure(output: str, status: int) -> str:
+def failure(said: Sequence[str], status: int) -> str:
     """The error's message for a failed configure stage: the package and the script
-    that failed, when dpkg's output (or the configure script's) names them."""
-    found = _OURS.search(output)
-    if found:
-        return f"configure = true: the preinst of {found[1]} failed with status {found[2]}"
-    hit = _DPKG.search(output)  # the first failure: the others follow from it
-    if hit is not None:
-        return f"configure = true: the {_SCRIPTS[hit[2]]} of {hit[1]} failed with status {hit[3]}"
+    that failed, when the guest's status record names them (``said``)."""
+    if len(said) == 3 and all(r.fullmatch(w) for r, w in zip(_SAID, said, strict=True)):
+        package, script, code = said
+        return f"configure = true: the {script} of {package} failed with status {code}"
     return f"configure = true: installing the Debian packages failed with status {status}"

@@ -69,8 +69,10 @@ SCRIPT_STAGES = {
     RUN_AS_ROOT: RUN_AS_ROOT,
     EXTRA_COMMANDS: EXTRA_COMMANDS,
 }
-# the fault a stage's line in the status record may name: the result outgrew its disk
+# the faults a stage's line in the status record may name: the result outgrew its disk;
+# a script the configure stage ran failed (then: PACKAGE SCRIPT STATUS)
 OUT_FULL = "out-full"
+SCRIPT_FAILED = "script-failed"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class StageOutcome:
     stage: str
     status: int
     fault: str | None = None
+    detail: tuple[str, ...] = ()  # what the fault names
 
 
 @dataclass(frozen=True)
@@ -210,9 +213,8 @@ def _run_step(
     if stage == RUN_AS_ROOT:
         shell.failure_shell(vm, status)  # with --shell-on-failure: until the user leaves
     if stage == debdisk.CONFIGURE:
-        raise StepFailed(
-            debdisk.failure(tee.text(), status), status, debdisk.HINT, output=tee.text()
-        )
+        said = outcome.detail if outcome is not None and outcome.fault == SCRIPT_FAILED else ()
+        raise StepFailed(debdisk.failure(said, status), status, debdisk.HINT, output=tee.text())
     if stage in SCRIPT_HINTS:
         raise StepFailed(
             f"{stage} failed with status {status}", status, SCRIPT_HINTS[stage], output=tee.text()
@@ -227,11 +229,14 @@ def _run_step(
 
 
 def read_record(text: str) -> list[StageOutcome]:
-    """The guest's status record: one ``STAGE STATUS [FAULT]`` line per stage that ended."""
+    """The guest's status record: one ``STAGE STATUS [FAULT [DETAIL...]]`` line per stage
+    that ended."""
     outcomes = []
     for line in text.splitlines():
         stage, code, *fault = line.split()
-        outcomes.append(StageOutcome(stage, int(code), fault[0] if fault else None))
+        outcomes.append(
+            StageOutcome(stage, int(code), fault[0] if fault else None, tuple(fault[1:]))
+        )
     return outcomes
 
 

@@ -12,9 +12,9 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from vmbuild.config.common import Fields
-from vmbuild.config.debian import DebItem
 from vmbuild.config.layered import ClosureItem
 from vmbuild.config.nixshell import NixShellSpec, parse
+from vmbuild.debian.lock import Request
 from vmbuild.errors import SpecError
 
 ELF = b"\x7fELF\x02\x01\x01" + b"\0" * 60
@@ -125,11 +125,11 @@ def test_a_shell_must_be_a_program(host: FakeFilesystem) -> None:
 
 def test_debian_inputs_bring_the_base_tools_as_packages(host: FakeFilesystem) -> None:
     s = spec({"drv": {"name": "x", "nativeBuildInputs": [{"deb": "gcc"}]}})
-    assert s.from_debian and s.debian is not None
-    assert s.debian.lock == Path("/specs/s.toml.lock")
-    names = [i.name for i in s.contents if isinstance(i, DebItem)]
+    assert s.from_packages and s.tables["deb"] is not None
+    assert s.tables["deb"].lock == Path("/specs/s.toml.lock")
+    names = [i.name for i in s.contents if isinstance(i, Request)]
     assert names[0] == "bash" and "coreutils" in names and names[-1] == "gcc"
     plain = spec(
         {"drv": {"name": "x", "buildInputs": [{"path": "/usr/bin/make", "closure": True}]}}
     )
-    assert not plain.from_debian and plain.contents == (ClosureItem(Path("/usr/bin/make")),)
+    assert not plain.from_packages and plain.contents == (ClosureItem(Path("/usr/bin/make")),)

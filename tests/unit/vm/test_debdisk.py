@@ -1,46 +1,26 @@
-"""configure = true's side in vm/: the .deb files' disk and what a failure names."""
+"""configure = true's side in vm/: the .deb files' disk and what a failure names (the
+guest's status record says it: tests/unit/vm/test_status_record.py)."""
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from vmbuild.vm.debdisk import debs_tar, failure
 
-DPKG_PREINST = """\
-Preparing to unpack .../abc.deb ...
-dpkg: error processing archive /.vmbuild/step/debs/abc.deb (--install):
- new vmb-bad package pre-installation script subprocess returned error exit status 3
-Errors were encountered while processing:
- /.vmbuild/step/debs/abc.deb
-"""
-DPKG_POSTINST = """\
-Setting up vmb-bad (1.0) ...
-dpkg: error processing package vmb-bad (--install):
- installed vmb-bad package post-installation script subprocess returned error exit status 2
-dpkg: dependency problems prevent configuration of vmb-app:
-"""
+
+def test_the_record_names_the_package_and_script() -> None:
+    said = ("vmb-bad", "postinst", "2")
+    assert failure(said, 1) == "configure = true: the postinst of vmb-bad failed with status 2"
 
 
-def test_a_failed_preinst_names_its_package() -> None:
-    assert (
-        failure(DPKG_PREINST, 1) == "configure = true: the preinst of vmb-bad failed with status 3"
-    )
-
-
-def test_a_failed_postinst_names_its_package() -> None:
-    assert failure(DPKG_POSTINST, 1) == (
-        "configure = true: the postinst of vmb-bad failed with status 2"
-    )
-
-
-def test_a_host_unpacked_preinst_that_failed_names_its_package() -> None:
-    got = failure("...\nvmbuild-preinst-failed base-files 5\n", 5)
-    assert got == "configure = true: the preinst of base-files failed with status 5"
-
-
-def test_otherwise_the_status_is_said() -> None:
-    assert failure("dpkg: something else\n", 2) == (
+@pytest.mark.parametrize(
+    "said", [(), ("vmb-bad", "preinst"), ("vmb-bad", "rm -rf", "2"), ("B@d", "preinst", "1")]
+)
+def test_otherwise_the_status_is_said(said: tuple[str, ...]) -> None:
+    assert failure(said, 2) == (
         "configure = true: installing the Debian packages failed with status 2"
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmbuild.vm.steps import OUT_FULL, StageOutcome, read_record
+from vmbuild.vm.steps import OUT_FULL, SCRIPT_FAILED, StageOutcome, read_record
 
 
 def test_each_stage_that_ended_has_its_outcome() -> None:
@@ -19,6 +19,11 @@ def test_each_stage_that_ended_has_its_outcome() -> None:
 
 def test_a_failed_script_is_the_last_line() -> None:
     assert read_record("setup 0\nrunAsRoot 42\n")[-1] == StageOutcome("runAsRoot", 42)
+
+
+def test_a_failed_maintainer_script_is_named_in_its_stage_line() -> None:
+    got = read_record("setup 0\nconfigure 7 script-failed vmb-bad preinst 7\n")[-1]
+    assert got == StageOutcome("configure", 7, SCRIPT_FAILED, ("vmb-bad", "preinst", "7"))
 
 
 @pytest.mark.parametrize("garbled", ["setup\n", "setup zero\n"])

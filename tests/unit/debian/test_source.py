@@ -9,7 +9,8 @@ import pytest
 
 from vmbuild.config import build_image, layered
 from vmbuild.config.common import Fields
-from vmbuild.config.debian import DebianTable, DebItem
+from vmbuild.debian.lock import Request
+from vmbuild.debian.source import DebianTable
 from vmbuild.errors import SpecError
 
 
@@ -19,12 +20,12 @@ def _layered(table: dict[str, Any]) -> layered.LayeredSpec:
 
 def test_items_and_defaults() -> None:
     s = _layered({"contents": [{"deb": "bash"}, {"deb": "libc6", "version": "2.36-9+deb12u10"}]})
-    assert s.contents == (DebItem("bash"), DebItem("libc6", "2.36-9+deb12u10"))
-    assert s.debian == DebianTable(lock=Path("/s/d.toml.lock"))
+    assert s.contents == (Request("bash"), Request("libc6", "2.36-9+deb12u10"))
+    assert s.tables["deb"] == DebianTable(lock=Path("/s/d.toml.lock"))
     b = build_image.parse(
         Fields({"name": "d", "copyToRoot": {"deb": "bash"}}, "/s/d.toml", Path("/s"))
     )
-    assert b.copy_to_root == (DebItem("bash"),)
+    assert b.copy_to_root == (Request("bash"),)
 
 
 def test_the_table() -> None:
@@ -41,7 +42,7 @@ def test_the_table() -> None:
             }
         }
     )
-    assert s.debian == DebianTable(
+    assert s.tables["deb"] == DebianTable(
         Path("/s/x.lock"),
         "trixie",
         "http://127.0.0.1:1/debian",
@@ -51,8 +52,8 @@ def test_the_table() -> None:
         True,
         False,
     )
-    assert s.debian.check_valid_until  # apt's default
-    snapshot = _layered({"debian": {"checkValidUntil": False}}).debian
+    assert s.tables["deb"].check_valid_until  # apt's default
+    snapshot = _layered({"debian": {"checkValidUntil": False}}).tables["deb"]
     assert snapshot is not None and not snapshot.check_valid_until
 
 

@@ -33,13 +33,13 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any
 
-from vmbuild.builders.debcontent import (
+from vmbuild.cache import cache_dir, key
+from vmbuild.debian.build import (
     STATUS_UNIT,
     USR_UNIT,
     DebContent,
@@ -48,8 +48,8 @@ from vmbuild.builders.debcontent import (
     deb_content,
     deb_lock,
 )
-from vmbuild.cache import cache_dir, key
-from vmbuild.config.debian import DebianTable
+from vmbuild.debian.lock import Request
+from vmbuild.debian.packages import Settings
 from vmbuild.errors import ImageError
 from vmbuild.oci.blocks import BlockWriter
 from vmbuild.oci.digest import of_file
@@ -193,37 +193,29 @@ class DebLayers:
         self.debs: DebContent | None = None
         self._real: DebContent | None = None  # fetched: the entries' bytes are there
 
-    def content(
-        self, items: Iterable[object], table: DebianTable | None, goarch: str
-    ) -> DebContent | None:
-        """The spec's packages as :func:`~.debcontent.deb_content` gives them; from the
+    def content(self, s: Settings, requests: list[Request], configure: bool) -> DebContent:
+        """The spec's packages as :func:`~.build.deb_content` gives them; from the
         remote caches' ``debcontent`` entry when they have it (nothing fetched)."""
         if self.remotes is None:  # each package fetched as the resolver picks it
-            self.debs = self._real = deb_content(items, table, goarch, self.workdir)
+            self.debs = self._real = deb_content(s, requests, configure, self.workdir)
             return self.debs
-        self.pinned = deb_lock(items, table, goarch)
-        if self.pinned is None:
-            return None
-        pinned = self.pinned
-        if self.remotes is not None:
-            from vmbuild.remotecache import artifact
+        from vmbuild.remotecache import artifact
 
-            ckey = content_key(pinned)
+        self.pinned = pinned = deb_lock(s, requests, configure)
+        ckey = content_key(pinned)
 
-            def keep(got: artifact.Got) -> None:
-                (file,) = got.files
-                try:
-                    data = json.loads(file.path.read_bytes())
-                except ValueError as exc:
-                    raise artifact.BadEntry(f"the {CONTENT} entry is not JSON") from exc
-                self.debs = _load(data, pinned, self.workdir)
+        def keep(got: artifact.Got) -> None:
+            (file,) = got.files
+            try:
+                data = json.loads(file.path.read_bytes())
+            except ValueError as exc:
+                raise artifact.BadEntry(f"the {CONTENT} entry is not JSON") from exc
+            self.debs = _load(data, pinned, self.workdir)
 
-            if self.remotes.fetch_entry(CONTENT, ckey, keep, layers=False):
-                return self.debs
+        if self.remotes.fetch_entry(CONTENT, ckey, keep, layers=False) and self.debs:
+            return self.debs
         self.debs = self._real = content_of(pinned, self.workdir)
-        if self.remotes is not None and self.remotes.cache_to:
-            from vmbuild.remotecache import artifact
-
+        if self.remotes.cache_to:
             path = self.remotes.scratch() / f"{CONTENT}-{content_key(pinned)}.json"
             path.write_text(json.dumps(_dump(self._real, self.workdir), separators=(",", ":")))
             file = artifact.File(path, of_file(path))
@@ -284,10 +276,10 @@ class DebLayers:
         fetched = self.remotes.fetch_entry(LAYER, lkey, keep, layers=True)
         return (dest, found[0]) if fetched else None
 
-    def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> list[LazyLayer]:
-        """The layer of each group of units: from the remote caches when it is one of
-        Debian units alone they have (asked for all at once); else packed (once into a
-        file when it goes to ``--cache-to``)."""
+    def layers(self, groups: list[list[Unit]], mtime: int, owner: Owner) -> dict[int, LazyLayer]:
+        """The layer of each group holding Debian units, by index: from the remote
+        caches when it is one of Debian units alone they have (asked for all at once);
+        else packed (once into a file when it goes to ``--cache-to``)."""
         lkeys = [self._layer_key(units, mtime, owner) for units in groups]
         asked = list(dict.fromkeys(k for k in lkeys if k is not None))
         got: dict[str, tuple[Path, str] | None] = {}
@@ -299,18 +291,20 @@ class DebLayers:
                 except BaseException:  # Ctrl-C: wake the other fetches, do not wait them out
                     self.remotes.interrupt()
                     raise
-        out: list[LazyLayer] = []
-        for units, lkey in zip(groups, lkeys, strict=True):
+        out: dict[int, LazyLayer] = {}
+        for i, (units, lkey) in enumerate(zip(groups, lkeys, strict=True)):
+            if not any(u.name.startswith("deb:") for u in units):
+                continue
             weight = sum(u.size for u in units)
             hit = got.get(lkey) if lkey is not None else None
             if hit is not None:
-                out.append(CachedLayer(hit[0], hit[1], weight))
+                out[i] = CachedLayer(hit[0], hit[1], weight)
                 continue
             tree = TreeLayer(tree_of(self._real_units(units)), mtime, owner, weight=weight)
             if lkey is None or self.remotes is None or not self.remotes.cache_to:
-                out.append(tree)
+                out[i] = tree
                 continue
-            out.append(self._packed(tree, lkey, weight))
+            out[i] = self._packed(tree, lkey, weight)
         return out
 
     def _packed(self, tree: TreeLayer, lkey: str, weight: int) -> CachedLayer:

@@ -1,34 +1,31 @@
 """A spec's Debian packages, ready to be layered: the lock (read, or made), the
 unpacked packages, each package's layer entries, the merged-/usr links and the dpkg
 status. The layered builders make a content unit of each package
-(:func:`add_units`), buildImage puts them all in its one layer (:func:`add_to_tree`).
-
-With ``configure = true`` (buildImage) the host unpacks only the Essential set and
+(:meth:`DebContent.add_units`), buildImage puts them all in its one layer
+(:meth:`DebContent.add_to_tree`);
+with ``configure = true`` (buildImage) the host unpacks only the Essential set and
 dpkg (what the image's own dpkg needs to run); in the build VM their preinsts run, then
 ``dpkg --configure -a``, then ``dpkg --install`` of every other package's ``.deb``
 (dependency order: each preinst before its package's files appear, then the postinsts):
 :func:`configure_script`, the ``.deb`` files in :attr:`DebContent.guest_debs`.
 
-Where #18 (SBOM) finds a package's name, version, architecture and .deb SHA256:
+Where the SBOM finds a package's name, version, architecture and .deb SHA256:
 ``DebContent.lock.packages`` (:class:`vmbuild.debian.lock.Locked`), one per unit
 ``deb:<name>``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbuild import cache
-from vmbuild.config.debian import DebianTable, DebItem
 from vmbuild.debian import content, debfile, dpkgdb
 from vmbuild.debian.debfile import merged_usr
 from vmbuild.debian.fetch import Fetcher, cached_deb, deb_path, naming_file
 from vmbuild.debian.lock import Lock, Locked, Request
-from vmbuild.debian.packages import Settings, current_lock, fetch, settings
+from vmbuild.debian.packages import Settings, current_lock, fetch
 from vmbuild.oci.tree import Tree
 from vmbuild.units.graph import Graph, Unit
 
@@ -58,81 +55,42 @@ class DebContent:
         rel = merged_usr(path.lstrip("/"))
         return any(rel in e for e in self.packages.values())
 
+    def add_units(self, graph: Graph) -> None:
+        """One unit per package (``deb:NAME``), referencing its dependencies' units and
+        the merged-/usr links; the dpkg status is a unit of its own."""
+        graph.units[USR_UNIT] = Unit(USR_UNIT, dict(self.links))
+        for pkg in self.lock.packages:
+            refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
+            name = f"deb:{pkg.name}"
+            graph.units[name] = Unit(name, dict(self.packages[pkg.name]), refs)
+        graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(self.status))
 
-def requests_of(items: Iterable[object]) -> list[Request]:
-    return list(dict.fromkeys(Request(i.name, i.version) for i in items if isinstance(i, DebItem)))
-
-
-def settings_of(table: DebianTable, goarch: str) -> Settings:
-    return settings(
-        goarch=goarch,
-        lock=table.lock,
-        suite=table.suite,
-        mirror=table.mirror,
-        components=table.components,
-        keyring=table.keyring,
-        recommends=table.recommends,
-        essential=table.essential,
-        check_valid_until=table.check_valid_until,
-    )
-
-
-def lock_spec(spec: object) -> Lock | None:
-    """``vmbuild lock``: resolve a spec's packages again and write its lock file."""
-    items: Iterable[object] = (
-        getattr(spec, "contents", None) or getattr(spec, "copy_to_root", ()) or ()
-    )
-    table = getattr(spec, "debian", None)
-    requests = requests_of(items)
-    if not requests or table is None:
-        return None
-    return current_lock(
-        settings_of(table, getattr(spec, "architecture", "")), requests, relock=True
-    )
+    def add_to_tree(self, tree: Tree) -> None:
+        """Every host-unpacked package's entries, the links and the status (buildImage)."""
+        for name in sorted(self.packages):
+            if self.on_host(name):
+                tree.entries.update(self.packages[name])
+        tree.entries.update(self.links)
+        tree.entries.update(self.status)
 
 
 @dataclass(frozen=True)
 class Pinned:
     """What a spec's packages resolve to before any is fetched: the settings, the lock
-    and whether dpkg configures them (``builders/layeredcache`` keys on these)."""
+    and whether dpkg configures them (``remotelayers`` keys on these)."""
 
     settings: Settings
     lock: Lock
     configure: bool
 
 
-def _settings(
-    items: Iterable[object], table: DebianTable | None, goarch: str
-) -> tuple[Settings, list[Request], bool] | None:
-    """The settings and requests of the packages ``items`` name (None when none)."""
-    requests = requests_of(items)
-    if not requests or table is None:
-        return None
-    if table.configure:  # dpkg configures them: it and the Essential set come in
-        requests.append(Request("dpkg"))
-        table = dataclasses.replace(table, essential=True)
-    return settings_of(table, goarch), requests, table.configure
-
-
-def deb_lock(items: Iterable[object], table: DebianTable | None, goarch: str) -> Pinned | None:
-    """The lock of the packages ``items`` name (None when they name none), nothing
-    fetched (a remote cache may hold their layers)."""
-    got = _settings(items, table, goarch)
-    if got is None:
-        return None
-    s, requests, configure = got
+def deb_lock(s: Settings, requests: list[Request], configure: bool) -> Pinned:
+    """The lock of ``requests``, nothing fetched (a remote cache may hold their layers)."""
     return Pinned(s, current_lock(s, requests), configure)
 
 
-def deb_content(
-    items: Iterable[object], table: DebianTable | None, goarch: str, workdir: Path
-) -> DebContent | None:
-    """The packages ``items`` name (None when they name none), each fetched as the
-    resolver picks it."""
-    got = _settings(items, table, goarch)
-    if got is None:
-        return None
-    s, requests, configure = got
+def deb_content(s: Settings, requests: list[Request], configure: bool, workdir: Path) -> DebContent:
+    """The packages of ``requests``, each fetched as the resolver picks it."""
     with Fetcher(s.mirror, read=not configure) as fetcher:  # (guest packages: .debs only)
         pinned = Pinned(s, current_lock(s, requests, fetcher=fetcher), configure)
         return content_of(pinned, workdir, fetcher)
@@ -256,9 +214,25 @@ def _ordered(lock: Lock) -> list[str]:
     return done
 
 
+# dpkg's status lines (--status-fd, its machine interface, apart from what the scripts
+# print) -> the first maintainer script that failed, as PACKAGE SCRIPT STATUS on fd 3:
+# the guest's status record carries it to the host (vmbuild.sources.GuestStep)
+FAILED_SCRIPT = r"""set -o pipefail
+failed='^status: .* : error : (new|installed|old) ([^ ]+) package (pre|post)-'
+failed+='(installation|removal) script subprocess returned error exit status ([0-9]+)$'
+scripts() {
+    local line said=
+    while IFS= read -r line; do
+        if [[ -z $said && $line =~ $failed ]]; then
+            said=${BASH_REMATCH[3]}
+            [[ ${BASH_REMATCH[4]} == installation ]] && said+=inst || said+=rm
+            echo "${BASH_REMATCH[2]} $said ${BASH_REMATCH[5]}" >&3
+        fi
+    done
+}
+dpkg() { command dpkg --status-fd 4 "$@" 4>&1 >&2 3>&- | scripts; }
+"""
 # where the guest finds the .deb files (vmbuild.vm.steps: the debs disk, read-only)
-# the line a failed preinst of the host-unpacked set prints: PREINST_FAILED PACKAGE STATUS
-PREINST_FAILED = "vmbuild-preinst-failed"
 GUEST_DEBS = "/.vmbuild/step/debs"
 # what dpkg and the maintainer scripts leave that differs from one build to the next:
 # logs with times, the previous versions of its and debconf's databases, ldconfig's
@@ -288,6 +262,7 @@ def configure_script(debs: DebContent) -> str:
         "export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8"
         + date,
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DPKG_ADMINDIR=/var/lib/dpkg",
+        FAILED_SCRIPT,
     ]
     for name in debs.order:
         script = q(f"/var/lib/dpkg/info/{name}.preinst")
@@ -297,8 +272,8 @@ def configure_script(debs: DebContent) -> str:
             f"DPKG_MAINTSCRIPT_ARCH={q(arch or debs.architecture)} DPKG_ROOT="
         )
         lines.append(
-            f"if [ -x {script} ]; then {env} {script} install"
-            f" || {{ s=$?; echo {PREINST_FAILED} {q(pkg)} $s >&2; exit $s; }}; fi"
+            f"if [ -x {script} ]; then {env} {script} install 3>&-"
+            f" || {{ s=$?; echo {q(pkg)} preinst $s >&3; exit $s; }}; fi"
         )
     lines.append("dpkg --configure -a")
     for batch in debs.guest:
@@ -306,24 +281,3 @@ def configure_script(debs: DebContent) -> str:
         lines.append(f"dpkg --install {files}")
     lines.append("rm -f " + " ".join(q(v) for v in VOLATILE))
     return "\n".join(lines) + "\n"
-
-
-def add_units(graph: Graph, debs: DebContent) -> None:
-    """One unit per package (``deb:NAME``), referencing its dependencies' units and the
-    merged-/usr links; the dpkg status is a unit of its own."""
-    graph.units[USR_UNIT] = Unit(USR_UNIT, dict(debs.links))
-    for pkg in debs.lock.packages:
-        refs = {f"deb:{d}" for d in pkg.depends} | {USR_UNIT}
-        graph.units[f"deb:{pkg.name}"] = Unit(
-            f"deb:{pkg.name}", dict(debs.packages[pkg.name]), refs
-        )
-    graph.units[STATUS_UNIT] = Unit(STATUS_UNIT, dict(debs.status))
-
-
-def add_to_tree(tree: Tree, debs: DebContent) -> None:
-    """Every package's entries, the links and the status in ``tree`` (buildImage)."""
-    for name in sorted(debs.packages):
-        if debs.on_host(name):
-            tree.entries.update(debs.packages[name])
-    tree.entries.update(debs.links)
-    tree.entries.update(debs.status)

@@ -1,4 +1,4 @@
-"""builders/layeredcache: a package set's entries survive the trip through a
+"""debian/remotelayers: a package set's entries survive the trip through a
 ``debcontent`` entry (hosts moved to the reading runner's cache and work dirs), a bad
 one is a miss, and the keys follow what the layer's bytes depend on."""
 
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.support.imports import loaded_of
-from vmbuild.builders import layeredcache
-from vmbuild.builders.debcontent import DebContent, Pinned
+from vmbuild.debian import remotelayers
+from vmbuild.debian.build import DebContent, Pinned
 from vmbuild.debian.lock import For, Lock, Locked
 from vmbuild.oci.tree import BlobSource
 from vmbuild.remotecache.artifact import BadEntry
@@ -37,9 +37,9 @@ def test_content_round_trip_moves_hosts(tmp_path: Path, monkeypatch: pytest.Monk
     }
     debs.links = {"bin": BlobSource(payload, stat.S_IFLNK | 0o777, linkname="usr/bin")}
     debs.status = {"var/lib/dpkg/status": BlobSource(status, stat.S_IFREG | 0o644, size=9)}
-    data = layeredcache._dump(debs, tmp_path / "a-work")
+    data = remotelayers._dump(debs, tmp_path / "a-work")
     monkeypatch.setenv("VMBUILD_CACHE_DIR", str(tmp_path / "b-cache"))
-    got = layeredcache._load(data, pinned, tmp_path / "b-work")
+    got = remotelayers._load(data, pinned, tmp_path / "b-work")
     app = got.packages["app"]["usr/bin/app"]
     assert app.host == tmp_path / "b-cache" / "debs" / "unpacked" / ("a" * 64) / "payload"
     assert (app.mode, app.size, app.offset) == (stat.S_IFREG | 0o755, 5, 512)
@@ -75,14 +75,14 @@ def test_content_round_trip_moves_hosts(tmp_path: Path, monkeypatch: pytest.Monk
 )
 def test_a_bad_content_entry_is_a_miss(tmp_path: Path, data: object) -> None:
     with pytest.raises(BadEntry):
-        layeredcache._load(data, _pinned(), tmp_path)
+        remotelayers._load(data, _pinned(), tmp_path)
 
 
 def test_the_content_key_follows_the_packages_and_the_status_mode() -> None:
-    one = layeredcache.content_key(_pinned())
-    assert one == layeredcache.content_key(_pinned())
-    assert one != layeredcache.content_key(_pinned("b" * 64))
-    assert one != layeredcache.content_key(_pinned(configure=True))
+    one = remotelayers.content_key(_pinned())
+    assert one == remotelayers.content_key(_pinned())
+    assert one != remotelayers.content_key(_pinned("b" * 64))
+    assert one != remotelayers.content_key(_pinned(configure=True))
 
 
 def test_the_layered_builder_loads_no_registry_code() -> None:
