@@ -69,7 +69,7 @@ def whiteout_target(name: str, base: str, where: str) -> str:
 
 
 class MemberName(NamedTuple):
-    """A layer member's name as both layer scanners check it (:func:`check_member`)."""
+    """A layer member's name as :func:`check_member` checks it, in every layer."""
 
     name: str  # clean: no ``./``, no trailing ``/``; "" for the root itself
     hardlink_to: str | None = None  # a hard link's checked target
