@@ -124,15 +124,23 @@ def test_a_tampered_layer_is_a_miss_and_the_packages_are_fetched(
         spec = _spec(tmp_path, mirror, keyring, 'mtime = "2001-01-01T00:00:00Z"\n')
         a, _ = _build(tmp_path, "a", spec, "--cache-to", url)
         # Change a byte in every gzip blob of the cache repository (the entries' layers).
+        # The registry's blob store is shared by the module's tests (a later one may push
+        # the same blob): each is put back after this test's build.
         blobs = reg.root / "docker/registry/v2/blobs/sha256"
         layers = reg.root / "docker/registry/v2/repositories/team/tampered/_layers/sha256"
+        saved: dict[Path, bytes] = {}
         for link in layers.iterdir():
             data = blobs / link.name[:2] / link.name / "data"
             raw = bytearray(data.read_bytes())
             if raw[:2] == b"\x1f\x8b":
+                saved[data] = bytes(raw)
                 raw[len(raw) // 2] ^= 0xFF
                 data.write_bytes(bytes(raw))
-        b, err = _build(tmp_path, "b", spec, "--cache-from", url)
+        try:
+            b, err = _build(tmp_path, "b", spec, "--cache-from", url)
+        finally:
+            for data, raw_bytes in saved.items():
+                data.write_bytes(raw_bytes)
     assert b.read_bytes() == a.read_bytes()
     assert "ignoring a bad entry" in err, err
     assert len(_fetched(tmp_path, "b")) == 2
