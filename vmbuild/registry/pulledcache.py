@@ -36,7 +36,10 @@ def _record_path(path: Path) -> Path:
 
 
 def _stamp(path: Path) -> list[int]:
-    return file_identity(path.stat())
+    """The archive's version: cache.file_identity without the ctime, which every hard
+    link a warm pull makes of the archive moves (its content cannot change through
+    one: the archive is only ever replaced whole, as a new inode)."""
+    return file_identity(path.stat())[:-1]
 
 
 def _write_record(path: Path) -> None:
