@@ -63,29 +63,27 @@ def _track(pool: HTTPConnectionPool, connected: Connected) -> Any:
     return pool
 
 
-class _Direct(urllib3.PoolManager):
+class _Tracking(urllib3.PoolManager):
+    """A pool manager whose pools' connections tell ``connected`` of their sockets."""
+
+    connected: Connected
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        return cast(
+            HTTPConnectionPool,
+            _track(super()._new_pool(scheme, host, port, request_context), self.connected),
+        )
+
+
+class _Direct(_Tracking):
     def __init__(self, connected: Connected, **kw: Any):
         super().__init__(**kw)
         self.connected = connected
 
-    def _new_pool(
-        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
-    ) -> HTTPConnectionPool:
-        return cast(
-            HTTPConnectionPool,
-            _track(super()._new_pool(scheme, host, port, request_context), self.connected),
-        )
 
-
-class _Proxied(urllib3.ProxyManager):
+class _Proxied(_Tracking, urllib3.ProxyManager):
     def __init__(self, connected: Connected, url: str, **kw: Any):
-        super().__init__(url, **kw)
+        urllib3.ProxyManager.__init__(self, url, **kw)
         self.connected = connected
-
-    def _new_pool(
-        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
-    ) -> HTTPConnectionPool:
-        return cast(
-            HTTPConnectionPool,
-            _track(super()._new_pool(scheme, host, port, request_context), self.connected),
-        )
