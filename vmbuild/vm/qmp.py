@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from qemu.qmp import EventListener, QMPClient
@@ -39,8 +40,17 @@ class Monitor:
         self._io_errors = EventListener(("BLOCK_IO_ERROR",))
         self._client.register_listener(self._io_errors)
 
-    def _run(self, aw: Awaitable[T], timeout: float) -> T:
-        return self._loop.run_until_complete(asyncio.wait_for(aw, timeout))
+    def _run(self, aw: Coroutine[Any, Any, T], timeout: float) -> T:
+        job = asyncio.wait_for(aw, timeout)
+        try:
+            return self._loop.run_until_complete(job)
+        except BaseException:
+            # A signal (SIGTERM during the boot) can stop the loop before these start:
+            # closed, they print no "coroutine ... was never awaited" at exit.
+            for coro in (job, aw):
+                if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    coro.close()
+            raise
 
     def connect(self, timeout: float) -> None:
         try:
